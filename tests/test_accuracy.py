@@ -1,0 +1,125 @@
+import math
+
+import numpy as np
+import pandas as pd
+import pytest
+from scipy.stats import norm
+
+from toolkit.analysis.accuracy import accuracy_table, paired_comparison, pairwise_significance
+from toolkit.errors import ParameterError
+from toolkit.schema import coerce_requests
+
+
+def rows(config: str, outcomes: list, dataset: str = "d", start: int = 0) -> list[dict]:
+    """outcomes: True/False graded, "error" failed request, None ok but ungraded."""
+    out = []
+    for i, outcome in enumerate(outcomes, start=start):
+        row = {"config_id": config, "dataset": dataset, "item_id": f"i{i}", "repeat": 0, "status": "ok"}
+        if outcome == "error":
+            row.update(status="error", correct=None, score=None)
+        elif outcome is None:
+            row.update(correct=None, score=None)
+        else:
+            row.update(correct=outcome, score=float(outcome))
+        out.append(row)
+    return out
+
+
+def frame(*groups: list[dict]) -> pd.DataFrame:
+    return coerce_requests(pd.DataFrame([r for g in groups for r in g]))
+
+
+def wilson(k: int, n: int, confidence: float) -> tuple[float, float]:
+    z = norm.ppf(0.5 + confidence / 2)
+    p = k / n
+    centre = (p + z * z / (2 * n)) / (1 + z * z / n)
+    half = z / (1 + z * z / n) * math.sqrt(p * (1 - p) / n + z * z / (4 * n * n))
+    return centre - half, centre + half
+
+
+def test_counts_errors_as_incorrect_and_skips_ungraded():
+    data = frame(rows("a", [True] * 7 + [False] * 2 + ["error", None]),
+                 rows("b", [True, False], dataset="e"))
+    table = accuracy_table(data)
+    assert table[["config_id", "dataset"]].values.tolist() == [["a", "d"], ["b", "e"]]
+    a = table.iloc[0]
+    assert (a["n"], a["correct"], a["errors"], a["ungraded"]) == (10, 7, 1, 1)
+    assert a["accuracy"] == pytest.approx(0.7)
+    assert a["score_mean"] == pytest.approx(0.7)
+
+
+@pytest.mark.parametrize(("k", "n", "confidence"), [(7, 10, 0.95), (0, 12, 0.9), (40, 40, 0.99), (1, 3, 0.95)])
+def test_wilson_interval_matches_closed_form(k: int, n: int, confidence: float):
+    data = frame(rows("a", [True] * k + [False] * (n - k)))
+    table = accuracy_table(data, by=("config_id",), confidence=confidence)
+    low, high = wilson(k, n, confidence)
+    assert table.loc[0, "accuracy_low"] == pytest.approx(low, abs=1e-12)
+    assert table.loc[0, "accuracy_high"] == pytest.approx(high, abs=1e-12)
+
+
+def test_bootstrap_score_interval_is_reproducible_and_near_normal_theory():
+    rng = np.random.default_rng(7)
+    scores = rng.uniform(0, 1, size=1500)
+    data = coerce_requests(pd.DataFrame({
+        "config_id": "a", "dataset": "d", "item_id": [f"i{i}" for i in range(1500)], "repeat": 0,
+        "status": "ok", "correct": scores > 0.5, "score": scores}))
+    first = accuracy_table(data)
+    assert first.equals(accuracy_table(data))
+    half = norm.ppf(0.975) * scores.std(ddof=1) / math.sqrt(len(scores))
+    assert first.loc[0, "score_low"] == pytest.approx(scores.mean() - half, abs=0.15 * half)
+    assert first.loc[0, "score_high"] == pytest.approx(scores.mean() + half, abs=0.15 * half)
+
+
+def test_by_config_pools_datasets():
+    data = frame(rows("a", [True, True]), rows("a", [False, "error"], dataset="e"))
+    table = accuracy_table(data, by=("config_id",))
+    assert table[["n", "correct", "errors"]].values.tolist() == [[4, 2, 1]]
+
+
+def discordant_frame(both: int, a_only: int, b_only: int, neither: int) -> pd.DataFrame:
+    a = [True] * both + [True] * a_only + [False] * b_only + [False] * neither
+    b = [True] * both + [False] * a_only + [True] * b_only + [False] * neither
+    b = ["error" if (not x and i % 2) else x for i, x in enumerate(b)]  # errors count as wrong
+    return frame(rows("a", a), rows("b", b), rows("a", [True, True], start=1000))  # last 2 unpaired
+
+
+def test_paired_comparison_exact_mcnemar_closed_form():
+    result = paired_comparison(discordant_frame(5, 8, 2, 5), "a", "b")
+    assert (result.n_pairs, result.both_correct, result.a_only, result.b_only, result.both_wrong) == (20, 5, 8, 2, 5)
+    assert result.p_value == pytest.approx(2 * (1 + 10 + 45) / 2 ** 10)  # 2 * P(Binom(10, .5) <= 2)
+    assert result.accuracy_diff == pytest.approx(0.3)
+    assert result.score_diff == pytest.approx(0.3)
+    assert result.score_diff_low < 0.3 < result.score_diff_high
+
+
+def test_paired_comparison_without_discordant_pairs_has_p_one():
+    result = paired_comparison(discordant_frame(4, 0, 0, 3), "a", "b")
+    assert result.p_value == 1.0 and result.score_diff == 0.0
+
+
+def test_pairwise_significance_applies_holm():
+    data = frame(rows("a", [True] * 30), rows("b", [True] * 15 + [False] * 15),
+                 rows("c", [True] * 27 + [False] * 3))
+    table = pairwise_significance(data, alpha=0.05)
+    assert table[["config_a", "config_b"]].values.tolist() == [["a", "b"], ["a", "c"], ["b", "c"]]
+    p = table["p_value"].to_numpy()
+    order = np.argsort(p)
+    holm = np.minimum(1, np.maximum.accumulate(p[order] * np.arange(3, 0, -1)))
+    expected = np.empty(3)
+    expected[order] = holm
+    assert table["p_adjusted"].to_numpy() == pytest.approx(expected)
+    assert table["significant"].tolist() == [True, False, True]
+    assert table["better"].tolist() == ["a", None, "c"]
+    none = pairwise_significance(data, adjust="none")
+    assert none["p_adjusted"].tolist() == none["p_value"].tolist()
+
+
+def test_pairing_errors_are_explicit():
+    data = frame(rows("a", [True, False]), rows("b", [True, True]))
+    with pytest.raises(ParameterError, match=r"config_id 'z' has no rows; known: a, b"):
+        paired_comparison(data, "a", "z")
+    with pytest.raises(ParameterError, match=r"dataset 'nope' has no rows; known: d"):
+        paired_comparison(data, "a", "b", dataset="nope")
+    doubled = frame(rows("a", [True, False]), rows("a", [True]), rows("b", [True, True]))
+    with pytest.raises(ParameterError, match=r"config_id 'a' has 1 duplicate \(dataset, item_id, repeat\)"):
+        paired_comparison(doubled, "a", "b")

@@ -1,0 +1,243 @@
+"""Accuracy per configuration with intervals, and paired tests between configurations.
+
+Every request counts: an `error` row is a failed request for the user, so it is graded incorrect
+with score 0 (and also counted in `errors`).  An `ok` row without a grade (`correct` null) is left
+out and counted in `ungraded`.  A missing `score` on a graded row falls back to `correct` as 0/1.
+"""
+from __future__ import annotations
+
+import itertools
+from collections.abc import Sequence
+from dataclasses import dataclass
+
+import numpy as np
+import pandas as pd
+from scipy import stats
+from statsmodels.stats.contingency_tables import mcnemar
+from statsmodels.stats.multitest import multipletests
+from statsmodels.stats.proportion import proportion_confint
+
+from toolkit.errors import ParameterError
+
+PAIR_KEY = ("dataset", "item_id", "repeat")
+
+
+def graded_outcomes(frame: pd.DataFrame) -> pd.DataFrame:
+    """Return `frame` with float columns `is_correct`, `is_error`, `graded_score` and `graded`.
+
+    `graded` is False only for ok rows that have no grade; analyses drop those rows.
+    """
+    out = frame.copy()
+    is_error = (out["status"] != "ok").fillna(True).astype(bool)
+    correct = out["correct"].astype("boolean")
+    graded = is_error | correct.notna().to_numpy()
+    is_correct = correct.fillna(False).astype(bool) & ~is_error
+    score = out["score"].astype(float).where(out["score"].notna(), is_correct.astype(float))
+    out["is_error"] = is_error.astype(float)
+    out["is_correct"] = is_correct.astype(float)
+    out["graded_score"] = score.where(~is_error, 0.0).astype(float)
+    out["graded"] = graded
+    return out
+
+
+def wilson_interval(correct: np.ndarray | int, n: np.ndarray | int,
+                    confidence: float = 0.95) -> tuple[np.ndarray, np.ndarray]:
+    """Wilson score interval for `correct` successes out of `n` (NaN where n is 0)."""
+    correct, n = np.asarray(correct, dtype=float), np.asarray(n, dtype=float)
+    safe_n = np.where(n > 0, n, 1.0)
+    low, high = proportion_confint(correct, safe_n, alpha=1 - confidence, method="wilson")
+    return np.where(n > 0, low, np.nan), np.where(n > 0, high, np.nan)
+
+
+def bootstrap_mean_interval(values: np.ndarray, confidence: float = 0.95, *, n_resamples: int = 2000,
+                            seed: int = 0) -> tuple[float, float]:
+    """Percentile bootstrap interval of the mean (NaN for fewer than two values).
+
+    Percentile rather than BCa because scores are often all 0 or all 1 in a group, where BCa is
+    undefined; with a fixed seed the interval is reproducible.
+    """
+    values = np.asarray(values, dtype=float)
+    if len(values) < 2:
+        return float("nan"), float("nan")
+    if np.all(values == values[0]):
+        return float(values[0]), float(values[0])
+    result = stats.bootstrap((values,), np.mean, confidence_level=confidence, n_resamples=n_resamples,
+                             method="percentile", rng=np.random.default_rng(seed))
+    return float(result.confidence_interval.low), float(result.confidence_interval.high)
+
+
+def accuracy_table(frame: pd.DataFrame, by: Sequence[str] = ("config_id", "dataset"),
+                   confidence: float = 0.95, *, n_resamples: int = 2000, seed: int = 0) -> pd.DataFrame:
+    """Accuracy and mean score per group of `by`, with Wilson and bootstrap intervals.
+
+    Columns: *by, n, correct, errors, ungraded, accuracy, accuracy_low, accuracy_high,
+    score_mean, score_low, score_high.  `n` counts graded rows plus errors.
+    """
+    by = list(by)
+    _require(frame, [*by, "status", "correct", "score"])
+    rows = graded_outcomes(frame)
+    records = []
+    for key, group in rows.groupby(by, sort=True, dropna=False):
+        graded = group[group["graded"]]
+        scores = graded["graded_score"].to_numpy()
+        score_low, score_high = bootstrap_mean_interval(scores, confidence, n_resamples=n_resamples,
+                                                        seed=seed)
+        records.append({
+            **dict(zip(by, key)),
+            "n": len(graded), "correct": int(graded["is_correct"].sum()),
+            "errors": int(graded["is_error"].sum()), "ungraded": int((~group["graded"]).sum()),
+            "score_mean": float(scores.mean()) if len(scores) else float("nan"),
+            "score_low": score_low, "score_high": score_high,
+        })
+    table = pd.DataFrame.from_records(records, columns=[*by, "n", "correct", "errors", "ungraded",
+                                                        "score_mean", "score_low", "score_high"])
+    n = table["n"].to_numpy()
+    table["accuracy"] = np.where(n > 0, table["correct"] / np.where(n > 0, n, 1), np.nan)
+    table["accuracy_low"], table["accuracy_high"] = wilson_interval(table["correct"], n, confidence)
+    return table[[*by, "n", "correct", "errors", "ungraded", "accuracy", "accuracy_low",
+                  "accuracy_high", "score_mean", "score_low", "score_high"]]
+
+
+@dataclass(frozen=True)
+class PairedComparison:
+    """Config A against config B on the same (dataset, item_id, repeat) requests."""
+
+    config_a: str
+    config_b: str
+    dataset: str | None
+    n_pairs: int
+    both_correct: int
+    a_only: int
+    b_only: int
+    both_wrong: int
+    accuracy_a: float
+    accuracy_b: float
+    p_value: float
+    score_diff: float
+    score_diff_low: float
+    score_diff_high: float
+    confidence: float
+
+    @property
+    def accuracy_diff(self) -> float:
+        return self.accuracy_a - self.accuracy_b
+
+
+def paired_comparison(frame: pd.DataFrame, config_a: str, config_b: str, dataset: str | None = None,
+                      *, confidence: float = 0.95, n_resamples: int = 2000,
+                      seed: int = 0) -> PairedComparison:
+    """Compare two configs on the requests they share, pairing by (dataset, item_id, repeat).
+
+    `p_value` is the exact McNemar test on the discordant pairs (a_only vs b_only); the score
+    interval is a percentile bootstrap of the mean paired difference A - B.
+    """
+    _require(frame, ["config_id", *PAIR_KEY, "status", "correct", "score"])
+    rows = graded_outcomes(_select_dataset(frame, dataset))
+    rows = rows[rows["graded"]]
+    known = set(frame["config_id"].dropna())
+    for config in (config_a, config_b):
+        if config not in known:
+            raise ParameterError(f"config_id {config!r} has no rows; known: {', '.join(sorted(known))}")
+    side = {c: _keyed(rows, c) for c in (config_a, config_b)}
+    return _compare(side[config_a], side[config_b], config_a, config_b, dataset, confidence,
+                    n_resamples, seed)
+
+
+def pairwise_significance(frame: pd.DataFrame, dataset: str | None = None, alpha: float = 0.05,
+                          adjust: str = "holm", *, confidence: float = 0.95, n_resamples: int = 2000,
+                          seed: int = 0) -> pd.DataFrame:
+    """Paired comparison of every pair of configs, with p-values adjusted for multiple tests.
+
+    `adjust` is a statsmodels `multipletests` method ("holm", "bonferroni", "fdr_bh", ...) or
+    "none".  Columns: config_a, config_b, n_pairs, accuracy_a, accuracy_b, accuracy_diff, a_only,
+    b_only, p_value, p_adjusted, significant, better (config with the higher accuracy when
+    significant, else None), score_diff, score_diff_low, score_diff_high.
+    """
+    _require(frame, ["config_id", *PAIR_KEY, "status", "correct", "score"])
+    rows = graded_outcomes(_select_dataset(frame, dataset))
+    rows = rows[rows["graded"]]
+    configs = sorted(frame["config_id"].dropna().unique())
+    side = {c: _keyed(rows, c) for c in configs}
+    results = [_compare(side[a], side[b], a, b, dataset, confidence, n_resamples, seed)
+               for a, b in itertools.combinations(configs, 2)]
+    table = pd.DataFrame({
+        "config_a": [r.config_a for r in results], "config_b": [r.config_b for r in results],
+        "n_pairs": [r.n_pairs for r in results],
+        "accuracy_a": [r.accuracy_a for r in results], "accuracy_b": [r.accuracy_b for r in results],
+        "accuracy_diff": [r.accuracy_diff for r in results],
+        "a_only": [r.a_only for r in results], "b_only": [r.b_only for r in results],
+        "p_value": [r.p_value for r in results],
+        "score_diff": [r.score_diff for r in results],
+        "score_diff_low": [r.score_diff_low for r in results],
+        "score_diff_high": [r.score_diff_high for r in results],
+    })
+    table["p_adjusted"] = _adjust(table["p_value"].to_numpy(dtype=float), alpha, adjust)
+    table["significant"] = (table["p_adjusted"] < alpha).to_numpy()
+    table["better"] = pd.Series([
+        (a if diff > 0 else b) if sig else None
+        for a, b, diff, sig in zip(table["config_a"], table["config_b"], table["accuracy_diff"],
+                                   table["significant"])], index=table.index, dtype=object)
+    return table[["config_a", "config_b", "n_pairs", "accuracy_a", "accuracy_b", "accuracy_diff",
+                  "a_only", "b_only", "p_value", "p_adjusted", "significant", "better",
+                  "score_diff", "score_diff_low", "score_diff_high"]]
+
+
+def _adjust(p_values: np.ndarray, alpha: float, method: str) -> np.ndarray:
+    adjusted = np.full(len(p_values), np.nan)
+    present = ~np.isnan(p_values)
+    if method == "none" or not present.any():
+        adjusted[present] = p_values[present]
+        return adjusted
+    try:
+        adjusted[present] = multipletests(p_values[present], alpha=alpha, method=method)[1]
+    except ValueError as exc:
+        raise ParameterError(f"adjust={method!r} is not a statsmodels multipletests method: {exc}") from exc
+    return adjusted
+
+
+def _select_dataset(frame: pd.DataFrame, dataset: str | None) -> pd.DataFrame:
+    if dataset is None:
+        return frame
+    selected = frame[frame["dataset"] == dataset]
+    if selected.empty:
+        known = ", ".join(sorted(frame["dataset"].dropna().unique()))
+        raise ParameterError(f"dataset {dataset!r} has no rows; known: {known}")
+    return selected
+
+
+def _keyed(rows: pd.DataFrame, config: str) -> pd.DataFrame:
+    mine = rows.loc[rows["config_id"] == config, [*PAIR_KEY, "is_correct", "graded_score"]]
+    duplicated = mine.duplicated(list(PAIR_KEY))
+    if duplicated.any():
+        first = mine.loc[duplicated, list(PAIR_KEY)].iloc[0].tolist()
+        raise ParameterError(f"config_id {config!r} has {int(duplicated.sum())} duplicate "
+                             f"(dataset, item_id, repeat) rows, e.g. {first}; pairing needs one per key")
+    return mine
+
+
+def _compare(a: pd.DataFrame, b: pd.DataFrame, config_a: str, config_b: str, dataset: str | None,
+             confidence: float, n_resamples: int, seed: int) -> PairedComparison:
+    pairs = a.merge(b, on=list(PAIR_KEY), suffixes=("_a", "_b"))
+    ca, cb = pairs["is_correct_a"].to_numpy(bool), pairs["is_correct_b"].to_numpy(bool)
+    both, a_only, b_only = int((ca & cb).sum()), int((ca & ~cb).sum()), int((~ca & cb).sum())
+    both_wrong = int((~ca & ~cb).sum())
+    n = len(pairs)
+    if n:
+        p_value = float(mcnemar([[both, a_only], [b_only, both_wrong]], exact=True).pvalue)
+    else:
+        p_value = float("nan")
+    diff = (pairs["graded_score_a"] - pairs["graded_score_b"]).to_numpy(dtype=float)
+    low, high = bootstrap_mean_interval(diff, confidence, n_resamples=n_resamples, seed=seed)
+    return PairedComparison(
+        config_a=config_a, config_b=config_b, dataset=dataset, n_pairs=n, both_correct=both,
+        a_only=a_only, b_only=b_only, both_wrong=both_wrong,
+        accuracy_a=float(ca.mean()) if n else float("nan"),
+        accuracy_b=float(cb.mean()) if n else float("nan"), p_value=p_value,
+        score_diff=float(diff.mean()) if n else float("nan"), score_diff_low=low,
+        score_diff_high=high, confidence=confidence)
+
+
+def _require(frame: pd.DataFrame, columns: Sequence[str]) -> None:
+    missing = [c for c in columns if c not in frame.columns]
+    if missing:
+        raise ParameterError(f"frame is missing column(s) {', '.join(missing)}")
