@@ -1,0 +1,194 @@
+import math
+
+import numpy as np
+import pandas as pd
+import pytest
+from scipy import stats
+
+from toolkit.analysis.latency import (decomposition, fit_e2e, fit_ttft, goodput, latency_cdf,
+                                      percentiles, predict, request_metrics, what_if, what_if_prompt)
+from toolkit.schema import coerce_requests
+
+T0 = pd.Timestamp("2025-01-01T00:00:00Z")
+
+
+def requests(rows: list[dict]) -> pd.DataFrame:
+    defaults = {"status": "ok", "config_id": "a", "model": "m", "tbt_s": []}
+    return coerce_requests(pd.DataFrame([defaults | row for row in rows]))
+
+
+def simulated(seed: int, *, x: str, y: str, intercept: float, slope: float, n: int = 400,
+              noise_s: float = 0.01, outliers: float = 0.05) -> pd.DataFrame:
+    """Latency on a line with normal noise, plus `outliers` share of stalls of 1-5 s."""
+    rng = np.random.default_rng(seed)
+    xs = rng.integers(10, 1000, n)
+    ys = intercept + slope * xs + rng.normal(0, noise_s, n)
+    stalled = rng.random(n) < outliers
+    ys[stalled] += rng.uniform(1, 5, stalled.sum())
+    other = "ttft_s" if y == "e2e_s" else "e2e_s"
+    return coerce_requests(pd.DataFrame({"model": "m", "status": "ok", x: xs, y: ys,
+                                         other: ys + 1.0}))
+
+
+def test_request_metrics_match_hand_computed_values():
+    frame = requests([
+        {"ttft_s": 0.5, "e2e_s": 2.5, "completion_tokens": 5, "tbt_s": [0.4, 0.5, 0.6, 0.5],
+         "server_s": 2.3},
+        {"ttft_s": 0.3, "e2e_s": 0.3, "completion_tokens": 1},
+        {"status": "error", "ttft_s": 0.3, "e2e_s": 9.0, "completion_tokens": 5, "server_s": 1.0},
+    ])
+    got = request_metrics(frame)
+    assert got.loc[0, ["tpot_s", "output_tokens_per_s", "itl_mean_s", "overhead_s", "decode_s"]
+                   ].tolist() == pytest.approx([0.5, 2.0, 0.5, 0.2, 2.0])
+    assert math.isnan(got.loc[1, "tpot_s"]) and math.isnan(got.loc[1, "output_tokens_per_s"])
+    assert math.isnan(got.loc[1, "itl_mean_s"]) and math.isnan(got.loc[1, "overhead_s"])
+    assert got.loc[1, "decode_s"] == 0.0
+    assert got.loc[2, ["tpot_s", "itl_mean_s", "overhead_s", "decode_s"]].isna().all()
+    assert len(got) == 3 and "output_text" in got.columns
+
+
+def test_percentiles_match_numpy_per_group_and_pool_itl():
+    rng = np.random.default_rng(1)
+    rows = [{"config_id": c, "ttft_s": t, "e2e_s": t + d, "completion_tokens": 11,
+             "tbt_s": list(rng.exponential(0.02, 10))}
+            for c in ("a", "b") for t, d in zip(rng.exponential(0.3, 50), rng.exponential(1.0, 50))]
+    rows.append({"config_id": "a", "status": "error", "ttft_s": 99.0, "e2e_s": 99.0})
+    frame = requests(rows)
+    got = percentiles(frame, metrics=("ttft_s", "e2e_s", "tpot_s", "itl_s"), q=(0.5, 0.99, 0.999))
+    assert list(got.columns[:5]) == ["config_id", "n", "p50_ttft_s", "p99_ttft_s", "p99.9_ttft_s"]
+    for config in ("a", "b"):
+        ok = frame[(frame["config_id"] == config) & (frame["status"] == "ok")]
+        row = got.set_index("config_id").loc[config]
+        assert row["n"] == 50
+        assert row["p99_e2e_s"] == pytest.approx(np.percentile(ok["e2e_s"], 99))
+        tpot = (ok["e2e_s"] - ok["ttft_s"]) / 10
+        assert row["p50_tpot_s"] == pytest.approx(np.percentile(tpot, 50))
+        gaps = np.concatenate(ok["tbt_s"].tolist())
+        assert row["p99.9_itl_s"] == pytest.approx(np.percentile(gaps, 99.9))
+
+
+def test_percentiles_of_empty_frame_have_the_columns():
+    got = percentiles(requests([]).iloc[0:0], q=(0.5,), metrics=("e2e_s",))
+    assert list(got.columns) == ["config_id", "n", "p50_e2e_s"] and got.empty
+
+
+def test_decomposition_shares_with_and_without_server_time():
+    frame = requests([
+        {"config_id": "a", "ttft_s": 1.0, "e2e_s": 4.0, "server_s": 3.8, "completion_tokens": 31},
+        {"config_id": "b", "ttft_s": 1.0, "e2e_s": 4.0, "completion_tokens": 31},
+    ])
+    got = decomposition(frame).set_index("config_id")
+    assert got.loc["a", ["network_share", "ttft_share", "decode_share"]].tolist() == pytest.approx(
+        [0.05, 0.2, 0.75])
+    assert got.loc["a", "median_network_s"] == pytest.approx(0.2)
+    assert got.loc["a", "median_tpot_s"] == pytest.approx(0.1)
+    assert math.isnan(got.loc["b", "network_share"])
+    assert got.loc["b", ["ttft_share", "decode_share"]].tolist() == pytest.approx([0.25, 0.75])
+
+
+def test_goodput_counts_requests_meeting_every_target_over_wall_time():
+    frame = requests([
+        {"started_at": T0, "ttft_s": 0.2, "e2e_s": 1.0, "completion_tokens": 11},  # tpot 0.08
+        {"started_at": T0 + pd.Timedelta(seconds=1), "ttft_s": 0.6, "e2e_s": 2.0,
+         "completion_tokens": 11},  # ttft too slow
+        {"started_at": T0 + pd.Timedelta(seconds=2), "ttft_s": 0.2, "e2e_s": 5.0,
+         "completion_tokens": 1},  # tpot undefined: meets the tpot target
+        {"started_at": T0 + pd.Timedelta(seconds=3), "status": "error"},
+    ])
+    got = goodput(frame, ttft_s=0.5, tpot_s=0.1).iloc[0]
+    assert (got["n"], got["n_ok"], got["n_good"]) == (4, 3, 2)
+    assert got["wall_s"] == pytest.approx(7.0)
+    assert got["good_share"] == pytest.approx(0.5)
+    assert got["goodput_rps"] == pytest.approx(2 / 7)
+    assert got["throughput_rps"] == pytest.approx(3 / 7)
+    assert goodput(frame, ttft_s=0.5, tpot_s=0.1, e2e_s=3.0).iloc[0]["goodput_rps"] == pytest.approx(
+        1 / 7)
+
+
+def test_latency_cdf_is_share_at_or_below_each_value():
+    frame = requests([{"ttft_s": 0.1, "e2e_s": e} for e in (3.0, 1.0, 2.0, 2.0)]
+                     + [{"status": "error", "ttft_s": 0.1, "e2e_s": 0.5}])
+    got = latency_cdf(frame)
+    assert got["e2e_s"].tolist() == [1.0, 2.0, 2.0, 3.0]
+    assert got["cdf"].tolist() == [0.25, 0.75, 0.75, 1.0]
+    assert list(latency_cdf(frame, metric="tpot_s").columns) == ["config_id", "tpot_s", "cdf"]
+
+
+def test_fit_e2e_recovers_intercept_and_per_token_slope_despite_outliers():
+    frame = simulated(7, x="completion_tokens", y="e2e_s", intercept=0.25, slope=1 / 70)
+    fit = fit_e2e(frame).iloc[0]
+    assert fit["intercept"] == pytest.approx(0.25, rel=0.02)
+    assert fit["slope"] == pytest.approx(1 / 70, rel=0.02)
+    assert fit["intercept_low"] < 0.25 < fit["intercept_high"]
+    assert fit["n"] == 400 and fit["reason"] is None
+    assert fit["resid_scale"] == pytest.approx(0.01, rel=0.25)
+
+
+def test_fit_ttft_recovers_prefill_rate():
+    frame = simulated(8, x="prompt_tokens", y="ttft_s", intercept=0.08, slope=1 / 200,
+                      noise_s=0.004)
+    fit = fit_ttft(frame).iloc[0]
+    assert fit["intercept"] == pytest.approx(0.08, rel=0.02)
+    assert fit["slope"] == pytest.approx(1 / 200, rel=0.02)
+    assert (fit["x_name"], fit["y_name"]) == ("prompt_tokens", "ttft_s")
+
+
+def test_fit_guards_small_and_flat_groups_with_a_reason():
+    frame = requests([{"model": "two", "completion_tokens": n, "ttft_s": 0.1, "e2e_s": n / 10}
+                      for n in (1, 2)]
+                     + [{"model": "flat", "completion_tokens": 5, "ttft_s": 0.1, "e2e_s": e}
+                        for e in (1.0, 1.1, 1.2)])
+    got = fit_e2e(frame).set_index("model")
+    assert got.loc["two", "reason"] == "fewer than 3 points (2)"
+    assert got.loc["flat", "reason"] == "no spread in completion_tokens (all 5)"
+    assert got["slope"].isna().all()
+    assert predict(got.reset_index(), [10])["prediction"].isna().all()
+
+
+def test_prediction_interval_covers_new_requests_at_its_level():
+    train = simulated(3, x="completion_tokens", y="e2e_s", intercept=0.3, slope=0.02, noise_s=0.05,
+                      outliers=0.0)
+    fit = fit_e2e(train).iloc[0]
+    fresh = simulated(4, x="completion_tokens", y="e2e_s", intercept=0.3, slope=0.02, noise_s=0.05,
+                      n=4000, outliers=0.0)
+    pred = predict(fit, fresh["completion_tokens"].to_numpy())
+    covered = ((fresh["e2e_s"].to_numpy() >= pred["pred_low"]) &
+               (fresh["e2e_s"].to_numpy() <= pred["pred_high"])).mean()
+    # MAD estimates the noise sd from 400 points: over 30 seeds coverage ran 0.91-0.97.
+    assert 0.90 <= covered <= 0.98
+    z = stats.norm.ppf(0.975)
+    x = 500.0
+    se_mean = math.sqrt(fit["intercept_se"] ** 2 + x ** 2 * fit["slope_se"] ** 2
+                        + 2 * x * fit["cov_intercept_slope"])
+    one = predict(fit, x).iloc[0]
+    assert one["prediction"] == pytest.approx(fit["intercept"] + x * fit["slope"])
+    assert one["mean_high"] - one["mean_low"] == pytest.approx(2 * z * se_mean)
+    assert one["pred_high"] - one["pred_low"] == pytest.approx(
+        2 * z * math.sqrt(se_mean ** 2 + fit["resid_scale"] ** 2))
+    assert list(one.index) == ["model", "x_name", "y_name", "x", "prediction", "mean_low",
+                               "mean_high", "pred_low", "pred_high"]
+
+
+def test_what_if_ratio_matches_closed_form_and_is_below_proportional():
+    exact = requests([{"completion_tokens": n, "ttft_s": 0.5, "e2e_s": 0.5 + 0.01 * n}
+                      for n in (10, 50, 200, 800)])
+    got = what_if(exact)
+    assert got["output_tokens"].tolist() == [100, 1000]
+    assert got["e2e_s"].tolist() == pytest.approx([1.5, 10.5])
+    assert got["ratio"].tolist() == pytest.approx([1.0, 7.0])
+    assert got["proportional_ratio"].tolist() == [1.0, 10.0]
+    noisy = simulated(5, x="completion_tokens", y="e2e_s", intercept=0.4, slope=0.015)
+    fit, row = fit_e2e(noisy).iloc[0], what_if(noisy).iloc[1]
+    a, b = fit["intercept"], fit["slope"]
+    assert row["ratio"] == pytest.approx((a + 1000 * b) / (a + 100 * b))
+    assert row["ratio_low"] < row["ratio"] < row["ratio_high"] < 10
+
+
+def test_what_if_prompt_halves_the_prefill_part_only():
+    frame = requests([{"prompt_tokens": p, "ttft_s": 0.1 + 0.005 * p, "e2e_s": 4.0}
+                      for p in (100, 300, 550, 800, 1000)])
+    got = what_if_prompt(frame, 0.5).iloc[0]
+    assert got["prompt_tokens"] == 550 and got["scaled_prompt_tokens"] == 275
+    assert got["ttft_saved_s"] == pytest.approx(0.005 * 275)
+    assert got["ratio"] == pytest.approx((0.1 + 0.005 * 275) / (0.1 + 0.005 * 550))
+    assert got["e2e_saved_share"] == pytest.approx(0.005 * 275 / 4.0)

@@ -1,0 +1,200 @@
+"""Latency metrics, their percentiles, decomposition, goodput and CDFs from the requests table.
+
+The metric definitions are the ones in shared/DESIGN.md "Measurement rules", computed from the
+stored timings so that other tools' numbers can be recomputed. Only `status == "ok"` rows with
+both `ttft_s` and `e2e_s` count. The robust fits and what-if predictions live in
+`toolkit.analysis.latency_fit` and are re-exported here.
+"""
+from __future__ import annotations
+
+from collections.abc import Sequence
+
+import numpy as np
+import pandas as pd
+
+from toolkit.analysis.latency_fit import fit_e2e, fit_robust, fit_ttft, predict, what_if, what_if_prompt
+
+__all__ = [
+    "decomposition", "fit_e2e", "fit_robust", "fit_ttft", "goodput", "latency_cdf", "percentiles",
+    "predict", "request_metrics", "what_if", "what_if_prompt",
+]
+
+METRIC_COLUMNS = ("tpot_s", "output_tokens_per_s", "itl_mean_s", "overhead_s", "decode_s")
+SHARE_COLUMNS = ("network_share", "ttft_share", "decode_share")
+ITL = "itl_s"  # a pseudo-metric: one value per gap in `tbt_s`, not one per request
+
+
+def _keys(by: str | Sequence[str]) -> list[str]:
+    return [by] if isinstance(by, str) else list(by)
+
+
+def _floats(series: pd.Series) -> np.ndarray:
+    return pd.to_numeric(series, errors="coerce").astype("Float64").to_numpy(dtype=float, na_value=np.nan)
+
+
+def _timed(frame: pd.DataFrame) -> np.ndarray:
+    """Mask of rows that count for latency: status ok and both timings present."""
+    ok = frame["status"].eq("ok").fillna(False).to_numpy(dtype=bool)
+    return ok & frame["ttft_s"].notna().to_numpy() & frame["e2e_s"].notna().to_numpy()
+
+
+def _gaps(value: object) -> np.ndarray:
+    if isinstance(value, (list, tuple, np.ndarray)):
+        return np.asarray(value, dtype=float)
+    return np.empty(0)
+
+
+def request_metrics(frame: pd.DataFrame) -> pd.DataFrame:
+    """Return a copy of `frame` with per-request latency metrics added (NaN where undefined).
+
+    tpot_s = (e2e - ttft) / (completion_tokens - 1), undefined for <= 1 token (vLLM);
+    output_tokens_per_s = (completion_tokens - 1) / (e2e - ttft) (Artificial Analysis);
+    itl_mean_s = mean of the `tbt_s` gaps; overhead_s = e2e - server_s (network and client share,
+    only where the server reports its time); decode_s = e2e - ttft. Rows that are not ok or
+    lack timings get NaN for all of them.
+    """
+    out = frame.copy()
+    timed = _timed(frame)
+    ttft, e2e = _floats(frame["ttft_s"]), _floats(frame["e2e_s"])
+    tokens, server = _floats(frame["completion_tokens"]), _floats(frame["server_s"])
+    decode = np.where(timed, e2e - ttft, np.nan)
+    multi = tokens > 1
+    with np.errstate(divide="ignore", invalid="ignore"):
+        out["tpot_s"] = np.where(multi, decode / (tokens - 1), np.nan)
+        out["output_tokens_per_s"] = np.where(multi & (decode > 0), (tokens - 1) / decode, np.nan)
+    itl = [float(g.mean()) if len(g := _gaps(v)) else np.nan for v in frame["tbt_s"]]
+    out["itl_mean_s"] = np.where(timed, np.asarray(itl, dtype=float), np.nan)
+    out["overhead_s"] = np.where(timed, e2e - server, np.nan)
+    out["decode_s"] = decode
+    return out
+
+
+def _timed_metrics(frame: pd.DataFrame) -> pd.DataFrame:
+    metrics = request_metrics(frame)
+    return metrics.loc[_timed(metrics)]
+
+
+def _values(timed: pd.DataFrame, metric: str, keys: list[str]) -> pd.DataFrame:
+    """Group keys and one metric's values; `itl_s` is exploded to one row per gap."""
+    if metric != ITL:
+        return timed[keys + [metric]]
+    gaps = timed[keys].copy()
+    gaps[ITL] = [_gaps(v) for v in timed["tbt_s"]]
+    gaps = gaps.explode(ITL)
+    return gaps.astype({ITL: float}).dropna(subset=[ITL])
+
+
+def _qname(q: float) -> str:
+    return f"p{q * 100:g}"
+
+
+def percentiles(frame: pd.DataFrame, *, by: str | Sequence[str] = ("config_id",),
+                metrics: Sequence[str] = ("ttft_s", "e2e_s", "tpot_s"),
+                q: Sequence[float] = (0.5, 0.9, 0.95, 0.99)) -> pd.DataFrame:
+    """Per group: n (timed requests) and columns `p50_e2e_s`, `p99_tpot_s`, ... (linear interpolation).
+
+    Any request column or `request_metrics` column is a metric; `itl_s` pools every gap of
+    `tbt_s` in the group, which is how vLLM reports ITL percentiles.
+    """
+    keys = _keys(by)
+    timed = _timed_metrics(frame)
+    columns = keys + ["n"] + [f"{_qname(p)}_{m}" for m in metrics for p in q]
+    rows = []
+    for group, part in timed.groupby(keys, dropna=False, sort=True):
+        row = dict(zip(keys, group)) | {"n": len(part)}
+        for metric in metrics:
+            values = _values(part, metric, keys)[metric].dropna().to_numpy(dtype=float)
+            for p in q:
+                row[f"{_qname(p)}_{metric}"] = float(np.quantile(values, p)) if len(values) else np.nan
+        rows.append(row)
+    return pd.DataFrame(rows, columns=columns)
+
+
+def decomposition(frame: pd.DataFrame, *, by: str | Sequence[str] = ("config_id",)) -> pd.DataFrame:
+    """Per group, how e2e splits into network/client overhead, TTFT and decoding (TBT x tokens).
+
+    Per request: network = e2e - server_s, clipped to [0, ttft] because the round trip happens
+    before the first token arrives (NaN without server_s); ttft part = ttft - network (all of
+    TTFT when network is unknown); decode = e2e - ttft. The shares are the medians of the
+    per-request shares, rescaled to sum to 1 so they stack; the `median_*_s` columns give
+    the seconds. Columns: keys, n, median_e2e_s, median_network_s, median_ttft_s,
+    median_decode_s, median_completion_tokens, median_tpot_s, network_share, ttft_share,
+    decode_share.
+    """
+    keys = _keys(by)
+    timed = _timed_metrics(frame).copy()
+    timed = timed.loc[timed["e2e_s"] > 0]
+    ttft = timed["ttft_s"].astype(float)
+    network = timed["overhead_s"].clip(lower=0.0).where(lambda s: s.isna() | (s <= ttft), ttft)
+    timed["network_s"] = network
+    timed["network_share"] = network / timed["e2e_s"]
+    timed["ttft_share"] = (ttft - network.fillna(0.0)) / timed["e2e_s"]
+    timed["decode_share"] = timed["decode_s"] / timed["e2e_s"]
+    timed["completion_tokens"] = _floats(timed["completion_tokens"])
+    seconds = {"median_e2e_s": "e2e_s", "median_network_s": "network_s", "median_ttft_s": "ttft_s",
+               "median_decode_s": "decode_s", "median_completion_tokens": "completion_tokens",
+               "median_tpot_s": "tpot_s"}
+    columns = keys + ["n", *seconds, *SHARE_COLUMNS]
+    rows = []
+    for group, part in timed.groupby(keys, dropna=False, sort=True):
+        row = dict(zip(keys, group)) | {"n": len(part)}
+        row |= {name: part[col].median() for name, col in seconds.items()}
+        shares = np.array([part[col].median() for col in SHARE_COLUMNS], dtype=float)
+        total = np.nansum(shares)
+        row |= dict(zip(SHARE_COLUMNS, shares / total if total > 0 else shares))
+        rows.append(row)
+    return pd.DataFrame(rows, columns=columns)
+
+
+def goodput(frame: pd.DataFrame, *, ttft_s: float | None = None, tpot_s: float | None = None,
+            e2e_s: float | None = None, by: str | Sequence[str] = ("config_id",)) -> pd.DataFrame:
+    """Per group, requests per second that meet every latency target given (DistServe's goodput).
+
+    A request is good when it is ok, timed, and within each target given (<=); TPOT is undefined
+    for <= 1 completion token and then meets its target, as in vLLM's benchmark. The rate is over
+    the group's wall time, from its first `started_at` to its last `started_at + e2e_s`.
+    Columns: keys, n (all requests, errors included), n_ok, n_good, good_share (n_good / n),
+    wall_s, throughput_rps (n_ok / wall_s), goodput_rps (n_good / wall_s).
+    """
+    keys = _keys(by)
+    metrics = request_metrics(frame)
+    metrics["_good"] = _meets(metrics, ttft_s=ttft_s, tpot_s=tpot_s, e2e_s=e2e_s)
+    metrics["_ok"] = _timed(metrics)
+    metrics["_end"] = metrics["started_at"] + pd.to_timedelta(metrics["e2e_s"], unit="s")
+    columns = keys + ["n", "n_ok", "n_good", "good_share", "wall_s", "throughput_rps", "goodput_rps"]
+    rows = []
+    for group, part in metrics.groupby(keys, dropna=False, sort=True):
+        wall = (part["_end"].max() - part["started_at"].min()).total_seconds()
+        wall = wall if pd.notna(wall) and wall > 0 else np.nan
+        n_ok, n_good = int(part["_ok"].sum()), int(part["_good"].sum())
+        rows.append(dict(zip(keys, group)) | {
+            "n": len(part), "n_ok": n_ok, "n_good": n_good, "good_share": n_good / len(part),
+            "wall_s": wall, "throughput_rps": n_ok / wall, "goodput_rps": n_good / wall})
+    return pd.DataFrame(rows, columns=columns)
+
+
+def _meets(metrics: pd.DataFrame, *, ttft_s: float | None, tpot_s: float | None,
+           e2e_s: float | None) -> np.ndarray:
+    good = _timed(metrics)
+    if ttft_s is not None:
+        good &= (metrics["ttft_s"] <= ttft_s).fillna(False).to_numpy(dtype=bool)
+    if e2e_s is not None:
+        good &= (metrics["e2e_s"] <= e2e_s).fillna(False).to_numpy(dtype=bool)
+    if tpot_s is not None:
+        tpot = metrics["tpot_s"]
+        good &= (tpot.isna() | (tpot <= tpot_s)).to_numpy(dtype=bool)
+    return good
+
+
+def latency_cdf(frame: pd.DataFrame, *, metric: str = "e2e_s",
+                by: str | Sequence[str] = "config_id") -> pd.DataFrame:
+    """Tidy empirical CDF per group: keys, the metric's values sorted, and `cdf` = share <= value.
+
+    `metric` may be any request or `request_metrics` column, or `itl_s` for every token gap.
+    """
+    keys = _keys(by)
+    values = _values(_timed_metrics(frame), metric, keys).dropna(subset=[metric])
+    values = values.sort_values(keys + [metric], kind="stable").reset_index(drop=True)
+    grouped = values.groupby(keys, dropna=False, sort=False)[metric]
+    values["cdf"] = grouped.rank(method="max") / grouped.transform("size")
+    return values[keys + [metric, "cdf"]]

@@ -1,0 +1,211 @@
+"""Robust straight-line fits of latency on token counts, and what-if predictions from them.
+
+TTFT grows with prompt tokens (prefill) and e2e with completion tokens (decode); a line
+y = a + b x separates the fixed part `a` from the per-token part `b`. The fit is an M-estimator
+(statsmodels RLM, MAD scale): Huber's, which converges from any start, then Tukey's biweight
+from there, which gives stalled requests zero weight. Huber alone keeps a bias of about 0.1
+residual sd in the intercept when 5% of requests stall (stalls only ever add time).
+"""
+from __future__ import annotations
+
+import warnings
+from collections.abc import Sequence
+
+import numpy as np
+import pandas as pd
+import statsmodels.api as sm
+from scipy import stats
+from statsmodels.tools.sm_exceptions import ConvergenceWarning
+
+
+FIT_COLUMNS = (
+    "x_name", "y_name", "n", "intercept", "intercept_low", "intercept_high", "intercept_se",
+    "slope", "slope_low", "slope_high", "slope_se", "cov_intercept_slope", "r2", "resid_scale",
+    "level", "reason",
+)
+PREDICT_COLUMNS = ("x_name", "y_name", "x", "prediction", "mean_low", "mean_high", "pred_low",
+                   "pred_high")
+
+
+def _keys(by: str | Sequence[str]) -> list[str]:
+    return [by] if isinstance(by, str) else list(by)
+
+
+def _z(level: float) -> float:
+    return float(stats.norm.ppf(0.5 + level / 2))
+
+
+def fit_robust(frame: pd.DataFrame, *, x: str, y: str, by: str | Sequence[str] = "model",
+               level: float = 0.95) -> pd.DataFrame:
+    """Fit y = intercept + slope * x per group, robustly (see module doc), on ok, non-null rows.
+
+    Returns one row per group: the keys, then x_name, y_name, n, intercept and slope with their
+    `level` confidence limits (_low/_high, normal approximation from RLM's H1 covariance) and
+    standard errors (_se), cov_intercept_slope, r2 (1 - SSres/SStot of the robust line on all
+    points, outliers included, so it can be low or negative when stalls dominate), resid_scale (the robust MAD scale of the residuals, in y units), level, and reason
+    (null when fitted; else why the numbers are NaN: fewer than 3 points or no spread in x).
+    """
+    keys = _keys(by)
+    ok = frame["status"].eq("ok").fillna(False).to_numpy(dtype=bool)
+    data = pd.DataFrame({k: frame[k] for k in keys})
+    data["_x"] = pd.to_numeric(frame[x], errors="coerce").astype(float)
+    data["_y"] = pd.to_numeric(frame[y], errors="coerce").astype(float)
+    data = data.loc[ok].dropna(subset=["_x", "_y"])
+    rows = []
+    for group, part in data.groupby(keys, dropna=False, sort=True):
+        fit = _fit_line(part["_x"].to_numpy(), part["_y"].to_numpy(), level=level, x_name=x)
+        rows.append(dict(zip(keys, group)) | {"x_name": x, "y_name": y, "level": level} | fit)
+    return pd.DataFrame(rows, columns=keys + list(FIT_COLUMNS))
+
+
+def _fit_line(xs: np.ndarray, ys: np.ndarray, *, level: float, x_name: str) -> dict:
+    n = len(xs)
+    empty = dict.fromkeys(FIT_COLUMNS[3:-2], np.nan) | {"n": n}
+    if n < 3:
+        return empty | {"reason": f"fewer than 3 points ({n})"}
+    if np.ptp(xs) == 0:
+        return empty | {"reason": f"no spread in {x_name} (all {xs[0]:g})"}
+    exog = sm.add_constant(xs, has_constant="add")
+    ols = sm.OLS(ys, exog).fit()
+    if np.allclose(ols.resid, 0.0, atol=1e-12 * max(1.0, float(np.abs(ys).max()))):
+        # An exact line leaves the MAD scale at 0 and RLM's weights undefined; OLS is exact here.
+        params, cov, scale = ols.params, np.zeros((2, 2)), 0.0
+    else:
+        with warnings.catch_warnings():
+            # Zero scale means the non-outliers lie exactly on a line; the fit reports that
+            # as zero standard errors, which is the truth about such data.
+            warnings.simplefilter("ignore", ConvergenceWarning)
+            huber = sm.RLM(ys, exog, M=sm.robust.norms.HuberT()).fit()
+            result = sm.RLM(ys, exog, M=sm.robust.norms.TukeyBiweight()).fit(
+                start_params=huber.params)
+        params, cov, scale = result.params, result.cov_params(), float(result.scale)
+    z = _z(level)
+    se = np.sqrt(np.diag(cov))
+    fitted = params[0] + params[1] * xs
+    total = float(((ys - ys.mean()) ** 2).sum())
+    r2 = 1.0 - float(((ys - fitted) ** 2).sum()) / total if total > 0 else np.nan
+    return {
+        "n": n,
+        "intercept": params[0], "intercept_low": params[0] - z * se[0],
+        "intercept_high": params[0] + z * se[0], "intercept_se": se[0],
+        "slope": params[1], "slope_low": params[1] - z * se[1],
+        "slope_high": params[1] + z * se[1], "slope_se": se[1],
+        "cov_intercept_slope": cov[0][1], "r2": r2, "resid_scale": scale, "reason": None,
+    }
+
+
+def fit_ttft(frame: pd.DataFrame, *, by: str | Sequence[str] = "model",
+             level: float = 0.95) -> pd.DataFrame:
+    """TTFT ~ intercept + slope * prompt_tokens per group: the slope is seconds per prompt token."""
+    return fit_robust(frame, x="prompt_tokens", y="ttft_s", by=by, level=level)
+
+
+def fit_e2e(frame: pd.DataFrame, *, by: str | Sequence[str] = "model",
+            level: float = 0.95) -> pd.DataFrame:
+    """e2e ~ intercept + slope * completion_tokens per group: the slope is seconds per output token."""
+    return fit_robust(frame, x="completion_tokens", y="e2e_s", by=by, level=level)
+
+
+def predict(fit: pd.Series | pd.DataFrame, x: float | Sequence[float] | np.ndarray, *,
+            level: float | None = None) -> pd.DataFrame:
+    """Predict y at each x for each fit row (a row or a table from `fit_robust`).
+
+    Two intervals at `level` (default: the fit's own): mean_low/mean_high is the uncertainty of
+    the line only (intercept and slope covariance), where the *average* request at x lies;
+    pred_low/pred_high adds the residual spread (robust scale, normal quantiles), where a
+    *single* new request at x should fall. Columns: the fit's group keys, then
+    x_name, y_name, x, prediction, mean_low, mean_high, pred_low, pred_high.
+    """
+    fits = fit.to_frame().T if isinstance(fit, pd.Series) else fit
+    keys = [c for c in fits.columns if c not in FIT_COLUMNS]
+    xs = np.atleast_1d(np.asarray(x, dtype=float))
+    parts = []
+    for _, row in fits.iterrows():
+        a, b = float(row["intercept"]), float(row["slope"])
+        var_a, var_b = float(row["intercept_se"]) ** 2, float(row["slope_se"]) ** 2
+        cov = float(row["cov_intercept_slope"])
+        z = _z(float(row["level"]) if level is None else level)
+        pred = a + b * xs
+        se_mean = np.sqrt(var_a + xs ** 2 * var_b + 2 * xs * cov)
+        se_new = np.sqrt(se_mean ** 2 + float(row["resid_scale"]) ** 2)
+        part = pd.DataFrame({k: [row[k]] * len(xs) for k in keys + ["x_name", "y_name"]})
+        part = part.assign(x=xs, prediction=pred, mean_low=pred - z * se_mean,
+                           mean_high=pred + z * se_mean, pred_low=pred - z * se_new,
+                           pred_high=pred + z * se_new)
+        parts.append(part)
+    if not parts:
+        return pd.DataFrame(columns=keys + list(PREDICT_COLUMNS))
+    return pd.concat(parts, ignore_index=True)
+
+
+def _ratio(row: pd.Series, x1: float, x2: float, z: float) -> tuple[float, float, float]:
+    """(a + b x2) / (a + b x1) with a delta-method interval from the parameter covariance."""
+    a, b = float(row["intercept"]), float(row["slope"])
+    den = a + b * x1
+    ratio = (a + b * x2) / den
+    grad = np.array([(x1 - x2) * b, a * (x2 - x1)]) / den ** 2
+    cov = np.array([[float(row["intercept_se"]) ** 2, float(row["cov_intercept_slope"])],
+                    [float(row["cov_intercept_slope"]), float(row["slope_se"]) ** 2]])
+    se = float(np.sqrt(grad @ cov @ grad))
+    return ratio, ratio - z * se, ratio + z * se
+
+
+def what_if(frame: pd.DataFrame, *, output_tokens: Sequence[int] = (100, 1000),
+            by: str | Sequence[str] = "model", level: float = 0.95) -> pd.DataFrame:
+    """Predicted e2e at each output length, and how much slower than at the first length.
+
+    For e2e = a + b n the ratio is (a + b n2) / (a + b n1): below n2 / n1 whenever a > 0, which is
+    why 100 tokens is not 10x faster than 1000. Columns: keys, output_tokens, e2e_s, pred_low,
+    pred_high (single-request interval, see `predict`), ratio (vs the first length, with a
+    delta-method ratio_low/ratio_high), proportional_ratio (n / n_first, the naive answer).
+    """
+    keys = _keys(by)
+    fits = fit_e2e(frame, by=keys, level=level)
+    lengths = [float(n) for n in output_tokens]
+    preds = predict(fits, lengths)
+    z = _z(level)
+    ratios = []
+    for _, row in fits.iterrows():
+        ratios += [_ratio(row, lengths[0], n, z) for n in lengths]
+    ratio = np.array(ratios, dtype=float).reshape(-1, 3) if ratios else np.empty((0, 3))
+    out = preds[keys].copy()
+    out["output_tokens"] = preds["x"].astype(int)
+    out["e2e_s"] = preds["prediction"]
+    out["pred_low"], out["pred_high"] = preds["pred_low"], preds["pred_high"]
+    out["ratio"], out["ratio_low"], out["ratio_high"] = ratio[:, 0], ratio[:, 1], ratio[:, 2]
+    out["proportional_ratio"] = out["output_tokens"] / lengths[0] if lengths else np.nan
+    return out
+
+
+def what_if_prompt(frame: pd.DataFrame, scale: float = 0.5, *, by: str | Sequence[str] = "model",
+                   level: float = 0.95) -> pd.DataFrame:
+    """What TTFT (and e2e) would do if each group's median prompt were `scale` times as long.
+
+    Uses the TTFT fit: saving = slope * (1 - scale) * median prompt. Columns: keys,
+    prompt_tokens (observed median), scaled_prompt_tokens, ttft_s and scaled_ttft_s (fitted),
+    ttft_saved_s with ttft_saved_low/ttft_saved_high (slope interval), ratio (scaled / observed
+    TTFT, delta-method ratio_low/ratio_high), median_e2e_s, e2e_saved_share (saving / median e2e).
+    """
+    keys = _keys(by)
+    fits = fit_ttft(frame, by=keys, level=level)
+    ok = frame.loc[frame["status"].eq("ok").fillna(False).to_numpy(dtype=bool)]
+    medians = ok.assign(prompt_tokens=pd.to_numeric(ok["prompt_tokens"]).astype(float)).groupby(
+        keys, dropna=False, as_index=False)[["prompt_tokens", "e2e_s"]].median()
+    fits = fits.merge(medians.rename(columns={"e2e_s": "median_e2e_s"}), on=keys, how="left")
+    z = _z(level)
+    prompt = fits["prompt_tokens"].astype(float)
+    cut = prompt * (1 - scale)
+    out = fits[keys + ["prompt_tokens"]].copy()
+    out["scaled_prompt_tokens"] = prompt * scale
+    out["ttft_s"] = fits["intercept"] + fits["slope"] * prompt
+    out["scaled_ttft_s"] = fits["intercept"] + fits["slope"] * prompt * scale
+    out["ttft_saved_s"] = fits["slope"] * cut
+    out["ttft_saved_low"] = (fits["slope"] - z * fits["slope_se"]) * cut
+    out["ttft_saved_high"] = (fits["slope"] + z * fits["slope_se"]) * cut
+    ratios = [_ratio(row, row["prompt_tokens"], row["prompt_tokens"] * scale, z)
+              for _, row in fits.iterrows()]
+    ratio = np.array(ratios, dtype=float).reshape(-1, 3)
+    out["ratio"], out["ratio_low"], out["ratio_high"] = ratio[:, 0], ratio[:, 1], ratio[:, 2]
+    out["median_e2e_s"] = fits["median_e2e_s"]
+    out["e2e_saved_share"] = out["ttft_saved_s"] / fits["median_e2e_s"].where(lambda s: s > 0)
+    return out
