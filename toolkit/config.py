@@ -1,0 +1,257 @@
+"""Collection configs: a YAML grid of endpoints x models x prompt variants x max_tokens x temperature
+x concurrency, repeated, with rate limits, budgets and retry settings.
+
+Every key is checked: an unknown key or a value of the wrong type is a `ConfigError` that names the
+file and the key path (`grid.max_tokens[1].tokens`), before any request is sent.
+"""
+from __future__ import annotations
+
+import itertools
+from dataclasses import dataclass, field, fields
+from pathlib import Path
+from typing import Any
+
+import yaml
+
+from toolkit.errors import ConfigError
+
+
+@dataclass(frozen=True)
+class EndpointConfig:
+    name: str
+    kind: str = "openai"  # "openai": any OpenAI-compatible base_url; "embedded": started by the toolkit
+    base_url: str | None = None
+    api_key_env: str | None = None
+    models: tuple[str, ...] = ()
+
+
+@dataclass(frozen=True)
+class TokenCap:
+    tokens: int
+    stop: bool = True  # use the task's stop sequences
+
+
+@dataclass(frozen=True)
+class Limits:
+    requests_per_minute: float | None = None
+    tokens_per_minute: float | None = None
+    max_requests: int | None = None
+    max_cost_usd: float | None = None
+    max_error_rate: float = 0.5
+    min_requests_for_error_rate: int = 20
+
+
+@dataclass(frozen=True)
+class RetryPolicy:
+    max_attempts: int = 5
+    timeout_s: float = 60.0
+    backoff_base_s: float = 0.5
+    backoff_max_s: float = 30.0
+
+
+@dataclass(frozen=True)
+class RunConfig:
+    """One cell of the grid: everything that produced a request except the item and repeat."""
+
+    config_id: str
+    endpoint: EndpointConfig
+    model: str
+    prompt_variant: str
+    max_tokens: int
+    stop: bool
+    temperature: float
+    concurrency: int
+    logprobs: bool
+
+
+@dataclass(frozen=True)
+class Grid:
+    prompt_variants: tuple[str, ...]
+    max_tokens: tuple[TokenCap, ...]
+    temperature: tuple[float, ...] = (0.0,)
+    concurrency: tuple[int, ...] = (1,)
+    repeats: int = 1
+    logprobs: bool = False
+
+
+@dataclass(frozen=True)
+class CollectConfig:
+    name: str
+    path: Path
+    tasks: tuple[str, ...]
+    endpoints: tuple[EndpointConfig, ...]
+    grid: Grid
+    evals_dir: Path
+    prompts_dir: Path
+    items_per_task: int | None = None
+    seed: int = 0
+    order: str = "shuffled"
+    description: str = ""
+    limits: Limits = field(default_factory=Limits)
+    retry: RetryPolicy = field(default_factory=RetryPolicy)
+    raw: dict = field(default_factory=dict, compare=False, repr=False)
+
+    def run_configs(self) -> list[RunConfig]:
+        """The grid expanded, in a stable order."""
+        cells = []
+        for endpoint in self.endpoints:
+            for model, variant, cap, temperature, concurrency in itertools.product(
+                    endpoint.models, self.grid.prompt_variants, self.grid.max_tokens,
+                    self.grid.temperature, self.grid.concurrency):
+                name = (f"{model}/{variant}/mt{cap.tokens}{'' if cap.stop else '-nostop'}"
+                        f"/T{temperature:g}/c{concurrency}")
+                if len(self.endpoints) > 1:
+                    name = f"{endpoint.name}:{name}"
+                cells.append(RunConfig(name, endpoint, model, variant, cap.tokens, cap.stop,
+                                       temperature, concurrency, self.grid.logprobs))
+        return cells
+
+
+_NUMBER = (int, float)
+
+
+class _Reader:
+    """Pops keys from a mapping with type checks; leftover keys are unknown and reported."""
+
+    def __init__(self, path: Path, mapping: Any, where: str) -> None:
+        if not isinstance(mapping, dict):
+            raise ConfigError(path, f"must be a mapping, got {type(mapping).__name__}", field=where or None)
+        self.path, self.mapping, self.where = path, dict(mapping), where
+
+    def key(self, name: str) -> str:
+        return f"{self.where}.{name}" if self.where else name
+
+    def take(self, name: str, kinds: type | tuple[type, ...], default: Any = ..., *,
+             nullable: bool = False) -> Any:
+        if name not in self.mapping:
+            if default is ...:
+                raise ConfigError(self.path, "is required", field=self.key(name))
+            return default
+        value = self.mapping.pop(name)
+        if value is None and nullable:
+            return None
+        if not _is_instance(value, kinds):
+            expected = " or ".join(k.__name__ for k in (kinds if isinstance(kinds, tuple) else (kinds,)))
+            raise ConfigError(self.path, f"must be {expected}, got {value!r}", field=self.key(name))
+        return value
+
+    def take_list(self, name: str, kinds: type | tuple[type, ...], default: Any = ...) -> tuple:
+        value = self.take(name, (list, *(kinds if isinstance(kinds, tuple) else (kinds,))), default)
+        values = value if isinstance(value, list) else [value]
+        if not values:
+            raise ConfigError(self.path, "must not be empty", field=self.key(name))
+        return tuple(values)
+
+    def done(self) -> None:
+        if self.mapping:
+            unknown = ", ".join(self.key(k) for k in self.mapping)
+            raise ConfigError(self.path, f"unknown key(s): {unknown}")
+
+
+def _is_instance(value: Any, kinds: type | tuple[type, ...]) -> bool:
+    kinds = kinds if isinstance(kinds, tuple) else (kinds,)
+    if isinstance(value, bool) and bool not in kinds:
+        return False  # YAML `yes` must not pass as a number
+    return isinstance(value, kinds)
+
+
+def _positive(path: Path, key: str, value: float | None, *, allow_zero: bool = False) -> None:
+    if value is not None and (value < 0 or (value == 0 and not allow_zero)):
+        raise ConfigError(path, f"must be {'>= 0' if allow_zero else '> 0'}, got {value!r}", field=key)
+
+
+def _dataclass_section(path: Path, raw: Any, cls: type, where: str) -> Any:
+    reader = _Reader(path, raw or {}, where)
+    values = {}
+    for spec in fields(cls):
+        default = spec.default
+        kinds = (int,) if spec.type in ("int", "int | None") else _NUMBER
+        value = reader.take(spec.name, kinds, default, nullable=True)
+        _positive(path, reader.key(spec.name), value, allow_zero=spec.name.startswith("max_error"))
+        values[spec.name] = value
+    reader.done()
+    return cls(**values)
+
+
+def _token_cap(path: Path, raw: Any, where: str) -> TokenCap:
+    if _is_instance(raw, int):
+        _positive(path, where, raw)
+        return TokenCap(raw)
+    reader = _Reader(path, raw, where)
+    cap = TokenCap(reader.take("tokens", int), reader.take("stop", bool, True))
+    reader.done()
+    _positive(path, f"{where}.tokens", cap.tokens)
+    return cap
+
+
+def _endpoint(path: Path, raw: Any, where: str) -> EndpointConfig:
+    reader = _Reader(path, raw, where)
+    name = reader.take("name", str)
+    kind = reader.take("kind", str, "openai")
+    if kind not in ("openai", "embedded"):
+        raise ConfigError(path, f"must be 'openai' or 'embedded', got {kind!r}", field=reader.key("kind"))
+    if "api_key" in reader.mapping:
+        raise ConfigError(path, "API keys never go in a config file; name an environment variable "
+                                "with api_key_env instead", field=reader.key("api_key"))
+    base_url = reader.take("base_url", str, None, nullable=True)
+    api_key_env = reader.take("api_key_env", str, None, nullable=True)
+    default_models = ("gemma-3-270m-q4_k_m",) if kind == "embedded" else ...
+    models = reader.take_list("models", str, default_models)
+    reader.done()
+    return EndpointConfig(name, kind, base_url, api_key_env, tuple(models))
+
+
+def parse_config(raw: Any, path: Path) -> CollectConfig:
+    reader = _Reader(path, raw, "")
+    name = reader.take("name", str)
+    description = reader.take("description", str, "")
+    tasks = reader.take_list("tasks", str)
+    base = path.parent
+    evals_dir = (base / reader.take("evals_dir", str, "../evals")).resolve()
+    prompts_dir = (base / reader.take("prompts_dir", str, "../prompts")).resolve()
+    items_per_task = reader.take("items_per_task", int, None, nullable=True)
+    _positive(path, "items_per_task", items_per_task)
+    seed = reader.take("seed", int, 0)
+    order = reader.take("order", str, "shuffled")
+    if order not in ("shuffled", "grouped"):
+        raise ConfigError(path, f"must be 'shuffled' or 'grouped', got {order!r}", field="order")
+    raw_endpoints = reader.take("endpoints", list)
+    endpoints = tuple(_endpoint(path, item, f"endpoints[{i}]") for i, item in enumerate(raw_endpoints))
+    if not endpoints:
+        raise ConfigError(path, "must list at least one endpoint", field="endpoints")
+    grid_reader = _Reader(path, reader.take("grid", dict), "grid")
+    grid = Grid(
+        prompt_variants=grid_reader.take_list("prompt_variants", str),
+        max_tokens=tuple(_token_cap(path, cap, f"grid.max_tokens[{i}]")
+                         for i, cap in enumerate(grid_reader.take_list("max_tokens", (int, dict)))),
+        temperature=tuple(float(t) for t in grid_reader.take_list("temperature", _NUMBER, (0.0,))),
+        concurrency=grid_reader.take_list("concurrency", int, (1,)),
+        repeats=grid_reader.take("repeats", int, 1),
+        logprobs=grid_reader.take("logprobs", bool, False),
+    )
+    grid_reader.done()
+    for i, level in enumerate(grid.concurrency):
+        _positive(path, f"grid.concurrency[{i}]", level)
+    _positive(path, "grid.repeats", grid.repeats)
+    limits = _dataclass_section(path, reader.take("limits", dict, None, nullable=True), Limits, "limits")
+    retry = _dataclass_section(path, reader.take("retry", dict, None, nullable=True), RetryPolicy, "retry")
+    reader.done()
+    return CollectConfig(name=name, path=path, tasks=tuple(tasks), endpoints=endpoints, grid=grid,
+                         evals_dir=evals_dir, prompts_dir=prompts_dir, items_per_task=items_per_task,
+                         seed=seed, order=order, description=description, limits=limits, retry=retry,
+                         raw=raw)
+
+
+def load_config(path: str | Path) -> CollectConfig:
+    """Read and validate a collection config YAML file."""
+    path = Path(path)
+    if not path.exists():
+        raise ConfigError(path, "config file not found")
+    try:
+        raw = yaml.safe_load(path.read_text(encoding="utf-8"))
+    except yaml.YAMLError as exc:
+        line = getattr(getattr(exc, "problem_mark", None), "line", None)
+        raise ConfigError(path, f"not valid YAML: {exc}", line=None if line is None else line + 1) from exc
+    except UnicodeDecodeError as exc:
+        raise ConfigError(path, f"not UTF-8 text: {exc}") from exc
+    return parse_config(raw, path)

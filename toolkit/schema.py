@@ -1,0 +1,158 @@
+"""The requests table: one row per request, the single contract between collection and analysis.
+
+Columns and meanings are agreed in shared/DESIGN.md; units are in the column names.  Every
+producer (collector, importers, batch ingest) builds rows with `RequestRecord` or a DataFrame
+passed through `coerce_requests`, and every consumer may rely on these dtypes.
+"""
+from __future__ import annotations
+
+import dataclasses
+import datetime as dt
+from dataclasses import dataclass, field
+
+import pandas as pd
+import pyarrow as pa
+
+from toolkit.errors import RunDirError
+
+ARROW_SCHEMA = pa.schema([
+    ("run_id", pa.string()),
+    ("request_id", pa.string()),
+    ("config_id", pa.string()),
+    ("model", pa.string()),
+    ("prompt_variant", pa.string()),
+    ("max_tokens", pa.int64()),
+    ("temperature", pa.float64()),
+    ("dataset", pa.string()),
+    ("item_id", pa.string()),
+    ("repeat", pa.int64()),
+    ("endpoint", pa.string()),
+    ("batch", pa.bool_()),
+    ("cache_hit", pa.bool_()),
+    ("started_at", pa.timestamp("us", tz="UTC")),
+    ("ttft_s", pa.float64()),
+    ("e2e_s", pa.float64()),
+    ("tbt_s", pa.list_(pa.float64())),
+    ("server_s", pa.float64()),
+    ("prompt_tokens", pa.int64()),
+    ("cached_tokens", pa.int64()),
+    ("completion_tokens", pa.int64()),
+    ("reasoning_tokens", pa.int64()),
+    ("usage_source", pa.string()),
+    ("output_text", pa.string()),
+    ("expected", pa.string()),
+    ("score", pa.float64()),
+    ("correct", pa.bool_()),
+    ("grader", pa.string()),
+    ("status", pa.string()),
+    ("error_type", pa.string()),
+    ("http_status", pa.int64()),
+    ("attempts", pa.int64()),
+    ("concurrency", pa.int64()),
+    ("sequence", pa.int64()),
+    ("logprob_mean", pa.float64()),
+])
+REQUEST_COLUMNS: tuple[str, ...] = tuple(ARROW_SCHEMA.names)
+
+_PANDAS_DTYPES: dict[pa.DataType, object] = {
+    pa.int64(): pd.Int64Dtype(),
+    pa.bool_(): pd.BooleanDtype(),
+    pa.string(): pd.StringDtype(),
+}
+
+
+@dataclass(frozen=True, slots=True)
+class RequestRecord:
+    """One finished (or finally failed) request, as the journal stores it."""
+
+    run_id: str
+    request_id: str
+    config_id: str
+    model: str
+    prompt_variant: str
+    max_tokens: int
+    temperature: float
+    dataset: str
+    item_id: str
+    repeat: int
+    endpoint: str
+    started_at: dt.datetime
+    status: str
+    attempts: int
+    concurrency: int
+    sequence: int
+    batch: bool = False
+    cache_hit: bool = False
+    ttft_s: float | None = None
+    e2e_s: float | None = None
+    tbt_s: list[float] = field(default_factory=list)
+    server_s: float | None = None
+    prompt_tokens: int | None = None
+    cached_tokens: int | None = None
+    completion_tokens: int | None = None
+    reasoning_tokens: int | None = None
+    usage_source: str | None = None
+    output_text: str | None = None
+    expected: str | None = None
+    score: float | None = None
+    correct: bool | None = None
+    grader: str | None = None
+    error_type: str | None = None
+    http_status: int | None = None
+    logprob_mean: float | None = None
+
+    def to_json_dict(self) -> dict:
+        row = dataclasses.asdict(self)
+        row["started_at"] = self.started_at.isoformat()
+        return row
+
+
+def coerce_requests(frame: pd.DataFrame, *, source: str = "requests table") -> pd.DataFrame:
+    """Return `frame` with exactly the DESIGN columns in order and their dtypes.
+
+    Columns an importer cannot fill may be absent and become null; a column whose values
+    cannot be converted raises `RunDirError` naming it.
+    """
+    table = to_arrow(frame, source=source)
+    return from_arrow(table)
+
+
+def to_arrow(frame: pd.DataFrame, *, source: str = "requests table") -> pa.Table:
+    arrays = []
+    for name in REQUEST_COLUMNS:
+        kind = ARROW_SCHEMA.field(name).type
+        if name not in frame.columns:
+            arrays.append(pa.nulls(len(frame), type=kind))
+            continue
+        values = frame[name]
+        if name == "started_at":
+            values = pd.to_datetime(values, utc=True, format="ISO8601") if not isinstance(
+                values.dtype, pd.DatetimeTZDtype) else values
+        try:
+            arrays.append(pa.array(_plain(values), type=kind, from_pandas=True))
+        except (pa.ArrowInvalid, pa.ArrowTypeError, TypeError, ValueError) as exc:
+            raise RunDirError(f"{source}: column {name!r} cannot be read as {kind}: {exc}") from exc
+    return pa.Table.from_arrays(arrays, schema=ARROW_SCHEMA)
+
+
+def _plain(values: pd.Series) -> object:
+    if isinstance(values.dtype, pd.DatetimeTZDtype):
+        return values
+    if values.dtype == object or isinstance(values.dtype, (pd.StringDtype, pd.BooleanDtype, pd.Int64Dtype)):
+        return values.astype(object).where(values.notna(), None).tolist()
+    return values
+
+
+def from_arrow(table: pa.Table) -> pd.DataFrame:
+    return table.to_pandas(types_mapper=_PANDAS_DTYPES.get)
+
+
+def check_columns(frame: pd.DataFrame, *, source: str) -> None:
+    """Raise `RunDirError` naming every DESIGN column that `frame` lacks."""
+    missing = [name for name in REQUEST_COLUMNS if name not in frame.columns]
+    if missing:
+        raise RunDirError(f"{source}: requests table is missing column(s) {', '.join(missing)}")
+
+
+def empty_requests() -> pd.DataFrame:
+    return from_arrow(ARROW_SCHEMA.empty_table())

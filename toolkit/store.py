@@ -1,0 +1,142 @@
+"""Run directories: a manifest, an append-only journal while running, and the requests table.
+
+A finished request is appended to `journal.jsonl` at once (one JSON object per line, flushed), so a
+killed run loses nothing; `finalize` folds the journal into `requests.parquet`.  Reading always
+merges both and keeps the last record per `request_id`, so a crash between the two steps is safe.
+"""
+from __future__ import annotations
+
+import json
+import os
+from collections.abc import Iterable
+from pathlib import Path
+from typing import IO
+
+import pandas as pd
+import pyarrow.parquet as pq
+
+from toolkit.errors import DataFileError, RunDirError
+from toolkit.schema import RequestRecord, check_columns, coerce_requests, empty_requests, from_arrow, to_arrow
+
+MANIFEST = "manifest.json"
+JOURNAL = "journal.jsonl"
+REQUESTS = "requests.parquet"
+
+
+class Journal:
+    """Append-only JSONL journal of finished requests; owns its open file."""
+
+    def __init__(self, run_dir: Path) -> None:
+        self.path = Path(run_dir) / JOURNAL
+        self._file: IO[str] | None = None
+
+    def __enter__(self) -> "Journal":
+        try:
+            self._file = self.path.open("a", encoding="utf-8")
+        except OSError as exc:
+            raise RunDirError(f"{self.path}: cannot open the journal for writing: {exc}") from exc
+        return self
+
+    def append(self, record: RequestRecord) -> None:
+        assert self._file is not None, "use Journal as a context manager"
+        try:
+            self._file.write(json.dumps(record.to_json_dict(), ensure_ascii=False) + "\n")
+            self._file.flush()
+        except OSError as exc:
+            raise RunDirError(f"{self.path}: cannot append request {record.request_id}: {exc}") from exc
+
+    def __exit__(self, *exc_info: object) -> None:
+        if self._file is not None:
+            self._file.close()
+            self._file = None
+
+
+def read_journal(path: Path) -> list[dict]:
+    """Records of a journal; a last line cut short by a kill is ignored, any other bad line is an error."""
+    if not path.exists():
+        return []
+    rows = []
+    lines = path.read_text(encoding="utf-8").split("\n")
+    for number, line in enumerate(lines, start=1):
+        if not line.strip():
+            continue
+        try:
+            rows.append(json.loads(line))
+        except json.JSONDecodeError as exc:
+            if number == len(lines):  # no trailing newline: the write was interrupted
+                break
+            raise DataFileError(path, f"not valid JSON ({exc.msg})", line=number) from exc
+    return rows
+
+
+def load_run(run_dir: str | os.PathLike) -> pd.DataFrame:
+    """The requests table of a run dir (finished or interrupted), with DESIGN dtypes."""
+    run_dir = Path(run_dir)
+    if not run_dir.is_dir():
+        raise RunDirError(f"{run_dir}: no such run directory")
+    parquet_path, journal_path = run_dir / REQUESTS, run_dir / JOURNAL
+    if not parquet_path.exists() and not journal_path.exists():
+        raise RunDirError(f"{run_dir}: neither {REQUESTS} nor {JOURNAL} found: not a run directory")
+    parts = []
+    if parquet_path.exists():
+        stored = pq.read_table(parquet_path).to_pandas()
+        check_columns(stored, source=str(parquet_path))
+        parts.append(coerce_requests(stored, source=str(parquet_path)))
+    journal_rows = read_journal(journal_path)
+    if journal_rows:
+        parts.append(coerce_requests(pd.DataFrame(journal_rows), source=str(journal_path)))
+    if not parts:
+        return empty_requests()
+    merged = pd.concat(parts, ignore_index=True) if len(parts) > 1 else parts[0]
+    return merged.drop_duplicates("request_id", keep="last").reset_index(drop=True)
+
+
+def write_requests(run_dir: Path, frame: pd.DataFrame) -> Path:
+    """Write the requests table atomically (temp file, then rename)."""
+    path = Path(run_dir) / REQUESTS
+    tmp = path.with_suffix(".parquet.tmp")
+    pq.write_table(to_arrow(frame, source=str(path)), tmp, compression="zstd")
+    os.replace(tmp, path)
+    return path
+
+
+def finalize(run_dir: Path) -> pd.DataFrame:
+    """Fold the journal into requests.parquet and remove it; returns the table."""
+    run_dir = Path(run_dir)
+    table = load_run(run_dir)
+    write_requests(run_dir, table)
+    (run_dir / JOURNAL).unlink(missing_ok=True)
+    return table
+
+
+def read_manifest(run_dir: str | os.PathLike) -> dict:
+    path = Path(run_dir) / MANIFEST
+    if not path.exists():
+        raise RunDirError(f"{path}: manifest not found")
+    try:
+        return json.loads(path.read_text(encoding="utf-8"))
+    except json.JSONDecodeError as exc:
+        raise DataFileError(path, f"not valid JSON ({exc.msg})", line=exc.lineno) from exc
+
+
+def write_manifest(run_dir: Path, manifest: dict) -> None:
+    path = Path(run_dir) / MANIFEST
+    tmp = path.with_suffix(".json.tmp")
+    tmp.write_text(json.dumps(manifest, indent=2, default=str), encoding="utf-8")
+    os.replace(tmp, path)
+
+
+def save_run(run_dir: str | os.PathLike, frame: pd.DataFrame, manifest: dict) -> Path:
+    """Write a complete run dir from a DataFrame (importers, batch ingest, synthetic samples)."""
+    run_dir = Path(run_dir)
+    run_dir.mkdir(parents=True, exist_ok=True)
+    write_manifest(run_dir, manifest)
+    write_requests(run_dir, frame)
+    return run_dir
+
+
+def list_runs(root: str | os.PathLike) -> Iterable[Path]:
+    root = Path(root)
+    if not root.is_dir():
+        return []
+    return sorted(p for p in root.iterdir() if (p / MANIFEST).exists())
