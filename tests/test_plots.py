@@ -1,0 +1,181 @@
+import matplotlib
+
+matplotlib.use("Agg")
+
+import matplotlib.pyplot as plt  # noqa: E402
+import numpy as np  # noqa: E402
+import pandas as pd  # noqa: E402
+import pytest  # noqa: E402
+
+from toolkit import plots  # noqa: E402
+from toolkit.analysis.latency import decomposition, fit_e2e, percentiles, predict  # noqa: E402
+from toolkit.errors import ParameterError  # noqa: E402
+from toolkit.schema import coerce_requests  # noqa: E402
+
+
+@pytest.fixture
+def ax():
+    figure, axes = plt.subplots()
+    yield axes
+    plt.close(figure)
+
+
+@pytest.fixture
+def requests() -> pd.DataFrame:
+    rng = np.random.default_rng(0)
+    rows = []
+    for model, (a, b) in {"small": (0.2, 0.01), "large": (0.5, 0.03)}.items():
+        for n in rng.integers(5, 200, 30):
+            ttft = a + rng.normal(0, 0.01)
+            rows.append({"config_id": f"{model}-cfg", "model": model, "status": "ok",
+                         "completion_tokens": int(n), "ttft_s": ttft,
+                         "e2e_s": ttft + b * n + rng.normal(0, 0.01), "server_s": ttft + b * n})
+    return coerce_requests(pd.DataFrame(rows))
+
+
+def texts(ax) -> list[str]:
+    return [t.get_text() for t in ax.texts]
+
+
+def legend_texts(ax) -> list[str]:
+    return [t.get_text() for t in ax.get_legend().get_texts()]
+
+
+def test_axis_label_gives_units():
+    assert plots.axis_label("p95_e2e_s") == "p95 end-to-end latency (s)"
+    assert plots.axis_label("p99.9_ttft_s") == "p99.9 time to first token (s)"
+    assert plots.axis_label("human_ev_usd") == "human ev (USD)"
+    assert plots.axis_label("usd_per_1k") == "cost (USD per 1,000 requests)"
+    assert plots.axis_label("dataset") == "dataset"
+
+
+def test_latency_cdf_plot_draws_one_curve_per_config(ax, requests):
+    out = plots.latency_cdf_plot(requests, ax=ax)
+    assert out is ax
+    assert len(ax.lines) == 2
+    assert ax.get_xlabel() == "end-to-end latency (s)"
+    assert sorted(legend_texts(ax)) == ["large-cfg", "small-cfg"]
+    assert max(line.get_ydata().max() for line in ax.lines) == pytest.approx(1.0)
+
+
+def test_percentile_plot_draws_a_bar_per_config_and_percentile(ax, requests):
+    table = percentiles(requests, q=(0.5, 0.95, 0.99))
+    plots.percentile_plot(table, ax=ax)
+    heights = sorted(bar.get_height() for container in ax.containers for bar in container)
+    expected = sorted(table[["p50_e2e_s", "p95_e2e_s", "p99_e2e_s"]].to_numpy().ravel())
+    assert heights == pytest.approx(expected)
+    assert ax.get_ylabel() == "end-to-end latency (s)"
+    assert legend_texts(ax) == ["p50", "p95", "p99"]
+
+
+def test_regression_plot_draws_points_line_and_band_per_model(ax, requests):
+    fits = fit_e2e(requests)
+    plots.regression_plot(requests, fits, ax=ax)
+    assert len(ax.lines) == 2 and len(ax.collections) == 4  # 2 scatters + 2 bands
+    line = ax.lines[0]
+    first = fits[fits["model"] == "small"].iloc[0]
+    want = predict(first, line.get_xdata())["prediction"].to_numpy()
+    assert line.get_ydata() == pytest.approx(want)
+    assert (ax.get_xlabel(), ax.get_ylabel()) == ("output tokens", "end-to-end latency (s)")
+
+
+def test_regression_plot_skips_the_line_of_a_guarded_fit(ax):
+    frame = coerce_requests(pd.DataFrame([
+        {"model": "m", "status": "ok", "completion_tokens": 5, "e2e_s": e, "ttft_s": 0.1}
+        for e in (1.0, 1.1)]))
+    plots.regression_plot(frame, fit_e2e(frame), ax=ax)
+    assert len(ax.lines) == 0 and len(ax.collections) == 1
+
+
+def test_decomposition_plot_stacks_the_shares(ax, requests):
+    table = decomposition(requests)
+    plots.decomposition_plot(table, ax=ax)
+    assert len(ax.patches) == 6
+    right_edges = [p.get_x() + p.get_width() for p in ax.patches[-2:]]
+    assert right_edges == pytest.approx([1.0, 1.0])
+    assert [t.get_text() for t in ax.get_yticklabels()] == table["config_id"].tolist()
+
+
+def test_accuracy_plot_draws_a_point_and_interval_per_config(ax):
+    table = pd.DataFrame({"config_id": ["a", "b", "c"], "accuracy": [0.5, 0.7, 0.9],
+                          "accuracy_low": [0.4, 0.6, 0.85], "accuracy_high": [0.6, 0.8, 0.95]})
+    plots.accuracy_plot(table, ax=ax)
+    assert [t.get_text() for t in ax.get_yticklabels()] == ["a", "b", "c"]
+    (container,) = ax.containers
+    segments = container.lines[2][0].get_segments()
+    ends = np.array([s[:, 0] for s in segments])
+    assert ends.ravel() == pytest.approx([0.4, 0.6, 0.6, 0.8, 0.85, 0.95])
+    assert ax.get_xlabel() == "accuracy (share correct)"
+
+
+def test_accuracy_plot_dodges_hue_levels(ax):
+    table = pd.DataFrame({"config_id": ["a", "a", "b", "b"], "dataset": ["x", "y", "x", "y"],
+                          "accuracy": [0.5, 0.6, 0.7, 0.8], "accuracy_low": 0.4,
+                          "accuracy_high": 0.9})
+    plots.accuracy_plot(table, hue="dataset", ax=ax)
+    assert len(ax.containers) == 2 and legend_texts(ax) == ["x", "y"]
+    y_of_x = ax.containers[0].lines[0].get_ydata()
+    assert y_of_x == pytest.approx([-0.15, 0.85])
+
+
+def test_cost_model_plot_marks_break_even_and_human(ax):
+    grid = pd.DataFrame({"accuracy": np.linspace(0, 1, 11)})
+    grid["ev_usd"] = grid["accuracy"] * 1.0 - (1 - grid["accuracy"]) * 1.5 - 0.01
+    plots.cost_model_plot(grid, break_even=0.604, human_accuracy=0.8, ax=ax)
+    assert len(ax.lines) == 4  # EV line, EV = 0, break-even, human
+    assert legend_texts(ax) == ["break-even 0.604", "human 0.800"]
+    assert ax.get_ylabel() == "expected value (USD per request)"
+
+
+def test_cost_model_plot_points_with_labels_and_error_bars(ax):
+    table = pd.DataFrame({"config_id": ["a", "b"], "accuracy": [0.7, 0.9], "ev_usd": [0.2, 0.5],
+                          "ev_low_usd": [0.1, 0.4], "ev_high_usd": [0.3, 0.6]})
+    plots.cost_model_plot(table, kind="points", lower="ev_low_usd", upper="ev_high_usd",
+                          label="config_id", ax=ax)
+    assert texts(ax) == ["a", "b"] and len(ax.containers) == 1
+
+
+def test_sensitivity_plot_draws_a_band_per_config_on_log_x(ax):
+    table = pd.DataFrame({"config_id": ["a"] * 3 + ["b"] * 3, "error_value_ratio": [0.1, 1, 10] * 2,
+                          "ev_usd": [0.5, 0.2, -2, 0.4, 0.3, -0.5]})
+    table["ev_low_usd"], table["ev_high_usd"] = table["ev_usd"] - 0.1, table["ev_usd"] + 0.1
+    plots.sensitivity_plot(table, ax=ax)
+    assert len(ax.lines) == 3 and len(ax.collections) == 2
+    assert ax.get_xscale() == "log" and legend_texts(ax) == ["a", "b"]
+
+
+def test_frontier_plot_draws_front_labels_and_reference(ax):
+    table = pd.DataFrame({"config_id": ["a", "b", "c", "d"], "model": ["m1", "m1", "m2", "m2"],
+                          "usd_per_1k": [1.0, 2.0, 0.5, 3.0], "accuracy": [0.7, 0.6, 0.5, 0.9],
+                          "accuracy_low": [0.6, 0.5, 0.4, 0.8], "accuracy_high": [0.8, 0.7, 0.6, 1.0],
+                          "pareto": [True, False, True, True]})
+    reference = pd.DataFrame({"config_id": ["paper"], "usd_per_1k": [2.5], "accuracy": [0.95]})
+    plots.frontier_plot(table, yerr=("accuracy_low", "accuracy_high"), reference=reference, ax=ax)
+    front = [line for line in ax.lines if line.get_label() == "Pareto front"][0]
+    assert list(front.get_xdata()) == [0.5, 1.0, 3.0]
+    assert texts(ax) == ["a", "b", "c", "d", "paper"]
+    assert sorted(legend_texts(ax)) == ["Pareto front", "m1", "m2", "reference"]
+    assert ax.get_xlabel() == "cost (USD per 1,000 requests)"
+
+
+@pytest.mark.parametrize("draw", [
+    lambda d, ax: plots.latency_cdf_plot(d, ax=ax),
+    lambda d, ax: plots.percentile_plot(d, ax=ax),
+    lambda d, ax: plots.regression_plot(d, fit_e2e(d), ax=ax),
+    lambda d, ax: plots.decomposition_plot(decomposition(d), ax=ax),
+    lambda d, ax: plots.accuracy_plot(d.assign(accuracy=1.0, accuracy_low=1.0, accuracy_high=1.0),
+                                      ax=ax),
+    lambda d, ax: plots.cost_model_plot(d.assign(accuracy=1.0, ev_usd=1.0), ax=ax),
+    lambda d, ax: plots.sensitivity_plot(d.assign(error_value_ratio=1.0, ev_usd=1.0,
+                                                  ev_low_usd=1.0, ev_high_usd=1.0), ax=ax),
+    lambda d, ax: plots.frontier_plot(d.assign(usd_per_1k=1.0, accuracy=1.0, pareto=True), ax=ax),
+])
+def test_empty_data_draws_a_no_data_note(ax, requests, draw):
+    assert draw(requests.iloc[0:0], ax) is ax
+    assert texts(ax) == ["no data"]
+    assert not ax.lines and not ax.collections and not ax.patches
+
+
+def test_missing_column_names_it(ax, requests):
+    with pytest.raises(ParameterError, match="frontier_plot: data has no column\\(s\\) usd_per_1k"):
+        plots.frontier_plot(requests.assign(pareto=True, accuracy=1.0), ax=ax)

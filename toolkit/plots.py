@@ -1,0 +1,361 @@
+"""Figure functions in seaborn's shape: `data` first, column names as keywords, an `ax` in and out.
+
+Each function draws on the `ax` given (or the current one), labels the axes with units and
+returns the `ax`. Empty data draws a "no data" note instead of raising, so one empty
+configuration does not break a whole report; a missing column is a `ParameterError`.
+"""
+from __future__ import annotations
+
+from collections.abc import Sequence
+
+import matplotlib.pyplot as plt
+import numpy as np
+import pandas as pd
+import seaborn as sns
+from matplotlib.axes import Axes
+
+from toolkit.analysis.latency_fit import predict
+from toolkit.errors import ParameterError
+
+__all__ = [
+    "accuracy_plot", "axis_label", "cost_model_plot", "decomposition_plot", "frontier_plot",
+    "latency_cdf_plot", "percentile_plot", "regression_plot", "sensitivity_plot",
+]
+
+LABELS = {
+    "ttft_s": "time to first token (s)",
+    "e2e_s": "end-to-end latency (s)",
+    "tpot_s": "time per output token (s)",
+    "itl_s": "inter-token latency (s)",
+    "itl_mean_s": "mean inter-token latency (s)",
+    "decode_s": "decode time (s)",
+    "overhead_s": "network and client overhead (s)",
+    "output_tokens_per_s": "output speed (tokens/s)",
+    "prompt_tokens": "prompt tokens",
+    "completion_tokens": "output tokens",
+    "accuracy": "accuracy (share correct)",
+    "usd_per_1k": "cost (USD per 1,000 requests)",
+    "usd_per_request": "cost (USD per request)",
+    "ev_usd": "expected value (USD per request)",
+    "monthly_ev_usd": "expected value (USD per month)",
+    "error_value_ratio": "error cost / value of a success (E/V)",
+    "goodput_rps": "goodput (requests/s)",
+    "cdf": "share of requests at or below",
+}
+_UNITS = (("_usd", "USD"), ("_rps", "requests/s"), ("_share", "share"), ("_s", "s"))
+
+
+def axis_label(column: str) -> str:
+    """A readable axis label with units for a column name (`p95_e2e_s` -> `p95 end-to-end latency (s)`)."""
+    if column in LABELS:
+        return LABELS[column]
+    head, _, rest = column.partition("_")
+    if head[:1] == "p" and head[1:].replace(".", "").isdigit() and rest:
+        return f"{head} {axis_label(rest)}"
+    for suffix, unit in _UNITS:
+        if column.endswith(suffix):
+            return f"{column[: -len(suffix)].replace('_', ' ')} ({unit})"
+    return column.replace("_", " ")
+
+
+def _axes(ax: Axes | None) -> Axes:
+    return plt.gca() if ax is None else ax
+
+
+def _require(data: pd.DataFrame | None, columns: Sequence[str | None], where: str) -> None:
+    if data is None:
+        return
+    missing = [c for c in columns if c is not None and c not in data.columns]
+    if missing:
+        raise ParameterError(f"{where}: data has no column(s) {', '.join(missing)}; "
+                             f"it has {', '.join(map(str, data.columns))}")
+
+
+def _no_data(ax: Axes) -> Axes:
+    ax.text(0.5, 0.5, "no data", ha="center", va="center", transform=ax.transAxes, color="grey")
+    return ax
+
+
+def _numeric(data: pd.DataFrame, columns: Sequence[str | None]) -> pd.DataFrame:
+    """Copy with the given columns as plain floats (nullable dtypes trip matplotlib) and NaN rows dropped."""
+    names = [c for c in columns if c is not None]
+    out = data.copy()
+    for name in names:
+        out[name] = pd.to_numeric(out[name], errors="coerce").astype(float)
+    return out.dropna(subset=names)
+
+
+def _palette(levels: Sequence[object]) -> dict[object, tuple]:
+    return dict(zip(levels, sns.color_palette(n_colors=max(len(levels), 1))))
+
+
+def _levels(data: pd.DataFrame, hue: str | None) -> list[object]:
+    return [None] if hue is None else list(pd.unique(data[hue].astype(object)))
+
+
+def _subset(data: pd.DataFrame, hue: str | None, level: object) -> pd.DataFrame:
+    return data if hue is None else data[data[hue].astype(object) == level]
+
+
+def latency_cdf_plot(data: pd.DataFrame, *, x: str = "e2e_s", hue: str | None = "config_id",
+                     ax: Axes | None = None) -> Axes:
+    """Empirical CDF of a latency column per `hue` (seaborn's ecdfplot): read p50/p95 off the curve."""
+    ax = _axes(ax)
+    _require(data, [x, hue], "latency_cdf_plot")
+    points = _numeric(data, [x]) if data is not None else None
+    if points is None or points.empty:
+        return _no_data(ax)
+    sns.ecdfplot(data=points, x=x, hue=hue, ax=ax)
+    ax.set(xlabel=axis_label(x), ylabel=LABELS["cdf"], ylim=(0, 1.02))
+    return ax
+
+
+def percentile_plot(data: pd.DataFrame, *, x: str = "config_id", metric: str = "e2e_s",
+                    ax: Axes | None = None) -> Axes:
+    """Grouped bars of every `p<q>_<metric>` column per `x` (the table `percentiles` returns)."""
+    ax = _axes(ax)
+    _require(data, [x], "percentile_plot")
+    columns = [] if data is None else [c for c in data.columns
+                                       if c.startswith("p") and c.endswith(f"_{metric}")
+                                       and c[1:-len(metric) - 1].replace(".", "").isdigit()]
+    if data is None or data.empty or not columns:
+        return _no_data(ax)
+    long = data.melt(id_vars=[x], value_vars=columns, var_name="percentile", value_name=metric)
+    long["percentile"] = long["percentile"].str.removesuffix(f"_{metric}")
+    long[metric] = pd.to_numeric(long[metric], errors="coerce").astype(float)
+    long[x] = long[x].astype(str)
+    sns.barplot(data=long, x=x, y=metric, hue="percentile", ax=ax)
+    ax.set(xlabel=axis_label(x), ylabel=axis_label(metric))
+    return ax
+
+
+def regression_plot(data: pd.DataFrame, fits: pd.DataFrame, *, x: str = "completion_tokens",
+                    y: str = "e2e_s", hue: str | None = "model", band: str = "prediction",
+                    ax: Axes | None = None) -> Axes:
+    """Requests as points, each group's robust fitted line and its interval band.
+
+    `fits` is a `fit_robust` / `fit_e2e` / `fit_ttft` table with `hue` as its group column.
+    band="prediction" shades where a single request should fall, "mean" where the line is.
+    """
+    if band not in ("prediction", "mean"):
+        raise ParameterError(f"regression_plot: band must be 'prediction' or 'mean', got {band!r}")
+    ax = _axes(ax)
+    _require(data, [x, y, hue], "regression_plot")
+    _require(fits, [hue, "intercept", "slope"], "regression_plot fits")
+    points = _numeric(data, [x, y]) if data is not None else None
+    if points is None or points.empty:
+        return _no_data(ax)
+    levels = _levels(points, hue)
+    colors = _palette(levels)
+    low, high = ("pred_low", "pred_high") if band == "prediction" else ("mean_low", "mean_high")
+    grid = np.linspace(points[x].min(), points[x].max(), 50)
+    for level in levels:
+        part = _subset(points, hue, level)
+        ax.scatter(part[x], part[y], s=12, alpha=0.5, color=colors[level],
+                   label=None if level is None else str(level))
+        fit = fits if hue is None else fits[fits[hue].astype(object) == level]
+        fit = fit.dropna(subset=["slope"])
+        if fit.empty:
+            continue
+        line = predict(fit.iloc[0], grid)
+        ax.plot(grid, line["prediction"], color=colors[level])
+        ax.fill_between(grid, line[low], line[high], color=colors[level], alpha=0.2, linewidth=0)
+    ax.set(xlabel=axis_label(x), ylabel=axis_label(y))
+    if hue is not None:
+        ax.legend(title=hue)
+    return ax
+
+
+def decomposition_plot(data: pd.DataFrame, *, y: str = "config_id",
+                       parts: Sequence[str] = ("network_share", "ttft_share", "decode_share"),
+                       ax: Axes | None = None) -> Axes:
+    """Horizontal stacked bars of each group's latency shares (the table `decomposition` returns).
+
+    A share that is NaN (no server time, so network is unknown) stacks as 0.
+    """
+    ax = _axes(ax)
+    _require(data, [y, *parts], "decomposition_plot")
+    if data is None or data.empty:
+        return _no_data(ax)
+    labels = data[y].astype(str).tolist()
+    left = np.zeros(len(data))
+    for part, color in zip(parts, sns.color_palette(n_colors=len(parts))):
+        widths = pd.to_numeric(data[part], errors="coerce").astype(float).fillna(0.0).to_numpy()
+        ax.barh(labels, widths, left=left, color=color,
+                label=part.removesuffix("_share").replace("_", " "))
+        left += widths
+    ax.set(xlabel="share of median end-to-end latency", ylabel=axis_label(y), xlim=(0, 1))
+    ax.legend(title="part", loc="lower right")
+    return ax
+
+
+
+def _errors(part: pd.DataFrame, center: str, bounds: tuple[str, str] | None) -> np.ndarray | None:
+    """Asymmetric error-bar lengths from interval columns, clipped at 0 for matplotlib."""
+    if bounds is None:
+        return None
+    low, high = (pd.to_numeric(part[b], errors="coerce").astype(float).to_numpy() for b in bounds)
+    value = part[center].to_numpy(dtype=float)
+    return np.clip(np.vstack([value - low, high - value]), 0.0, None)
+
+
+def _annotate(ax: Axes, rows: pd.DataFrame, x: str, y: str, label: str, dy: int = 4) -> None:
+    for _, row in rows.iterrows():
+        ax.annotate(str(row[label]), (row[x], row[y]), textcoords="offset points", xytext=(4, dy),
+                    fontsize=8)
+
+
+def accuracy_plot(data: pd.DataFrame, *, x: str = "accuracy", y: str = "config_id",
+                  lower: str | None = "accuracy_low", upper: str | None = "accuracy_high",
+                  hue: str | None = None, ax: Axes | None = None) -> Axes:
+    """Accuracy per `y` as a point with its interval (the table `accuracy_table` returns).
+
+    With `hue` (e.g. "dataset") the points of one `y` are dodged vertically, one color per level.
+    """
+    ax = _axes(ax)
+    _require(data, [x, y, lower, upper, hue], "accuracy_plot")
+    points = _numeric(data, [x]) if data is not None else None
+    if points is None or points.empty:
+        return _no_data(ax)
+    bounds = (lower, upper) if lower is not None and upper is not None else None
+    rows = list(pd.unique(points[y].astype(str)))
+    levels = _levels(points, hue)
+    colors = _palette(levels)
+    for i, level in enumerate(levels):
+        part = _subset(points, hue, level)
+        offset = (i - (len(levels) - 1) / 2) * 0.6 / len(levels)
+        positions = np.array([rows.index(v) for v in part[y].astype(str)]) + offset
+        ax.errorbar(part[x], positions, xerr=_errors(part, x, bounds), fmt="o", capsize=3,
+                    color=colors[level], label=None if level is None else str(level))
+    ax.set_yticks(range(len(rows)), rows)
+    ax.set(xlabel=axis_label(x), ylabel=axis_label(y), ylim=(len(rows) - 0.5, -0.5))
+    if hue is not None:
+        ax.legend(title=hue)
+    return ax
+
+
+def cost_model_plot(data: pd.DataFrame, *, x: str = "accuracy", y: str = "ev_usd",
+                    lower: str | None = None, upper: str | None = None, hue: str | None = None,
+                    label: str | None = None, kind: str = "line", break_even: float | None = None,
+                    human_accuracy: float | None = None, human_ev: float | None = None,
+                    ax: Axes | None = None) -> Axes:
+    """Expected value against accuracy, with the break-even accuracy and a human baseline marked.
+
+    kind="line" joins the rows in `x` order (an accuracy grid, EV band from lower/upper);
+    kind="points" draws one point per row with EV error bars, named by the `label` column
+    (the table `cost_model.value_table` returns). EV = 0 is drawn as the break-even line.
+    """
+    if kind not in ("line", "points"):
+        raise ParameterError(f"cost_model_plot: kind must be 'line' or 'points', got {kind!r}")
+    ax = _axes(ax)
+    _require(data, [x, y, lower, upper, hue, label], "cost_model_plot")
+    points = _numeric(data, [x, y]) if data is not None else None
+    if points is None or points.empty:
+        return _no_data(ax)
+    bounds = (lower, upper) if lower is not None and upper is not None else None
+    levels = _levels(points, hue)
+    colors = _palette(levels)
+    for level in levels:
+        part = _subset(points, hue, level).sort_values(x)
+        name = None if level is None else str(level)
+        if kind == "line":
+            ax.plot(part[x], part[y], color=colors[level], label=name)
+            if bounds is not None:
+                ax.fill_between(part[x], part[lower], part[upper], color=colors[level], alpha=0.2,
+                                linewidth=0)
+        else:
+            ax.errorbar(part[x], part[y], yerr=_errors(part, y, bounds), fmt="o", capsize=3,
+                        color=colors[level], label=name)
+        if label is not None:
+            _annotate(ax, part, x, y, label)
+    ax.axhline(0.0, color="grey", linewidth=0.8)
+    if break_even is not None:
+        ax.axvline(break_even, color="black", linestyle="--", label=f"break-even {break_even:.3f}")
+    if human_accuracy is not None:
+        ax.axvline(human_accuracy, color="tab:red", linestyle=":", label=f"human {human_accuracy:.3f}")
+    if human_ev is not None:
+        ax.axhline(human_ev, color="tab:red", linestyle="-.", label="human EV")
+    ax.set(xlabel=axis_label(x), ylabel=axis_label(y))
+    if ax.get_legend_handles_labels()[0]:
+        ax.legend()
+    return ax
+
+
+def sensitivity_plot(data: pd.DataFrame, *, x: str = "error_value_ratio", y: str = "ev_usd",
+                     hue: str | None = "config_id", lower: str | None = "ev_low_usd",
+                     upper: str | None = "ev_high_usd", logx: bool = True,
+                     ax: Axes | None = None) -> Axes:
+    """How an outcome moves as one parameter sweeps (the table `cost_model.sensitivity` returns).
+
+    One line per `hue` with its interval band, EV = 0 marked; where lines cross, the best
+    configuration changes.
+    """
+    ax = _axes(ax)
+    _require(data, [x, y, hue, lower, upper], "sensitivity_plot")
+    points = _numeric(data, [x, y]) if data is not None else None
+    if points is None or points.empty:
+        return _no_data(ax)
+    levels = _levels(points, hue)
+    colors = _palette(levels)
+    for level in levels:
+        part = _subset(points, hue, level).sort_values(x)
+        ax.plot(part[x], part[y], color=colors[level], label=None if level is None else str(level))
+        if lower is not None and upper is not None:
+            ax.fill_between(part[x], part[lower].astype(float), part[upper].astype(float),
+                            color=colors[level], alpha=0.15, linewidth=0)
+    ax.axhline(0.0, color="grey", linewidth=0.8)
+    if logx:
+        ax.set_xscale("log")
+    ax.set(xlabel=axis_label(x), ylabel=axis_label(y))
+    if hue is not None:
+        ax.legend(title=hue)
+    return ax
+
+
+def frontier_plot(data: pd.DataFrame, *, x: str = "usd_per_1k", y: str = "accuracy",
+                  hue: str | None = "model", pareto: str | None = "pareto",
+                  xerr: tuple[str, str] | None = None,
+                  yerr: tuple[str, str] | None = None,
+                  label: str | None = "config_id", reference: pd.DataFrame | None = None,
+                  logx: bool = False, ax: Axes | None = None) -> Axes:
+    """Configurations in the (`x`, `y`) plane with the Pareto front drawn through them.
+
+    xerr/yerr name (low, high) interval columns, e.g. yerr=("accuracy_low", "accuracy_high"). Points off the front are faded. `reference`
+    (same `x`/`y` columns, optional `label`) adds outside results, e.g. published numbers,
+    as black stars.
+    """
+    ax = _axes(ax)
+    _require(data, [x, y, hue, pareto, label, *(xerr or ()), *(yerr or ())], "frontier_plot")
+    points = _numeric(data, [x, y]) if data is not None else None
+    if points is None or points.empty:
+        return _no_data(ax)
+    on_front = (points[pareto].fillna(False).astype(bool) if pareto is not None
+                else pd.Series(True, index=points.index))
+    levels = _levels(points, hue)
+    colors = _palette(levels)
+    for level in levels:
+        part = _subset(points, hue, level)
+        for front, alpha in ((True, 1.0), (False, 0.4)):
+            sub = part[on_front.loc[part.index] == front]
+            if sub.empty:
+                continue
+            ax.errorbar(sub[x], sub[y], xerr=_errors(sub, x, xerr), yerr=_errors(sub, y, yerr),
+                        fmt="o", capsize=2, alpha=alpha, color=colors[level],
+                        label=None if level is None or not front else str(level))
+    if pareto is not None and on_front.any():
+        front = points[on_front].sort_values(x)
+        ax.plot(front[x], front[y], color="black", linestyle="--", linewidth=1, label="Pareto front")
+    if label is not None:
+        _annotate(ax, points, x, y, label)
+    if reference is not None and not reference.empty:
+        _require(reference, [x, y], "frontier_plot reference")
+        ref = _numeric(reference, [x, y])
+        ax.scatter(ref[x], ref[y], marker="*", s=120, color="black", label="reference", zorder=3)
+        if label is not None and label in ref.columns:
+            _annotate(ax, ref, x, y, label, dy=-10)
+    if logx:
+        ax.set_xscale("log")
+    ax.set(xlabel=axis_label(x), ylabel=axis_label(y))
+    if ax.get_legend_handles_labels()[0]:
+        ax.legend()
+    return ax
