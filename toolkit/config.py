@@ -136,6 +136,8 @@ class _Reader:
         return value
 
     def take_list(self, name: str, kinds: type | tuple[type, ...], default: Any = ...) -> tuple:
+        if name not in self.mapping and default is not ...:
+            return tuple(default)
         value = self.take(name, (list, *(kinds if isinstance(kinds, tuple) else (kinds,))), default)
         values = value if isinstance(value, list) else [value]
         if not values:

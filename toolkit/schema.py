@@ -51,6 +51,7 @@ ARROW_SCHEMA = pa.schema([
     ("concurrency", pa.int64()),
     ("sequence", pa.int64()),
     ("logprob_mean", pa.float64()),
+    ("error_message", pa.string()),  # beyond DESIGN: why an error row failed, keys redacted
 ])
 REQUEST_COLUMNS: tuple[str, ...] = tuple(ARROW_SCHEMA.names)
 
@@ -100,6 +101,7 @@ class RequestRecord:
     error_type: str | None = None
     http_status: int | None = None
     logprob_mean: float | None = None
+    error_message: str | None = None
 
     def to_json_dict(self) -> dict:
         row = dataclasses.asdict(self)

@@ -1,0 +1,121 @@
+"""The `frontier` command: serve, collect, runs (and the report, import, batch and cache commands)."""
+from __future__ import annotations
+
+import argparse
+import logging
+import signal
+import sys
+import time
+from pathlib import Path
+
+from tqdm import tqdm
+
+from toolkit.errors import FrontierError
+
+log = logging.getLogger("toolkit")
+
+
+def _serve(args: argparse.Namespace) -> int:
+    from toolkit.local_server import EmbeddedServer
+
+    with EmbeddedServer(port=args.port, log_path=args.log) as server:
+        print(f"embedded LLM {server.model} serving at {server.base_url} (Ctrl-C stops it)", flush=True)
+        try:
+            while True:
+                time.sleep(3600)
+        except KeyboardInterrupt:
+            print("stopping", file=sys.stderr)
+    return 0
+
+
+def _collect(args: argparse.Namespace) -> int:
+    from toolkit.collect import collect
+
+    bar = tqdm(unit="req", dynamic_ncols=True, smoothing=0.05)
+    errors = 0
+
+    def on_start(pending: int) -> None:
+        bar.reset(total=pending)
+
+    def on_record(record) -> None:
+        nonlocal errors
+        errors += record.status != "ok"
+        bar.update()
+        if errors:
+            bar.set_postfix(errors=errors, refresh=False)
+
+    try:
+        summary = collect(args.config, runs_root=args.runs_root, resume=args.resume, items_per_task=args.limit,
+                          concurrency=args.concurrency, base_url=args.base_url, on_start=on_start,
+                          on_record=on_record)
+    finally:
+        bar.close()
+    rate = summary.sent / summary.elapsed_s if summary.elapsed_s else 0.0
+    print(f"{summary.run_dir}: sent {summary.sent} requests in {summary.elapsed_s:.1f} s ({rate:.1f}/s), "
+          f"{summary.errors} errors, {summary.already_done} already done of {summary.planned} planned")
+    if summary.stop_reason:
+        print(f"stopped early: {summary.stop_reason}; continue with --resume {summary.run_dir}")
+    return 0
+
+
+def _runs(args: argparse.Namespace) -> int:
+    from toolkit.store import list_runs, read_manifest
+
+    rows = []
+    for run_dir in list_runs(args.runs_root):
+        manifest = read_manifest(run_dir)
+        size = sum(p.stat().st_size for p in run_dir.rglob("*") if p.is_file())
+        configs = len(manifest.get("config", {}).get("configs", [])) or manifest.get("configs", "?")
+        started = (manifest.get("sessions") or [{}])[0].get("started_at", manifest.get("created_at", "?"))
+        rows.append((run_dir.name, f"{size / 1e6:.1f} MB", str(configs), str(manifest.get("requests", "?")),
+                     str(manifest.get("errors", "?")), str(manifest.get("status", "?")), str(started)[:19]))
+    header = ("run", "size", "configs", "requests", "errors", "status", "started (UTC)")
+    widths = [max(len(r[i]) for r in [header, *rows]) for i in range(len(header))]
+    for row in [header, *rows]:
+        print("  ".join(cell.ljust(width) for cell, width in zip(row, widths)))
+    return 0
+
+
+def build_parser() -> argparse.ArgumentParser:
+    parser = argparse.ArgumentParser(prog="frontier", description=__doc__)
+    parser.add_argument("-v", "--verbose", action="store_true", help="log debug details")
+    sub = parser.add_subparsers(dest="command", required=True)
+
+    serve = sub.add_parser("serve", help="start the embedded LLM and print its base_url")
+    serve.add_argument("--port", type=int, default=None)
+    serve.add_argument("--log", type=Path, default=None, help="file for the server's own log")
+    serve.set_defaults(func=_serve)
+
+    collect = sub.add_parser("collect", help="run a config grid into a run directory")
+    collect.add_argument("config", type=Path)
+    collect.add_argument("--resume", type=Path, default=None, metavar="RUN_DIR",
+                         help="continue a run: send only requests without an ok record")
+    collect.add_argument("--limit", type=int, default=None, help="items per task (first N)")
+    collect.add_argument("--concurrency", type=int, default=None, help="one concurrency level for all configs")
+    collect.add_argument("--base-url", default=None, help="use this server instead of starting the embedded one")
+    collect.add_argument("--runs-root", type=Path, default=Path("data/runs"))
+    collect.set_defaults(func=_collect)
+
+    runs = sub.add_parser("runs", help="list run directories")
+    runs.add_argument("--runs-root", type=Path, default=Path("data/runs"))
+    runs.set_defaults(func=_runs)
+    return parser
+
+
+def main(argv: list[str] | None = None) -> int:
+    args = build_parser().parse_args(argv)
+    logging.basicConfig(level=logging.DEBUG if args.verbose else logging.WARNING,
+                        format="%(levelname)s %(name)s: %(message)s")
+    signal.signal(signal.SIGTERM, signal.default_int_handler)  # SIGTERM stops as cleanly as Ctrl-C
+    try:
+        return args.func(args)
+    except FrontierError as exc:
+        print(f"frontier: error: {exc}", file=sys.stderr)
+        return 2
+    except KeyboardInterrupt:
+        print("frontier: interrupted; what was collected is kept (continue with --resume)", file=sys.stderr)
+        return 130
+
+
+if __name__ == "__main__":
+    sys.exit(main())

@@ -1,0 +1,165 @@
+"""`collect`: run a config into a run directory (new or resumed), starting the embedded server when
+the config asks for it, and leave a manifest and requests table behind whatever happens.
+"""
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import dataclasses
+import datetime as dt
+import hashlib
+import importlib.metadata
+import logging
+import os
+import platform
+import subprocess
+import time
+from collections.abc import Callable
+from dataclasses import dataclass
+from pathlib import Path
+
+from toolkit.config import CollectConfig, Grid, load_config
+from toolkit.endpoints import Connection, connect
+from toolkit.errors import RunDirError
+from toolkit.local_server import EmbeddedServer
+from toolkit.runner import Collector, PlannedRequest, plan
+from toolkit.schema import RequestRecord
+from toolkit.store import JOURNAL, REQUESTS, Journal, finalize, load_run, read_manifest, write_manifest
+
+log = logging.getLogger("toolkit")
+
+
+@dataclass(frozen=True)
+class CollectSummary:
+    run_dir: Path
+    planned: int
+    already_done: int
+    sent: int
+    errors: int
+    elapsed_s: float
+    stop_reason: str | None
+
+
+def _versions() -> dict[str, str]:
+    versions = {}
+    for package in ("frontier-toolkit", "openai", "llama_cpp_python", "pandas", "pyarrow"):
+        with contextlib.suppress(importlib.metadata.PackageNotFoundError):
+            versions[package] = importlib.metadata.version(package)
+    return versions
+
+
+def _git_commit(where: Path) -> str | None:
+    try:
+        out = subprocess.run(["git", "rev-parse", "HEAD"], cwd=where, capture_output=True, text=True,
+                             timeout=5, check=False)
+    except (OSError, subprocess.TimeoutExpired):
+        return None
+    return out.stdout.strip() or None
+
+
+def _file_hash(path: Path) -> str:
+    return hashlib.sha256(path.read_bytes()).hexdigest()
+
+
+def describe_config(config: CollectConfig, connections: dict[str, Connection]) -> dict:
+    """The manifest's picture of a config: everything needed to rerun it, and no secret."""
+    return {
+        "name": config.name, "description": config.description, "path": str(config.path),
+        "seed": config.seed, "order": config.order, "tasks": list(config.tasks),
+        "items_per_task": config.items_per_task,
+        "grid": dataclasses.asdict(config.grid),
+        "limits": dataclasses.asdict(config.limits), "retry": dataclasses.asdict(config.retry),
+        "endpoints": [{"name": e.name, "kind": e.kind, "host": connections[e.name].host if e.name in connections
+                       else None, "api_key_env": e.api_key_env, "models": list(e.models)}
+                      for e in config.endpoints],
+        "configs": [{"config_id": c.config_id, "endpoint": c.endpoint.name, "model": c.model,
+                     "prompt_variant": c.prompt_variant, "max_tokens": c.max_tokens, "stop": c.stop,
+                     "temperature": c.temperature, "concurrency": c.concurrency, "logprobs": c.logprobs}
+                    for c in config.run_configs()],
+    }
+
+
+def _eval_sets(config: CollectConfig, planned: list[PlannedRequest]) -> list[dict]:
+    used: dict[str, set[str]] = {}
+    for request in planned:
+        used.setdefault(request.task.name, set()).add(request.item.item_id)
+    sets = []
+    for task in config.tasks:
+        path = config.evals_dir / f"{task}.jsonl"
+        prompts = sorted((config.prompts_dir / task).iterdir())
+        sets.append({"name": task, "path": str(path), "sha256": _file_hash(path), "items_used": len(used.get(task, ())),
+                     "prompt_files": {p.name: _file_hash(p) for p in prompts if p.is_file()}})
+    return sets
+
+
+def collect(config: CollectConfig | str | Path, *, runs_root: Path = Path("data/runs"),
+            resume: Path | None = None, items_per_task: int | None = None, concurrency: int | None = None,
+            run_id: str | None = None, base_url: str | None = None,
+            cost_of: Callable[[RequestRecord], float] | None = None,
+            on_record: Callable[[RequestRecord], None] | None = None,
+            on_start: Callable[[int], None] | None = None) -> CollectSummary:
+    """Collect a config's grid into a run dir; with `resume`, send only what has no `ok` record yet."""
+    if not isinstance(config, CollectConfig):
+        config = load_config(config)
+    if concurrency is not None:
+        config = dataclasses.replace(config, grid=dataclasses.replace(config.grid, concurrency=(concurrency,)))
+    planned = plan(config, items_per_task=items_per_task)
+    if resume is not None:
+        run_dir = Path(resume)
+        manifest = read_manifest(run_dir)
+        done = load_run(run_dir) if (run_dir / REQUESTS).exists() or (run_dir / JOURNAL).exists() else None
+        ok_ids = set(done.loc[done["status"] == "ok", "request_id"]) if done is not None else set()
+        first_sequence = int(done["sequence"].max()) + 1 if done is not None and len(done) else 0
+    else:
+        run_id = run_id or f"{config.name}-{dt.datetime.now(dt.UTC):%Y%m%d-%H%M%S}"
+        run_dir = Path(runs_root) / run_id
+        try:
+            run_dir.mkdir(parents=True, exist_ok=False)
+        except FileExistsError:
+            raise RunDirError(f"{run_dir}: run directory already exists; use --resume {run_dir} to continue it") from None
+        except OSError as exc:
+            raise RunDirError(f"{run_dir}: cannot create the run directory: {exc}") from exc
+        manifest, ok_ids, first_sequence = {"run_id": run_id}, set(), 0
+    pending = [p for p in planned if p.request_id not in ok_ids]
+    started = time.monotonic()
+    collector = None
+    with contextlib.ExitStack() as stack:
+        connections = {}
+        for endpoint in config.endpoints:
+            url = base_url
+            if endpoint.kind == "embedded" and url is None and pending:
+                server = stack.enter_context(EmbeddedServer(log_path=run_dir / "server.log"))
+                url = server.base_url
+            connections[endpoint.name] = connect(endpoint, base_url=url or "http://127.0.0.1:0/v1")
+        manifest.update({
+            "config": describe_config(config, connections), "eval_sets": _eval_sets(config, planned),
+            "versions": _versions(), "git_commit": _git_commit(config.path.parent),
+            "machine": {"platform": platform.platform(), "python": platform.python_version(),
+                        "cpus": os.cpu_count()},
+            "planned_requests": len(planned), "status": "running",
+        })
+        manifest.setdefault("sessions", []).append({"started_at": dt.datetime.now(dt.UTC).isoformat(),
+                                                    "pending": len(pending)})
+        write_manifest(run_dir, manifest)
+        if on_start is not None:
+            on_start(len(pending))
+        status = "interrupted"
+        try:
+            with Journal(run_dir) as journal:
+                collector = Collector(config, manifest["run_id"], connections, journal,
+                                      first_sequence=first_sequence, cost_of=cost_of, on_record=on_record)
+                asyncio.run(collector.run(pending))
+            status = "stopped" if collector.stop_reason else "complete"
+        finally:
+            table = finalize(run_dir) if (run_dir / JOURNAL).exists() else None
+            session = manifest["sessions"][-1]
+            session.update({"ended_at": dt.datetime.now(dt.UTC).isoformat(), "status": status,
+                            "sent": collector.sent if collector else 0,
+                            "stop_reason": collector.stop_reason if collector else None})
+            manifest["status"] = session["status"]
+            if table is not None:
+                manifest["requests"] = len(table)
+                manifest["errors"] = int((table["status"] != "ok").sum())
+            write_manifest(run_dir, manifest)
+    return CollectSummary(run_dir, len(planned), len(planned) - len(pending), collector.sent, collector.errors,
+                          time.monotonic() - started, collector.stop_reason)

@@ -1,0 +1,97 @@
+"""Endpoints: an OpenAI-compatible base_url (OpenAI, vLLM, Ollama, llama.cpp) reached through the
+`openai` client, with its key read from a named environment variable and never stored anywhere.
+"""
+from __future__ import annotations
+
+import logging
+import os
+import re
+from dataclasses import dataclass
+from urllib.parse import urlsplit
+
+import httpx2
+from openai import AsyncOpenAI
+
+from toolkit.config import EndpointConfig
+from toolkit.errors import EndpointError
+
+log = logging.getLogger("toolkit")
+
+OPENAI_BASE_URL = "https://api.openai.com/v1"
+_KEY_SHAPES = re.compile(r"(sk-[A-Za-z0-9*_\-]{6,}|Bearer\s+\S+)")
+
+
+@dataclass(frozen=True)
+class Connection:
+    """A reachable endpoint: where it is and how to authenticate (the key stays in memory only)."""
+
+    name: str
+    base_url: str
+    api_key: str
+    tokenize_url: str | None = None  # llama-cpp-python's /extras/tokenize, for exact token counts
+
+    @property
+    def host(self) -> str:
+        """The host (and port) of the base_url: what a run may record about the endpoint."""
+        return urlsplit(self.base_url).netloc.rpartition("@")[2]
+
+    def redact(self, text: str) -> str:
+        """`text` with the key and anything shaped like a key removed (error messages can echo keys)."""
+        if self.api_key and len(self.api_key) >= 4:
+            text = text.replace(self.api_key, "[redacted]")
+        return _KEY_SHAPES.sub("[redacted]", text)
+
+    def client(self, *, timeout_s: float, max_connections: int) -> AsyncOpenAI:
+        limits = httpx2.Limits(max_connections=max_connections, max_keepalive_connections=max_connections)
+        return AsyncOpenAI(base_url=self.base_url, api_key=self.api_key, max_retries=0, timeout=timeout_s,
+                           http_client=httpx2.AsyncClient(limits=limits, timeout=timeout_s))
+
+
+def connect(endpoint: EndpointConfig, *, base_url: str | None = None) -> Connection:
+    """Resolve an endpoint config to a Connection; the key comes from `api_key_env` only."""
+    url = (base_url or endpoint.base_url or OPENAI_BASE_URL).rstrip("/")
+    if endpoint.api_key_env:
+        key = os.environ.get(endpoint.api_key_env)
+        if not key:
+            raise EndpointError(f"endpoint {endpoint.name!r}: environment variable "
+                                f"{endpoint.api_key_env} is not set (it should hold the API key)")
+    elif url == OPENAI_BASE_URL:
+        raise EndpointError(f"endpoint {endpoint.name!r}: OpenAI needs a key; set api_key_env "
+                            "(e.g. OPENAI_API_KEY) in the config")
+    else:
+        key = "none"  # local servers accept any key, but the client insists on one
+    tokenize_url = url.removesuffix("/v1") + "/extras/tokenize" if endpoint.kind == "embedded" else None
+    return Connection(endpoint.name, url, key, tokenize_url)
+
+
+class TokenCounter:
+    """Exact token counts from llama-cpp-python's tokenizer endpoint, for servers that send no usage."""
+
+    def __init__(self, url: str, client: httpx2.AsyncClient) -> None:
+        self.url, self._client = url, client
+        self._prompt_counts: dict[str, int] = {}
+
+    async def count(self, text: str, *, with_bos: bool) -> int:
+        response = await self._client.post(self.url, json={"input": text})
+        response.raise_for_status()
+        tokens = len(response.json()["tokens"])
+        return tokens if with_bos else max(tokens - 1, 0)  # the endpoint always adds BOS
+
+    async def prompt_tokens(self, prompt: str | list[dict[str, str]]) -> int:
+        text = prompt if isinstance(prompt, str) else gemma_transcript(prompt)
+        if text not in self._prompt_counts:
+            self._prompt_counts[text] = await self.count(text, with_bos=True)
+        return self._prompt_counts[text]
+
+
+def gemma_transcript(messages: list[dict[str, str]]) -> str:
+    """The text Gemma's chat format feeds the model (system folds into the first user turn)."""
+    system = " ".join(m["content"] for m in messages if m["role"] == "system")
+    turns = []
+    for message in messages:
+        if message["role"] == "system":
+            continue
+        role = "model" if message["role"] == "assistant" else "user"
+        content = f"{system}\n\n{message['content']}" if system and role == "user" and not turns else message["content"]
+        turns.append(f"<start_of_turn>{role}\n{content}<end_of_turn>\n")
+    return "".join(turns) + "<start_of_turn>model\n"

@@ -1,0 +1,308 @@
+"""The collector: expand a config grid into requests, send them with bounded concurrency and rate
+limits, retry what is worth retrying, grade the answers and journal every finished request at once.
+
+`request_id` is a hash of (config, dataset, item, repeat), so a resumed run plans exactly the same
+ids and sends only those without an `ok` record.  Requests run in one phase per concurrency level;
+within a phase the send order is seeded-shuffled (or grouped by configuration) and recorded in
+`sequence`, because the server's prefix cache makes latency depend on it.
+"""
+from __future__ import annotations
+
+import asyncio
+import datetime as dt
+import hashlib
+import json
+import logging
+import random
+import time
+from collections import deque
+from collections.abc import Callable, Iterator
+from dataclasses import dataclass, replace
+from pathlib import Path
+
+import httpx2
+import openai
+
+from toolkit.config import CollectConfig, RunConfig
+from toolkit.datasets import EvalItem, load_eval_set
+from toolkit.endpoints import Connection, TokenCounter
+from toolkit.errors import EndpointError, FrontierError
+from toolkit.measure import Request, StreamResult, stream_request
+from toolkit.prompts import TaskSpec, load_task, render
+from toolkit.schema import RequestRecord
+from toolkit.store import Journal
+
+log = logging.getLogger("toolkit")
+
+
+@dataclass(frozen=True)
+class PlannedRequest:
+    request_id: str
+    config: RunConfig
+    task: TaskSpec
+    item: EvalItem
+    repeat: int
+
+
+def request_id_for(config_id: str, dataset: str, item_id: str, repeat: int) -> str:
+    return hashlib.sha1(f"{config_id}\x1f{dataset}\x1f{item_id}\x1f{repeat}".encode()).hexdigest()[:16]
+
+
+def plan(config: CollectConfig, *, items_per_task: int | None = None) -> list[PlannedRequest]:
+    """Every request the config asks for, grouped by concurrency phase, in send order."""
+    limit = items_per_task or config.items_per_task
+    tasks = []
+    for name in config.tasks:
+        spec = load_task(config.prompts_dir, name)
+        items = load_eval_set(config.evals_dir / f"{name}.jsonl").items[:limit]
+        tasks.append((spec, items))
+    cells = config.run_configs()
+    for cell in cells:  # fail on an unknown variant before anything is sent
+        for spec, _ in tasks:
+            spec.variant(cell.prompt_variant)
+    planned: list[PlannedRequest] = []
+    rng = random.Random(config.seed)
+    for level in config.grid.concurrency:
+        phase = [PlannedRequest(request_id_for(cell.config_id, spec.name, item.item_id, repeat),
+                                cell, spec, item, repeat)
+                 for cell in cells if cell.concurrency == level
+                 for spec, items in tasks for item in items for repeat in range(config.grid.repeats)]
+        if config.order == "shuffled":
+            rng.shuffle(phase)
+        planned.extend(phase)
+    return planned
+
+
+class RateLimiter:
+    """Requests-per-minute and tokens-per-minute budgets as a sliding one-minute window."""
+
+    def __init__(self, requests_per_minute: float | None, tokens_per_minute: float | None) -> None:
+        self.rpm, self.tpm = requests_per_minute, tokens_per_minute
+        self._sent: deque[tuple[float, int]] = deque()
+        self._lock = asyncio.Lock()
+
+    async def acquire(self, tokens: int) -> None:
+        if self.rpm is None and self.tpm is None:
+            return
+        async with self._lock:
+            while True:
+                now = time.monotonic()
+                while self._sent and now - self._sent[0][0] >= 60:
+                    self._sent.popleft()
+                requests_ok = self.rpm is None or len(self._sent) < self.rpm
+                tokens_ok = self.tpm is None or sum(t for _, t in self._sent) + tokens <= self.tpm or not self._sent
+                if requests_ok and tokens_ok:
+                    self._sent.append((now, tokens))
+                    return
+                await asyncio.sleep(max(60 - (now - self._sent[0][0]), 0.01))
+
+
+class StopRun(FrontierError):
+    """The run stopped itself early (budget or error rate); what it collected is kept."""
+
+
+@dataclass
+class Outcome:
+    result: StreamResult | None
+    attempts: int
+    started_at: dt.datetime
+    error_type: str | None = None
+    http_status: int | None = None
+    error_message: str | None = None
+
+
+_RETRYABLE = (openai.RateLimitError, openai.InternalServerError, openai.APITimeoutError,
+              openai.APIConnectionError, httpx2.TransportError, json.JSONDecodeError)
+
+
+def _error_kind(exc: BaseException) -> tuple[str, int | None]:
+    status = getattr(exc, "status_code", None)
+    if isinstance(exc, openai.RateLimitError):
+        return "rate_limited", status
+    if isinstance(exc, openai.APITimeoutError | httpx2.TimeoutException):
+        return "timeout", None
+    if isinstance(exc, openai.APIConnectionError | httpx2.TransportError):
+        return "connection", None
+    if isinstance(exc, json.JSONDecodeError):
+        return "malformed_stream", None
+    if isinstance(exc, openai.AuthenticationError | openai.PermissionDeniedError):
+        return "auth", status
+    if isinstance(exc, openai.APIStatusError):
+        return ("server_error" if status and status >= 500 else "bad_request"), status
+    return type(exc).__name__, status
+
+
+def _retry_after_s(exc: BaseException) -> float | None:
+    response = getattr(exc, "response", None)
+    value = response.headers.get("retry-after") if response is not None else None
+    try:
+        return max(float(value), 0.0) if value is not None else None
+    except ValueError:
+        return None
+
+
+class Collector:
+    """Runs planned requests against one connection per endpoint and journals each result."""
+
+    def __init__(self, config: CollectConfig, run_id: str, connections: dict[str, Connection],
+                 journal: Journal, *, first_sequence: int = 0,
+                 cost_of: Callable[[RequestRecord], float] | None = None,
+                 on_record: Callable[[RequestRecord], None] | None = None) -> None:
+        self.config, self.run_id, self.connections, self.journal = config, run_id, connections, journal
+        self.cost_of, self.on_record = cost_of, on_record
+        self.limiter = RateLimiter(config.limits.requests_per_minute, config.limits.tokens_per_minute)
+        self._sequence = first_sequence
+        self.sent = self.errors = 0
+        self.cost_usd = 0.0
+        self.stop_reason: str | None = None
+        self._clients: dict[str, openai.AsyncOpenAI] = {}
+        self._counters: dict[str, TokenCounter] = {}
+        self._http = httpx2.AsyncClient(timeout=config.retry.timeout_s)
+
+    async def run(self, planned: list[PlannedRequest]) -> None:
+        try:
+            for level, phase in _phases(planned):
+                await self._run_phase(level, phase)
+                if self.stop_reason:
+                    break
+        finally:
+            for client in self._clients.values():
+                await client.close()
+            await self._http.aclose()
+
+    async def _run_phase(self, level: int, phase: list[PlannedRequest]) -> None:
+        queue = deque(phase)
+
+        async def worker() -> None:
+            while queue and not self.stop_reason:
+                await self._one(queue.popleft())
+
+        workers = [asyncio.create_task(worker()) for _ in range(min(level, len(phase)))]
+        try:
+            await asyncio.gather(*workers)
+        except BaseException:
+            for task in workers:
+                task.cancel()
+            raise
+
+    def _client(self, cell: RunConfig) -> openai.AsyncOpenAI:
+        name = cell.endpoint.name
+        if name not in self._clients:
+            levels = max(self.config.grid.concurrency)
+            self._clients[name] = self.connections[name].client(
+                timeout_s=self.config.retry.timeout_s, max_connections=max(levels, 1))
+            tokenize_url = self.connections[name].tokenize_url
+            if tokenize_url:
+                self._counters[name] = TokenCounter(tokenize_url, self._http)
+        return self._clients[name]
+
+    def _request(self, planned: PlannedRequest) -> Request:
+        cell = planned.config
+        variant = planned.task.variant(cell.prompt_variant)
+        stop = planned.task.stop if cell.stop and variant.api == "completions" else ()
+        return Request(variant.api, cell.model, render(variant, planned.item), cell.max_tokens,
+                       cell.temperature, stop, cell.logprobs)
+
+    async def _one(self, planned: PlannedRequest) -> None:
+        if self.config.limits.max_requests is not None and self.sent >= self.config.limits.max_requests:
+            self.stop_reason = f"reached max_requests={self.config.limits.max_requests}"
+            return
+        request = self._request(planned)
+        self.sent += 1
+        sequence, self._sequence = self._sequence, self._sequence + 1
+        prompt_chars = len(request.prompt) if isinstance(request.prompt, str) else sum(
+            len(m["content"]) for m in request.prompt)
+        await self.limiter.acquire(prompt_chars // 4 + request.max_tokens)
+        outcome = await self._send_with_retries(planned, request)
+        record = await self._record(planned, request, outcome, sequence)
+        self.journal.append(record)
+        self._account(record)
+
+    async def _send_with_retries(self, planned: PlannedRequest, request: Request) -> Outcome:
+        policy = self.config.retry
+        client = self._client(planned.config)
+        connection = self.connections[planned.config.endpoint.name]
+        for attempt in range(1, policy.max_attempts + 1):
+            started_at = dt.datetime.now(dt.UTC)
+            try:
+                result = await stream_request(client, request, timeout_s=policy.timeout_s)
+                return Outcome(result, attempt, started_at)
+            except _RETRYABLE as exc:
+                kind, status = _error_kind(exc)
+                if attempt == policy.max_attempts:
+                    return Outcome(None, attempt, started_at, kind, status, connection.redact(str(exc)))
+                delay = _retry_after_s(exc)
+                if delay is None:
+                    delay = min(policy.backoff_max_s, policy.backoff_base_s * 2 ** (attempt - 1))
+                    delay *= random.uniform(0.5, 1.0)  # jitter spreads retries of concurrent requests
+                log.debug("request %s attempt %d: %s; retrying in %.2f s", planned.request_id, attempt, kind, delay)
+                await asyncio.sleep(delay)
+            except openai.APIStatusError as exc:
+                kind, status = _error_kind(exc)
+                message = connection.redact(str(exc))
+                if kind == "auth":
+                    raise EndpointError(f"endpoint {connection.name!r} refused the key (HTTP {status}): "
+                                        f"{message}") from None
+                return Outcome(None, attempt, started_at, kind, status, message)
+        raise AssertionError("unreachable: the last attempt returns")
+
+    async def _record(self, planned: PlannedRequest, request: Request, outcome: Outcome,
+                      sequence: int) -> RequestRecord:
+        cell, item = planned.config, planned.item
+        base = RequestRecord(
+            run_id=self.run_id, request_id=planned.request_id, config_id=cell.config_id, model=cell.model,
+            prompt_variant=cell.prompt_variant, max_tokens=cell.max_tokens, temperature=cell.temperature,
+            dataset=planned.task.name, item_id=item.item_id, repeat=planned.repeat,
+            endpoint=self.connections[cell.endpoint.name].host, started_at=outcome.started_at,
+            status="error", attempts=outcome.attempts, concurrency=cell.concurrency, sequence=sequence,
+            expected=item.expected, error_type=outcome.error_type, http_status=outcome.http_status,
+            error_message=outcome.error_message)
+        result = outcome.result
+        if result is None:
+            return base
+        grade = planned.task.grader(result.text, item.expected)
+        usage = result.usage
+        counter = self._counters.get(cell.endpoint.name)
+        prompt_tokens = usage.prompt_tokens if usage else None
+        completion_tokens = usage.completion_tokens if usage else None
+        source = "server" if usage else "estimated"
+        if usage is None and counter is not None:
+            prompt_tokens = await counter.prompt_tokens(request.prompt)
+            completion_tokens = result.logprob_tokens if result.logprob_tokens is not None else (
+                await counter.count(result.text, with_bos=False) if result.text else 0)
+        elif usage is None:
+            prompt_tokens, completion_tokens = None, len(result.tbt_s) + (1 if result.ttft_s else 0)
+        return replace(
+            base, status="ok", error_type=None, error_message=None, ttft_s=result.ttft_s, e2e_s=result.e2e_s,
+            tbt_s=result.tbt_s, server_s=result.server_s, prompt_tokens=prompt_tokens,
+            cached_tokens=(usage.cached_tokens or 0) if usage else None,
+            completion_tokens=completion_tokens,
+            reasoning_tokens=(usage.reasoning_tokens or 0) if usage else None,
+            usage_source=source, output_text=result.text, score=grade.score, correct=grade.correct,
+            grader=planned.task.grader.name, logprob_mean=result.logprob_mean)
+
+    def _account(self, record: RequestRecord) -> None:
+        limits = self.config.limits
+        if record.status != "ok":
+            self.errors += 1
+        if self.cost_of is not None:
+            self.cost_usd += self.cost_of(record)
+        if self.on_record is not None:
+            self.on_record(record)
+        if limits.max_cost_usd is not None and self.cost_usd >= limits.max_cost_usd:
+            self.stop_reason = f"spent {self.cost_usd:.4f} USD, reaching max_cost_usd={limits.max_cost_usd}"
+        elif self.sent >= limits.min_requests_for_error_rate and self.errors / self.sent > limits.max_error_rate:
+            self.stop_reason = (f"error rate {self.errors}/{self.sent} passed max_error_rate="
+                                f"{limits.max_error_rate}")
+
+
+def _phases(planned: list[PlannedRequest]) -> Iterator[tuple[int, list[PlannedRequest]]]:
+    phase: list[PlannedRequest] = []
+    for request in planned:
+        if phase and request.config.concurrency != phase[0].config.concurrency:
+            yield phase[0].config.concurrency, phase
+            phase = []
+        phase.append(request)
+    if phase:
+        yield phase[0].config.concurrency, phase
+
