@@ -1,0 +1,34 @@
+from pathlib import Path
+
+import pandas as pd
+import pytest
+
+from toolkit.errors import ParameterError
+from toolkit.importers import IMPORTERS, import_llmperf, import_to_run_dir
+from toolkit.store import load_run, read_manifest
+
+SHARED = Path(__file__).resolve().parents[1].parent / "shared" / "data"
+
+
+def test_registry_names_every_requests_importer():
+    assert sorted(IMPORTERS) == ["alpacaeval", "frugalgpt", "generic", "llmperf", "openai_batch"]
+
+
+def test_an_import_round_trips_through_a_run_dir(tmp_path):
+    source = SHARED / "llmperf" / "individual" / "lepton_70b.json"
+    run_dir = import_to_run_dir("llmperf", source, tmp_path / "lepton-dec2023")
+    loaded = load_run(run_dir)
+    direct, _ = import_llmperf(source, run_id="lepton-dec2023")
+    pd.testing.assert_frame_equal(loaded, direct)
+    manifest = read_manifest(run_dir)
+    assert manifest["run_id"] == "lepton-dec2023" and manifest["importer"]["kind"] == "llmperf"
+    assert manifest["source_files"][0]["path"] == str(source)
+    assert len(manifest["source_files"][0]["sha256"]) == 64
+
+
+def test_explicit_run_id_and_unknown_kind(tmp_path):
+    run_dir = import_to_run_dir("alpacaeval", SHARED / "alpacaeval" / "per_item.csv", tmp_path / "ae",
+                                run_id="alpaca")
+    assert set(load_run(run_dir)["run_id"]) == {"alpaca"}
+    with pytest.raises(ParameterError, match="unknown importer 'promptfoo'; known: alpacaeval"):
+        import_to_run_dir("promptfoo", "x", tmp_path / "p")
