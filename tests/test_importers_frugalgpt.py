@@ -102,7 +102,7 @@ def test_perf_seed_files_are_refused_and_renamed_summaries_need_a_dataset(tmp_pa
 
 def test_summary_with_a_bad_cell(tmp_path):
     path = tmp_path / "summary_X_e8_full_2024.csv"
-    path.write_text(",Test_acc,Test_cost,Test_size,Train_acc,Train_cost,Train_size,Budget,Method,Provider,Marker\n"
-                    "0,high,0.1,10,0.5,0.1,10,10,m,p,1\n")
+    path.write_text(",Test_acc,Test_cost,Test_size,Train_acc,Train_cost,Train_size,Budget,Method,"
+                    "Provider,Marker\n0,high,0.1,10,0.5,0.1,10,10,m,p,1\n")
     with pytest.raises(DataFileError, match="line 2: field \"Test_acc\": not a number"):
         load_reference_points(path)

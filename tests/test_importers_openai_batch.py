@@ -38,7 +38,8 @@ def lines(*objects):
 def test_chat_completion_usage_and_logprobs():
     table = parse_batch_output(lines(CHAT, BAD_REQUEST, EXPIRED))
     ok = table.iloc[0]
-    assert (ok["request_id"], ok["status"], ok["http_status"], ok["batch"]) == ("capitals/q1/r0/mini", "ok", 200, True)
+    assert (ok["request_id"], ok["status"], ok["http_status"], ok["batch"]) == (
+        "capitals/q1/r0/mini", "ok", 200, True)
     assert (ok["prompt_tokens"], ok["cached_tokens"], ok["completion_tokens"], ok["reasoning_tokens"]) == (
         1200, 1024, 80, 64)
     assert ok["usage_source"] == "server" and ok["output_text"] == "Paris"
@@ -100,7 +101,7 @@ def test_bad_lines(tmp_path):
         parse_batch_output(lines(missing), source="out.jsonl")
     bad_usage = json.loads(json.dumps(CHAT))
     bad_usage["response"]["body"]["usage"]["completion_tokens"] = "eighty"
-    with pytest.raises(DataFileError, match=r"field \"usage.completion_tokens\": not an integer \('eighty'\)"):
+    with pytest.raises(DataFileError, match=r"\"usage.completion_tokens\": not an integer \('eighty'\)"):
         parse_batch_output(lines(bad_usage))
     with pytest.raises(DataFileError, match="duplicate request id 'capitals/q1/r0/mini'"):
         parse_batch_output(lines(CHAT, CHAT))

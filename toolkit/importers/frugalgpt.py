@@ -15,7 +15,8 @@ from pathlib import Path
 
 import pandas as pd
 
-from toolkit.importers._common import build_manifest, finish, numeric, read_table, require_columns, require_text
+from toolkit.importers._common import (build_manifest, finish, numeric, read_table, require_columns,
+                                       require_text)
 
 KIND = "frugalgpt"
 VERSION = "1"

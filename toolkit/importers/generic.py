@@ -14,7 +14,7 @@ import numpy as np
 import pandas as pd
 import pyarrow as pa
 
-from toolkit.errors import DataFileError, ParameterError
+from toolkit.errors import ParameterError
 from toolkit.importers._common import build_manifest, finish, numeric, read_table, require_columns, row_error
 from toolkit.schema import ARROW_SCHEMA, REQUEST_COLUMNS
 
@@ -81,7 +81,8 @@ def _check_targets(mapping: Mapping[str, str], milliseconds: Sequence[str],
         raise ParameterError(f"import_generic: column(s) set more than once: {', '.join(twice)}")
     not_mapped = [name for name in milliseconds if name not in mapping]
     if not_mapped:
-        raise ParameterError(f"import_generic: milliseconds names unmapped column(s): {', '.join(not_mapped)}")
+        raise ParameterError("import_generic: milliseconds names unmapped column(s): "
+                             + ", ".join(not_mapped))
 
 
 def _convert(values: pd.Series, kind: pa.DataType, path: Path, source: str, scale: float) -> pd.Series:
