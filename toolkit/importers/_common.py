@@ -11,6 +11,7 @@ from pathlib import Path
 import numpy as np
 import pandas as pd
 
+from toolkit import __version__
 from toolkit.errors import DataFileError
 from toolkit.schema import coerce_requests
 
@@ -129,8 +130,6 @@ def file_digest(path: Path) -> str:
 def build_manifest(*, kind: str, version: str, run_id: str, sources: list[Path],
                    table: pd.DataFrame, notes: list[str], **extra: object) -> dict:
     """The manifest of an imported run: where it came from, how it was converted, what it holds."""
-    from toolkit import __version__  # late: toolkit/__init__ imports the store, not the importers
-
     return {
         "run_id": run_id,
         "source": "import",

@@ -76,6 +76,8 @@ def import_alpacaeval(path: str | os.PathLike, *, run_id: str | None = None,
         "the judge's cost and was not imported.",
         "dataset names the judge: the two judges compare with different references "
         "(text_davinci_003 vs gpt4_1106_preview), so their scores are on different scales.",
+        "The AlpacaEval subset (helpful_base, koala, oasst, selfinstruct, vicuna) is not a requests "
+        "column: join instructions.csv on item_id = instruction_hash.",
         f"{int(score.isna().sum())} rows have no parseable judge verdict: status ok (the model "
         "answered), score and correct null.",
     ]
