@@ -31,7 +31,7 @@ def _serve(args: argparse.Namespace) -> int:
 def _collect(args: argparse.Namespace) -> int:
     from toolkit.collect import collect
 
-    bar = tqdm(unit="req", dynamic_ncols=True, smoothing=0.05)
+    bar = tqdm(unit="req", dynamic_ncols=True, smoothing=0.05, delay=0.5)
     errors = 0
 
     def on_start(pending: int) -> None:
@@ -46,7 +46,7 @@ def _collect(args: argparse.Namespace) -> int:
 
     try:
         summary = collect(args.config, runs_root=args.runs_root, resume=args.resume, items_per_task=args.limit,
-                          concurrency=args.concurrency, base_url=args.base_url, on_start=on_start,
+                          concurrency=args.concurrency, base_url=args.base_url, run_id=args.run_id, on_start=on_start,
                           on_record=on_record)
     finally:
         bar.close()
@@ -59,20 +59,38 @@ def _collect(args: argparse.Namespace) -> int:
 
 
 def _runs(args: argparse.Namespace) -> int:
-    from toolkit.store import list_runs, read_manifest
+    from toolkit.store import list_runs, load_run, read_manifest
 
     rows = []
     for run_dir in list_runs(args.runs_root):
         manifest = read_manifest(run_dir)
+        table = load_run(run_dir)
         size = sum(p.stat().st_size for p in run_dir.rglob("*") if p.is_file())
-        configs = len(manifest.get("config", {}).get("configs", [])) or manifest.get("configs", "?")
-        started = (manifest.get("sessions") or [{}])[0].get("started_at", manifest.get("created_at", "?"))
-        rows.append((run_dir.name, f"{size / 1e6:.1f} MB", str(configs), str(manifest.get("requests", "?")),
-                     str(manifest.get("errors", "?")), str(manifest.get("status", "?")), str(started)[:19]))
+        started = table["started_at"].min()
+        rows.append((run_dir.name, f"{size / 1e6:.1f} MB", str(table["config_id"].nunique()), str(len(table)),
+                     str(int((table["status"] != "ok").sum())), str(manifest.get("status", "imported")),
+                     "-" if started is None or str(started) == "NaT" else f"{started:%Y-%m-%d %H:%M}"))
     header = ("run", "size", "configs", "requests", "errors", "status", "started (UTC)")
     widths = [max(len(r[i]) for r in [header, *rows]) for i in range(len(header))]
     for row in [header, *rows]:
         print("  ".join(cell.ljust(width) for cell, width in zip(row, widths)))
+    return 0
+
+
+def _import(args: argparse.Namespace) -> int:
+    import yaml
+
+    from toolkit.importers import import_to_run_dir
+
+    options = {}
+    for pair in args.option:
+        name, sep, value = pair.partition("=")
+        if not sep:
+            print(f"frontier: error: option {pair!r} must look like name=value", file=sys.stderr)
+            return 2
+        options[name] = yaml.safe_load(value)
+    run_dir = import_to_run_dir(args.kind, args.path, args.output, **options)
+    print(run_dir)
     return 0
 
 
@@ -94,11 +112,22 @@ def build_parser() -> argparse.ArgumentParser:
     collect.add_argument("--concurrency", type=int, default=None, help="one concurrency level for all configs")
     collect.add_argument("--base-url", default=None, help="use this server instead of starting the embedded one")
     collect.add_argument("--runs-root", type=Path, default=Path("data/runs"))
+    collect.add_argument("--run-id", default=None, help="name of the new run directory (default: name-timestamp)")
     collect.set_defaults(func=_collect)
 
     runs = sub.add_parser("runs", help="list run directories")
     runs.add_argument("--runs-root", type=Path, default=Path("data/runs"))
     runs.set_defaults(func=_runs)
+
+    from toolkit.importers import IMPORTERS
+
+    importer = sub.add_parser("import", help="turn someone else's data into a run directory")
+    importer.add_argument("kind", choices=sorted(IMPORTERS))
+    importer.add_argument("path", type=Path)
+    importer.add_argument("-o", "--output", type=Path, required=True, metavar="RUN_DIR")
+    importer.add_argument("--option", "-O", action="append", default=[], metavar="NAME=VALUE",
+                          help="importer option, value read as YAML (e.g. -O 'mapping={latency_ms: e2e_s}')")
+    importer.set_defaults(func=_import)
     return parser
 
 

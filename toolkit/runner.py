@@ -199,7 +199,7 @@ class Collector:
     def _request(self, planned: PlannedRequest) -> Request:
         cell = planned.config
         variant = planned.task.variant(cell.prompt_variant)
-        stop = planned.task.stop if cell.stop and variant.api == "completions" else ()
+        stop = planned.task.stop if cell.stop else ()
         return Request(variant.api, cell.model, render(variant, planned.item), cell.max_tokens,
                        cell.temperature, stop, cell.logprobs)
 

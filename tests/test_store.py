@@ -1,0 +1,80 @@
+import datetime as dt
+import json
+
+import pandas as pd
+import pytest
+
+from toolkit.errors import DataFileError, RunDirError
+from toolkit.schema import REQUEST_COLUMNS, RequestRecord
+from toolkit.store import JOURNAL, REQUESTS, Journal, finalize, load_run, read_journal, save_run
+
+
+def record(i: int, status: str = "ok") -> RequestRecord:
+    return RequestRecord(
+        run_id="r", request_id=f"id{i}", config_id="c", model="m", prompt_variant="v", max_tokens=8,
+        temperature=0.0, dataset="d", item_id=f"item{i}", repeat=0, endpoint="127.0.0.1:1",
+        started_at=dt.datetime(2026, 1, 1, tzinfo=dt.UTC), status=status, attempts=1, concurrency=1,
+        sequence=i, ttft_s=0.1 * i, e2e_s=0.2 * i, tbt_s=[0.01, 0.02], prompt_tokens=10, completion_tokens=3,
+        output_text="x", correct=status == "ok", score=1.0 if status == "ok" else None)
+
+
+def test_journal_round_trip_keeps_dtypes(tmp_path):
+    with Journal(tmp_path) as journal:
+        for i in range(3):
+            journal.append(record(i))
+    table = load_run(tmp_path)
+    assert list(table.columns) == list(REQUEST_COLUMNS)
+    assert table["tbt_s"].iloc[1].tolist() == [0.01, 0.02]
+    assert str(table["max_tokens"].dtype) == "Int64" and str(table["correct"].dtype) == "boolean"
+    assert isinstance(table["started_at"].dtype, pd.DatetimeTZDtype)
+
+
+def test_cut_last_line_is_ignored_but_a_bad_middle_line_is_an_error(tmp_path):
+    with Journal(tmp_path) as journal:
+        journal.append(record(0))
+        journal.append(record(1))
+    path = tmp_path / JOURNAL
+    text = path.read_text()
+    path.write_text(text + text.splitlines()[0][:40])  # a kill in the middle of a write
+    assert [row["request_id"] for row in read_journal(path)] == ["id0", "id1"]
+    lines = text.splitlines()
+    path.write_text(lines[0] + "\n{broken\n" + lines[1] + "\n")
+    with pytest.raises(DataFileError, match=r"journal.jsonl line 2: not valid JSON"):
+        read_journal(path)
+
+
+def test_finalize_merges_and_last_record_wins(tmp_path):
+    with Journal(tmp_path) as journal:
+        journal.append(record(0, "error"))
+        journal.append(record(1))
+    finalize(tmp_path)
+    assert not (tmp_path / JOURNAL).exists() and (tmp_path / REQUESTS).exists()
+    with Journal(tmp_path) as journal:  # a resumed session redoes the error
+        journal.append(record(0))
+    table = load_run(tmp_path)
+    assert len(table) == 2 and set(table["status"]) == {"ok"}
+
+
+def test_missing_run_dir_and_missing_columns(tmp_path):
+    with pytest.raises(RunDirError, match="no such run directory"):
+        load_run(tmp_path / "nope")
+    with pytest.raises(RunDirError, match="not a run directory"):
+        load_run(tmp_path)
+    frame = pd.DataFrame([record(0).to_json_dict()]).drop(columns=["ttft_s", "status"])
+    frame.to_parquet(tmp_path / REQUESTS)
+    with pytest.raises(RunDirError, match="missing column.*ttft_s, .*status"):
+        load_run(tmp_path)
+
+
+def test_save_run_fills_absent_columns_with_nulls(tmp_path):
+    frame = pd.DataFrame({"request_id": ["a", "b"], "model": ["m", "m"], "e2e_s": [1.0, 2.0], "status": "ok"})
+    save_run(tmp_path / "run", frame, {"run_id": "run"})
+    table = load_run(tmp_path / "run")
+    assert table["ttft_s"].isna().all() and table["e2e_s"].tolist() == [1.0, 2.0]
+    assert json.loads((tmp_path / "run" / "manifest.json").read_text())["run_id"] == "run"
+
+
+def test_wrong_type_in_a_column_names_it(tmp_path):
+    frame = pd.DataFrame({"request_id": ["a"], "e2e_s": ["fast"]})
+    with pytest.raises(RunDirError, match="column 'e2e_s'"):
+        save_run(tmp_path / "run", frame, {})
