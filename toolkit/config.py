@@ -131,8 +131,7 @@ class _Reader:
         if value is None and nullable:
             return None
         if not _is_instance(value, kinds):
-            expected = " or ".join(k.__name__ for k in (kinds if isinstance(kinds, tuple) else (kinds,)))
-            raise ConfigError(self.path, f"must be {expected}, got {value!r}", field=self.key(name))
+            raise ConfigError(self.path, f"must be {_kind_names(kinds)}, got {value!r}", field=self.key(name))
         return value
 
     def take_list(self, name: str, kinds: type | tuple[type, ...], default: Any = ...) -> tuple:
@@ -142,12 +141,20 @@ class _Reader:
         values = value if isinstance(value, list) else [value]
         if not values:
             raise ConfigError(self.path, "must not be empty", field=self.key(name))
+        for index, element in enumerate(values):
+            if not _is_instance(element, kinds):
+                raise ConfigError(self.path, f"must be {_kind_names(kinds)}, got {element!r}",
+                                  field=f"{self.key(name)}[{index}]")
         return tuple(values)
 
     def done(self) -> None:
         if self.mapping:
             unknown = ", ".join(self.key(k) for k in self.mapping)
             raise ConfigError(self.path, f"unknown key(s): {unknown}")
+
+
+def _kind_names(kinds: type | tuple[type, ...]) -> str:
+    return " or ".join(k.__name__ for k in (kinds if isinstance(kinds, tuple) else (kinds,)))
 
 
 def _is_instance(value: Any, kinds: type | tuple[type, ...]) -> bool:
