@@ -496,5 +496,6 @@ def main(argv: Sequence[str] | None = None) -> None:
               if a.fault_mix else Script(default))
     asyncio.run(_serve(_App(script, a.api_key, a.model), a.host, a.port))
 
+
 if __name__ == "__main__":
     main()
