@@ -113,9 +113,16 @@ def _chunk_content(chunk: Any, api: Api) -> tuple[str, str | None, list[float]]:
     return text, choice.finish_reason, logprobs
 
 
-async def stream_request(client: AsyncOpenAI, request: Request, *, timeout_s: float) -> StreamResult:
-    """Send `request` with streaming and time it; API and transport errors propagate to the caller."""
+async def stream_request(client: AsyncOpenAI, request: Request, *, timeout_s: float,
+                         request_id: str | None = None) -> StreamResult:
+    """Send `request` with streaming and time it; API and transport errors propagate to the caller.
+
+    `request_id` goes out as OpenAI's `X-Client-Request-Id` tracing header, so server logs can be
+    matched to rows of the requests table.
+    """
     body = request.body()
+    if request_id is not None:
+        body["extra_headers"] = {"X-Client-Request-Id": request_id}
     resource = client.chat.completions if request.api == "chat" else client.completions
     start = time.perf_counter_ns()
     raw = await resource.with_raw_response.create(

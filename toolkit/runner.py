@@ -225,7 +225,8 @@ class Collector:
         for attempt in range(1, policy.max_attempts + 1):
             started_at = dt.datetime.now(dt.UTC)
             try:
-                result = await stream_request(client, request, timeout_s=policy.timeout_s)
+                result = await stream_request(client, request, timeout_s=policy.timeout_s,
+                                              request_id=planned.request_id)
                 return Outcome(result, attempt, started_at)
             except _RETRYABLE as exc:
                 kind, status = _error_kind(exc)

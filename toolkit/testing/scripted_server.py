@@ -2,7 +2,8 @@
 
 Speaks `/v1/chat/completions`, `/v1/completions` (streaming SSE and plain JSON) and `/v1/models`.
 Each request is answered by the `Behaviour` its `Script` picks for (request key, attempt number).
-The request key is the `X-Request-Id` header when the client sends one, else the prompt text
+The request key is the `X-Client-Request-Id` header (OpenAI's tracing header, which the collector sends
+with the request_id) or `X-Request-Id` when the client sends one, else the prompt text
 (completions: `prompt`; chat: the content of the last message). Run it in-process with
 `ScriptedServer`, or in its own process with `python -m toolkit.testing.scripted_server`.
 """
@@ -275,7 +276,7 @@ class _App:
         except ValueError as exc:
             return _error(400, f"request body is not JSON: {exc}")
         prompt = _prompt(body, chat)
-        key = request.headers.get("X-Request-Id") or prompt
+        key = request.headers.get("X-Client-Request-Id") or request.headers.get("X-Request-Id") or prompt
         self.attempts[key] += 1
         b = self.script.behaviour(key, self.attempts[key])
         stream = bool(body.get("stream"))
