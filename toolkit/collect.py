@@ -130,7 +130,10 @@ def collect(config: CollectConfig | str | Path, *, runs_root: Path = Path("data/
             if endpoint.kind == "embedded" and url is None and pending:
                 server = stack.enter_context(EmbeddedServer(log_path=run_dir / "server.log"))
                 url = server.base_url
-            connections[endpoint.name] = connect(endpoint, base_url=url or "http://127.0.0.1:0/v1")
+            if url is None and endpoint.kind == "embedded":
+                url = "http://127.0.0.1:0/v1"  # nothing pending: no server started, nothing sent
+            # url None lets connect() use the endpoint's own base_url from the config
+            connections[endpoint.name] = connect(endpoint, base_url=url)
         manifest.update({
             "config": describe_config(config, connections), "eval_sets": _eval_sets(config, planned),
             "versions": _versions(), "git_commit": _git_commit(config.path.parent),
