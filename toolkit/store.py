@@ -32,6 +32,7 @@ class Journal:
 
     def __enter__(self) -> "Journal":
         try:
+            _drop_cut_last_line(self.path)
             self._file = self.path.open("a", encoding="utf-8")
         except OSError as exc:
             raise RunDirError(f"{self.path}: cannot open the journal for writing: {exc}") from exc
@@ -49,6 +50,32 @@ class Journal:
         if self._file is not None:
             self._file.close()
             self._file = None
+
+
+def _drop_cut_last_line(path: Path, block: int = 1 << 16) -> None:
+    """Truncate a last line that a kill left without its newline.
+
+    Appending after it would glue the next record onto the fragment and turn a harmless cut last
+    line (ignored by `read_journal`) into a corrupt middle line that makes the journal unreadable.
+    """
+    if not path.exists():
+        return
+    with path.open("rb+") as file:
+        end = file.seek(0, os.SEEK_END)
+        position = end
+        while position > 0:
+            start = max(position - block, 0)
+            file.seek(start)
+            chunk = file.read(position - start)
+            newline = chunk.rfind(b"\n")
+            if newline >= 0:
+                cut = start + newline + 1
+                break
+            position = start
+        else:
+            cut = 0
+        if cut < end:
+            file.truncate(cut)
 
 
 def read_journal(path: Path) -> list[dict]:
