@@ -1,0 +1,104 @@
+from pathlib import Path
+
+import pytest
+
+from toolkit.errors import ParameterError, RunDirError
+from toolkit.params import REPO_ROOT, check, resolve_run_dir
+
+
+def test_numbers_accept_ints_and_return_floats():
+    assert check("value_usd", 2, float) == 2.0
+    assert isinstance(check("value_usd", 2, float), float)
+    assert check("n", 3, int) == 3
+
+
+@pytest.mark.parametrize(("value", "message"), [
+    ("abc", "parameter value_usd: expected a number, got 'abc' (str)"),
+    (True, "parameter value_usd: expected a number, got True (bool)"),
+    (None, "parameter value_usd: expected a number, got None (NoneType)"),
+    (float("nan"), "parameter value_usd: expected a number, got nan (float)"),
+])
+def test_wrong_types_name_the_parameter_the_type_and_the_value(value, message):
+    with pytest.raises(ParameterError) as info:
+        check("value_usd", value, float)
+    assert str(info.value) == message
+
+
+def test_integers_reject_floats_and_bools():
+    with pytest.raises(ParameterError, match=r"parameter n: expected an integer, got 2.5 \(float\)"):
+        check("n", 2.5, int)
+    with pytest.raises(ParameterError, match="expected an integer"):
+        check("n", False, int)
+
+
+def test_bounds_are_inclusive_and_named():
+    assert check("confidence", 0.5, float, min=0.5, max=0.999) == 0.5
+    with pytest.raises(ParameterError, match=r"^parameter confidence: must be <= 0.999, got 1.5$"):
+        check("confidence", 1.5, float, min=0.5, max=0.999)
+    with pytest.raises(ParameterError, match=r"^parameter value_usd: must be >= 0, got -1$"):
+        check("value_usd", -1, float, min=0)
+
+
+def test_optional_kinds_allow_none_only_when_declared():
+    assert check("dataset", None, str | None) is None
+    assert check("dataset", "capitals", str | None) == "capitals"
+    with pytest.raises(ParameterError, match=r"parameter dataset: expected a string, got 3 \(int\)"):
+        check("dataset", 3, str | None)
+
+
+def test_lists_check_every_item_and_name_its_position():
+    assert check("what_if_output_tokens", [100, 1000], list[int], min=1) == [100, 1000]
+    assert check("what_if_output_tokens", (100, 1000), list[int]) == [100, 1000]
+    with pytest.raises(ParameterError, match=r"^parameter what_if_output_tokens\[1\]: expected an integer, "
+                                             r"got 'x' \(str\)$"):
+        check("what_if_output_tokens", [100, "x"], list[int])
+    with pytest.raises(ParameterError, match=r"parameter what_if_output_tokens\[0\]: must be >= 1, got 0"):
+        check("what_if_output_tokens", [0], list[int], min=1)
+    with pytest.raises(ParameterError, match="expected a non-empty list of integers, got 100 "):
+        check("what_if_output_tokens", 100, list[int])
+    with pytest.raises(ParameterError, match=r"expected a non-empty list of integers, got \[\]"):
+        check("what_if_output_tokens", [], list[int])
+
+
+def test_choices():
+    assert check("adjust", "holm", str, choices=("holm", "none")) == "holm"
+    with pytest.raises(ParameterError, match="parameter adjust: must be one of 'holm', 'none', got 'bh'"):
+        check("adjust", "bh", str, choices=("holm", "none"))
+
+
+def test_unsupported_kind_is_a_programming_error():
+    with pytest.raises(TypeError, match="unsupported kind"):
+        check("x", 1, dict)
+
+
+def test_run_dir_absolute(tmp_path: Path):
+    assert resolve_run_dir(str(tmp_path)) == tmp_path.resolve()
+    assert resolve_run_dir(tmp_path) == tmp_path.resolve()
+
+
+def test_run_dir_relative_to_cwd_wins(tmp_path: Path, monkeypatch: pytest.MonkeyPatch):
+    (tmp_path / "toolkit").mkdir()
+    monkeypatch.chdir(tmp_path)
+    assert resolve_run_dir("toolkit") == (tmp_path / "toolkit").resolve()
+
+
+def test_run_dir_relative_to_repo_root(tmp_path: Path, monkeypatch: pytest.MonkeyPatch):
+    # the notebooks' default works from notebooks/ (papermill's cwd) because of this fallback
+    monkeypatch.chdir(tmp_path)
+    assert resolve_run_dir("toolkit/analysis") == REPO_ROOT / "toolkit" / "analysis"
+
+
+def test_missing_run_dir_names_the_parameter_and_every_place_tried(tmp_path: Path,
+                                                                    monkeypatch: pytest.MonkeyPatch):
+    monkeypatch.chdir(tmp_path)
+    with pytest.raises(RunDirError) as info:
+        resolve_run_dir("data/runs/nope")
+    assert str(info.value) == (f"parameter run_dir: run directory 'data/runs/nope' not found "
+                               f"({tmp_path / 'data/runs/nope'} nor {REPO_ROOT / 'data/runs/nope'} exists)")
+
+
+def test_run_dir_must_be_a_path():
+    with pytest.raises(ParameterError, match=r"parameter run_dir: expected a string, got 3 \(int\)"):
+        resolve_run_dir(3)
+    with pytest.raises(ParameterError, match="parameter run_dir: expected a string, got ''"):
+        resolve_run_dir("")

@@ -1,0 +1,106 @@
+"""Checks for notebook and report parameters, so a wrong value fails at once with its name.
+
+papermill injects parameters as Python literals (from YAML on the command line), so a typo such as
+`value_usd="abc"` would otherwise surface cells later as an obscure pandas error.  Each notebook
+calls `check` once per parameter right after its `parameters` cell, and `resolve_run_dir` for
+its run directory.
+"""
+from __future__ import annotations
+
+import math
+import os
+import types
+import typing
+from collections.abc import Sequence
+from pathlib import Path
+
+from toolkit.errors import ParameterError, RunDirError
+
+REPO_ROOT = Path(__file__).resolve().parent.parent
+
+_NAMES = {float: "a number", int: "an integer", str: "a string", bool: "true or false"}
+_PLURALS = {float: "numbers", int: "integers", str: "strings", bool: "booleans"}
+
+
+def check(name: str, value: object, kind: object, *, min: float | None = None, max: float | None = None,
+          choices: Sequence[object] | None = None) -> typing.Any:
+    """Return `value` checked against `kind`, or raise `ParameterError` naming the parameter.
+
+    `kind` is float, int, str, bool, `X | None` (None allowed) or `list[X]` (a non-empty list of X;
+    `min`/`max` then bound each item).  An int is accepted as a float and returned as one; bool
+    is never a number.  `min`/`max` are inclusive bounds; `choices` lists the allowed values.
+    """
+    optional, inner = _split_optional(kind)
+    if value is None:
+        if optional:
+            return None
+        raise _error(name, inner, value)
+    if typing.get_origin(inner) is list:
+        (item_kind,) = typing.get_args(inner)
+        if not isinstance(value, (list, tuple)) or not value:
+            raise _error(name, inner, value)
+        return [check(f"{name}[{i}]", item, item_kind, min=min, max=max, choices=choices)
+                for i, item in enumerate(value)]
+    converted = _convert(name, value, inner)
+    if min is not None and converted < min:
+        raise ParameterError(f"parameter {name}: must be >= {min}, got {value!r}")
+    if max is not None and converted > max:
+        raise ParameterError(f"parameter {name}: must be <= {max}, got {value!r}")
+    if choices is not None and converted not in choices:
+        raise ParameterError(f"parameter {name}: must be one of {', '.join(map(repr, choices))}, "
+                             f"got {value!r}")
+    return converted
+
+
+def resolve_run_dir(run_dir: object, *, name: str = "run_dir") -> Path:
+    """The run directory `run_dir` names: absolute, else relative to the cwd, else to the repo root.
+
+    Trying the repo root second is what lets one default (`data/runs/sample`) work both in
+    JupyterLab and under papermill, whose cwd is the notebook's folder.  A missing directory is
+    a `RunDirError` naming the parameter and every place tried.
+    """
+    if not isinstance(run_dir, (str, os.PathLike)) or not str(run_dir):
+        raise _error(name, str, run_dir)
+    path = Path(run_dir).expanduser()
+    tried = [path] if path.is_absolute() else [Path.cwd() / path, REPO_ROOT / path]
+    for candidate in tried:
+        if candidate.is_dir():
+            return candidate.resolve()
+    places = " nor ".join(str(p) for p in tried)
+    raise RunDirError(f"parameter {name}: run directory {str(run_dir)!r} not found ({places} exists)")
+
+
+def _split_optional(kind: object) -> tuple[bool, object]:
+    if isinstance(kind, types.UnionType) or typing.get_origin(kind) is typing.Union:
+        members = [k for k in typing.get_args(kind) if k is not type(None)]
+        if len(members) != len(typing.get_args(kind)) - 1 or len(members) != 1:
+            raise TypeError(f"check: kind must be X or X | None, got {kind!r}")
+        return True, members[0]
+    return False, kind
+
+
+def _convert(name: str, value: object, kind: object) -> object:
+    if kind is float:
+        if isinstance(value, bool) or not isinstance(value, (int, float)) or math.isnan(value):
+            raise _error(name, kind, value)
+        return float(value)
+    if kind is int:
+        if isinstance(value, bool) or not isinstance(value, int):
+            raise _error(name, kind, value)
+        return value
+    if kind in (str, bool):
+        if not isinstance(value, kind):  # type: ignore[arg-type]
+            raise _error(name, kind, value)
+        return value
+    raise TypeError(f"check: unsupported kind {kind!r}")
+
+
+def _describe(kind: object) -> str:
+    if typing.get_origin(kind) is list:
+        return f"a non-empty list of {_PLURALS[typing.get_args(kind)[0]]}"
+    return _NAMES.get(kind, getattr(kind, "__name__", str(kind)))  # type: ignore[call-overload]
+
+
+def _error(name: str, kind: object, value: object) -> ParameterError:
+    return ParameterError(f"parameter {name}: expected {_describe(kind)}, "
+                          f"got {value!r} ({type(value).__name__})")
