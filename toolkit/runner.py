@@ -129,6 +129,8 @@ def _error_kind(exc: BaseException) -> tuple[str, int | None]:
         return "auth", status
     if isinstance(exc, openai.APIStatusError):
         return ("server_error" if status and status >= 500 else "bad_request"), status
+    if isinstance(exc, openai.APIError):
+        return "stream_error", None
     return type(exc).__name__, status
 
 
@@ -228,8 +230,17 @@ class Collector:
                 result = await stream_request(client, request, timeout_s=policy.timeout_s,
                                               request_id=planned.request_id)
                 return Outcome(result, attempt, started_at)
-            except _RETRYABLE as exc:
+            # openai.APIError that is no APIStatusError: an error event inside the stream (vLLM and
+            # llama.cpp send `data: {"error": ...}` when generation fails); retried like a 5xx, and
+            # recorded, instead of ending the whole run with a raw exception
+            except (*_RETRYABLE, openai.APIError) as exc:
                 kind, status = _error_kind(exc)
+                if isinstance(exc, openai.APIStatusError) and not isinstance(exc, _RETRYABLE):
+                    message = connection.redact(str(exc))
+                    if kind == "auth":
+                        raise EndpointError(f"endpoint {connection.name!r} refused the key (HTTP {status}): "
+                                            f"{message}") from None
+                    return Outcome(None, attempt, started_at, kind, status, message)
                 if attempt == policy.max_attempts:
                     return Outcome(None, attempt, started_at, kind, status, connection.redact(str(exc)))
                 delay = _retry_after_s(exc)
@@ -238,13 +249,6 @@ class Collector:
                     delay *= random.uniform(0.5, 1.0)  # jitter spreads retries of concurrent requests
                 log.debug("request %s attempt %d: %s; retrying in %.2f s", planned.request_id, attempt, kind, delay)
                 await asyncio.sleep(delay)
-            except openai.APIStatusError as exc:
-                kind, status = _error_kind(exc)
-                message = connection.redact(str(exc))
-                if kind == "auth":
-                    raise EndpointError(f"endpoint {connection.name!r} refused the key (HTTP {status}): "
-                                        f"{message}") from None
-                return Outcome(None, attempt, started_at, kind, status, message)
         raise AssertionError("unreachable: the last attempt returns")
 
     async def _record(self, planned: PlannedRequest, request: Request, outcome: Outcome,
