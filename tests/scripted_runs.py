@@ -1,0 +1,60 @@
+"""Collection configs aimed at the scripted server, and the ground truth a fault script implies.
+
+Shared by the reliability tests (faults, crash/resume, bad input, secrets, measure): each writes
+a config into a tmp dir that reads the repo's eval sets and prompts and talks to one endpoint
+`{name: scripted, base_url: <server>, models: [scripted]}`.
+"""
+from __future__ import annotations
+
+from pathlib import Path
+
+import yaml
+
+from toolkit.testing import Script
+
+REPO = Path(__file__).resolve().parents[1]
+TASKS = ("capitals", "sentiment", "dates", "arithmetic")
+VARIANTS = ("zero_shot", "few_shot_1", "few_shot_3", "few_shot_5", "chat")
+# Faults after which the attempt fails and the collector retries; no_usage and empty_choices
+# still deliver an answer (a stall fails only when it outlasts the client's timeout).
+FAILING = ("429", "500", "502", "503", "reset", "reset_mid", "stall", "malformed")
+ERROR_TYPE = {"429": "rate_limited", "500": "server_error", "502": "server_error",
+              "503": "server_error", "reset": "connection", "reset_mid": "connection",
+              "stall": "timeout", "malformed": "malformed_stream"}
+
+
+def write_config(directory: Path, base_url: str | None, *, tasks=TASKS, items: int = 5,
+                 variants=VARIANTS, repeats: int = 1, concurrency: int | list[int] = 4, max_tokens: int = 8,
+                 retry: dict | None = None, limits: dict | None = None, api_key_env: str | None = None,
+                 name: str = "scripted", **extra) -> Path:
+    """Write a config YAML into `directory` and return its path."""
+    endpoint = {"name": "scripted", "base_url": base_url, "models": ["scripted"]}
+    if api_key_env:
+        endpoint["api_key_env"] = api_key_env
+    raw = {
+        "name": name, "tasks": list(tasks), "items_per_task": items, "seed": 7,
+        "evals_dir": str(REPO / "data" / "evals"), "prompts_dir": str(REPO / "data" / "prompts"),
+        "endpoints": [endpoint],
+        "grid": {"prompt_variants": list(variants), "max_tokens": [max_tokens],
+                 "concurrency": concurrency if isinstance(concurrency, list) else [concurrency],
+                 "repeats": repeats},
+        "retry": {"max_attempts": 4, "timeout_s": 5.0, "backoff_base_s": 0.01, "backoff_max_s": 0.05,
+                  **(retry or {})},
+        "limits": {"max_error_rate": 1.0, **(limits or {})},
+        **extra,
+    }
+    directory.mkdir(parents=True, exist_ok=True)
+    path = directory / f"{name}.yaml"
+    path.write_text(yaml.safe_dump(raw, sort_keys=False), encoding="utf-8")
+    return path
+
+
+def expected_outcome(script: Script, key: str, max_attempts: int,
+                     failing: tuple[str, ...] = FAILING) -> tuple[str, int, str | None]:
+    """(status, attempts, fault of the last attempt) the collector should record for `key`."""
+    for attempt in range(1, max_attempts + 1):
+        fault = script.behaviour(key, attempt).fault
+        if fault not in failing:
+            return "ok", attempt, fault
+    return "error", max_attempts, fault
+
