@@ -1,8 +1,11 @@
 import datetime as dt
 import math
+from pathlib import Path
 
+import nbformat
 import numpy as np
 import pandas as pd
+import papermill
 import pytest
 from scipy import stats
 
@@ -14,11 +17,13 @@ from toolkit.analysis.findings import usd
 from toolkit.errors import ParameterError, PriceError
 from toolkit.pricing import MachinePrice, Price, load_price_table
 from toolkit.schema import coerce_requests
+from toolkit.store import save_run
 
 PRICES = load_price_table(overrides={"api-model": Price("api-model", 1.0, 0.25, 4.0, "test"),
                                      "local-model": MachinePrice(3.6, "test")},
                           use_genai_prices=False)
 START = dt.datetime(2026, 1, 1, tzinfo=dt.UTC)
+NOTEBOOK = Path(__file__).resolve().parents[1] / "notebooks" / "05_caching_batch.ipynb"
 
 
 def table(rows: list[dict]) -> pd.DataFrame:
@@ -76,15 +81,20 @@ def test_prompt_caching_savings_and_the_minimum_prompt_length():
 
 
 def test_batch_savings_use_the_named_discount():
-    frame = table([{"model": "api-model", "batch": True}, {"model": "api-model"}, {"model": "local-model"}])
-    out = batch_savings(frame, PRICES, by=["model"], turnaround_s=7200).set_index("model")
+    frame = table([{"model": "api-model", "batch": True}, {"model": "api-model"},
+                   {"model": "local-model", "batch": True}, {"model": "local2", "batch": True},
+                   {"model": "local-model"}])
+    prices = load_price_table(overrides={**PRICES.prices, "local2": MachinePrice(1.0, "test")}, use_genai_prices=False)
+    out = batch_savings(frame, prices, by=["model"], turnaround_s=7200).set_index("model")
     api = out.loc["api-model"]
     assert (api["batch_rows"], api["batch_discount"]) == (1, 0.5)
     assert api["usd_online"] == pytest.approx(2 * 0.0014) and api["usd_batch"] == pytest.approx(0.0014)
-    assert out.loc["local-model", "machine_usd"] == pytest.approx(2 * 3.6)  # 2 h at 3.6 USD/h
-    assert batch_text(batch_savings(frame, PRICES, by=[]), 7200).startswith(
-        "1 requests of this run went through a batch, which took 7200.00 s")
-    assert batch_text(batch_savings(frame.assign(batch=False), PRICES, by=[])).startswith("**No batch rows")
+    # 2 h of machine time, split over the self-hosted batch rows: half at 3.6 USD/h, half at 1 USD/h
+    assert out.loc["local-model", "machine_usd"] == pytest.approx(2 * 3.6 / 2)
+    assert out.loc["local2", "machine_usd"] == pytest.approx(2 * 1.0 / 2)
+    assert batch_text(batch_savings(frame, prices, by=[]), 7200).startswith(
+        "3 requests of this run went through a batch, which took 7200.00 s")
+    assert batch_text(batch_savings(frame.assign(batch=False), prices, by=[])).startswith("**No batch rows")
 
 
 def test_batch_vs_online_joins_on_request_id():
@@ -156,3 +166,62 @@ def test_simulate_with_a_short_prefix_caches_nothing_and_bad_inputs_are_named():
     assert LatencyModel().e2e_s(0, 0, 0) == 0.3
     assert math.isclose(LatencyModel(ttft_base_s=0, prefill_s_per_token=1, cached_prefill_s_per_token=0.5,
                                      decode_s_per_token=0).e2e_s(10, 4, 1), 8.0)
+
+
+def sample_run(path, *, rich: bool) -> pd.DataFrame:
+    """A run dir: serial embedded requests with a prefix experiment and cache hits, API requests with
+    cached tokens (rich), or the same without hits, cached tokens or batch rows (plain)."""
+    rng = np.random.default_rng(0)
+    rows = []
+    for i in range(24):
+        variant = ["few_shot_3", "zero_shot"][int(rng.integers(0, 2))]
+        hit = rich and i % 6 == 5
+        rows.append({"model": "gemma-3-270m-q4_k_m", "prompt_variant": variant, "cache_hit": hit,
+                     "config_id": f"gemma/{variant}", "prompt_tokens": 711 if variant == "few_shot_3" else 40,
+                     "ttft_s": 0.001 if hit else float(rng.uniform(0.1, 0.3)), "e2e_s": 0.001 if hit else 1.0,
+                     "correct": bool(rng.integers(0, 2)), "score": 1.0, "output_text": "x"})
+    for i in range(10):
+        rows.append({"model": "gpt-4o-mini", "config_id": "mini", "prompt_tokens": 1500,
+                     "cached_tokens": 1152 if rich else 0, "batch": rich and i < 5, "concurrency": 4,
+                     "correct": True, "score": 1.0, "output_text": "Paris"})
+    frame = table(rows)
+    # a changed prefix pays for prefilling it; the marker says which requests followed the same prefix
+    marked = mark_prefix_reuse(frame)
+    changed = marked["prefix_shared"].eq(False).fillna(False).to_numpy(dtype=bool)
+    frame.loc[changed & (frame["prompt_variant"] == "few_shot_3").to_numpy(), "ttft_s"] += 3.3
+    manifest = {"run_id": path.name, "batch": {"id": "batch_x", "turnaround_s": 3600.0}} if rich else {
+        "run_id": path.name}
+    save_run(path, frame, manifest)
+    return frame
+
+
+def executed_markdown(notebook) -> str:
+    return "\n".join(output["data"]["text/markdown"] for cell in notebook.cells if cell.cell_type == "code"
+                     for output in cell.get("outputs", []) if "text/markdown" in output.get("data", {}))
+
+
+@pytest.mark.parametrize("rich", [True, False])
+def test_notebook_runs_on_any_run_dir(tmp_path, rich):
+    sample_run(tmp_path / "run", rich=rich)
+    parameters = {"run_dir": str(tmp_path / "run")}
+    if rich:
+        sample_run(tmp_path / "online", rich=False)
+        parameters["online_run_dir"] = str(tmp_path / "online")
+    executed = papermill.execute_notebook(str(NOTEBOOK), str(tmp_path / "out.ipynb"), parameters=parameters,
+                                          kernel_name="python3", progress_bar=False, cwd=str(tmp_path))
+    text = executed_markdown(executed)
+    assert "TTFT fell from" in text and "Baseline" in text
+    if rich:
+        assert "The response cache answered **11.8%** of 34 requests" in text
+        assert "5 requests of this run went through a batch, which took 3600.00 s" in text
+        assert "Cached input tokens saved" in text
+    else:
+        assert "**No response-cache hits in this run**" in text and "**No batch rows in this run**" in text
+        assert "No `online_run_dir` given" in text
+
+
+def test_notebook_is_committed_without_outputs():
+    notebook = nbformat.read(NOTEBOOK, as_version=4)
+    assert notebook.cells[1].metadata.get("tags") == ["parameters"]
+    assert all(not cell.get("outputs") and cell.get("execution_count") is None
+               for cell in notebook.cells if cell.cell_type == "code")

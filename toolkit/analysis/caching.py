@@ -143,8 +143,8 @@ def batch_savings(frame: pd.DataFrame, prices: PriceTable, *, by: Sequence[str] 
     """Cost of the ok rows sent online vs through a Batch API (the price table's `batch_discount`).
 
     Token-priced rows only: a self-hosted server has no batch price (run it with `frontier batch
-    run` and it costs machine time, `turnaround_s` x USD per hour, given in `machine_usd` when the
-    turnaround is known).  `batch_rows` counts the rows that really went through a batch.
+    run` and it costs machine time: `turnaround_s` x USD per hour, split over the groups by their
+    batch rows, in `machine_usd`).  `batch_rows` counts the rows that really went through a batch.
     """
     ok = _ok(frame)
     machine = _is_machine(ok, prices) if len(ok) else np.array([], dtype=bool)
@@ -158,10 +158,11 @@ def batch_savings(frame: pd.DataFrame, prices: PriceTable, *, by: Sequence[str] 
             rows.append(key | {"kind": "tokens", "requests": len(part), "batch_rows": int(_flag(part, "batch").sum()),
                                "batch_discount": prices.batch_discount, "usd_online": usd_online,
                                "usd_batch": usd_batch, "usd_saved": usd_online - usd_batch, "machine_usd": math.nan})
+    machine_batch_rows = int(_flag(ok[machine], "batch").sum()) if machine.any() else 0
     for key, part in _groups(ok[machine], by) if machine.any() else ():
         rate = resolve_price(prices, str(part["model"].iloc[0]))[1].usd_per_hour
-        share = len(part) / int(machine.sum())
-        cost = turnaround_s * rate / 3600 * share if turnaround_s is not None else math.nan
+        share = _flag(part, "batch").sum() / machine_batch_rows if machine_batch_rows else 0.0
+        cost = turnaround_s * rate / 3600 * share if turnaround_s is not None and share else math.nan
         rows.append(key | {"kind": "machine", "requests": len(part), "batch_rows": int(_flag(part, "batch").sum()),
                            "batch_discount": 0.0, "usd_online": math.nan, "usd_batch": math.nan,
                            "usd_saved": math.nan, "machine_usd": cost})
@@ -210,6 +211,16 @@ def mark_prefix_reuse(frame: pd.DataFrame) -> pd.DataFrame:
     return out
 
 
+def prefix_reuse_rows(frame: pd.DataFrame) -> pd.DataFrame:
+    """The ok timed rows whose `prefix_shared` is known, with `previous_prompt` = "shared prefix" or
+    "changed prefix" (a label for plots' hue)."""
+    marked = _ok(mark_prefix_reuse(frame))
+    marked = marked[marked["prefix_shared"].notna() & marked["ttft_s"].notna()].copy()
+    marked["previous_prompt"] = np.where(marked["prefix_shared"].to_numpy(dtype=bool), "shared prefix",
+                                         "changed prefix")
+    return marked
+
+
 def prefix_reuse(frame: pd.DataFrame, *, by: Sequence[str] = ("model", "dataset", "prompt_variant"),
                  confidence: float = 0.95) -> pd.DataFrame:
     """TTFT when the previous request shared the prompt prefix vs when it did not, per group.
@@ -219,9 +230,7 @@ def prefix_reuse(frame: pd.DataFrame, *, by: Sequence[str] = ("model", "dataset"
     and median TTFT of each, `ttft_saved_s` (difference of means) with a Welch t interval, and
     `speedup` (ratio of means); on ok timed rows with a known `prefix_shared`.
     """
-    marked = mark_prefix_reuse(frame)
-    marked = _ok(marked)
-    marked = marked[marked["prefix_shared"].notna() & marked["ttft_s"].notna()]
+    marked = prefix_reuse_rows(frame)
     rows = []
     for key, part in _groups(marked, by) if len(marked) else ():
         shared_mask = part["prefix_shared"].to_numpy(dtype=bool)
