@@ -1,0 +1,175 @@
+import math
+
+import numpy as np
+import pandas as pd
+import pytest
+
+from synthetic_runs import synthetic_requests
+from toolkit.analysis import accuracy, cost_model, findings, latency, overview
+
+
+@pytest.mark.parametrize(("value", "text"), [
+    (-0.20002, "-0.2 USD"), (47497.3, "47,497 USD"), (1.5, "1.50 USD"), (0.02689, "0.0269 USD"),
+    (float("nan"), "unknown"), (None, "unknown"),
+])
+def test_usd_never_uses_a_dollar_sign(value, text):
+    # two "$" in one Markdown paragraph would be typeset as math by Jupyter
+    assert findings.usd(value) == text
+
+
+def test_seconds_and_percent():
+    assert (findings.secs(0.4444), findings.secs(13.951), findings.secs(math.nan)) == ("444 ms", "13.95 s", "n/a")
+    assert (findings.pct(0.825), findings.pct(None)) == ("82.5%", "n/a")
+
+
+def acc_rows(*rows) -> pd.DataFrame:
+    return pd.DataFrame(rows, columns=["config_id", "n", "accuracy", "accuracy_low", "accuracy_high"])
+
+
+def test_accuracy_text_names_best_worst_and_overlap():
+    table = acc_rows(("a", 40, 0.8, 0.65, 0.9), ("b", 40, 0.7, 0.55, 0.82), ("c", 40, 0.3, 0.18, 0.45))
+    text = findings.accuracy_text(table, confidence=0.95)
+    assert text == ("Most accurate: **a** at 80.0% (65.0% to 90.0% 95% interval, n = 40); least accurate: "
+                    "**c** at 30.0% (18.0% to 45.0% 95% interval, n = 40). 1 of the other 2 configurations "
+                    "have 95% intervals that overlap the best one's, so this data cannot tell them apart "
+                    "from it by accuracy alone.")
+    separated = findings.accuracy_text(table.iloc[[0, 2]], confidence=0.9)
+    assert separated.endswith("Every other configuration's 90% interval lies below the best one's.")
+    assert findings.accuracy_text(acc_rows(("a", 0, np.nan, np.nan, np.nan)), confidence=0.95) == findings.NO_GRADES
+
+
+def test_pairwise_text_on_a_real_table():
+    frame = synthetic_requests()
+    text = findings.pairwise_text(accuracy.pairwise_significance(frame, alpha=0.05), alpha=0.05)
+    assert text.startswith("2 of 3 pairs of configurations differ significantly")
+    assert "**api/zero_shot** beats small/zero_shot by 50.0 percentage points" in text
+    ungraded = accuracy.pairwise_significance(synthetic_requests(graded=False))
+    assert findings.pairwise_text(ungraded, alpha=0.05).startswith("No pair of configurations shares")
+    assert findings.pairwise_text(ungraded.iloc[:0], alpha=0.05) == "Only one configuration: nothing to compare."
+
+
+def test_dataset_text():
+    table = pd.DataFrame({"config_id": ["a", "a", "b", "b"], "dataset": ["x", "y", "x", "y"],
+                          "accuracy": [0.9, 0.2, 0.5, 0.4]})
+    text = findings.dataset_text(table)
+    assert text.startswith("Hardest dataset: **y** (mean accuracy over configurations 30.0%); easiest: **x** (70.0%).")
+    assert "x: **a** (90.0%); y: **b** (40.0%)" in text and "The winner depends on the task" in text
+
+
+def test_value_text_against_break_even_and_a_human():
+    summary = pd.DataFrame({"config_id": ["a"], "accuracy": [0.8], "accuracy_low": [0.75], "accuracy_high": [0.85],
+                            "usd_per_1k": [10.0]})
+    model = cost_model.CostModel(1.0, 2.0, human_accuracy=0.98, human_cost_usd=0.25, monthly_volume=1000)
+    text = findings.value_text(cost_model.value_table(summary, model), model)
+    # EV = 0.8 - 0.2*2 - 0.01 = 0.39; low 0.75 - 0.5 - 0.01 = 0.24; human 0.98 - 0.04 - 0.25 = 0.69
+    assert "Highest expected value: **a** at 0.39 USD per request (interval 0.24 USD to 0.54 USD)" in text
+    assert "clears break-even even at the low end" in text
+    assert "that is 390.00 USD (240.00 USD to 540.00 USD)" in text
+    assert "earns 0.69 USD: the best configuration does not beat the human" in text
+    assert "$" not in text
+
+
+def test_value_text_without_grades():
+    summary = pd.DataFrame({"config_id": ["a"], "accuracy": [np.nan], "usd_per_1k": [1.0]})
+    model = cost_model.CostModel(1.0, 1.0)
+    assert findings.NO_GRADES in findings.value_text(cost_model.value_table(summary, model), model)
+
+
+def test_sensitivity_text():
+    leaders = pd.DataFrame({"config_id": ["cheap", "safe"], "ratio_from": [0.1, 0.7], "ratio_to": [0.6, 10.0]})
+    assert findings.sensitivity_text(leaders) == (
+        "The best configuration changes with the cost of an error: **cheap** for E/V from 0.1 to 0.6; "
+        "**safe** for E/V from 0.7 to 10. Pin down E before choosing.")
+    assert "does not hinge on E" in findings.sensitivity_text(leaders.iloc[:1])
+
+
+def what_if_table(a: float, b: float) -> pd.DataFrame:
+    """What latency.what_if gives for a perfect fit e2e = a + b n."""
+    e1, e2 = a + 100 * b, a + 1000 * b
+    return pd.DataFrame({"model": ["m", "m"], "output_tokens": [100, 1000], "e2e_s": [e1, e2],
+                         "ratio": [1.0, e2 / e1], "ratio_low": [1.0, e2 / e1], "ratio_high": [1.0, e2 / e1],
+                         "proportional_ratio": [1.0, 10.0]})
+
+
+def test_what_if_claim_fails_when_the_fixed_part_is_large():
+    text = findings.what_if_text(what_if_table(2.0, 0.02), observed_max_tokens=64)
+    assert text.startswith("Claim: 100 output tokens are ~10x faster than 1000.")
+    assert "predicted e2e 4.00 s at 100 tokens and 22.00 s at 1000, so 1000 tokens take 5.50x as long" in text
+    assert "fixed part of 2.00 s per request that is far from proportional, so the claim does not hold" in text
+    assert "the longest output in this run has 64 tokens" in text
+
+
+def test_what_if_claim_holds_when_decoding_dominates():
+    text = findings.what_if_text(what_if_table(0.1, 0.02), observed_max_tokens=2000)
+    assert "9.57x as long" in text and "the claim roughly holds" in text and "Caution" not in text
+
+
+def test_what_if_text_on_a_real_fit_and_without_timings():
+    frame = synthetic_requests()
+    text = findings.what_if_text(latency.what_if(frame), observed_max_tokens=79)
+    assert text.count("roughly holds") == 2  # synthetic fixed parts are ~0.1-0.3 s, decode 20 ms/token
+    assert findings.what_if_text(latency.what_if(synthetic_requests(timed=False)),
+                                 observed_max_tokens=math.nan) == findings.NO_TIMINGS
+
+
+def test_scaling_text():
+    observed = pd.DataFrame({"model": ["m"], "n": [10], "short_tokens": [2.0], "long_tokens": [32.0],
+                             "short_e2e_s": [0.456], "long_e2e_s": [1.61], "token_ratio": [16.0],
+                             "time_ratio": [3.53]})
+    assert findings.scaling_text(observed).endswith(
+        "- **m**: its longest outputs (median 32 tokens) took 1.61 s, its shortest (median 2 tokens) 456 ms: "
+        "16.0x the tokens in 3.5x the time.")
+    assert findings.scaling_text(observed.iloc[:0]) == findings.NO_TIMINGS
+
+
+def test_latency_texts_on_real_tables():
+    frame = synthetic_requests()
+    assert findings.latency_text(latency.percentiles(frame)).startswith("Fastest: **small/few_shot**")
+    parts = latency.decomposition(frame)
+    assert findings.decomposition_text(parts).startswith(
+        "Generating the output after the first token (decode) is most of the median request in 3 of 3")
+    good = latency.goodput(frame, ttft_s=0.2, e2e_s=None)
+    text = findings.goodput_text(good, ttft_s=0.2, tpot_s=None, e2e_s=None)
+    # TTFT = 0.1 + 0.002 x ~120 prompt tokens > 0.2 s for every few-shot request, < 0.2 s for the others
+    assert text.startswith("Against the targets (TTFT <= 200 ms), **small/zero_shot** meets them on 100.0%")
+    assert text.endswith("**small/few_shot** on 0.0%.")
+    fits = findings.fit_text(latency.fit_ttft(frame), latency.fit_e2e(frame))
+    assert "**gemma-3-270m-q4_k_m**: TTFT = 100 ms + 2.00 ms per prompt token" in fits
+    untimed = synthetic_requests(timed=False)
+    assert findings.latency_text(latency.percentiles(untimed)) == findings.NO_TIMINGS
+    assert findings.decomposition_text(latency.decomposition(untimed)) == findings.NO_TIMINGS
+    assert findings.goodput_text(latency.goodput(untimed), ttft_s=1, tpot_s=None, e2e_s=None) == findings.NO_TIMINGS
+    assert findings.fit_text(latency.fit_ttft(untimed), latency.fit_e2e(untimed)) == findings.NO_TIMINGS
+
+
+def test_frontier_and_choice_texts():
+    front = pd.DataFrame({"config_id": ["a", "b"], "accuracy": [0.9, 0.8], "p95_e2e_s": [1.0, 2.0],
+                          "usd_per_1k": [1.0, 2.0], "pareto": [True, False], "dominated_by": [None, "a"]})
+    assert findings.frontier_text(front, latency_col="p95_e2e_s") == (
+        "1 of 2 configurations are on the Pareto front (accuracy up, p95_e2e_s down, cost down): **a**. "
+        "Each of the others is beaten on every axis at once by one of them, e.g. b by a.")
+    summary = front.assign(accuracy_low=[0.8, 0.7], accuracy_high=[0.95, 0.9], n=[40, 40])
+    met = overview.choose_best(summary, target_accuracy=0.85, latency_budget_s=1.5)
+    assert findings.choice_text(met) == (
+        "Best configuration: **a** (accuracy 90.0% (80.0% to 95.0% interval, n = 40), p95_e2e_s 1.00 s, "
+        "1.00 USD per 1,000 requests). Rule: the cheapest (USD per 1,000 requests) configuration with "
+        "accuracy >= 0.85 and p95_e2e_s <= 1.5 s.")
+    missed = overview.choose_best(summary, target_accuracy=0.99, latency_budget_s=1.5)
+    assert findings.choice_text(missed).startswith("**No configuration meets the targets** (rule:")
+    assert "Closest: **a**" in findings.choice_text(missed)
+
+
+def test_run_prices_and_break_even_texts():
+    frame = synthetic_requests()
+    prices = overview.price_table_for(frame)
+    head = overview.headline(frame, prices, value_usd=1.0, error_cost_usd=2.0, target_accuracy=0.5,
+                             latency_budget_s=2.0)
+    assert findings.run_text(head.overview).startswith("Run **synthetic**: 120 requests (118 ok, 2 errors) over "
+                                                       "3 configurations")
+    text = findings.prices_text(head.prices)
+    assert "**gemma-3-270m-q4_k_m**: 0.1 USD per machine hour" in text
+    assert "**gpt-4o-mini**: 0.15 USD in / 0.6 USD out per million tokens" in text
+    assert findings.break_even_text(head).startswith(
+        "With a success worth 1.00 USD and an error costing 2.00 USD, **api/zero_shot** breaks even at 66.7% accuracy")
+    bare = overview.headline(frame, prices)
+    assert findings.break_even_text(bare) == "No value of a success and cost of an error given, so no break-even accuracy."

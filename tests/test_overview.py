@@ -1,0 +1,173 @@
+import math
+
+import numpy as np
+import pandas as pd
+import pytest
+
+from synthetic_runs import synthetic_requests
+from toolkit.analysis import accuracy, cost_model, overview
+from toolkit.errors import ParameterError
+from toolkit.pricing import describe, price_requests
+from toolkit.schema import coerce_requests
+
+
+@pytest.fixture(scope="module")
+def frame() -> pd.DataFrame:
+    return synthetic_requests()
+
+
+def test_run_overview_counts(frame: pd.DataFrame):
+    row = overview.run_overview(frame, {"run_id": "from-manifest"}).iloc[0]
+    ok = int((frame["status"] == "ok").sum())
+    assert (row["run_id"], row["requests"], row["ok"], row["errors"]) == ("from-manifest", 120, ok, 120 - ok)
+    assert row["graded"] == ok and row["timed"] == ok
+    assert row["configs"] == 3
+    assert row["models"] == "gemma-3-270m-q4_k_m, gpt-4o-mini"
+    assert row["datasets"] == "arithmetic, capitals"
+    assert overview.run_overview(frame).iloc[0]["run_id"] == "synthetic"
+
+
+def test_select_dataset(frame: pd.DataFrame):
+    assert set(overview.select_dataset(frame, "capitals")["dataset"]) == {"capitals"}
+    assert overview.select_dataset(frame, None) is frame
+    with pytest.raises(ParameterError) as info:
+        overview.select_dataset(frame, "capital")
+    assert str(info.value) == ("parameter dataset: 'capital' has no rows in this run; known: "
+                               "arithmetic, capitals")
+
+
+def test_accuracy_table_matches_the_accuracy_module_when_graded(frame: pd.DataFrame):
+    mine = overview.accuracy_table(frame, by=["config_id"])
+    theirs = accuracy.accuracy_table(frame, by=["config_id"])
+    pd.testing.assert_frame_equal(mine.drop(columns="graded"), theirs)
+    assert mine["graded"].tolist() == [38, 40, 40]  # the api config has two error rows
+
+
+def test_accuracy_is_unknown_not_zero_without_grades():
+    frame = synthetic_requests(graded=False)
+    # the accuracy module grades the api config's 2 errors as wrong: 0% accuracy
+    assert accuracy.accuracy_table(frame, by=["config_id"])["accuracy"].iloc[0] == 0.0
+    table = overview.accuracy_table(frame, by=["config_id"])
+    assert table["accuracy"].isna().all() and table["accuracy_low"].isna().all()
+    assert (table["graded"] == 0).all()
+
+
+def test_a_config_that_only_failed_keeps_zero_accuracy(frame: pd.DataFrame):
+    failed = frame[frame["config_id"] == "small/zero_shot"].assign(status="error", correct=None, score=None)
+    table = overview.accuracy_table(coerce_requests(failed), by=["config_id"])
+    assert table["accuracy"].tolist() == [0.0]
+
+
+def test_unknown_models_are_priced_nan_with_a_stated_source(frame: pd.DataFrame):
+    mystery = frame.assign(model=frame["model"].astype(object).where(frame["config_id"] != "api/zero_shot",
+                                                                     "mystery-model-x"))
+    prices = overview.price_table_for(mystery)
+    listed = describe(prices, ["mystery-model-x"]).iloc[0]
+    assert math.isnan(listed["usd_per_hour"]) and listed["source"] == overview.NO_PRICE
+    usd = price_requests(mystery, prices)
+    assert usd[mystery["model"] == "mystery-model-x"].isna().all()
+    assert usd[mystery["model"] != "mystery-model-x"].notna().all()
+
+
+def test_machine_rate_prices_unknown_models_as_self_hosted(frame: pd.DataFrame):
+    mystery = frame.assign(model="mystery-model-x")
+    usd = price_requests(mystery, overview.price_table_for(mystery, 36.0))
+    ok = mystery["status"] == "ok"
+    expected = mystery.loc[ok, "e2e_s"].astype(float) * 36.0 / 3600
+    np.testing.assert_allclose(usd[ok].to_numpy(), expected.to_numpy())
+
+
+def test_cost_summary_uses_the_latency_quantile(frame: pd.DataFrame):
+    summary = overview.cost_summary(frame, overview.price_table_for(frame), latency_quantile=0.9)
+    assert {"p50_e2e_s", "p90_e2e_s", "graded", "usd_per_1k"} <= set(summary.columns)
+    api = frame[(frame["config_id"] == "api/zero_shot") & (frame["status"] == "ok")]
+    assert summary.set_index("config_id").loc["api/zero_shot", "p90_e2e_s"] == pytest.approx(
+        api["e2e_s"].astype(float).quantile(0.9))
+
+
+def summary_table(**columns) -> pd.DataFrame:
+    base = {"config_id": ["a", "b", "c"], "accuracy": [0.9, 0.7, 0.5], "accuracy_low": [0.8, 0.6, 0.4],
+            "accuracy_high": [0.95, 0.8, 0.6], "p95_e2e_s": [3.0, 1.0, 0.5], "usd_per_1k": [3.0, 2.0, 1.0]}
+    return pd.DataFrame(base | columns)
+
+
+def test_choose_best_takes_the_cheapest_that_meets_both_targets():
+    choice = overview.choose_best(summary_table(), target_accuracy=0.6, latency_budget_s=2.0)
+    assert (choice.config_id, choice.met) == ("b", True)
+    assert choice.rule == ("the cheapest (USD per 1,000 requests) configuration with accuracy >= 0.6 and "
+                           "p95_e2e_s <= 2 s")
+    assert choice.row["usd_per_1k"] == 2.0 and "_cost" not in choice.row.index
+
+
+def test_choose_best_names_the_closest_when_nothing_qualifies():
+    choice = overview.choose_best(summary_table(), target_accuracy=0.95, latency_budget_s=2.0)
+    assert (choice.config_id, choice.met) == ("b", False)  # most accurate within the latency budget
+    choice = overview.choose_best(summary_table(), target_accuracy=0.95, latency_budget_s=0.1)
+    assert (choice.config_id, choice.met) == ("a", False)  # nothing is fast enough: most accurate overall
+
+
+def test_choose_best_drops_conditions_the_run_cannot_check():
+    ungraded = summary_table(accuracy=[np.nan] * 3, accuracy_low=[np.nan] * 3, accuracy_high=[np.nan] * 3)
+    choice = overview.choose_best(ungraded, target_accuracy=0.6, latency_budget_s=2.0)
+    assert (choice.config_id, choice.met) == ("c", True)
+    assert choice.rule.endswith("with p95_e2e_s <= 2 s (no graded requests, so accuracy is not checked)")
+    untimed = summary_table(p95_e2e_s=[np.nan] * 3)
+    choice = overview.choose_best(untimed, target_accuracy=0.6, latency_budget_s=2.0)
+    assert (choice.config_id, choice.met) == ("b", True)
+    assert "(no timings, so latency is not checked)" in choice.rule
+
+
+def test_choose_best_ranks_by_accuracy_when_no_cost_is_known():
+    choice = overview.choose_best(summary_table(usd_per_1k=[np.nan] * 3), target_accuracy=0.6,
+                                  latency_budget_s=5.0)
+    assert (choice.config_id, choice.met) == ("a", True)
+    assert choice.rule.startswith("the most accurate (costs unknown) configuration")
+
+
+def test_choose_best_without_an_accuracy_target_keeps_ungraded_configs():
+    mixed = summary_table(accuracy=[np.nan, 0.7, 0.5])
+    assert overview.choose_best(mixed, target_accuracy=None, latency_budget_s=None).config_id == "c"
+
+
+def test_best_by_ratio_finds_the_crossover():
+    # EV = a - (1 - a) E - c with V = 1: "safe" (a=0.9, c=0.5) beats "cheap" (a=0.6, c=0) iff E > 2/3
+    summary = pd.DataFrame({"config_id": ["safe", "cheap"], "accuracy": [0.9, 0.6], "usd_per_1k": [500.0, 0.0]})
+    ratios = [0.1, 0.5, 0.6, 0.7, 1.0, 10.0]
+    table = cost_model.sensitivity(summary, cost_model.CostModel(1.0, 1.0), ratios)
+    leaders = overview.best_by_ratio(table)
+    assert leaders["config_id"].tolist() == ["cheap", "safe"]
+    assert leaders[["ratio_from", "ratio_to"]].to_numpy().tolist() == [[0.1, 0.6], [0.7, 10.0]]
+    assert leaders["ev_from_usd"].iloc[0] == pytest.approx(0.6 - 0.4 * 0.1)
+    assert overview.best_by_ratio(table.assign(ev_usd=np.nan)).empty
+
+
+def test_observed_scaling_is_the_ratio_of_medians():
+    tokens = np.arange(1, 101)
+    frame = synthetic_requests(items=50).iloc[:100].assign(
+        model="m", completion_tokens=tokens, e2e_s=1.0 + 0.1 * tokens, ttft_s=1.0, status="ok")
+    row = overview.observed_scaling(frame, by="model").iloc[0]
+    short, long = tokens[tokens <= np.quantile(tokens, 0.25)], tokens[tokens >= np.quantile(tokens, 0.75)]
+    assert (row["short_tokens"], row["long_tokens"]) == (np.median(short), np.median(long))
+    assert row["time_ratio"] == pytest.approx((1 + 0.1 * np.median(long)) / (1 + 0.1 * np.median(short)))
+    assert row["token_ratio"] == pytest.approx(np.median(long) / np.median(short))
+    assert overview.observed_scaling(synthetic_requests(timed=False)).empty
+
+
+def test_observed_range(frame: pd.DataFrame):
+    ok = frame[frame["status"] == "ok"]
+    assert overview.observed_range(frame, "completion_tokens") == (
+        float(ok["completion_tokens"].min()), float(ok["completion_tokens"].max()))
+    assert all(math.isnan(v) for v in overview.observed_range(synthetic_requests(timed=False), "e2e_s"))
+
+
+def test_headline_break_even_is_closed_form(frame: pd.DataFrame):
+    head = overview.headline(frame, overview.price_table_for(frame), value_usd=1.0, error_cost_usd=2.0,
+                             target_accuracy=0.5, latency_budget_s=2.0)
+    assert head.choice.config_id == "api/zero_shot" and head.choice.met
+    cost = head.choice.row["usd_per_1k"] / 1000
+    assert head.break_even_accuracy == pytest.approx((2.0 + cost) / 3.0)
+    assert head.ev_usd == pytest.approx(head.choice.row["accuracy"] * 1.0 - (1 - head.choice.row["accuracy"]) * 2.0
+                                        - cost)
+    assert head.prices["model"].tolist() == ["gemma-3-270m-q4_k_m", "gpt-4o-mini"]
+    no_values = overview.headline(frame, overview.price_table_for(frame))
+    assert math.isnan(no_values.break_even_accuracy) and math.isnan(no_values.ev_usd)

@@ -1,0 +1,334 @@
+"""The sentences the notebooks and the report end their sections with, numbers filled in from tables.
+
+Each function takes the table an analysis returned and gives one Markdown paragraph saying what a
+reader should conclude, including the honest "nothing to say" cases (no graded requests, no
+timings, a fit that could not be made).  Kept out of the notebooks so the wording is tested.
+"""
+from __future__ import annotations
+
+import math
+
+import pandas as pd
+
+from toolkit.analysis.cost_model import CostModel
+from toolkit.analysis.overview import Choice, Headline
+
+NO_GRADES = ("**No graded requests**: this run carries no correctness labels (e.g. a latency-only "
+             "import), so there is no accuracy to report.")
+NO_TIMINGS = ("**No timed requests**: this run carries no latency measurements (e.g. an accuracy-only "
+              "import), so there is no latency to report.")
+# A what-if ratio at least this share of the proportional one counts as "roughly proportional".
+ROUGHLY = 0.8
+
+
+def pct(value: float) -> str:
+    return "n/a" if _missing(value) else f"{100 * value:.1f}%"
+
+
+def usd(value: float) -> str:
+    if _missing(value):
+        return "unknown"
+    size = abs(value)
+    digits = f"{size:,.0f}" if size >= 1000 else f"{size:,.2f}" if size >= 1 else f"{size:.3g}"
+    # "USD" rather than "$": Jupyter renders text between two dollar signs as math.
+    return f"-{digits} USD" if value < 0 else f"{digits} USD"
+
+
+def secs(value: float) -> str:
+    if _missing(value):
+        return "n/a"
+    return f"{value * 1000:.0f} ms" if abs(value) < 1 else f"{value:.2f} s"
+
+
+def run_text(overview: pd.DataFrame) -> str:
+    """One paragraph on what a run holds, from `overview.run_overview`."""
+    r = overview.iloc[0]
+    return (f"Run **{r['run_id']}**: {r['requests']} requests ({r['ok']} ok, {r['errors']} errors) over "
+            f"{r['configs']} configurations; models: {r['models'] or 'none'}; datasets: "
+            f"{r['datasets'] or 'none'}. {r['graded']} requests are graded and {r['timed']} are timed.")
+
+
+def accuracy_text(table: pd.DataFrame, *, confidence: float, id_col: str = "config_id") -> str:
+    """Most and least accurate config with intervals, and how many are not clearly worse than the best."""
+    known = table.dropna(subset=["accuracy"]).sort_values("accuracy", ascending=False, kind="mergesort")
+    if known.empty:
+        return NO_GRADES
+    best, worst = known.iloc[0], known.iloc[-1]
+    level = f"{confidence:.0%}"
+    text = f"Most accurate: **{best[id_col]}** at {_interval(best, level)}"
+    if len(known) > 1:
+        overlap = known.iloc[1:][known.iloc[1:]["accuracy_high"] >= best["accuracy_low"]]
+        text += f"; least accurate: **{worst[id_col]}** at {_interval(worst, level)}. "
+        text += (f"{len(overlap)} of the other {len(known) - 1} configurations have {level} intervals that "
+                 "overlap the best one's, so this data cannot tell them apart from it by accuracy alone"
+                 if len(overlap) else f"Every other configuration's {level} interval lies below the best one's")
+    return text + "."
+
+
+def dataset_text(table: pd.DataFrame, *, id_col: str = "config_id") -> str:
+    """Hardest and easiest dataset (mean accuracy over configs) and the best config on each."""
+    known = table.dropna(subset=["accuracy"])
+    if known.empty:
+        return NO_GRADES
+    means = known.groupby("dataset")["accuracy"].mean().sort_values(kind="mergesort")
+    best = known.sort_values("accuracy", ascending=False, kind="mergesort").groupby("dataset").head(1)
+    leaders = "; ".join(f"{r['dataset']}: **{r[id_col]}** ({pct(r['accuracy'])})"
+                        for _, r in best.sort_values("dataset").iterrows())
+    text = f"Best configuration per dataset: {leaders}."
+    if len(means) > 1:
+        text = (f"Hardest dataset: **{means.index[0]}** (mean accuracy over configurations "
+                f"{pct(means.iloc[0])}); easiest: **{means.index[-1]}** ({pct(means.iloc[-1])}). " + text)
+    if best[id_col].nunique() > 1:
+        text += " The winner depends on the task: choose per dataset, or weigh the datasets by your traffic."
+    return text
+
+
+def pairwise_text(pairwise: pd.DataFrame, *, alpha: float, limit: int = 5) -> str:
+    """How many config pairs differ significantly on the same items (McNemar, adjusted p-values)."""
+    tested = pairwise.dropna(subset=["p_adjusted"])
+    if tested.empty:
+        return ("No pair of configurations shares graded items, so no paired test was possible."
+                if len(pairwise) else "Only one configuration: nothing to compare.")
+    significant = tested[tested["significant"].astype(bool)].sort_values("p_adjusted", kind="mergesort")
+    text = (f"{len(significant)} of {len(tested)} pairs of configurations differ significantly on the "
+            f"same items (exact McNemar test, Holm-adjusted p < {alpha:g}).")
+    if significant.empty:
+        return text + " Differences in the accuracy table may be noise."
+    shown = [f"**{r['better']}** beats {r['config_b'] if r['better'] == r['config_a'] else r['config_a']} "
+             f"by {100 * abs(r['accuracy_diff']):.1f} percentage points (p = {r['p_adjusted']:.2g})"
+             for _, r in significant.head(limit).iterrows()]
+    more = f" and {len(significant) - limit} more" if len(significant) > limit else ""
+    return f"{text} " + "; ".join(shown) + more + "."
+
+
+def prices_text(prices: pd.DataFrame) -> str:
+    """Which price each model was charged at, from `pricing.describe`."""
+    if prices.empty:
+        return "No models to price."
+    parts = []
+    for _, p in prices.iterrows():
+        if p["kind"] == "machine":
+            rate = (f"unknown ({p['source']})" if _missing(p["usd_per_hour"])
+                    else f"{usd(p['usd_per_hour'])} per machine hour")
+        else:
+            rate = (f"{usd(p['input_usd_per_mtok'])} in / {usd(p['output_usd_per_mtok'])} out per million "
+                    f"tokens")
+        parts.append(f"**{p['model']}**: {rate}")
+    head = prices.iloc[0]
+    return (f"Prices from table {head['table']} (version {head['version']}, as of {head['as_of'][:10]}): "
+            + "; ".join(parts) + ".")
+
+
+def value_text(values: pd.DataFrame, model: CostModel, *, id_col: str = "config_id") -> str:
+    """Best expected value per request, its verdict against break-even, monthly total and human comparison."""
+    head = (f"With a success worth {usd(model.value_usd)} and an error costing {usd(model.error_cost_usd)}, "
+            f"a request pays off above {pct(model.error_cost_usd / (model.value_usd + model.error_cost_usd))} "
+            f"accuracy (plus its own cost).")
+    known = values.dropna(subset=["ev_usd"]).sort_values("ev_usd", ascending=False, kind="mergesort")
+    if known.empty:
+        reason = NO_GRADES if values["accuracy"].isna().all() else "No configuration has a known cost."
+        return f"{head} {reason} Expected value needs both accuracy and cost."
+    b = known.iloc[0]
+    verdict = {"above": "clears break-even even at the low end of its accuracy interval",
+               "below": "stays below break-even even at the high end of its accuracy interval",
+               "uncertain": "may or may not clear break-even: its accuracy interval straddles it"}
+    text = (f"{head} Highest expected value: **{b[id_col]}** at {usd(b['ev_usd'])} per request "
+            f"(interval {usd(b['ev_low_usd'])} to {usd(b['ev_high_usd'])}); its break-even accuracy is "
+            f"{pct(b['break_even_accuracy'])} and it {verdict.get(b['break_even_verdict'], 'has no interval')}.")
+    if model.monthly_volume is not None:
+        text += (f" At {model.monthly_volume:,.0f} requests a month that is {usd(b['monthly_ev_usd'])} "
+                 f"({usd(b['monthly_ev_low_usd'])} to {usd(b['monthly_ev_high_usd'])}).")
+    if model.has_human:
+        better = "beats" if bool(b["beats_human"]) else "does not beat"
+        text += (f" A human at {pct(model.human_accuracy)} accuracy and {usd(model.human_cost_usd)} per task "
+                 f"earns {usd(b['human_ev_usd'])}: the best configuration {better} the human; it would need "
+                 f"{pct(b['accuracy_to_beat_human'])} accuracy to match.")
+    return text
+
+
+def sensitivity_text(leaders: pd.DataFrame, *, id_col: str = "config_id") -> str:
+    """Which config leads over which range of E/V, from `overview.best_by_ratio`."""
+    if leaders.empty:
+        return "No configuration has a known expected value, so there is no sensitivity to show."
+    if len(leaders) == 1:
+        r = leaders.iloc[0]
+        return (f"**{r[id_col]}** has the highest expected value at every error-to-value ratio from "
+                f"{r['ratio_from']:.3g} to {r['ratio_to']:.3g}: the choice does not hinge on E.")
+    spans = [f"**{r[id_col]}** for E/V from {r['ratio_from']:.3g} to {r['ratio_to']:.3g}"
+             for _, r in leaders.iterrows()]
+    return ("The best configuration changes with the cost of an error: " + "; ".join(spans)
+            + ". Pin down E before choosing.")
+
+
+def latency_text(percentiles: pd.DataFrame, *, id_col: str = "config_id") -> str:
+    """Fastest and slowest config by median end-to-end latency, with their p95."""
+    known = percentiles.dropna(subset=["p50_e2e_s"]).sort_values("p50_e2e_s", kind="mergesort")
+    if known.empty:
+        return NO_TIMINGS
+    fast, slow = known.iloc[0], known.iloc[-1]
+    text = (f"Fastest: **{fast[id_col]}** with median end-to-end latency {secs(fast['p50_e2e_s'])} "
+            f"(p95 {secs(fast.get('p95_e2e_s'))}, median TTFT {secs(fast.get('p50_ttft_s'))})")
+    if len(known) > 1:
+        text += (f"; slowest: **{slow[id_col]}** at {secs(slow['p50_e2e_s'])} (p95 "
+                 f"{secs(slow.get('p95_e2e_s'))}), {slow['p50_e2e_s'] / fast['p50_e2e_s']:.1f}x the fastest")
+    return text + "."
+
+
+def decomposition_text(parts: pd.DataFrame, *, id_col: str = "config_id") -> str:
+    """Whether waiting for the first token or generating the rest dominates, per config."""
+    known = parts.dropna(subset=["decode_share"])
+    if known.empty:
+        return NO_TIMINGS
+    # Waiting for the first token includes the network share: together they are 1 - decode.
+    waiting = 1 - known["decode_share"].astype(float)
+    decode_led = int((waiting < 0.5).sum())
+    top = known.loc[waiting.idxmax()]
+    return (f"Generating the output after the first token (decode) is most of the median request in "
+            f"{decode_led} of {len(known)} configurations; waiting for the first token is most of it in "
+            f"{len(known) - decode_led}. The largest waiting share is in **{top[id_col]}**: "
+            f"{pct(waiting.max())} of {secs(top['median_e2e_s'])}. Shorter outputs speed up "
+            "decode-bound configurations; shorter prompts speed up first-token-bound ones.")
+
+
+def goodput_text(goodput: pd.DataFrame, *, ttft_s: float | None, tpot_s: float | None,
+                 e2e_s: float | None, id_col: str = "config_id") -> str:
+    """Share of requests meeting every latency target given, best and worst config."""
+    known = goodput[goodput["n_ok"] > 0].sort_values("good_share", ascending=False, kind="mergesort")
+    if known.empty:
+        return NO_TIMINGS
+    given = [f"{name} <= {secs(value)}" for name, value in (("TTFT", ttft_s), ("TPOT", tpot_s),
+                                                              ("e2e", e2e_s)) if value is not None]
+    targets = ", ".join(given) or "no targets given: every timed request counts"
+    best, worst = known.iloc[0], known.iloc[-1]
+    text = (f"Against the targets ({targets}), **{best[id_col]}** meets them on {pct(best['good_share'])} "
+            f"of its requests (goodput {best['goodput_rps']:.3g} requests/s at this run's load)")
+    if len(known) > 1:
+        text += f"; **{worst[id_col]}** on {pct(worst['good_share'])}"
+    return text + "."
+
+
+def fit_text(ttft: pd.DataFrame, e2e: pd.DataFrame, *, id_col: str = "model") -> str:
+    """Seconds per prompt token (prefill) and per output token (decode) from the robust fits."""
+    lines = []
+    for _, t in ttft.iterrows():
+        e = e2e[e2e[id_col] == t[id_col]]
+        e = e.iloc[0] if len(e) else None
+        prefill = (f"TTFT = {secs(t['intercept'])} + {_ms(t['slope'])} per prompt token "
+                   f"(slope {_ms(t['slope_low'])} to {_ms(t['slope_high'])})"
+                   if pd.isna(t["reason"]) else f"no TTFT fit ({t['reason']})")
+        decode = ("no e2e fit (no rows)" if e is None else
+                  f"e2e = {secs(e['intercept'])} + {_ms(e['slope'])} per output token "
+                  f"(about {1 / e['slope']:.0f} tokens/s)" if pd.isna(e["reason"]) and e["slope"] > 0 else
+                  f"no e2e fit ({e['reason'] or 'slope not positive'})")
+        lines.append(f"- **{t[id_col]}**: {prefill}; {decode}.")
+    return "\n".join(lines) if lines else NO_TIMINGS
+
+
+def what_if_text(what_if: pd.DataFrame, *, observed_max_tokens: float, id_col: str = "model") -> str:
+    """Test "n1 output tokens are n2/n1 times faster than n2" against the e2e fit, per group.
+
+    The claim counts as roughly true when the predicted ratio is at least ROUGHLY x the
+    proportional one; otherwise the fixed part (TTFT, overhead) makes it false.
+    """
+    rows = what_if.dropna(subset=["ratio"])
+    if what_if.empty:
+        return NO_TIMINGS
+    lengths = sorted(what_if["output_tokens"].unique())
+    n1, n2 = int(lengths[0]), int(lengths[-1])
+    claim = f"Claim: {n1} output tokens are ~{n2 / n1:g}x faster than {n2}."
+    if rows.empty:
+        return f"{claim} No group has an e2e fit (too few requests or no spread in output length)."
+    parts = []
+    for _, r in rows[rows["output_tokens"] == n2].iterrows():
+        first = rows[(rows[id_col] == r[id_col]) & (rows["output_tokens"] == n1)].iloc[0]
+        fixed = (n2 * first["e2e_s"] - n1 * r["e2e_s"]) / (n2 - n1)  # the fit's intercept
+        verdict = ("close to proportional, so the claim roughly holds: the fixed part is small next to "
+                   f"{n1} tokens of decoding" if r["ratio"] >= ROUGHLY * r["proportional_ratio"] else
+                   "far from proportional, so the claim does not hold: the fixed part does not shrink "
+                   "with the output")
+        parts.append(f"- **{r[id_col]}**: predicted e2e {secs(first['e2e_s'])} at {n1} tokens and "
+                     f"{secs(r['e2e_s'])} at {n2}, so {n2} tokens take {r['ratio']:.2f}x as long "
+                     f"(interval {r['ratio_low']:.2f} to {r['ratio_high']:.2f}) against a proportional "
+                     f"{r['proportional_ratio']:g}x; with a fixed part of {secs(fixed)} per request that is "
+                     f"{verdict}.")
+    text = claim + "\n\n" + "\n".join(parts)
+    if not _missing(observed_max_tokens) and observed_max_tokens < n2:
+        text += (f"\n\nCaution: the longest output in this run has {observed_max_tokens:.0f} tokens, so the "
+                 f"prediction at {n2} tokens extrapolates the line beyond the data.")
+    return text
+
+
+def scaling_text(observed: pd.DataFrame, *, id_col: str = "model") -> str:
+    """What the run itself shows about output length and time, from `overview.observed_scaling`."""
+    if observed.empty:
+        return NO_TIMINGS
+    known = observed.dropna(subset=["time_ratio"])
+    known = known[known["token_ratio"] > 1]
+    if known.empty:
+        return "The run has no spread in output length to measure how time grows with it."
+    lines = [f"- **{r[id_col]}**: its longest outputs (median {r['long_tokens']:.0f} tokens) took "
+             f"{secs(r['long_e2e_s'])}, its shortest (median {r['short_tokens']:.0f} tokens) "
+             f"{secs(r['short_e2e_s'])}: {r['token_ratio']:.1f}x the tokens in {r['time_ratio']:.1f}x the time."
+             for _, r in known.iterrows()]
+    return "Measured directly in this run (no fit):\n\n" + "\n".join(lines)
+
+
+def break_even_text(head: Headline) -> str:
+    """The chosen config's break-even accuracy and expected value under V and E."""
+    if head.choice.row is None or head.value_usd is None or head.error_cost_usd is None:
+        return "No value of a success and cost of an error given, so no break-even accuracy."
+    r = head.choice.row
+    if _missing(head.break_even_accuracy):
+        return f"The cost of **{head.choice.config_id}** is unknown, so its break-even accuracy is too."
+    has = "" if _missing(r["accuracy"]) else f"; it has {pct(r['accuracy'])}, an expected value of {usd(head.ev_usd)} per request"
+    return (f"With a success worth {usd(head.value_usd)} and an error costing {usd(head.error_cost_usd)}, "
+            f"**{head.choice.config_id}** breaks even at {pct(head.break_even_accuracy)} accuracy{has}.")
+
+
+def frontier_text(front: pd.DataFrame, *, latency_col: str, id_col: str = "config_id") -> str:
+    """How many configs are on the Pareto front and which dominates the others."""
+    if front.empty:
+        return "No configurations."
+    on = front[front["pareto"].astype(bool)]
+    off = front[~front["pareto"].astype(bool)]
+    text = (f"{len(on)} of {len(front)} configurations are on the Pareto front (accuracy up, {latency_col} "
+            f"down, cost down): " + ", ".join(f"**{c}**" for c in on[id_col]) + ".")
+    if len(off):
+        examples = "; ".join(f"{r[id_col]} by {r['dominated_by']}" for _, r in off.head(3).iterrows())
+        text += f" Each of the others is beaten on every axis at once by one of them, e.g. {examples}."
+        if front[["accuracy", latency_col, "usd_per_1k"]].isna().any().any():
+            text += " A missing value (no grades, timings or price) counts as worst."
+    return text
+
+
+def choice_text(choice: Choice) -> str:
+    """The best configuration under the rule, or why there is none and which is closest."""
+    if choice.config_id is None:
+        return f"No configurations to choose from (rule: {choice.rule})."
+    r = choice.row
+    assert r is not None
+    numbers = (f"accuracy {_interval(r, None)}, {choice.latency_col} {secs(r.get(choice.latency_col))}, "
+               f"{usd(r['usd_per_1k'])} per 1,000 requests")
+    if choice.met:
+        return f"Best configuration: **{choice.config_id}** ({numbers}). Rule: {choice.rule}."
+    return (f"**No configuration meets the targets** (rule: {choice.rule}). Closest: **{choice.config_id}** "
+            f"({numbers}).")
+
+
+def _interval(row: pd.Series, level: str | None) -> str:
+    if _missing(row.get("accuracy")):
+        return "unknown"
+    low, high = row.get("accuracy_low"), row.get("accuracy_high")
+    where = f" {level}" if level else ""
+    span = "" if _missing(low) else f" ({pct(low)} to {pct(high)}{where} interval"
+    n = row.get("n")
+    span += "" if not span else (f", n = {int(n)})" if not _missing(n) else ")")
+    return pct(row["accuracy"]) + span
+
+
+def _ms(value: float) -> str:
+    return "n/a" if _missing(value) else f"{value * 1000:.2f} ms"
+
+
+def _missing(value: object) -> bool:
+    return value is None or value is pd.NA or (isinstance(value, float) and math.isnan(value))
