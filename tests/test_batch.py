@@ -129,7 +129,7 @@ def test_submit_poll_download_ingest_through_the_real_openai_client(tmp_path):
         client = openai.OpenAI(base_url=server.base_url, api_key="sk-test-123456", max_retries=0)
         chat_lines = split_batch_input(build_batch_input(config))[("/v1/chat/completions", MODEL)]
         input_path = write_jsonl(chat_lines, tmp_path / "chat.jsonl")
-        batch_id = submit(client, input_path)
+        batch_id = submit(client, input_path, metadata={"config": "batchtest"})
         seen: list[BatchProgress] = []
         batch = wait(client, batch_id, poll_s=0.05, on_progress=seen.append)
         output, errors = download(client, batch)
@@ -137,6 +137,7 @@ def test_submit_poll_download_ingest_through_the_real_openai_client(tmp_path):
             submit(client, write_jsonl(build_batch_input(config), tmp_path / "all.jsonl"))
         with pytest.raises(openai.AuthenticationError):
             openai.OpenAI(base_url=server.base_url, api_key="wrong", max_retries=0).batches.retrieve(batch_id)
+    assert batch.metadata == {"config": "batchtest"}
     assert batch.status == "completed" and seen[0].status == "validating" and seen[-1] == BatchProgress(
         batch_id, "completed", 4, 1, 4)
     assert len(output) == 3 and len(errors) == 1

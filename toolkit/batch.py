@@ -127,8 +127,9 @@ def submit(client: openai.OpenAI, input_path: str | os.PathLike, *, endpoint: st
     endpoint = endpoint or next(iter(groups))[0]
     with Path(input_path).open("rb") as handle:
         uploaded = client.files.create(file=handle, purpose="batch")
+    extra = {"metadata": dict(metadata)} if metadata else {}
     batch = client.batches.create(input_file_id=uploaded.id, endpoint=endpoint,
-                                  completion_window=completion_window, metadata=dict(metadata or {}) or None)
+                                  completion_window=completion_window, **extra)
     log.info("submitted batch %s (%d requests, file %s)", batch.id, len(lines), uploaded.id)
     return batch.id
 
