@@ -6,6 +6,7 @@ merges both and keeps the last record per `request_id`, so a crash between the t
 """
 from __future__ import annotations
 
+import contextlib
 import json
 import os
 from collections.abc import Iterable
@@ -28,23 +29,39 @@ class Journal:
 
     def __init__(self, run_dir: Path) -> None:
         self.path = Path(run_dir) / JOURNAL
-        self._file: IO[str] | None = None
+        self._file: IO[bytes] | None = None
+        self._size = 0  # bytes of whole lines on disk
 
     def __enter__(self) -> "Journal":
         try:
             _drop_cut_last_line(self.path)
-            self._file = self.path.open("a", encoding="utf-8")
+            self._file = self.path.open("ab")
+            self._size = self._file.seek(0, os.SEEK_END)
         except OSError as exc:
             raise RunDirError(f"{self.path}: cannot open the journal for writing: {exc}") from exc
         return self
 
     def append(self, record: RequestRecord) -> None:
-        assert self._file is not None, "use Journal as a context manager"
+        if self._file is None:
+            raise RunDirError(f"{self.path}: the journal is not open (a failed write closes it)")
+        line = (json.dumps(record.to_json_dict(), ensure_ascii=False) + "\n").encode("utf-8")
         try:
-            self._file.write(json.dumps(record.to_json_dict(), ensure_ascii=False) + "\n")
+            self._file.write(line)
             self._file.flush()
         except OSError as exc:
+            self._abandon()
             raise RunDirError(f"{self.path}: cannot append request {record.request_id}: {exc}") from exc
+        self._size += len(line)
+
+    def _abandon(self) -> None:
+        # A failed write (disk full) can leave part of a line on disk and the rest in the buffer;
+        # an append by another request still in flight would then make it a corrupt middle line.
+        # Cut back to the last whole line and close, so the journal stays readable.
+        file, self._file = self._file, None
+        with contextlib.suppress(OSError):
+            file.close()
+        with contextlib.suppress(OSError):
+            os.truncate(self.path, self._size)
 
     def __exit__(self, *exc_info: object) -> None:
         if self._file is not None:
