@@ -155,8 +155,10 @@ def finalize(run_dir: Path) -> pd.DataFrame:
 
 def read_manifest(run_dir: str | os.PathLike) -> dict:
     path = Path(run_dir) / MANIFEST
+    if not Path(run_dir).is_dir():
+        raise RunDirError(f"{run_dir}: no such run directory")
     if not path.exists():
-        raise RunDirError(f"{path}: manifest not found")
+        raise RunDirError(f"{run_dir}: not a run directory (no {MANIFEST})")
     try:
         return json.loads(path.read_text(encoding="utf-8"))
     except json.JSONDecodeError as exc:
@@ -166,8 +168,11 @@ def read_manifest(run_dir: str | os.PathLike) -> dict:
 def write_manifest(run_dir: Path, manifest: dict) -> None:
     path = Path(run_dir) / MANIFEST
     tmp = path.with_suffix(".json.tmp")
-    tmp.write_text(json.dumps(manifest, indent=2, default=str), encoding="utf-8")
-    os.replace(tmp, path)
+    try:
+        tmp.write_text(json.dumps(manifest, indent=2, default=str), encoding="utf-8")
+        os.replace(tmp, path)
+    except OSError as exc:  # a read-only or full disk: name the run dir, not a bare OSError
+        raise RunDirError(f"{path}: cannot write the manifest: {exc}") from exc
 
 
 def save_run(run_dir: str | os.PathLike, frame: pd.DataFrame, manifest: dict) -> Path:
