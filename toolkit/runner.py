@@ -57,9 +57,13 @@ def plan(config: CollectConfig, *, items_per_task: int | None = None) -> list[Pl
         items = load_eval_set(config.evals_dir / f"{name}.jsonl").items[:limit]
         tasks.append((spec, items))
     cells = config.run_configs()
-    for cell in cells:  # fail on an unknown variant before anything is sent
-        for spec, _ in tasks:
-            spec.variant(cell.prompt_variant)
+    # Fail before anything is sent on an unknown variant or an item its template cannot render
+    # (a field missing from one item would otherwise stop the run when that item's turn comes).
+    for variant_name in dict.fromkeys(cell.prompt_variant for cell in cells):
+        for spec, items in tasks:
+            variant = spec.variant(variant_name)
+            for item in items:
+                render(variant, item)
     planned: list[PlannedRequest] = []
     rng = random.Random(config.seed)
     for level in config.grid.concurrency:
