@@ -36,9 +36,7 @@ from toolkit.config import CollectConfig, EndpointConfig, load_config
 from toolkit.endpoints import OPENAI_BASE_URL, Connection
 from toolkit.errors import DataFileError, EndpointError, RunDirError
 from toolkit.importers.openai_batch import parse_batch_output
-from toolkit.measure import Request
-from toolkit.prompts import render
-from toolkit.runner import PlannedRequest, plan
+from toolkit.runner import plan, request_for
 from toolkit.store import MANIFEST, load_run, save_run
 
 log = logging.getLogger("toolkit")
@@ -47,15 +45,6 @@ URLS = {"chat": "/v1/chat/completions", "completions": "/v1/completions"}
 TERMINAL = ("completed", "failed", "expired", "cancelled")
 RETRY_STATUS = (408, 409, 429, 500, 502, 503, 504)
 SIDECAR_SUFFIX = ".batch.json"
-
-
-def request_for(planned: PlannedRequest) -> Request:
-    """The request body the collector sends for `planned` (the same prompt, cap, stop and sampling)."""
-    cell = planned.config
-    variant = planned.task.variant(cell.prompt_variant)
-    stop = planned.task.stop if cell.stop else ()
-    return Request(variant.api, cell.model, render(variant, planned.item), cell.max_tokens, cell.temperature,
-                   stop, cell.logprobs)
 
 
 def build_batch_input(config: CollectConfig, *, items_per_task: int | None = None) -> list[dict]:

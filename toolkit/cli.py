@@ -128,6 +128,12 @@ def build_parser() -> argparse.ArgumentParser:
     importer.add_argument("--option", "-O", action="append", default=[], metavar="NAME=VALUE",
                           help="importer option, value read as YAML (e.g. -O 'mapping={latency_ms: e2e_s}')")
     importer.set_defaults(func=_import)
+
+    from toolkit import batch, cache, report
+
+    report.register_cli(sub)
+    batch.register_cli(sub)
+    cache.register_cli(sub)
     return parser
 
 

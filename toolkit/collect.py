@@ -18,7 +18,8 @@ from collections.abc import Callable
 from dataclasses import dataclass
 from pathlib import Path
 
-from toolkit.config import CollectConfig, Grid, load_config
+from toolkit.cache import ResponseCache
+from toolkit.config import CollectConfig, load_config
 from toolkit.endpoints import Connection, connect
 from toolkit.errors import RunDirError
 from toolkit.local_server import EmbeddedServer
@@ -69,12 +70,14 @@ def describe_config(config: CollectConfig, connections: dict[str, Connection]) -
         "items_per_task": config.items_per_task,
         "grid": dataclasses.asdict(config.grid),
         "limits": dataclasses.asdict(config.limits), "retry": dataclasses.asdict(config.retry),
+        "cache": dataclasses.asdict(config.cache),
         "endpoints": [{"name": e.name, "kind": e.kind, "host": connections[e.name].host if e.name in connections
                        else None, "api_key_env": e.api_key_env, "models": list(e.models)}
                       for e in config.endpoints],
         "configs": [{"config_id": c.config_id, "endpoint": c.endpoint.name, "model": c.model,
                      "prompt_variant": c.prompt_variant, "max_tokens": c.max_tokens, "stop": c.stop,
-                     "temperature": c.temperature, "concurrency": c.concurrency, "logprobs": c.logprobs}
+                     "temperature": c.temperature, "concurrency": c.concurrency, "logprobs": c.logprobs,
+                     "cache": c.cache}
                     for c in config.run_configs()],
     }
 
@@ -147,10 +150,16 @@ def collect(config: CollectConfig | str | Path, *, runs_root: Path = Path("data/
         if on_start is not None:
             on_start(len(pending))
         status = "interrupted"
+        if any(cell.cache for cell in config.run_configs()):
+            cache = stack.enter_context(ResponseCache(config.cache.path or run_dir / "responses.sqlite",
+                                                      ttl_s=config.cache.ttl_s))
+        else:
+            cache = None
         try:
             with Journal(run_dir) as journal:
                 collector = Collector(config, manifest["run_id"], connections, journal,
-                                      first_sequence=first_sequence, cost_of=cost_of, on_record=on_record)
+                                      first_sequence=first_sequence, cost_of=cost_of, on_record=on_record,
+                                      cache=cache)
                 asyncio.run(collector.run(pending))
             status = "stopped" if collector.stop_reason else "complete"
         finally:

@@ -62,6 +62,7 @@ class RunConfig:
     temperature: float
     concurrency: int
     logprobs: bool
+    cache: bool = False  # answer exact repeats from the response cache
 
 
 @dataclass(frozen=True)
@@ -72,6 +73,13 @@ class Grid:
     concurrency: tuple[int, ...] = (1,)
     repeats: int = 1
     logprobs: bool = False
+    cache: tuple[str, ...] = ("off",)
+
+
+@dataclass(frozen=True)
+class CacheSettings:
+    path: Path | None = None  # None: responses.sqlite inside the run directory
+    ttl_s: float | None = None
 
 
 @dataclass(frozen=True)
@@ -89,21 +97,22 @@ class CollectConfig:
     description: str = ""
     limits: Limits = field(default_factory=Limits)
     retry: RetryPolicy = field(default_factory=RetryPolicy)
+    cache: CacheSettings = field(default_factory=CacheSettings)
     raw: dict = field(default_factory=dict, compare=False, repr=False)
 
     def run_configs(self) -> list[RunConfig]:
         """The grid expanded, in a stable order."""
         cells = []
         for endpoint in self.endpoints:
-            for model, variant, cap, temperature, concurrency in itertools.product(
+            for model, variant, cap, temperature, concurrency, cache in itertools.product(
                     endpoint.models, self.grid.prompt_variants, self.grid.max_tokens,
-                    self.grid.temperature, self.grid.concurrency):
+                    self.grid.temperature, self.grid.concurrency, self.grid.cache):
                 name = (f"{model}/{variant}/mt{cap.tokens}{'' if cap.stop else '-nostop'}"
-                        f"/T{temperature:g}/c{concurrency}")
+                        f"/T{temperature:g}/c{concurrency}{'/cache' if cache == 'response' else ''}")
                 if len(self.endpoints) > 1:
                     name = f"{endpoint.name}:{name}"
                 cells.append(RunConfig(name, endpoint, model, variant, cap.tokens, cap.stop,
-                                       temperature, concurrency, self.grid.logprobs))
+                                       temperature, concurrency, self.grid.logprobs, cache == "response"))
         return cells
 
 
@@ -237,18 +246,28 @@ def parse_config(raw: Any, path: Path) -> CollectConfig:
         concurrency=grid_reader.take_list("concurrency", int, (1,)),
         repeats=grid_reader.take("repeats", int, 1),
         logprobs=grid_reader.take("logprobs", bool, False),
+        cache=grid_reader.take_list("cache", str, ("off",)),
     )
     grid_reader.done()
+    for i, mode in enumerate(grid.cache):
+        if mode not in ("off", "response"):
+            raise ConfigError(path, f"must be 'off' or 'response', got {mode!r}", field=f"grid.cache[{i}]")
     for i, level in enumerate(grid.concurrency):
         _positive(path, f"grid.concurrency[{i}]", level)
     _positive(path, "grid.repeats", grid.repeats)
     limits = _dataclass_section(path, reader.take("limits", dict, None, nullable=True), Limits, "limits")
     retry = _dataclass_section(path, reader.take("retry", dict, None, nullable=True), RetryPolicy, "retry")
+    cache_reader = _Reader(path, reader.take("cache", dict, None, nullable=True) or {}, "cache")
+    cache_path = cache_reader.take("path", str, None, nullable=True)
+    cache = CacheSettings(path=(base / cache_path).resolve() if cache_path else None,
+                          ttl_s=cache_reader.take("ttl_s", _NUMBER, None, nullable=True))
+    cache_reader.done()
+    _positive(path, "cache.ttl_s", cache.ttl_s)
     reader.done()
     return CollectConfig(name=name, path=path, tasks=tuple(tasks), endpoints=endpoints, grid=grid,
                          evals_dir=evals_dir, prompts_dir=prompts_dir, items_per_task=items_per_task,
                          seed=seed, order=order, description=description, limits=limits, retry=retry,
-                         raw=raw)
+                         cache=cache, raw=raw)
 
 
 def load_config(path: str | Path) -> CollectConfig:

@@ -18,11 +18,11 @@ import time
 from collections import deque
 from collections.abc import Callable, Iterator
 from dataclasses import dataclass, replace
-from pathlib import Path
 
 import httpx2
 import openai
 
+from toolkit.cache import ResponseCache, lookup_or_none, request_key
 from toolkit.config import CollectConfig, RunConfig
 from toolkit.datasets import EvalItem, load_eval_set
 from toolkit.endpoints import Connection, TokenCounter
@@ -75,6 +75,15 @@ def plan(config: CollectConfig, *, items_per_task: int | None = None) -> list[Pl
             rng.shuffle(phase)
         planned.extend(phase)
     return planned
+
+
+def request_for(planned: PlannedRequest) -> Request:
+    """The request the collector sends for `planned` (Batch input files use the same)."""
+    cell = planned.config
+    variant = planned.task.variant(cell.prompt_variant)
+    stop = planned.task.stop if cell.stop else ()
+    return Request(variant.api, cell.model, render(variant, planned.item), cell.max_tokens,
+                   cell.temperature, stop, cell.logprobs)
 
 
 class RateLimiter:
@@ -153,8 +162,10 @@ class Collector:
     def __init__(self, config: CollectConfig, run_id: str, connections: dict[str, Connection],
                  journal: Journal, *, first_sequence: int = 0,
                  cost_of: Callable[[RequestRecord], float] | None = None,
-                 on_record: Callable[[RequestRecord], None] | None = None) -> None:
+                 on_record: Callable[[RequestRecord], None] | None = None,
+                 cache: ResponseCache | None = None) -> None:
         self.config, self.run_id, self.connections, self.journal = config, run_id, connections, journal
+        self.cache = cache
         self.cost_of, self.on_record = cost_of, on_record
         self.limiter = RateLimiter(config.limits.requests_per_minute, config.limits.tokens_per_minute)
         self._sequence = first_sequence
@@ -202,27 +213,34 @@ class Collector:
                 self._counters[name] = TokenCounter(tokenize_url, self._http)
         return self._clients[name]
 
-    def _request(self, planned: PlannedRequest) -> Request:
-        cell = planned.config
-        variant = planned.task.variant(cell.prompt_variant)
-        stop = planned.task.stop if cell.stop else ()
-        return Request(variant.api, cell.model, render(variant, planned.item), cell.max_tokens,
-                       cell.temperature, stop, cell.logprobs)
-
     async def _one(self, planned: PlannedRequest) -> None:
         if self.config.limits.max_requests is not None and self.sent >= self.config.limits.max_requests:
             self.stop_reason = f"reached max_requests={self.config.limits.max_requests}"
             return
-        request = self._request(planned)
+        request = request_for(planned)
         self.sent += 1
         sequence, self._sequence = self._sequence, self._sequence + 1
-        prompt_chars = len(request.prompt) if isinstance(request.prompt, str) else sum(
-            len(m["content"]) for m in request.prompt)
-        await self.limiter.acquire(prompt_chars // 4 + request.max_tokens)
-        outcome = await self._send_with_retries(planned, request)
-        record = await self._record(planned, request, outcome, sequence)
+        cache_key = request_key(self._cache_endpoint(planned.config), request) if planned.config.cache else None
+        hit = lookup_or_none(self.cache, cache_key) if cache_key else None
+        if hit is not None:
+            outcome = Outcome(hit.as_result(), 1, dt.datetime.now(dt.UTC))
+            record = replace(await self._record(planned, request, outcome, sequence), cache_hit=True)
+        else:
+            prompt_chars = len(request.prompt) if isinstance(request.prompt, str) else sum(
+                len(m["content"]) for m in request.prompt)
+            await self.limiter.acquire(prompt_chars // 4 + request.max_tokens)
+            outcome = await self._send_with_retries(planned, request)
+            record = await self._record(planned, request, outcome, sequence)
+            if cache_key and self.cache is not None and outcome.result is not None:
+                self.cache.put(cache_key, outcome.result)
         self.journal.append(record)
         self._account(record)
+
+    def _cache_endpoint(self, cell: RunConfig) -> str:
+        # the embedded server gets a new port every run; its identity is the model it serves
+        if cell.endpoint.kind == "embedded":
+            return f"embedded:{cell.model}"
+        return self.connections[cell.endpoint.name].host
 
     async def _send_with_retries(self, planned: PlannedRequest, request: Request) -> Outcome:
         policy = self.config.retry
