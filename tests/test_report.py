@@ -1,0 +1,134 @@
+"""The HTML report: one real build on the main run (shared with test_notebooks.py), plus tiny notebooks
+for failure handling and the CLI."""
+import argparse
+import html
+import sys
+from pathlib import Path
+
+import nbformat
+import pytest
+from jupyter_client.kernelspec import KernelSpecManager
+from nbformat.v4 import new_code_cell, new_markdown_cell, new_notebook
+
+from synthetic_runs import built_report, main_run_dir
+from toolkit.errors import NotebookError, ParameterError, RunDirError
+from toolkit.params import REPO_ROOT
+from toolkit.report import build_report, effective_parameters, find_kernel, parse_parameters, register_cli
+
+NOTEBOOKS = sorted((REPO_ROOT / "notebooks").glob("[0-9]*.ipynb"))
+
+
+def test_index_links_every_notebook_and_shows_the_headline():
+    index = built_report()
+    page = index.read_text(encoding="utf-8")
+    for notebook in NOTEBOOKS:
+        assert f'href="{notebook.stem}.html"' in page and f'href="{notebook.stem}.ipynb"' in page
+        assert (index.parent / f"{notebook.stem}.html").is_file()
+        assert (index.parent / f"{notebook.stem}.ipynb").is_file()
+    assert "Best configuration: <strong>" in page or "<strong>No configuration meets the targets</strong>" in page
+    assert "<th>p90_e2e_s</th>" in page  # latency_quantile=0.9 reached the headline
+    assert "With a success worth 2.50 USD and an error costing 2.00 USD" in page  # given V, default E
+    assert "breaks even at" in page and "Prices from table frontier-default" in page
+    assert "<tr><td>value_usd</td><td>2.5</td></tr>" in page
+    assert "failed" not in page.split("<h2>Notebooks</h2>")[1].split("<h2>")[0]
+
+
+@pytest.mark.parametrize("notebook", NOTEBOOKS, ids=lambda p: p.stem)
+def test_pages_embed_figures_and_hide_code(notebook: Path):
+    page = (built_report().parent / f"{notebook.stem}.html").read_text(encoding="utf-8")
+    assert 'src="data:image/png;base64,' in page
+    source = nbformat.read(notebook, as_version=4)
+    code_lines = {line.strip() for cell in source.cells if cell.cell_type == "code"
+                  for line in cell.source.splitlines() if len(line.strip()) >= 20}
+    shown = [line for line in code_lines if html.escape(line, quote=False) in page or line in page]
+    assert shown == []
+    assert f'run_dir = "{main_run_dir().resolve()}"' not in page  # papermill's injected cell is code too
+
+
+def test_parameters_are_resolved_before_any_notebook_runs(tmp_path: Path):
+    with pytest.raises(ParameterError) as info:
+        build_report(main_run_dir(), out_root=tmp_path, parameters={"valu_usd": 1.0})
+    assert str(info.value).startswith(f"parameter valu_usd: no notebook in {REPO_ROOT / 'notebooks'} declares it; "
+                                      "declared: alpha, confidence, ")
+    with pytest.raises(ParameterError, match=r"^parameter value_usd: expected a number, got 'abc' \(str\)$"):
+        build_report(main_run_dir(), out_root=tmp_path, parameters={"value_usd": "abc"})
+    with pytest.raises(ParameterError, match="parameter run_dir: give the run directory as RUN_DIR"):
+        build_report(main_run_dir(), out_root=tmp_path, parameters={"run_dir": "x"})
+    with pytest.raises(RunDirError, match="parameter run_dir: run directory '/nonexistent/run' not found"):
+        build_report("/nonexistent/run", out_root=tmp_path)
+    assert list(tmp_path.iterdir()) == []  # no kernel was started, nothing written
+
+
+def tiny_notebook(path: Path, *code: str) -> Path:
+    nb = new_notebook(cells=[new_markdown_cell("# tiny"),
+                             new_code_cell('run_dir = "data/runs/sample"\nvalue_usd = 1.0',
+                                           metadata={"tags": ["parameters"]}),
+                             *(new_code_cell(c) for c in code)])
+    nb.metadata["kernelspec"] = {"name": "python3", "display_name": "Python 3", "language": "python"}
+    path.parent.mkdir(parents=True, exist_ok=True)
+    nbformat.write(nb, path)
+    return path
+
+
+def test_a_failing_notebook_names_its_cell_and_keeps_its_partial_output(tmp_path: Path):
+    notebooks = tmp_path / "notebooks"
+    tiny_notebook(notebooks / "01_fine.ipynb", "print(value_usd * 2)")
+    tiny_notebook(notebooks / "02_broken.ipynb", 'print("before")', "1 / 0", 'print("never")')
+    with pytest.raises(NotebookError) as info:
+        build_report(main_run_dir(), out_root=tmp_path / "reports", notebooks_dir=notebooks,
+                     parameters={"value_usd": 3.0})
+    error = info.value
+    assert (error.notebook, error.cell) == ("02_broken.ipynb", 4)  # markdown, parameters, print, 1 / 0
+    assert error.error == "ZeroDivisionError: division by zero (in `1 / 0`)"
+    partial = Path(error.output_path)
+    assert partial.parent.parent == tmp_path / "reports" and partial.name == "02_broken.ipynb"
+    executed = nbformat.read(partial, as_version=4)
+    outputs = [o for c in executed.cells for o in c.get("outputs", [])]
+    assert any(o.get("text") == "before\n" for o in outputs)
+    assert any(o.get("ename") == "ZeroDivisionError" for o in outputs)
+    assert not any(o.get("text") == "never\n" for o in outputs)
+    debug_page = partial.with_suffix(".html").read_text(encoding="utf-8")
+    assert "ZeroDivisionError" in debug_page
+    index = (partial.parent / "index.html").read_text(encoding="utf-8")
+    assert "failed at cell 4: ZeroDivisionError: division by zero" in index
+    fine = nbformat.read(partial.parent / "01_fine.ipynb", as_version=4)
+    assert [o["text"] for c in fine.cells for o in c.get("outputs", [])] == ["6.0\n"]
+
+
+def test_cli_report_command(tmp_path: Path, capsys: pytest.CaptureFixture):
+    notebooks = tmp_path / "notebooks"
+    tiny_notebook(notebooks / "01_echo.ipynb", "print(repr(value_usd), run_dir)")
+    parser = argparse.ArgumentParser(prog="frontier")
+    register_cli(parser.add_subparsers(dest="command", required=True))
+    args = parser.parse_args(["report", str(main_run_dir()), "-p", "value_usd=2.5", "--out", str(tmp_path / "out"),
+                              "--notebooks", str(notebooks)])
+    assert args.func(args) == 0
+    index = Path(capsys.readouterr().out.strip())
+    assert index.name == "index.html" and index.parent.parent == tmp_path / "out" and index.is_file()
+    echoed = nbformat.read(index.parent / "01_echo.ipynb", as_version=4)
+    printed = [o["text"] for c in echoed.cells for o in c.get("outputs", []) if o.get("name") == "stdout"]
+    assert printed == [f"2.5 {main_run_dir().resolve()}\n"]
+
+
+def test_parse_parameters_reads_yaml_scalars():
+    assert parse_parameters(["value_usd=2.5", "dataset=null", "what_if_output_tokens=[10, 100]",
+                             "name=abc", "flag=true", "note=a=b"]) == {
+        "value_usd": 2.5, "dataset": None, "what_if_output_tokens": [10, 100], "name": "abc", "flag": True,
+        "note": "a=b"}
+    with pytest.raises(ParameterError, match=r"^-p 'value_usd': expected name=value, e.g. -p value_usd=2.5$"):
+        parse_parameters(["value_usd"])
+    with pytest.raises(ParameterError, match="expected name=value"):
+        parse_parameters(["=3"])
+
+
+def test_effective_parameters_take_defaults_then_given_values():
+    declared = {Path("01.ipynb"): {"a": {"default": "1.5"}, "b": {"default": "[1, 2]"}},
+                Path("02.ipynb"): {"a": {"default": "9"}, "c": {"default": "os.getcwd()"}}}
+    assert effective_parameters(declared, {"b": [3]}) == {"a": 1.5, "b": [3], "c": "os.getcwd()"}
+
+
+def test_find_kernel_runs_this_interpreter():
+    name = find_kernel()
+    command = KernelSpecManager().get_kernel_spec(name).argv[0]
+    # jupyter_client replaces a bare "python" with sys.executable when it starts the kernel
+    assert command in ("python", "python3") or Path(command).resolve() == Path(sys.executable).resolve()

@@ -1,0 +1,282 @@
+"""HTML reports: execute every analysis notebook on a run dir with papermill, render each to HTML.
+
+`build_report` writes `reports/<run_id>/<notebook>.ipynb` (executed) and `<notebook>.html` (code
+hidden, figures embedded as base64 PNG), then `index.html` with the headline numbers
+(`overview.headline`: the best configuration by the documented rule, its accuracy, latency and
+cost, its break-even accuracy and the prices used) and links to every notebook.  The headline
+uses the same parameter values as the notebooks: each notebook's defaults, overridden by
+`parameters`.  A report holds only what the run dir holds; run dirs never contain keys.
+"""
+from __future__ import annotations
+
+import argparse
+import ast
+import html
+import logging
+import os
+import re
+import sys
+import time
+from collections.abc import Mapping, Sequence
+from dataclasses import dataclass
+from pathlib import Path
+
+import nbformat
+import papermill
+import yaml
+from jupyter_client.kernelspec import KernelSpecManager, NoSuchKernel
+from nbclient.exceptions import CellTimeoutError, DeadKernelError
+from nbconvert import HTMLExporter
+from nbconvert.filters import markdown2html
+from papermill.exceptions import PapermillExecutionError
+
+from toolkit.analysis import findings, overview
+from toolkit.errors import FrontierError, NotebookError, ParameterError
+from toolkit.params import REPO_ROOT, check, resolve_run_dir
+from toolkit.store import load_run, read_manifest
+
+log = logging.getLogger("toolkit")
+
+NOTEBOOKS_DIR = REPO_ROOT / "notebooks"
+NOTEBOOK_GLOB = "[0-9]*.ipynb"
+# Parameters the index's headline reads, with the checks the notebooks apply to them.
+HEADLINE_PARAMETERS: dict[str, tuple[object, float | None, float | None]] = {
+    "value_usd": (float, 0, None), "error_cost_usd": (float, 0, None),
+    "target_accuracy": (float, 0, 1), "latency_budget_s": (float, 0, None),
+    "latency_quantile": (float, 0.5, 1), "machine_usd_per_hour": (float | None, 0, None),
+}
+
+
+@dataclass(frozen=True)
+class NotebookRun:
+    """One executed notebook of a report; `error` is set when it failed."""
+
+    name: str
+    ipynb: Path
+    html: Path
+    seconds: float
+    error: NotebookError | None = None
+
+
+def build_report(run_dir: str | os.PathLike, *, out_root: Path = Path("reports"),
+                 parameters: Mapping[str, object] | None = None, notebooks_dir: Path = NOTEBOOKS_DIR,
+                 kernel_name: str | None = None, timeout_s: float = 600,
+                 progress_bar: bool = False) -> Path:
+    """Execute and render every `notebooks_dir/[0-9]*.ipynb` on `run_dir`; return the index path.
+
+    `parameters` go to each notebook that declares them (papermill's `inspect_notebook`); a name
+    no notebook declares is a `ParameterError`, as is a bad headline parameter (checked before
+    any notebook runs).  A failed notebook keeps its partial `.ipynb` and `.html`; the other
+    notebooks and the index are still written, then the first failure is raised as
+    `NotebookError` naming the notebook and the cell (1-based, counting every cell of the notebook
+    as written, with the first line of its code).
+    """
+    run_path = resolve_run_dir(run_dir)
+    frame = load_run(run_path)
+    manifest = read_manifest(run_path)
+    notebooks = sorted(Path(notebooks_dir).glob(NOTEBOOK_GLOB))
+    if not notebooks:
+        raise ParameterError(f"notebooks_dir: no notebooks matching {NOTEBOOK_GLOB} in {notebooks_dir}")
+    declared = {nb: papermill.inspect_notebook(str(nb)) for nb in notebooks}
+    given = dict(parameters or {})
+    _check_declared(given, declared, notebooks_dir)
+    effective = effective_parameters(declared, given)
+    head = _headline(frame, manifest, effective)
+    kernel = kernel_name or find_kernel()
+
+    out_dir = Path(out_root) / _safe_name(manifest.get("run_id"), run_path.name)
+    out_dir.mkdir(parents=True, exist_ok=True)
+    runs = []
+    for notebook in notebooks:
+        mine = {k: v for k, v in given.items() if k in declared[notebook]}
+        if "run_dir" in declared[notebook]:
+            mine["run_dir"] = str(run_path)
+        runs.append(_execute(notebook, out_dir, mine, kernel=kernel, timeout_s=timeout_s,
+                             progress_bar=progress_bar))
+    index = out_dir / "index.html"
+    index.write_text(render_index(head, runs, effective), encoding="utf-8")
+    failed = next((r.error for r in runs if r.error is not None), None)
+    if failed is not None:
+        raise failed
+    return index
+
+
+def effective_parameters(declared: Mapping[Path, Mapping[str, Mapping[str, str]]],
+                         given: Mapping[str, object]) -> dict[str, object]:
+    """Every declared parameter's value: the given one, else the first notebook's literal default."""
+    values: dict[str, object] = {}
+    for params in declared.values():
+        for name, info in params.items():
+            if name not in values:
+                values[name] = _literal(info["default"])
+    values.update(given)
+    return values
+
+
+def find_kernel() -> str:
+    """A kernel that runs this interpreter: "python3" when it resolves to it, else any spec that does.
+
+    jupyter_client starts a spec whose command is a bare `python` with the current interpreter, so
+    the default ipykernel spec qualifies; a user-installed spec pointing elsewhere does not.
+    """
+    manager = KernelSpecManager()
+    names = sorted(manager.find_kernel_specs(), key=lambda n: n != "python3")
+    for name in names:
+        try:
+            command = manager.get_kernel_spec(name).argv[0]
+        except (NoSuchKernel, IndexError):
+            continue
+        if command in ("python", "python3") or _same_file(command, sys.executable):
+            return name
+    raise FrontierError(f"no Jupyter kernel runs {sys.executable}; install one with "
+                        f"`{sys.executable} -m ipykernel install --sys-prefix`")
+
+
+def parse_parameters(items: Sequence[str]) -> dict[str, object]:
+    """`name=value` strings to a dict, each value read as a YAML scalar (`2.5` -> 2.5, `null` -> None)."""
+    values: dict[str, object] = {}
+    for item in items:
+        name, sep, text = item.partition("=")
+        if not sep or not name.strip().isidentifier():
+            raise ParameterError(f"-p {item!r}: expected name=value, e.g. -p value_usd=2.5")
+        try:
+            values[name.strip()] = yaml.safe_load(text)
+        except yaml.YAMLError as exc:
+            raise ParameterError(f"-p {item!r}: the value is not a YAML scalar or list: {exc}") from exc
+    return values
+
+
+def register_cli(subparsers: argparse._SubParsersAction) -> argparse.ArgumentParser:
+    """Add `frontier report RUN_DIR [-p name=value ...] [--out reports]` to a CLI's subcommands."""
+    parser = subparsers.add_parser("report", help="execute the notebooks on a run dir into HTML reports")
+    parser.add_argument("run_dir", metavar="RUN_DIR", help="the run directory to report on")
+    parser.add_argument("-p", "--parameter", dest="parameters", action="append", default=[],
+                        metavar="NAME=VALUE", help="a notebook parameter, value read as YAML (repeatable)")
+    parser.add_argument("--out", type=Path, default=Path("reports"), help="folder for reports/<run_id>/")
+    parser.add_argument("--notebooks", type=Path, default=NOTEBOOKS_DIR, help=argparse.SUPPRESS)
+    parser.set_defaults(func=_report_command)
+    return parser
+
+
+def _report_command(args: argparse.Namespace) -> int:
+    index = build_report(args.run_dir, out_root=args.out, parameters=parse_parameters(args.parameters),
+                         notebooks_dir=args.notebooks, progress_bar=True)
+    print(index)
+    return 0
+
+
+def _check_declared(given: Mapping[str, object], declared: Mapping[Path, Mapping[str, object]],
+                    notebooks_dir: Path) -> None:
+    known = sorted({name for params in declared.values() for name in params})
+    if "run_dir" in given:
+        raise ParameterError("parameter run_dir: give the run directory as RUN_DIR, not as a parameter")
+    unknown = sorted(set(given) - set(known))
+    if unknown:
+        raise ParameterError(f"parameter {unknown[0]}: no notebook in {notebooks_dir} declares it; "
+                             f"declared: {', '.join(known)}")
+
+
+def _headline(frame, manifest: dict, values: Mapping[str, object]) -> overview.Headline:
+    checked = {name: check(name, values[name], kind, min=low, max=high)
+               for name, (kind, low, high) in HEADLINE_PARAMETERS.items() if name in values}
+    prices = overview.price_table_for(frame, checked.get("machine_usd_per_hour"))
+    return overview.headline(frame, prices, manifest=manifest, value_usd=checked.get("value_usd"),
+                             error_cost_usd=checked.get("error_cost_usd"),
+                             target_accuracy=checked.get("target_accuracy"),
+                             latency_budget_s=checked.get("latency_budget_s"),
+                             latency_quantile=checked.get("latency_quantile", 0.95))
+
+
+def _execute(notebook: Path, out_dir: Path, parameters: dict[str, object], *, kernel: str,
+             timeout_s: float, progress_bar: bool) -> NotebookRun:
+    name = notebook.stem
+    ipynb, page = out_dir / f"{name}.ipynb", out_dir / f"{name}.html"
+    started = time.perf_counter()
+    error = None
+    try:
+        papermill.execute_notebook(str(notebook), str(ipynb), parameters=parameters, kernel_name=kernel,
+                                   cwd=str(notebook.parent), progress_bar=progress_bar,
+                                   execution_timeout=timeout_s)
+    except PapermillExecutionError as exc:
+        first_line = next((line for line in exc.source.splitlines() if line.strip()), "").strip()
+        error = NotebookError(notebook.name, _source_cell(notebook, exc.source, exc.cell_index),
+                              f"{exc.ename}: {exc.evalue} (in `{first_line}`)", str(ipynb))
+    except (CellTimeoutError, DeadKernelError) as exc:
+        error = NotebookError(notebook.name, None, f"{type(exc).__name__}: {exc}", str(ipynb))
+    seconds = time.perf_counter() - started
+    log.info("%s executed in %.1f s%s", name, seconds, " (failed)" if error else "")
+    page.write_text(render_html(ipynb), encoding="utf-8")
+    return NotebookRun(name, ipynb, page, seconds, error)
+
+
+def render_html(ipynb: Path) -> str:
+    """An executed notebook as one HTML page: outputs and Markdown only, PNG figures inline."""
+    exporter = HTMLExporter(template_name="lab", exclude_input=True, exclude_input_prompt=True,
+                            exclude_output_prompt=True)
+    body, _ = exporter.from_notebook_node(nbformat.read(ipynb, as_version=4))
+    return body
+
+
+def render_index(head: overview.Headline, runs: Sequence[NotebookRun], values: Mapping[str, object]) -> str:
+    """The report's front page: headline paragraphs, links to each notebook, the parameters used."""
+    run_id = str(head.overview.iloc[0]["run_id"])
+    paragraphs = [findings.run_text(head.overview), findings.choice_text(head.choice),
+                  findings.break_even_text(head), findings.prices_text(head.prices)]
+    links = []
+    for run in runs:
+        status = ("" if run.error is None else
+                  f' <strong class="failed">failed at cell {run.error.cell}: {html.escape(run.error.error)}</strong>')
+        links.append(f'<li><a href="{html.escape(run.html.name)}">{html.escape(run.name)}</a> '
+                     f'(<a href="{html.escape(run.ipynb.name)}">notebook</a>, {run.seconds:.1f} s){status}</li>')
+    rows = "".join(f"<tr><td>{html.escape(k)}</td><td>{html.escape(repr(v))}</td></tr>"
+                   for k, v in sorted(values.items()) if k != "run_dir")
+    best = head.choice.row
+    numbers = "" if best is None else (
+        "<table class='numbers'><tr><th>configuration</th><th>accuracy</th>"
+        f"<th>{html.escape(head.choice.latency_col)}</th><th>USD per 1,000 requests</th>"
+        "<th>break-even accuracy</th></tr>"
+        f"<tr><td>{html.escape(str(head.choice.config_id))}</td><td>{findings.pct(best['accuracy'])}</td>"
+        f"<td>{findings.secs(best.get(head.choice.latency_col))}</td><td>{findings.usd(best['usd_per_1k'])}</td>"
+        f"<td>{findings.pct(head.break_even_accuracy)}</td></tr></table>")
+    return f"""<!DOCTYPE html>
+<html lang="en"><head><meta charset="utf-8"><title>frontier report: {html.escape(run_id)}</title>
+<style>
+body {{ font-family: system-ui, sans-serif; max-width: 60rem; margin: 2rem auto; padding: 0 1rem; line-height: 1.5; }}
+table {{ border-collapse: collapse; margin: 1rem 0; }} td, th {{ border: 1px solid #ccc; padding: .3rem .6rem; text-align: left; }}
+.failed {{ color: #b00; }}
+</style></head><body>
+<h1>frontier report: {html.escape(run_id)}</h1>
+<h2>Headline</h2>
+{numbers}
+{"".join(markdown2html(p) for p in paragraphs)}
+<h2>Notebooks</h2>
+<ul>{"".join(links)}</ul>
+<h2>Parameters</h2>
+<table><tr><th>name</th><th>value</th></tr>{rows}</table>
+</body></html>
+"""
+
+
+def _source_cell(notebook: Path, source: str, fallback: int) -> int:
+    """1-based position of the failed cell in the notebook as written (papermill counts its injected cell)."""
+    cells = nbformat.read(notebook, as_version=4).cells
+    matches = [i for i, cell in enumerate(cells) if cell.source == source]
+    return (matches[0] if matches else fallback) + 1
+
+
+def _literal(source: str) -> object:
+    try:
+        return ast.literal_eval(source)
+    except (ValueError, SyntaxError):
+        return source  # not a literal (an expression): keep its text
+
+
+def _safe_name(run_id: object, fallback: str) -> str:
+    return str(run_id) if isinstance(run_id, str) and re.fullmatch(r"[\w.-]+", run_id) else fallback
+
+
+def _same_file(command: str, executable: str) -> bool:
+    try:
+        return Path(command).resolve() == Path(executable).resolve()
+    except OSError:
+        return False
