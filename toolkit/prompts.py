@@ -85,7 +85,7 @@ def render(variant: PromptVariant, item: EvalItem) -> str | list[dict[str, str]]
         assert variant.template is not None
         return _render_one(variant.path, None, variant.template, item)
     assert variant.user is not None
-    messages = []
+    messages: list[dict[str, str]] = []
     if variant.system is not None:
         messages.append({"role": "system",
                          "content": _render_one(variant.path, "system", variant.system, item)})
@@ -95,8 +95,8 @@ def render(variant: PromptVariant, item: EvalItem) -> str | list[dict[str, str]]
 
 def _check_template(path: Path, field: str | None, source: str, dummy: EvalItem) -> None:
     """Fail now, with file and variable named, if `source` cannot render an item of this task."""
-    try:
-        parsed = _ENV.parse(source)
+    try:  # compiling also catches unknown filters and tests (TemplateAssertionError)
+        template, parsed = _compile(source), _ENV.parse(source)
     except jinja2.TemplateSyntaxError as exc:
         where = f" (template line {exc.lineno})" if field else ""
         raise ConfigError(path, f"template syntax error{where}: {exc.message}",
@@ -108,7 +108,7 @@ def _check_template(path: Path, field: str | None, source: str, dummy: EvalItem)
                                 f"{', '.join(sorted(known))}; add item fields to {TASK_FILE} "
                                 f"`fields`)", field=field)
     try:
-        _compile(source).render(_context(dummy))
+        template.render(_context(dummy))
     except jinja2.TemplateError as exc:
         raise ConfigError(path, f"template does not render: {exc}", field=field) from exc
 
@@ -124,10 +124,10 @@ def _read_yaml(path: Path) -> dict[str, Any]:
         raise ConfigError(path, "not valid UTF-8") from exc
     if not isinstance(data, dict):
         raise ConfigError(path, f"must be a YAML mapping, got {type(data).__name__}")
-    unknown = sorted(set(data) - set(TASK_KEYS if path.name == TASK_FILE else CHAT_KEYS))
+    valid = TASK_KEYS if path.name == TASK_FILE else CHAT_KEYS
+    unknown = sorted(str(key) for key in data if key not in valid)
     if unknown:
-        valid = TASK_KEYS if path.name == TASK_FILE else CHAT_KEYS
-        raise ConfigError(path, f"unknown key (valid: {', '.join(valid)})", field=str(unknown[0]))
+        raise ConfigError(path, f"unknown key (valid: {', '.join(valid)})", field=unknown[0])
     return data
 
 
