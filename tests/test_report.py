@@ -2,6 +2,7 @@
 for failure handling and the CLI."""
 import argparse
 import html
+import subprocess
 import sys
 from pathlib import Path
 
@@ -132,3 +133,11 @@ def test_find_kernel_runs_this_interpreter():
     command = KernelSpecManager().get_kernel_spec(name).argv[0]
     # jupyter_client replaces a bare "python" with sys.executable when it starts the kernel
     assert command in ("python", "python3") or Path(command).resolve() == Path(sys.executable).resolve()
+
+
+def test_registering_the_cli_stays_cheap():
+    # the CLI imports this module on every start: the notebook machinery must load only when used
+    code = ("import sys, toolkit.report; heavy = {'papermill', 'nbconvert', 'nbformat', 'statsmodels'}; "
+            "print(sorted(heavy & set(sys.modules)))")
+    result = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, check=True)
+    assert result.stdout.strip() == "[]"

@@ -21,21 +21,25 @@ from collections.abc import Mapping, Sequence
 from dataclasses import dataclass
 from pathlib import Path
 
-import nbformat
-import papermill
-import yaml
-from jupyter_client.kernelspec import KernelSpecManager, NoSuchKernel
-from nbclient.exceptions import CellTimeoutError, DeadKernelError
-from nbconvert import HTMLExporter
-from nbconvert.filters import markdown2html
-from papermill.exceptions import PapermillExecutionError
+from typing import TYPE_CHECKING
 
-from toolkit.analysis import findings, overview
+import yaml
+
 from toolkit.errors import FrontierError, NotebookError, ParameterError
 from toolkit.params import REPO_ROOT, check, resolve_run_dir
 from toolkit.store import load_run, read_manifest
 
+if TYPE_CHECKING:
+    from toolkit.analysis.overview import Headline
+
+# papermill, nbconvert, nbformat, jupyter_client and the analysis modules are imported inside the
+# functions that use them: the CLI registers this module on every start, and they take seconds.
+
 log = logging.getLogger("toolkit")
+# nbconvert's lab template has no alt attribute to fill, so its "alternative text is missing"
+# warning (one per page) is noise a notebook author cannot act on.
+_nbconvert_log = logging.getLogger("toolkit.nbconvert")
+_nbconvert_log.setLevel(logging.ERROR)
 
 NOTEBOOKS_DIR = REPO_ROOT / "notebooks"
 NOTEBOOK_GLOB = "[0-9]*.ipynb"
@@ -71,6 +75,8 @@ def build_report(run_dir: str | os.PathLike, *, out_root: Path = Path("reports")
     `NotebookError` naming the notebook and the cell (1-based, counting every cell of the notebook
     as written, with the first line of its code).
     """
+    import papermill
+
     run_path = resolve_run_dir(run_dir)
     frame = load_run(run_path)
     manifest = read_manifest(run_path)
@@ -119,6 +125,8 @@ def find_kernel() -> str:
     jupyter_client starts a spec whose command is a bare `python` with the current interpreter, so
     the default ipykernel spec qualifies; a user-installed spec pointing elsewhere does not.
     """
+    from jupyter_client.kernelspec import KernelSpecManager, NoSuchKernel
+
     manager = KernelSpecManager()
     names = sorted(manager.find_kernel_specs(), key=lambda n: n != "python3")
     for name in names:
@@ -176,7 +184,9 @@ def _check_declared(given: Mapping[str, object], declared: Mapping[Path, Mapping
                              f"declared: {', '.join(known)}")
 
 
-def _headline(frame, manifest: dict, values: Mapping[str, object]) -> overview.Headline:
+def _headline(frame, manifest: dict, values: Mapping[str, object]) -> Headline:
+    from toolkit.analysis import overview
+
     checked = {name: check(name, values[name], kind, min=low, max=high)
                for name, (kind, low, high) in HEADLINE_PARAMETERS.items() if name in values}
     prices = overview.price_table_for(frame, checked.get("machine_usd_per_hour"))
@@ -189,6 +199,10 @@ def _headline(frame, manifest: dict, values: Mapping[str, object]) -> overview.H
 
 def _execute(notebook: Path, out_dir: Path, parameters: dict[str, object], *, kernel: str,
              timeout_s: float, progress_bar: bool) -> NotebookRun:
+    import papermill
+    from nbclient.exceptions import CellTimeoutError, DeadKernelError
+    from papermill.exceptions import PapermillExecutionError
+
     name = notebook.stem
     ipynb, page = out_dir / f"{name}.ipynb", out_dir / f"{name}.html"
     started = time.perf_counter()
@@ -211,14 +225,20 @@ def _execute(notebook: Path, out_dir: Path, parameters: dict[str, object], *, ke
 
 def render_html(ipynb: Path) -> str:
     """An executed notebook as one HTML page: outputs and Markdown only, PNG figures inline."""
+    import nbformat
+    from nbconvert import HTMLExporter
+
     exporter = HTMLExporter(template_name="lab", exclude_input=True, exclude_input_prompt=True,
-                            exclude_output_prompt=True)
+                            exclude_output_prompt=True, log=_nbconvert_log)
     body, _ = exporter.from_notebook_node(nbformat.read(ipynb, as_version=4))
     return body
 
 
-def render_index(head: overview.Headline, runs: Sequence[NotebookRun], values: Mapping[str, object]) -> str:
+def render_index(head: Headline, runs: Sequence[NotebookRun], values: Mapping[str, object]) -> str:
     """The report's front page: headline paragraphs, links to each notebook, the parameters used."""
+    from nbconvert.filters import markdown2html
+
+    from toolkit.analysis import findings
     run_id = str(head.overview.iloc[0]["run_id"])
     paragraphs = [findings.run_text(head.overview), findings.choice_text(head.choice),
                   findings.break_even_text(head), findings.prices_text(head.prices)]
@@ -259,6 +279,8 @@ table {{ border-collapse: collapse; margin: 1rem 0; }} td, th {{ border: 1px sol
 
 def _source_cell(notebook: Path, source: str, fallback: int) -> int:
     """1-based position of the failed cell in the notebook as written (papermill counts its injected cell)."""
+    import nbformat
+
     cells = nbformat.read(notebook, as_version=4).cells
     matches = [i for i, cell in enumerate(cells) if cell.source == source]
     return (matches[0] if matches else fallback) + 1
