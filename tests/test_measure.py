@@ -7,7 +7,9 @@ from __future__ import annotations
 
 import asyncio
 import statistics
+import time
 
+import openai
 import pytest
 from openai.types import Completion
 from openai.types.chat import ChatCompletionChunk
@@ -67,6 +69,27 @@ def test_ttft_and_every_gap_match_the_server_sends(server, api):
     gap, worst_gap, worst_vs_script, ttft_late = (min(column) for column in zip(*runs))
     assert gap < 0.001 and worst_gap < 0.005
     assert worst_vs_script < 0.005 and ttft_late < 0.005
+
+
+def test_the_clock_starts_when_the_request_is_sent_not_while_the_sdk_builds_it(server, monkeypatch):
+    building = openai.AsyncOpenAI._prepare_request
+
+    async def slow_building(self, request):  # stands in for the SDK's own CPU time before the send
+        time.sleep(0.05)
+        return await building(self, request)
+
+    monkeypatch.setattr(openai.AsyncOpenAI, "_prepare_request", slow_building)
+    request = Request("completions", "scripted", "q", 8, 0.0)
+
+    async def both() -> tuple[StreamResult, StreamResult]:
+        hooked = Connection("s", server.base_url, "k").client(timeout_s=5, max_connections=1)
+        plain = openai.AsyncOpenAI(base_url=server.base_url, api_key="k", max_retries=0)
+        async with hooked, plain:
+            return (await stream_request(hooked, request, timeout_s=5),
+                    await stream_request(plain, request, timeout_s=5))
+
+    hooked, plain = asyncio.run(both())
+    assert hooked.ttft_s < 0.05 <= plain.ttft_s and hooked.e2e_s < 0.05 <= plain.e2e_s
 
 
 def test_empty_choices_chunk_is_not_a_token(server):

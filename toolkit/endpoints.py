@@ -14,6 +14,7 @@ from openai import AsyncOpenAI
 
 from toolkit.config import EndpointConfig
 from toolkit.errors import EndpointError
+from toolkit.measure import stamp_send
 
 log = logging.getLogger("toolkit")
 
@@ -43,8 +44,9 @@ class Connection:
 
     def client(self, *, timeout_s: float, max_connections: int) -> AsyncOpenAI:
         limits = httpx2.Limits(max_connections=max_connections, max_keepalive_connections=max_connections)
+        http = httpx2.AsyncClient(limits=limits, timeout=timeout_s, event_hooks={"request": [stamp_send]})
         return AsyncOpenAI(base_url=self.base_url, api_key=self.api_key, max_retries=0, timeout=timeout_s,
-                           http_client=httpx2.AsyncClient(limits=limits, timeout=timeout_s))
+                           http_client=http)
 
 
 def connect(endpoint: EndpointConfig, *, base_url: str | None = None) -> Connection:
