@@ -301,12 +301,18 @@ class Collector:
             prompt_tokens, completion_tokens = None, len(result.tbt_s) + (1 if result.ttft_s else 0)
         return replace(
             base, status="ok", error_type=None, error_message=None, ttft_s=result.ttft_s, e2e_s=result.e2e_s,
-            tbt_s=result.tbt_s, server_s=result.server_s, prompt_tokens=prompt_tokens,
+            tbt_s=result.tbt_s, server_s=self._server_seconds(cell, result), prompt_tokens=prompt_tokens,
             cached_tokens=(usage.cached_tokens or 0) if usage else None,
             completion_tokens=completion_tokens,
             reasoning_tokens=(usage.reasoning_tokens or 0) if usage else None,
             usage_source=source, output_text=result.text, score=grade.score, correct=grade.correct,
             grader=planned.task.grader.name, logprob_mean=result.logprob_mean)
+
+    @staticmethod
+    def _server_seconds(cell: RunConfig, result: StreamResult) -> float | None:
+        # llama-cpp-python stamps openai-processing-ms when the SSE response object is created,
+        # before the prompt is even processed: it says nothing about server time, so drop it
+        return None if cell.endpoint.kind == "embedded" else result.server_s
 
     def _account(self, record: RequestRecord) -> None:
         limits = self.config.limits
