@@ -79,6 +79,16 @@ def test_missing_required_key_and_bad_yaml(tmp_path):
         load_config(tmp_path / "nope.yaml")
 
 
+def test_cache_modes_accept_yaml_off(tmp_path):
+    path = write(tmp_path, with_change("grid.cache", [False, "response"]))
+    path.write_text(path.read_text().replace("- false", "- off"))
+    cells = load_config(path).run_configs()
+    assert sum(c.cache for c in cells) == len(cells) // 2
+    assert all(c.config_id.endswith("/cache") == c.cache for c in cells)
+    with pytest.raises(ConfigError, match=r'field "grid.cache\[0\]": must be \'off\' or \'response\''):
+        load_config(write(tmp_path, with_change("grid.cache", ["disk"])))
+
+
 def test_shipped_configs_are_valid():
     for path in sorted(Path(__file__).resolve().parents[1].joinpath("data", "configs").glob("*.yaml")):
         config = load_config(path)

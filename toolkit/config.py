@@ -246,7 +246,9 @@ def parse_config(raw: Any, path: Path) -> CollectConfig:
         concurrency=grid_reader.take_list("concurrency", int, (1,)),
         repeats=grid_reader.take("repeats", int, 1),
         logprobs=grid_reader.take("logprobs", bool, False),
-        cache=grid_reader.take_list("cache", str, ("off",)),
+        # YAML reads a bare `off` as false: accept booleans as off / response
+        cache=tuple({False: "off", True: "response"}.get(mode, mode) if isinstance(mode, bool) else mode
+                    for mode in grid_reader.take_list("cache", (str, bool), ("off",))),
     )
     grid_reader.done()
     for i, mode in enumerate(grid.cache):
