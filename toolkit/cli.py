@@ -47,6 +47,7 @@ def _collect(args: argparse.Namespace) -> int:
     try:
         summary = collect(args.config, runs_root=args.runs_root, resume=args.resume, items_per_task=args.limit,
                           concurrency=args.concurrency, base_url=args.base_url, run_id=args.run_id, on_start=on_start,
+                          max_cost_usd=args.max_cost, max_requests=args.max_requests,
                           on_record=on_record)
     finally:
         bar.close()
@@ -112,6 +113,9 @@ def build_parser() -> argparse.ArgumentParser:
     collect.add_argument("--concurrency", type=int, default=None, help="one concurrency level for all configs")
     collect.add_argument("--base-url", default=None, help="use this server instead of starting the embedded one")
     collect.add_argument("--runs-root", type=Path, default=Path("data/runs"))
+    collect.add_argument("--max-cost", type=float, default=None, metavar="USD",
+                         help="stop once the priced cost of the run reaches this many dollars")
+    collect.add_argument("--max-requests", type=int, default=None, help="stop after sending this many requests")
     collect.add_argument("--run-id", default=None, help="name of the new run directory (default: name-timestamp)")
     collect.set_defaults(func=_collect)
 

@@ -10,6 +10,7 @@ import datetime as dt
 import hashlib
 import importlib.metadata
 import logging
+import math
 import os
 import platform
 import subprocess
@@ -18,13 +19,16 @@ from collections.abc import Callable
 from dataclasses import dataclass
 from pathlib import Path
 
+import pandas as pd
+
 from toolkit.cache import ResponseCache
 from toolkit.config import CollectConfig, load_config
 from toolkit.endpoints import Connection, connect
 from toolkit.errors import RunDirError
 from toolkit.local_server import EmbeddedServer
+from toolkit.pricing import load_price_table, price_requests, resolve_price
 from toolkit.runner import Collector, PlannedRequest, plan
-from toolkit.schema import RequestRecord
+from toolkit.schema import RequestRecord, coerce_requests
 from toolkit.store import JOURNAL, REQUESTS, Journal, finalize, load_run, read_manifest, write_manifest
 
 log = logging.getLogger("toolkit")
@@ -95,9 +99,24 @@ def _eval_sets(config: CollectConfig, planned: list[PlannedRequest]) -> list[dic
     return sets
 
 
+def _record_pricer(config: CollectConfig) -> Callable[[RequestRecord], float]:
+    """USD of one record under the default price table; every model's price is checked up front."""
+    table = load_price_table()
+    for endpoint in config.endpoints:
+        for model in endpoint.models:
+            resolve_price(table, model)  # an unknown price fails before anything is spent
+
+    def cost_of(record: RequestRecord) -> float:
+        usd = price_requests(coerce_requests(pd.DataFrame([record.to_json_dict()])), table).iloc[0]
+        return 0.0 if math.isnan(usd) else float(usd)
+
+    return cost_of
+
+
 def collect(config: CollectConfig | str | Path, *, runs_root: Path = Path("data/runs"),
             resume: Path | None = None, items_per_task: int | None = None, concurrency: int | None = None,
             run_id: str | None = None, base_url: str | None = None,
+            max_cost_usd: float | None = None, max_requests: int | None = None,
             cost_of: Callable[[RequestRecord], float] | None = None,
             on_record: Callable[[RequestRecord], None] | None = None,
             on_start: Callable[[int], None] | None = None) -> CollectSummary:
@@ -106,6 +125,13 @@ def collect(config: CollectConfig | str | Path, *, runs_root: Path = Path("data/
         config = load_config(config)
     if concurrency is not None:
         config = dataclasses.replace(config, grid=dataclasses.replace(config.grid, concurrency=(concurrency,)))
+    if max_cost_usd is not None or max_requests is not None:
+        limits = dataclasses.replace(
+            config.limits, max_cost_usd=config.limits.max_cost_usd if max_cost_usd is None else max_cost_usd,
+            max_requests=config.limits.max_requests if max_requests is None else max_requests)
+        config = dataclasses.replace(config, limits=limits)
+    if config.limits.max_cost_usd is not None and cost_of is None:
+        cost_of = _record_pricer(config)
     planned = plan(config, items_per_task=items_per_task)
     if resume is not None:
         run_dir = Path(resume)
