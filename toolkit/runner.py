@@ -147,6 +147,11 @@ def _error_kind(exc: BaseException) -> tuple[str, int | None]:
     return type(exc).__name__, status
 
 
+def _describe(exc: BaseException) -> str:
+    # a connection reset mid-stream raises httpx2.ReadError with an empty message
+    return str(exc) or type(exc).__name__
+
+
 def _retry_after_s(exc: BaseException) -> float | None:
     response = getattr(exc, "response", None)
     value = response.headers.get("retry-after") if response is not None else None
@@ -258,13 +263,13 @@ class Collector:
             except (*_RETRYABLE, openai.APIError) as exc:
                 kind, status = _error_kind(exc)
                 if isinstance(exc, openai.APIStatusError) and not isinstance(exc, _RETRYABLE):
-                    message = connection.redact(str(exc))
+                    message = connection.redact(_describe(exc))
                     if kind == "auth":
                         raise EndpointError(f"endpoint {connection.name!r} refused the key (HTTP {status}): "
                                             f"{message}") from None
                     return Outcome(None, attempt, started_at, kind, status, message)
                 if attempt == policy.max_attempts:
-                    return Outcome(None, attempt, started_at, kind, status, connection.redact(str(exc)))
+                    return Outcome(None, attempt, started_at, kind, status, connection.redact(_describe(exc)))
                 delay = _retry_after_s(exc)
                 if delay is None:
                     delay = min(policy.backoff_max_s, policy.backoff_base_s * 2 ** (attempt - 1))
