@@ -11,8 +11,6 @@ import time
 
 import openai
 import pytest
-from openai.types import Completion
-from openai.types.chat import ChatCompletionChunk
 
 from toolkit.endpoints import Connection
 from toolkit.measure import Request, StreamResult, _chunk_content, stream_request, usage_from
@@ -120,17 +118,12 @@ def test_usage_from_dicts_and_missing_details():
 
 
 def test_chunk_logprobs_are_read_for_both_apis():
-    chat = ChatCompletionChunk.model_validate({
-        "id": "c", "object": "chat.completion.chunk", "created": 0, "model": "m",
-        "choices": [{"index": 0, "delta": {"content": "Pa"}, "finish_reason": None,
-                     "logprobs": {"content": [{"token": "Pa", "logprob": -0.5, "bytes": None, "top_logprobs": []}]}}]})
+    chat = {"choices": [{"index": 0, "delta": {"content": "Pa"}, "finish_reason": None,
+                         "logprobs": {"content": [{"token": "Pa", "logprob": -0.5, "top_logprobs": []}]}}]}
     assert _chunk_content(chat, "chat") == ("Pa", None, [-0.5])
-    text = Completion.model_validate({
-        "id": "c", "object": "text_completion", "created": 0, "model": "m",
-        "choices": [{"index": 0, "text": "ris", "finish_reason": "stop",
-                     "logprobs": {"tokens": ["ri", "s"], "token_logprobs": [-0.25, -0.75]}}]})
-    assert _chunk_content(text, "completions") == ("ris", "stop", [-0.25, -0.75])
-    role_only = ChatCompletionChunk.model_validate({
-        "id": "c", "object": "chat.completion.chunk", "created": 0, "model": "m",
-        "choices": [{"index": 0, "delta": {"role": "assistant", "content": ""}, "finish_reason": None}]})
+    text = {"choices": [{"index": 0, "text": "ris", "finish_reason": "stop",
+                         "logprobs": {"tokens": ["ri", "s"], "token_logprobs": [None, -0.75]}}]}
+    assert _chunk_content(text, "completions") == ("ris", "stop", [-0.75])  # llama.cpp: null for a first token
+    role_only = {"choices": [{"index": 0, "delta": {"role": "assistant", "content": ""}, "finish_reason": None}]}
     assert _chunk_content(role_only, "chat") == ("", None, [])
+    assert _chunk_content({"choices": [], "usage": {"prompt_tokens": 1}}, "chat") == ("", None, [])
