@@ -199,15 +199,21 @@ def mark_prefix_reuse(frame: pd.DataFrame) -> pd.DataFrame:
     and requests whose own or predecessor's concurrency is not 1.
     """
     out = frame.copy()
-    out["prefix_shared"] = pd.array([pd.NA] * len(out), dtype="boolean")
-    sent = out[~_flag(out, "cache_hit") & ~_flag(out, "batch") & out["sequence"].notna()]
-    for _, part in sent.groupby(["run_id", "endpoint"], dropna=False, sort=False):
-        part = part.sort_values("sequence", kind="stable")
-        key = part[list(PREFIX_KEY[1:])].astype(str).agg("\x1f".join, axis=1)
-        serial = part["concurrency"].eq(1).fillna(False).to_numpy(dtype=bool)
-        known = serial & np.r_[False, serial[:-1]]
-        shared = key.eq(key.shift()).to_numpy()
-        out.loc[part.index[known], "prefix_shared"] = shared[known]
+    # integer codes, nulls included as a value, so that rows compare as numbers
+    endpoint = out.groupby(["run_id", "endpoint"], dropna=False, sort=False).ngroup().to_numpy()
+    prefix = out.groupby(list(PREFIX_KEY[1:]), dropna=False, sort=False).ngroup().to_numpy()
+    sent = ~_flag(out, "cache_hit") & ~_flag(out, "batch") & out["sequence"].notna().to_numpy()
+    sequence = out["sequence"].astype("Float64").to_numpy(dtype=float, na_value=np.nan)
+    # the order each endpoint saw: positions of the sent rows by (endpoint, sequence), ties as sent
+    order = pd.DataFrame({"endpoint": endpoint, "sequence": sequence})[sent].sort_values(
+        ["endpoint", "sequence"], kind="stable").index.to_numpy()
+    serial = out["concurrency"].eq(1).fillna(False).to_numpy(dtype=bool)[order]
+    after = np.r_[False, endpoint[order][1:] == endpoint[order][:-1]]  # same endpoint as the row before
+    known = after & serial & np.r_[False, serial[:-1]]
+    shared = np.r_[False, prefix[order][1:] == prefix[order][:-1]]
+    values, missing = np.zeros(len(out), dtype=bool), np.ones(len(out), dtype=bool)
+    values[order[known]], missing[order[known]] = shared[known], False
+    out["prefix_shared"] = pd.arrays.BooleanArray(values, missing)
     return out
 
 
