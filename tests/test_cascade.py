@@ -192,3 +192,135 @@ def test_saving_and_budget_lookups():
     assert best_accuracy_at_budget(frontier, 0.0025, kind="single")["stages"] == "cheap"
     assert best_accuracy_at_budget(frontier, 0.0001) is None
     assert cost_saving_at_best_single(frontier[frontier["accuracy"] < 0.86]) is None
+
+
+# ---- the study of a whole run (notebook glue) -------------------------------------------------
+
+from toolkit.analysis.cascade import (NO_SIGNAL, POOLED, answer_keys, choose_signal, choose_stages,  # noqa: E402
+                                      oracle_point, overall_points, request_costs, study_cascades)
+from toolkit.pricing import MachinePrice, load_price_table  # noqa: E402
+
+VARIANT_SKILL = {"zero_shot": 0.5, "few_shot_1": 0.6, "few_shot_5": 0.8}
+
+
+def variant_frame(seed=0, n_items=30, datasets=("d1", "d2")):
+    """A run of one model: prompt variants x two max_tokens caps, plus a cached copy of one config."""
+    rng = np.random.default_rng(seed)
+    rows = []
+    for dataset in datasets:
+        for item in range(n_items):
+            ease = rng.random()
+            for cap, bonus in (("mt8", 0.0), ("mt16", 0.1)):
+                for variant, skill in VARIANT_SKILL.items():
+                    right = ease < skill + bonus
+                    for cached in (False, True) if (cap, variant) == ("mt8", "zero_shot") else (False,):
+                        rows.append({
+                            "dataset": dataset, "item_id": f"{dataset}-{item}", "repeat": 0,
+                            "config_id": f"m/{variant}/{cap}" + ("/cache" if cached else ""), "model": "m",
+                            "prompt_variant": variant, "status": "ok", "correct": right, "cache_hit": cached,
+                            # the first line is the answer; agreement must ignore case and what follows
+                            "output_text": ("Paris\nbecause" if right else str(rng.choice(["LYON", "Nice"]))),
+                            "usd": {"zero_shot": 1.0, "few_shot_1": 1.5, "few_shot_5": 6.0}[variant] * (
+                                1.5 if cap == "mt16" else 1.0) * (0.0 if cached else 1.0),
+                        })
+    return pd.DataFrame(rows)
+
+
+def test_request_costs_fill_unknown_prices_from_the_importers_report():
+    frame = pd.DataFrame({"model": ["gemma3-270m-q4_k_m", "mystery"], "config_id": ["g", "x/mystery"],
+                          "status": "ok", "e2e_s": [36.0, 1.0], "concurrency": 1, "prompt_tokens": [10, None],
+                          "completion_tokens": [5, None], "cached_tokens": None, "batch": False, "cache_hit": False})
+    prices = load_price_table(overrides={"mystery": MachinePrice(math.nan, "unknown")})
+    usd = request_costs(frame, prices, {"reported_usd_per_query": {"x/mystery": 0.25}})
+    assert usd.tolist() == pytest.approx([36.0 * 0.10 / 3600, 0.25])
+    assert math.isnan(request_costs(frame, prices, None).iloc[1])
+
+
+def test_answer_keys_and_signal_choice():
+    frame = pd.DataFrame({"output_text": ["\n  Paris!\nsecond line", None, "Bogotá"], "logprob_mean": np.nan})
+    keys = answer_keys(frame)
+    assert (keys[0], keys[2], pd.isna(keys[1])) == ("paris", "bogota", True)
+    assert choose_signal(frame) == ("agreement", None)
+    assert choose_signal(frame.assign(logprob_mean=[-0.1, np.nan, np.nan])) == ("logprob_mean", None)
+    assert choose_signal(frame.assign(output_text=None)) == (None, NO_SIGNAL)
+    assert choose_signal(frame, "score") == ("score", None)
+    with pytest.raises(ParameterError, match="signal must be auto or one of"):
+        choose_signal(frame, "vibes")
+
+
+def test_choose_stages_prefers_the_prompt_variant_cascade():
+    frame = variant_frame()
+    uncached = frame[~frame["config_id"].str.endswith("/cache")]
+    matrix = item_matrix(uncached, sorted(uncached["config_id"].unique()))
+    variants = dict(zip(frame["config_id"], frame["prompt_variant"]))
+    # mt16's few_shot_5 is the more accurate one, so its variant set is chosen
+    assert choose_stages(matrix, variants, "agreement") == [("m/zero_shot/mt16", "m/few_shot_1/mt16", "m/few_shot_5/mt16")]
+    assert choose_stages(matrix, variants, "logprob_mean") == [
+        ("m/zero_shot/mt16", "m/few_shot_5/mt16"), ("m/zero_shot/mt16", "m/few_shot_1/mt16", "m/few_shot_5/mt16")]
+
+
+def test_choose_stages_without_variants_is_cheapest_pareto_middle_most_accurate():
+    index = pd.RangeIndex(4)
+    table = {("correct", c): pd.Series([a] * 4, index=index, dtype=float)
+             for c, a in {"a": 0.25, "b": 0.5, "c": 0.75, "d": 0.5}.items()}
+    table |= {("cost", c): pd.Series([k] * 4, index=index, dtype=float) for c, k in {"a": 1, "b": 2, "c": 9, "d": 3}.items()}
+    matrix = pd.DataFrame(table)
+    assert choose_stages(matrix, {}, "logprob_mean") == [("a", "c"), ("a", "b", "c")]
+    assert choose_stages(matrix, {}, "agreement") == [("a", "b", "c")]
+    two = matrix.drop(columns=[("correct", "b"), ("cost", "b"), ("correct", "d"), ("cost", "d")])
+    assert choose_stages(two, {}, "agreement") == [("a", "c")]
+    one_best = matrix.copy()
+    one_best[("correct", "a")] = 1.0
+    assert choose_stages(one_best, {}, "agreement") == []
+
+
+def test_study_holds_out_items_and_agrees_with_the_building_blocks():
+    frame = variant_frame(seed=1)
+    study = study_cascades(frame, frame["usd"], seed=4)
+    assert study.signal == "agreement" and study.overall == POOLED
+    assert study.summary["dataset"].tolist() == ["d1", "d2", POOLED]
+    assert study.notes["note"].str.contains("1 configuration.s. answering repeats from the response cache").all()
+    pooled = study.frontier[study.frontier["dataset"] == POOLED]
+    assert not pooled["stages"].str.contains("/cache").any()
+    cascade = pooled[pooled["kind"] == "cascade"]
+    assert set(cascade["label"]) == {"zero_shot > few_shot_1 > few_shot_5 (mt16)"}
+    # the same split and matrix, rebuilt by hand
+    configs = sorted(c for c in frame["config_id"].unique() if not c.endswith("/cache"))
+    matrix = item_matrix(frame.assign(answer=answer_keys(frame)), configs, answer_col="answer")
+    _, test = split_items(matrix, 0.5, seed=4)
+    oracle = oracle_router(test, configs)
+    row = study.summary.set_index("dataset").loc[POOLED]
+    assert (row["oracle_accuracy"], row["oracle_usd_per_1k"]) == pytest.approx((oracle.accuracy, 1000 * oracle.mean_cost))
+    singles = {c: evaluate_cascade(test, [c], []) for c in configs}
+    best = max(singles, key=lambda c: (singles[c].accuracy, -singles[c].mean_cost))
+    assert row["best_single_accuracy"] == singles[best].accuracy
+    assert row["oracle_accuracy"] >= row["best_single_accuracy"]
+    assert row["budget_usd_per_1k"] == pytest.approx(1000 * singles[best].mean_cost / 2)
+    for _, r in cascade.iterrows():
+        direct = evaluate_cascade(test, r["stages"].split(" > "), r["thresholds"], "agreement")
+        assert (r["accuracy"], r["usd_per_query"]) == (direct.accuracy, direct.mean_cost)
+    points = overall_points(study)
+    assert set(points["kind"]) == {"single", "cascade"} and oracle_point(study)["kind"].tolist() == ["oracle"]
+    assert (points["tag"] != "").sum() == (points["pareto"] | (points["kind"] == "cascade")).sum()
+    only_pooled = study_cascades(frame, frame["usd"], seed=4, per_dataset=False)
+    assert only_pooled.summary["dataset"].tolist() == [POOLED]
+    assert only_pooled.frontier.equals(pooled.reset_index(drop=True))
+
+
+def test_study_says_what_it_cannot_do():
+    frame = variant_frame(datasets=("d1",))
+    ungraded = study_cascades(frame.assign(correct=None), frame["usd"])
+    assert ungraded.summary.empty and ungraded.overall is None
+    assert ungraded.notes["note"].tolist() == ["no graded requests, so there is nothing to cascade"]
+    assert overall_points(ungraded).empty and oracle_point(ungraded).empty
+    silent = study_cascades(frame.assign(output_text=None), frame["usd"])
+    assert silent.signal is None and NO_SIGNAL in silent.notes["note"].tolist()
+    assert set(silent.frontier["kind"]) == {"single", "oracle"}
+    assert silent.summary["best_cascade"].isna().all()
+    unpriced = frame["usd"].where(frame["config_id"] != "m/few_shot_1/mt8")
+    study = study_cascades(frame, unpriced, budget_usd_per_query=1.2)
+    assert "left out for lack of a price: m/few_shot_1/mt8" in " ".join(study.notes["note"])
+    assert study.summary["budget_usd_per_1k"].iloc[0] == pytest.approx(1200)
+    assert study.summary["best_at_budget_usd_per_1k"].iloc[0] <= 1200
+    wrong = study_cascades(frame, frame["usd"], stages=["m/zero_shot/mt8/cache", "m/few_shot_5/mt8"])
+    assert wrong.summary.empty and "not usable here" in wrong.notes["note"].iloc[-1]

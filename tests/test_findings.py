@@ -173,3 +173,82 @@ def test_run_prices_and_break_even_texts():
         "With a success worth 1.00 USD and an error costing 2.00 USD, **api/zero_shot** breaks even at 66.7% accuracy")
     bare = overview.headline(frame, prices)
     assert findings.break_even_text(bare) == "No value of a success and cost of an error given, so no break-even accuracy."
+
+
+
+def cascade_study(**summary):
+    from toolkit.analysis.cascade import POOLED, CascadeStudy
+    row = {"dataset": POOLED, "n": 40, "configs": 3, "signal": "agreement", "best_single": "big",
+           "best_single_accuracy": 0.9, "best_single_low": 0.77, "best_single_high": 0.96,
+           "best_single_usd_per_1k": 10.0, "best_cascade": "small > mid > big", "best_cascade_accuracy": 0.925,
+           "best_cascade_low": 0.8, "best_cascade_high": 0.97, "best_cascade_usd_per_1k": 4.0,
+           "matching_cascade": "small > mid > big", "matching_accuracy": 0.9, "matching_usd_per_1k": 3.0,
+           "saving": 0.7, "oracle_accuracy": 0.95, "oracle_usd_per_1k": 1.5, "budget_usd_per_1k": 5.0,
+           "best_at_budget": "small > mid > big", "best_at_budget_kind": "cascade",
+           "best_at_budget_accuracy": 0.925, "best_at_budget_usd_per_1k": 4.0} | summary
+    frontier = pd.DataFrame({"dataset": POOLED, "kind": ["single", "cascade", "oracle"],
+                             "label": ["big", "small > mid > big", "oracle"], "accuracy": [0.9, 0.925, 0.95],
+                             "usd_per_1k": [10.0, 4.0, 1.5]})
+    return CascadeStudy(frontier, pd.DataFrame([row]), pd.DataFrame(columns=["dataset", "note"]), "agreement", POOLED)
+
+
+def test_cascade_text_states_saving_oracle_and_budget():
+    assert findings.cascade_text(cascade_study()) == (
+        "On the held-out items (40 requests pooled over all datasets) the most accurate single configuration is "
+        "**big** at 90.0% (77.0% to 96.0%), 10.00 USD per 1,000 requests. The most accurate cascade, "
+        "**small > mid > big** (agreement signal), reaches 92.5% (80.0% to 97.0%) at 4.00 USD per 1,000. The "
+        "cheapest cascade that matches the best single configuration, **small > mid > big**, costs 70.0% less "
+        "(3.00 USD per 1,000). An oracle router that knew which configuration is right for each item would reach "
+        "95.0% at 1.50 USD per 1,000: no router over these configurations can do better. Within 5.00 USD per "
+        "1,000 requests the most accurate choice is **small > mid > big** (cascade) at 92.5%.")
+    dearer = findings.cascade_text(cascade_study(saving=-0.5, matching_usd_per_1k=15.0, n=16,
+                                                 best_at_budget_accuracy=np.nan))
+    assert "costs 50.0% more (15.00 USD per 1,000): here cascading does not save money. With the agreement" in dearer
+    assert "Nothing costs at most 5.00 USD per 1,000 requests." in dearer
+    assert dearer.endswith("With only 16 held-out requests the intervals are wide: a demonstration of the "
+                           "method, not grounds for a decision.")
+    empty = cascade_study()
+    empty = type(empty)(empty.frontier.iloc[:0], empty.summary.iloc[:0],
+                        pd.DataFrame({"dataset": ["d"], "note": ["no graded requests"]}), None, None)
+    assert findings.cascade_text(empty) == "**No cascades**: no graded requests."
+
+
+def test_reference_text_with_published_frugalgpt_points():
+    published = pd.DataFrame({"dataset": "HEADLINES", "method": ["FrugalGPT", "FrugalGPT", "gpt-4-turbo", "gpt-4o-mini"],
+                              "accuracy": [0.85, 0.87, 0.8558, 0.80], "usd_per_1k": [0.01, 0.192, 3.33, 0.2],
+                              "kind": "published", "source": "FrugalGPT summary_HEADLINES_e8_full_2024.csv"})
+    text = findings.reference_text(cascade_study(), published)
+    assert text == ("1 cascade point (agreement signal), measured on the held-out half of the items (not the same "
+                    "items as the configurations): the most accurate is **small > mid > big** at 92.5% for 4.00 USD "
+                    "per 1,000 requests. Published points (FrugalGPT summary_HEADLINES_e8_full_2024.csv, dataset "
+                    "HEADLINES): the best single model, **gpt-4-turbo**, reaches 85.6% at 3.33 USD per 1,000; the "
+                    "cheapest FrugalGPT cascade that matches it reaches 87.0% at 0.192 USD per 1,000, 94.2% less.")
+    assert findings.reference_text(cascade_study(), None).startswith("1 cascade point (agreement")
+
+
+def test_latency_model_texts():
+    from toolkit.analysis import latency_model
+    rng = np.random.default_rng(0)
+    n = 120
+    prompts, outputs = rng.integers(50, 800, n), rng.integers(5, 200, n)
+    ttft = 0.1 + 0.002 * prompts
+    frame = pd.DataFrame({"request_id": range(n), "endpoint": "h", "model": "m", "concurrency": 1, "status": "ok",
+                          "cache_hit": False, "prompt_tokens": prompts, "completion_tokens": outputs,
+                          "ttft_s": ttft, "e2e_s": ttft + 0.05 + 0.01 * outputs})
+    model = latency_model.fit_latency_model(frame)
+    text = findings.latency_model_text(model)
+    assert text.startswith("Per group, end-to-end latency = TTFT + overhead + per-token time x output tokens (95% "
+                           "intervals). Fastest generation: **h / m / c1** (10.00 ms per token)")
+    assert "(+ 2.00 ms per prompt token) + overhead 50 ms (50 ms to 50 ms) + 10.00 ms per output token" in text
+    assert findings.latency_model_text(model.iloc[:0]) == findings.NO_TIMINGS
+    errors = latency_model.heldout_errors(latency_model.heldout_predictions(frame))
+    assert findings.heldout_text(errors) == (
+        "How good is the model? on held-out requests (k-fold) the median error of the predicted p50 is 0.0% across "
+        "1 groups (worst **h / m / c1** 0.0%), and 100.0% of requests stay under the predicted p95; on requests "
+        "longer than any it was fitted on the median error of the predicted p50 is 0.0% across 1 groups (worst "
+        "**h / m / c1** 0.0%), and 100.0% of requests stay under the predicted p95.")
+    predictions = latency_model.predict_latency(frame, prompt_tokens=[100], output_tokens=[100, 1000])
+    text = findings.prediction_text(predictions)
+    assert text.startswith("At 100 prompt and 1000 output tokens the model predicts **h / m / c1** fastest (p50 10.35 s")
+    assert text.endswith("1 of 2 predictions lie outside the lengths measured (column `outside`): they extrapolate, "
+                         "and where TTFT is held constant a longer prompt is assumed to cost nothing.")

@@ -171,3 +171,21 @@ def test_headline_break_even_is_closed_form(frame: pd.DataFrame):
     assert head.prices["model"].tolist() == ["gemma-3-270m-q4_k_m", "gpt-4o-mini"]
     no_values = overview.headline(frame, overview.price_table_for(frame))
     assert math.isnan(no_values.break_even_accuracy) and math.isnan(no_values.ev_usd)
+
+
+
+def test_reference_points_resolve_load_and_label(tmp_path, monkeypatch):
+    import shutil
+
+    from toolkit.params import REPO_ROOT
+    shared = REPO_ROOT.parent / "shared" / "data" / "frugalgpt" / "summary_HEADLINES_e8_full_2024.csv"
+    assert overview.reference_points(None) is None
+    shutil.copy(shared, tmp_path / shared.name)
+    monkeypatch.chdir(tmp_path)
+    points = overview.reference_points(shared.name)  # relative to the cwd
+    assert len(points) == 30 and (points["dataset"] == "HEADLINES").all()
+    assert (points.loc[points["method"] == "FrugalGPT", "label"] == "").all()
+    best = points.loc[points["method"] == "gpt-4-turbo"].iloc[0]
+    assert (best["label"], best["accuracy"], best["usd_per_query"]) == ("gpt-4-turbo", 0.8558, pytest.approx(0.00333, rel=0.01))
+    with pytest.raises(ParameterError, match=r"parameter reference_points: file 'nope.csv' not found \("):
+        overview.reference_points("nope.csv")

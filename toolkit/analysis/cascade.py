@@ -12,14 +12,17 @@ from __future__ import annotations
 
 import itertools
 import logging
-from collections.abc import Sequence
+from collections.abc import Mapping, Sequence
 from dataclasses import dataclass
 
 import numpy as np
 import pandas as pd
 
 from toolkit.analysis.accuracy import wilson_interval
+from toolkit.analysis.frontier import pareto_front
 from toolkit.errors import ParameterError
+from toolkit.graders import first_line, normalize
+from toolkit.pricing import PriceTable, price_requests
 
 KEY = ["dataset", "item_id", "repeat"]
 SIGNALS = ("logprob_mean", "score", "agreement")
@@ -142,16 +145,17 @@ def split_items(matrix: pd.DataFrame, train_fraction: float = 0.5,
 def cascade_frontier(matrix: pd.DataFrame, stages_options: Sequence[Sequence[str]],
                      signal: str = "logprob_mean", train_fraction: float = 0.5, seed: int = 0, *,
                      grid: Sequence[float] | None = None, budgets: Sequence[float] | None = None,
-                     confidence: float = 0.95) -> pd.DataFrame:
+                     confidence: float = 0.95, singles: Sequence[str] = ()) -> pd.DataFrame:
     """Cascades fitted on a train split and measured on the held-out test split, with the single
     configurations beside them (kind "single"/"cascade"), Wilson intervals on accuracy.
 
-    Budgets default to 12 geometric steps from the cheapest stage's to all stages' mean cost, plus
-    no budget.  Costs are whatever unit the matrix holds (usd_per_query if the caller gave USD).
+    The singles are every stage plus `singles`.  Budgets default to 12 geometric steps from the
+    cheapest stage's to all stages' mean cost, plus no budget.  Costs are whatever unit the matrix
+    holds (usd_per_query if the caller gave USD).
     """
     train, test = split_items(matrix, train_fraction, seed)
     rows = []
-    for config in dict.fromkeys(c for option in stages_options for c in option):
+    for config in dict.fromkeys([*(c for option in stages_options for c in option), *singles]):
         rows.append(_row("single", evaluate_cascade(test, [config], []), None, None))
     for stages in stages_options:
         combos, accuracy, cost = _grid_outcomes(train, stages, signal, grid)
@@ -210,6 +214,258 @@ def best_accuracy_at_budget(frontier: pd.DataFrame, budget: float, *,
     if rows.empty:
         return None
     return rows.sort_values(["accuracy", "usd_per_query"], ascending=[False, True]).iloc[0]
+
+
+# ---- a cascade study of a whole run, for the notebooks ----------------------------------------
+
+POOLED = "all datasets"
+POINT_COLUMNS = ("dataset", "kind", "stages", "label", "signal", "thresholds", "accuracy", "accuracy_low",
+                 "accuracy_high", "usd_per_query", "usd_per_1k", "escalated", "n", "n_correct")
+VARIANT_CASCADE = ("zero_shot", "few_shot_1", "few_shot_5")  # cheap, its checker, the expensive one
+NO_SIGNAL = ("no confidence signal: the run has no logprobs and no answers to compare, so no cascade "
+             "can decide when to escalate (pass signal='score' only if your grader needs no reference)")
+
+
+@dataclass(frozen=True)
+class CascadeStudy:
+    """Cascades of a run, per dataset (and pooled over datasets as `POOLED`).
+
+    `frontier`: `cascade_frontier` rows plus an "oracle" row, with dataset and a short label;
+    `summary`: one row per dataset (see `study_cascades`); `notes`: dataset, note — what was
+    left out and why.  `overall` names the dataset whose rows describe the whole run.
+    """
+
+    frontier: pd.DataFrame
+    summary: pd.DataFrame
+    notes: pd.DataFrame
+    signal: str | None
+    overall: str | None
+
+
+def request_costs(frame: pd.DataFrame, prices: PriceTable, manifest: dict | None = None) -> pd.Series:
+    """USD per request from `pricing`; where that is unknown, the importer's reported mean per
+    config (`reported_usd_per_query` in an imported manifest, e.g. FrugalGPT's) fills in."""
+    usd = price_requests(frame, prices)
+    reported = (manifest or {}).get("reported_usd_per_query") or {}
+    fill = frame["config_id"].map(lambda c: reported.get(c, np.nan)).astype(float)
+    return usd.fillna(fill).rename("usd")
+
+
+def answer_keys(frame: pd.DataFrame) -> pd.Series:
+    """The answer an agreement check compares: the first non-blank line, normalized as graders do."""
+    return frame["output_text"].map(lambda t: normalize(first_line(t)) if isinstance(t, str) else None)
+
+
+def choose_signal(frame: pd.DataFrame, signal: str = "auto") -> tuple[str | None, str | None]:
+    """(signal, None), or (None, why not): "auto" is logprob_mean when the run has any, else
+    agreement when it has answers, else nothing."""
+    if signal != "auto":
+        if signal not in SIGNALS:
+            raise ParameterError(f"signal must be auto or one of {', '.join(SIGNALS)}, got {signal!r}")
+        return signal, None
+    if "logprob_mean" in frame and frame["logprob_mean"].notna().any():
+        return "logprob_mean", None
+    if frame["output_text"].notna().any():
+        return "agreement", None
+    return None, NO_SIGNAL
+
+
+def choose_stages(train: pd.DataFrame, variants: Mapping[str, str],
+                  signal: str = "logprob_mean") -> list[tuple[str, ...]]:
+    """Cascades worth trying on a train item matrix, cheapest stage first.
+
+    When zero_shot, few_shot_1 and few_shot_5 of otherwise equal configurations are all there
+    (`variants`: config_id -> prompt_variant), the set whose few_shot_5 is most accurate (then the
+    cheapest) gives zero_shot > few_shot_1 > few_shot_5: with agreement, answer with zero_shot when
+    few_shot_1 agrees, else ask few_shot_5.  Otherwise: the cheapest config, a middle one (the most
+    accurate cost-accuracy Pareto config between; with agreement, else the next cheapest) and the
+    most accurate.  The 2-stage cheapest > most accurate is added except with agreement when a
+    middle stage exists (there it is only the last stage at a higher price).  [] when the
+    cheapest config is also the most accurate.
+    """
+    accuracy, cost = train["correct"].mean(), train["cost"].mean()
+    sets: dict[str, dict[str, str]] = {}
+    for config, variant in variants.items():
+        if variant in VARIANT_CASCADE and config in accuracy.index and config.count(variant) == 1:
+            sets.setdefault(config.replace(variant, "{}"), {})[variant] = config
+    full = [s for s in sets.values() if len(s) == len(VARIANT_CASCADE)]
+    if full:
+        best = min(full, key=lambda s: (-accuracy[s["few_shot_5"]], sum(cost[c] for c in s.values())))
+        cheap, middle, dear = (best[v] for v in VARIANT_CASCADE)
+    else:
+        table = pd.DataFrame({"accuracy": accuracy, "cost": cost})
+        cheap = table.sort_values(["cost", "accuracy"], ascending=[True, False], kind="mergesort").index[0]
+        dear = table.sort_values(["accuracy", "cost"], ascending=[False, True], kind="mergesort").index[0]
+        if cheap == dear:
+            return []
+        between = table[(table["cost"] > cost[cheap]) & (table["cost"] < cost[dear])
+                        & (table["accuracy"] > accuracy[cheap]) & (table["accuracy"] < accuracy[dear])]
+        front = [c for c in between.index if not ((table["accuracy"] >= accuracy[c]) & (table["cost"] <= cost[c])
+                                                  & ((table["accuracy"] > accuracy[c]) | (table["cost"] < cost[c]))).any()]
+        rest = table.drop(index=[cheap, dear]).sort_values(["cost", "accuracy"], ascending=[True, False],
+                                                           kind="mergesort")
+        middle = (between.loc[front, "accuracy"].idxmax() if front else
+                  rest.index[0] if signal == "agreement" and len(rest) else None)
+    options = [] if signal == "agreement" and middle is not None else [(cheap, dear)]
+    return options + ([(cheap, middle, dear)] if middle is not None else [])
+
+
+def study_cascades(frame: pd.DataFrame, usd: pd.Series, *, stages: Sequence[str] | None = None,
+                   signal: str = "auto", train_fraction: float = 0.5, seed: int = 0,
+                   budget_usd_per_query: float | None = None, per_dataset: bool = True,
+                   confidence: float = 0.95) -> CascadeStudy:
+    """Cascades per dataset (and pooled) with thresholds fit on a train split, measured on the rest.
+
+    Per dataset: the configs with grades and a known cost (configs answering from the response
+    cache are left out when others exist: a cache is not a stage) form an item matrix; `stages`
+    (or `choose_stages` on the train split) give the cascades; the oracle router over all
+    those configs is the upper bound of any router.  Summary columns: dataset, n (test rows), configs, signal,
+    best_single (+ _accuracy, _low, _high, _usd_per_1k), best_cascade (+ the same), matching_cascade,
+    matching_usd_per_1k, saving (1 - its cost / best single's, NaN when no cascade matches),
+    oracle_accuracy, oracle_usd_per_1k, budget_usd_per_1k (default: half the best single's),
+    best_at_budget (+ _kind, _accuracy, _usd_per_1k).  A dataset that cannot be studied gets a note.
+    """
+    chosen, reason = choose_signal(frame, signal)
+    data = frame.assign(usd=usd.to_numpy(), answer=answer_keys(frame).to_numpy())
+    datasets = sorted(frame["dataset"].dropna().unique().tolist())
+    names = ([*datasets, POOLED] if len(datasets) > 1 else datasets) if per_dataset else (
+        [POOLED] if len(datasets) > 1 else datasets)
+    notes = [] if reason is None else [{"dataset": POOLED if len(datasets) > 1 else None, "note": reason}]
+    frontiers, summaries = [], []
+    for name in names:
+        rows = data if name == POOLED else data[data["dataset"] == name]
+        try:
+            frontier, summary = _study_one(rows, stages, chosen, train_fraction, seed, budget_usd_per_query,
+                                           confidence, notes, name)
+        except ParameterError as exc:
+            notes.append({"dataset": name, "note": str(exc)})
+            continue
+        frontiers.append(frontier.assign(dataset=name))
+        summaries.append({"dataset": name} | summary)
+    frontier = pd.concat(frontiers, ignore_index=True) if frontiers else pd.DataFrame(columns=["dataset", "kind"])
+    overall = POOLED if POOLED in {s["dataset"] for s in summaries} else (
+        summaries[0]["dataset"] if len(summaries) == 1 else None)
+    return CascadeStudy(frontier, pd.DataFrame(summaries), pd.DataFrame(notes, columns=["dataset", "note"]),
+                        chosen, overall)
+
+
+def overall_points(study: CascadeStudy) -> pd.DataFrame:
+    """The singles and cascades describing the whole run, with `pareto` over (accuracy up, USD per
+    1,000 down) and `tag` (the label of cascades and Pareto singles, else empty, for figures).
+    The oracle is left out: it is an upper bound, not a choice (`oracle_point` gives it)."""
+    rows = study.frontier[study.frontier["dataset"] == study.overall] if study.overall else study.frontier.iloc[:0]
+    rows = rows.reindex(columns=[*rows.columns, *(c for c in POINT_COLUMNS if c not in rows.columns)])
+    rows = rows[rows["kind"] != "oracle"].reset_index(drop=True)
+    points = pareto_front(rows, maximize=("accuracy",), minimize=("usd_per_1k",), id_col="label")
+    return points.assign(tag=points["label"].where(points["pareto"] | (points["kind"] != "single"), ""))
+
+
+def oracle_point(study: CascadeStudy) -> pd.DataFrame:
+    """The oracle router's row for the whole run (empty when there is none)."""
+    rows = study.frontier[(study.frontier["dataset"] == study.overall) & (study.frontier["kind"] == "oracle")]
+    return rows.reindex(columns=[*rows.columns, *(c for c in POINT_COLUMNS if c not in rows.columns)])
+
+def _study_one(rows: pd.DataFrame, stages: Sequence[str] | None, signal: str | None, train_fraction: float,
+               seed: int, budget: float | None, confidence: float, notes: list[dict],
+               name: str) -> tuple[pd.DataFrame, dict]:
+    configs = _eligible(rows, notes, name)
+    if stages is not None:
+        unknown = [c for c in stages if c not in configs]
+        if unknown:
+            raise ParameterError(f"stages: {', '.join(unknown)} not usable here (no grades, no cost or no rows)")
+        configs = list(dict.fromkeys([*stages, *configs]))
+    matrix = item_matrix(rows.drop_duplicates(KEY + ["config_id"], keep="last"), configs, answer_col="answer")
+    train, test = split_items(matrix, train_fraction, seed)
+    variants = rows.groupby("config_id")["prompt_variant"].first().dropna().astype(str).to_dict()
+    options = [] if signal is None else [tuple(stages)] if stages is not None else choose_stages(train, variants, signal)
+    if signal is not None and not options:
+        notes.append({"dataset": name, "note": "no cascade: the cheapest configuration is also the most accurate"})
+    frontier = cascade_frontier(matrix, options, signal or "agreement", train_fraction, seed,
+                                confidence=confidence, singles=configs)
+    oracle = oracle_router(test, configs)
+    low, high = wilson_interval(oracle.n_correct, oracle.n, confidence)
+    frontier = pd.concat([frontier, pd.DataFrame([{
+        "kind": "oracle", "stages": "oracle over " + ", ".join(configs), "n_stages": len(configs),
+        "accuracy": oracle.accuracy, "accuracy_low": float(low), "accuracy_high": float(high),
+        "usd_per_query": oracle.mean_cost, "usd_per_1k": 1000 * oracle.mean_cost, "n": oracle.n,
+        "n_correct": oracle.n_correct}])], ignore_index=True)
+    short = _short_names(configs)
+    frontier["label"] = ["oracle" if kind == "oracle" else _cascade_label([short[c] for c in ids.split(" > ")])
+                         for kind, ids in zip(frontier["kind"], frontier["stages"])]
+    return frontier, _summary(frontier, test, budget)
+
+
+def _eligible(rows: pd.DataFrame, notes: list[dict], name: str) -> list[str]:
+    graded = rows["correct"].notna() & rows["status"].eq("ok").fillna(False)
+    configs = sorted(rows.loc[graded, "config_id"].dropna().unique().tolist())
+    if not configs:
+        raise ParameterError("no graded requests, so there is nothing to cascade")
+    no_cost = sorted(rows.loc[rows["usd"].isna(), "config_id"].unique().tolist())
+    priced = [c for c in configs if c not in no_cost]
+    if len(priced) < len(configs):
+        notes.append({"dataset": name, "note": f"{len(configs) - len(priced)} configuration(s) left out "
+                      f"for lack of a price: {', '.join(c for c in configs if c in no_cost)}"})
+    cached = set(rows.loc[rows["cache_hit"].fillna(False).astype(bool), "config_id"])
+    uncached = [c for c in priced if c not in cached]
+    if uncached and len(uncached) < len(priced):
+        notes.append({"dataset": name, "note": f"{len(priced) - len(uncached)} configuration(s) answering "
+                      "repeats from the response cache left out: a cache is not a cascade stage"})
+        priced = uncached
+    if not priced:
+        raise ParameterError("no configuration with grades has a known cost")
+    return priced
+
+
+def _summary(frontier: pd.DataFrame, test: pd.DataFrame, budget: float | None) -> dict:
+    singles = frontier[frontier["kind"] == "single"].sort_values(["accuracy", "usd_per_query"],
+                                                                 ascending=[False, True], kind="mergesort")
+    cascades = frontier[frontier["kind"] == "cascade"].sort_values(["accuracy", "usd_per_query"],
+                                                                   ascending=[False, True], kind="mergesort")
+    best = singles.iloc[0]
+    saving = cost_saving_at_best_single(frontier[frontier["kind"] != "oracle"])
+    oracle = frontier[frontier["kind"] == "oracle"].iloc[0]
+    budget = float(best["usd_per_query"]) / 2 if budget is None else budget
+    at_budget = best_accuracy_at_budget(frontier[frontier["kind"] != "oracle"], budget)
+    out = {"n": int(best["n"]), "configs": len(singles), "signal": cascades["signal"].iloc[0] if len(cascades) else None}
+    for prefix, row in (("best_single", best), ("best_cascade", cascades.iloc[0] if len(cascades) else None)):
+        out |= {prefix: None if row is None else row["label"]}
+        out |= {f"{prefix}_{k}": np.nan if row is None else float(row[c]) for k, c in (
+            ("accuracy", "accuracy"), ("low", "accuracy_low"), ("high", "accuracy_high"), ("usd_per_1k", "usd_per_1k"))}
+    match = None if saving is None else frontier[(frontier["stages"] == saving.cascade)
+                                                 & (frontier["usd_per_query"] == saving.cascade_usd_per_query)].iloc[0]
+    out |= {"matching_cascade": None if match is None else match["label"],
+            "matching_accuracy": np.nan if saving is None else saving.cascade_accuracy,
+            "matching_usd_per_1k": np.nan if saving is None else 1000 * saving.cascade_usd_per_query,
+            "saving": np.nan if saving is None else saving.saving,
+            "oracle_accuracy": float(oracle["accuracy"]), "oracle_usd_per_1k": float(oracle["usd_per_1k"]),
+            "budget_usd_per_1k": 1000 * budget,
+            "best_at_budget": None if at_budget is None else at_budget["label"],
+            "best_at_budget_kind": None if at_budget is None else at_budget["kind"],
+            "best_at_budget_accuracy": np.nan if at_budget is None else float(at_budget["accuracy"]),
+            "best_at_budget_usd_per_1k": np.nan if at_budget is None else float(at_budget["usd_per_1k"])}
+    return out
+
+
+def _cascade_label(names: Sequence[str]) -> str:
+    """"zero_shot > few_shot_5 (mt8/c1)": the parts the stages share said once, after them."""
+    parts = [n.split("/") for n in names]
+    if len(names) < 2 or len({len(p) for p in parts}) != 1:
+        return " > ".join(names)
+    shared = [i for i in range(len(parts[0])) if len({p[i] for p in parts}) == 1]
+    varying = ["/".join(x for i, x in enumerate(p) if i not in shared) for p in parts]
+    if not all(varying):
+        return " > ".join(names)
+    return " > ".join(varying) + (f" ({'/'.join(parts[0][i] for i in shared)})" if shared else "")
+
+
+def _short_names(configs: Sequence[str]) -> dict[str, str]:
+    """Config ids without the "/"-separated parts they all share (the model, often)."""
+    parts = [c.split("/") for c in configs]
+    if len({len(p) for p in parts}) != 1:
+        return {c: c for c in configs}
+    varying = [i for i in range(len(parts[0])) if len({p[i] for p in parts}) > 1]
+    short = {c: "/".join(p[i] for i in varying) or c for c, p in zip(configs, parts)}
+    return short if len(set(short.values())) == len(short) else {c: c for c in configs}
 
 
 def _floats(rows: pd.DataFrame, name: str) -> np.ndarray:

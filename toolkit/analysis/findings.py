@@ -10,6 +10,7 @@ import math
 
 import pandas as pd
 
+from toolkit.analysis.cascade import POOLED, CascadeStudy
 from toolkit.analysis.cost_model import CostModel
 from toolkit.analysis.overview import Choice, Headline
 
@@ -315,6 +316,135 @@ def choice_text(choice: Choice) -> str:
             f"({numbers}).")
 
 
+def cascade_text(study: CascadeStudy) -> str:
+    """What cascades achieve on the run as a whole against the best single config, the oracle and a budget."""
+    if study.summary.empty:
+        reasons = list(dict.fromkeys(study.notes["note"])) or ["the run has no datasets"]
+        return "**No cascades**: " + "; ".join(reasons) + "."
+    r = study.summary.set_index("dataset").loc[study.overall]
+    where = "pooled over all datasets" if study.overall == POOLED else f"on {study.overall}"
+    text = (f"On the held-out items ({int(r['n'])} requests {where}) the most accurate single configuration is "
+            f"**{r['best_single']}** at {_span(r, 'best_single')}, {usd(r['best_single_usd_per_1k'])} per 1,000 "
+            "requests.")
+    if r["best_cascade"] is None or _missing(r["best_cascade"]):
+        text += " No cascade was evaluated (see the notes)."
+    else:
+        text += (f" The most accurate cascade, **{r['best_cascade']}** ({r['signal']} signal), reaches "
+                 f"{_span(r, 'best_cascade')} at {usd(r['best_cascade_usd_per_1k'])} per 1,000.")
+        if _missing(r["saving"]):
+            text += " No cascade matches the best single configuration's accuracy."
+        elif r["saving"] > 0:
+            text += (f" The cheapest cascade that matches the best single configuration, **{r['matching_cascade']}**, "
+                     f"costs {pct(r['saving'])} less ({usd(r['matching_usd_per_1k'])} per 1,000).")
+        else:
+            text += (f" The cheapest cascade that matches it costs {pct(-r['saving'])} more "
+                     f"({usd(r['matching_usd_per_1k'])} per 1,000): here cascading does not save money.")
+            if r["signal"] == "agreement":
+                text += (" With the agreement signal every item pays for the first two stages, which pays off "
+                         "only when the last stage costs several times as much as they do together.")
+    text += (f" An oracle router that knew which configuration is right for each item would reach "
+             f"{pct(r['oracle_accuracy'])} at {usd(r['oracle_usd_per_1k'])} per 1,000: no router over these "
+             "configurations can do better.")
+    if _missing(r["best_at_budget_accuracy"]):
+        text += f" Nothing costs at most {usd(r['budget_usd_per_1k'])} per 1,000 requests."
+    else:
+        text += (f" Within {usd(r['budget_usd_per_1k'])} per 1,000 requests the most accurate choice is "
+                 f"**{r['best_at_budget']}** ({r['best_at_budget_kind']}) at {pct(r['best_at_budget_accuracy'])}.")
+    if r["n"] < 30:
+        text += (f" With only {int(r['n'])} held-out requests the intervals are wide: a demonstration of the "
+                 "method, not grounds for a decision.")
+    return text
+
+
+def reference_text(study: CascadeStudy, published: pd.DataFrame | None) -> str:
+    """Cascade points on the frontier, and the published FrugalGPT points when given."""
+    rows = study.frontier[(study.frontier["dataset"] == study.overall) & (study.frontier["kind"] == "cascade")]
+    if rows.empty:
+        why = "; ".join(dict.fromkeys(study.notes["note"])) or "no cascade could be built"
+        text = f"No cascade points: {why}."
+    else:
+        best = rows.sort_values(["accuracy", "usd_per_1k"], ascending=[False, True], kind="mergesort").iloc[0]
+        text = (f"{len(rows)} cascade point{'s' if len(rows) > 1 else ''} ({study.signal} signal), measured on the "
+                "held-out half of the items "
+                f"(not the same items as the configurations): the most accurate is **{best['label']}** at "
+                f"{pct(best['accuracy'])} for {usd(best['usd_per_1k'])} per 1,000 requests.")
+    if published is None or published.empty:
+        return text
+    singles = published[published["kind"] == "published"]
+    models = singles[singles["method"] != "FrugalGPT"].sort_values("accuracy", ascending=False, kind="mergesort")
+    cascades = singles[singles["method"] == "FrugalGPT"]
+    text += f" Published points ({published['source'].iloc[0]}, dataset {published['dataset'].iloc[0]}): "
+    if models.empty:
+        return text + f"{len(cascades)} FrugalGPT cascade budgets."
+    top = models.iloc[0]
+    text += f"the best single model, **{top['method']}**, reaches {pct(top['accuracy'])} at {usd(top['usd_per_1k'])} per 1,000"
+    matching = cascades[cascades["accuracy"] >= top["accuracy"]].sort_values("usd_per_1k", kind="mergesort")
+    if matching.empty:
+        return text + "; no FrugalGPT cascade matches it."
+    m = matching.iloc[0]
+    return (text + f"; the cheapest FrugalGPT cascade that matches it reaches {pct(m['accuracy'])} at "
+            f"{usd(m['usd_per_1k'])} per 1,000, {pct(1 - m['usd_per_1k'] / top['usd_per_1k'])} less.")
+
+
+def latency_model_text(model: pd.DataFrame) -> str:
+    """Each group's e2e = TTFT + overhead + per-token time x output tokens, with intervals."""
+    if model.empty:
+        return NO_TIMINGS
+    lines = []
+    for _, r in model.iterrows():
+        ttft = (f"TTFT {secs(r['ttft_s'])} (+ {_ms(r['ttft_per_prompt_token_s'])} per prompt token)"
+                if r["ttft_kind"] == "fit" else
+                f"TTFT {secs(r['ttft_s'])} (prompt length not varied enough to fit: held constant)")
+        overhead = (f"overhead {secs(r['overhead_s'])} ({secs(r['overhead_low'])} to {secs(r['overhead_high'])})"
+                    if r["decode_kind"] == "fit" else "overhead taken as 0 (output lengths barely vary)")
+        lines.append(f"- **{r['label']}**: {ttft} + {overhead} + {_ms(r['per_token_s'])} per output token "
+                     f"({_ms(r['per_token_low'])} to {_ms(r['per_token_high'])}) x {r['output_tokens']:.0f} tokens "
+                     f"= {secs(r['e2e_model_s'])}; measured median {secs(r['median_e2e_s'])}.")
+    quick = model.sort_values("per_token_s", kind="mergesort").iloc[0]
+    first = model.sort_values("ttft_s", kind="mergesort").iloc[0]
+    return (f"Per group, end-to-end latency = TTFT + overhead + per-token time x output tokens (95% intervals). "
+            f"Fastest generation: **{quick['label']}** ({_ms(quick['per_token_s'])} per token); quickest first "
+            f"token: **{first['label']}** ({secs(first['ttft_s'])}).\n\n" + "\n".join(lines))
+
+
+def heldout_text(errors: pd.DataFrame) -> str:
+    """How well the latency model predicted requests it never saw, from `latency_model.heldout_errors`."""
+    if errors.empty:
+        return NO_TIMINGS
+    parts = []
+    for split, what in (("kfold", "held-out requests (k-fold)"),
+                        ("extrapolation", "requests longer than any it was fitted on")):
+        rows = errors[errors["split"] == split]
+        if rows.empty:
+            parts.append(f"no group has enough spread in output length to test on {what}")
+            continue
+        worst = rows.sort_values("mape_pct", ascending=False, kind="mergesort").iloc[0]
+        parts.append(f"on {what} the median error of the predicted p50 is {rows['mape_pct'].median():.1f}% "
+                     f"across {len(rows)} groups (worst **{worst['label']}** {worst['mape_pct']:.1f}%), and "
+                     f"{pct(rows['p95_coverage'].median())} of requests stay under the predicted p95")
+    return "How good is the model? " + "; ".join(parts) + "."
+
+
+def prediction_text(predictions: pd.DataFrame) -> str:
+    """The predicted p50/p95 e2e at the largest lengths asked for, fastest and slowest group."""
+    if predictions.empty:
+        return NO_TIMINGS
+    at = predictions[(predictions["prompt_tokens"] == predictions["prompt_tokens"].max())
+                     & (predictions["output_tokens"] == predictions["output_tokens"].max())]
+    at = at.sort_values("p50_e2e_s", kind="mergesort")
+    fast, slow = at.iloc[0], at.iloc[-1]
+    text = (f"At {fast['prompt_tokens']:.0f} prompt and {fast['output_tokens']:.0f} output tokens the model predicts "
+            f"**{fast['label']}** fastest (p50 {secs(fast['p50_e2e_s'])}, p95 {secs(fast['p95_e2e_s'])})")
+    if len(at) > 1:
+        text += f" and **{slow['label']}** slowest (p50 {secs(slow['p50_e2e_s'])}, p95 {secs(slow['p95_e2e_s'])})"
+    outside = int(predictions["outside"].sum())
+    text += "."
+    if outside:
+        text += (f" {outside} of {len(predictions)} predictions lie outside the lengths measured (column `outside`): "
+                 "they extrapolate, and where TTFT is held constant a longer prompt is assumed to cost nothing.")
+    return text
+
+
 def _interval(row: pd.Series, level: str | None) -> str:
     if _missing(row.get("accuracy")):
         return "unknown"
@@ -332,3 +462,7 @@ def _ms(value: float) -> str:
 
 def _missing(value: object) -> bool:
     return value is None or value is pd.NA or (isinstance(value, float) and math.isnan(value))
+
+
+def _span(row: pd.Series, prefix: str) -> str:
+    return f"{pct(row[prefix + '_accuracy'])} ({pct(row[prefix + '_low'])} to {pct(row[prefix + '_high'])})"

@@ -26,6 +26,8 @@ from toolkit.analysis.accuracy import accuracy_table as base_accuracy_table
 from toolkit.analysis.cost_model import break_even_accuracy, expected_value
 from toolkit.analysis.frontier import best_under, config_summary, quantile_column
 from toolkit.errors import ParameterError, PriceError
+from toolkit.importers.frugalgpt_summary import load_reference_points
+from toolkit.params import REPO_ROOT
 from toolkit.pricing import MachinePrice, PriceTable, describe, load_price_table, resolve_price
 
 NO_PRICE = "no price known: add the model to data/prices.yaml or pass machine_usd_per_hour"
@@ -253,6 +255,20 @@ def observed_range(frame: pd.DataFrame, column: str) -> tuple[float, float]:
     values = pd.to_numeric(frame.loc[timed_mask(frame), column], errors="coerce").dropna()
     return (float(values.min()), float(values.max())) if len(values) else (math.nan, math.nan)
 
+
+def reference_points(path: str | None, *, name: str = "reference_points") -> pd.DataFrame | None:
+    """Published FrugalGPT points (`importers.load_reference_points`) for a frontier figure, with a
+    `label` column (the model; empty for cascade points); None for None.  A relative path is tried from the cwd, then the repo root."""
+    if path is None:
+        return None
+    given = Path(path).expanduser()
+    tried = [given] if given.is_absolute() else [Path.cwd() / given, REPO_ROOT / given]
+    found = next((p for p in tried if p.is_file()), None)
+    if found is None:
+        raise ParameterError(f"parameter {name}: file {path!r} not found ({' nor '.join(map(str, tried))} exists)")
+    points = load_reference_points(found)
+    # the 20 cascade budgets would bury the figure in labels: only the single models are named
+    return points.assign(label=points["method"].where(points["method"] != "FrugalGPT", ""))
 
 def _public(row: pd.Series) -> pd.Series:
     return row.drop([c for c in row.index if str(c).startswith("_")])
