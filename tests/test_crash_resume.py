@@ -58,14 +58,15 @@ def test_sigkill_at_random_points_then_resume_loses_and_doubles_nothing(tmp_path
     rng = random.Random(20260601)
     behaviour = Behaviour(tokens=5, ttft_s=0.01, gap_s=0.004)
     with ScriptedServer(Script(behaviour)) as server:
-        config = write_config(tmp_path, server.base_url, tasks=["capitals", "sentiment"], items=30,
-                              concurrency=8)
+        # the config names no server: each session is pointed at it with --base-url
+        config = write_config(tmp_path, None, tasks=["capitals", "sentiment"], items=30, concurrency=8)
         planned = {p.request_id for p in plan(load_config(config))}
         run_dir = tmp_path / "runs" / "crashy"
         kill_times_ns, journaled_before_kill = [], []
         for session in range(KILLS + 1):
             args = ("--runs-root", str(tmp_path / "runs"), "--run-id", "crashy") if session == 0 else (
                 "--resume", str(run_dir))
+            args += ("--base-url", server.base_url)
             start_lines = journal_lines(run_dir)
             process = cli(config, *args)
             if session == KILLS:  # the last session runs to completion
@@ -153,3 +154,28 @@ def test_the_cut_fragment_is_dropped_before_the_next_append(tmp_path, block, kep
     with Journal(tmp_path):  # what a resumed session does before its first append
         pass
     assert path.read_text(encoding="utf-8") == kept
+
+
+def test_the_fast_journal_reader_equals_the_line_reader_also_on_a_cut_journal(tmp_path):
+    import datetime as dt
+
+    import pandas as pd
+
+    from toolkit.schema import RequestRecord, coerce_requests
+    from toolkit.store import _journal_frame
+
+    with Journal(tmp_path) as journal:
+        for i in range(30):
+            ok = i % 3 != 0
+            journal.append(RequestRecord(
+                run_id="r", request_id=f"id{i}", config_id="c", model="m", prompt_variant="v", max_tokens=8,
+                temperature=0.7, dataset="d", item_id=f"item{i}", repeat=0, endpoint="127.0.0.1:1",
+                started_at=dt.datetime(2026, 1, 1, 12, 0, i, 123456, tzinfo=dt.UTC), status="ok" if ok else "error",
+                attempts=1 + i % 2, concurrency=4, sequence=i, ttft_s=0.1 if ok else None, tbt_s=[0.01] * 3 if ok else [],
+                output_text="Bogotá 😀" if ok else None, correct=ok if ok else None, http_status=None if ok else 503,
+                error_type=None if ok else "server_error", error_message=None if ok else "Error code: 503"))
+    path = tmp_path / JOURNAL
+    path.write_bytes(path.read_bytes() + b'{"run_id": "r", "request_id": "id30", "sta')  # a kill mid-write
+    fast = _journal_frame(path)
+    assert len(fast) == 30 and fast["output_text"].iloc[1] == "Bogotá 😀"
+    pd.testing.assert_frame_equal(fast, coerce_requests(pd.DataFrame(read_journal(path))))
