@@ -12,6 +12,7 @@ from __future__ import annotations
 
 import argparse
 import asyncio
+import contextlib
 import datetime as dt
 import json
 import logging
@@ -436,12 +437,18 @@ def _ingest_command(args: argparse.Namespace) -> int:
 def _run_command(args: argparse.Namespace) -> int:
     from tqdm import tqdm
 
+    from toolkit.local_server import EmbeddedServer
+
     lines = read_batch_input(args.input)
     key = os.environ.get(args.api_key_env) if args.api_key_env else None
-    with tqdm(total=len(lines), unit="req", dynamic_ncols=True) as bar:
-        summary = run_batch_file(args.input, args.output, base_url=args.base_url, api_key=key,
-                                 concurrency=args.concurrency, error_path=args.errors,
-                                 on_done=lambda _: bar.update())
+    with contextlib.ExitStack() as stack:
+        base_url = args.base_url
+        if base_url is None:  # no server named: run the batch on the embedded LLM
+            base_url = stack.enter_context(EmbeddedServer(log_path=Path(args.output).with_suffix(".server.log"))).base_url
+        with tqdm(total=len(lines), unit="req", dynamic_ncols=True) as bar:
+            summary = run_batch_file(args.input, args.output, base_url=base_url, api_key=key,
+                                     concurrency=args.concurrency, error_path=args.errors,
+                                     on_done=lambda _: bar.update())
     sidecar = Path(args.output).with_name(Path(args.output).name + SIDECAR_SUFFIX)
     sidecar.write_text(json.dumps(summary.as_batch(), indent=2), encoding="utf-8")
     print(f"{args.output}: {summary.completed} ok, {summary.failed} failed in "
@@ -490,7 +497,7 @@ def register_cli(subparsers: argparse._SubParsersAction) -> None:
     run = commands.add_parser("run", help="run an input file against any OpenAI-compatible server")
     run.add_argument("input", type=Path)
     run.add_argument("-o", "--output", type=Path, required=True, metavar="OUTPUT.jsonl")
-    run.add_argument("--base-url", required=True)
+    run.add_argument("--base-url", default=None, help="OpenAI-compatible server (default: start the embedded LLM)")
     run.add_argument("--errors", type=Path, default=None, help="write failed lines here instead")
     run.add_argument("--api-key-env", default=None, help="environment variable holding the key")
     run.add_argument("--concurrency", type=int, default=16)
