@@ -5,10 +5,12 @@ import numpy as np
 import pandas as pd
 import pytest
 
-from toolkit.analysis.cascade import (Saving, best_accuracy_at_budget, cascade_frontier,
-                                      cost_saving_at_best_single, evaluate_cascade, fit_cascade,
-                                      item_matrix, oracle_router, split_items)
+from toolkit.analysis.cascade import (NO_SIGNAL, POOLED, Saving, answer_keys, best_accuracy_at_budget,
+                                      cascade_frontier, choose_signal, choose_stages, cost_saving_at_best_single,
+                                      evaluate_cascade, fit_cascade, item_matrix, oracle_point, oracle_router,
+                                      overall_points, request_costs, split_items, study_cascades)
 from toolkit.errors import ParameterError
+from toolkit.pricing import MachinePrice, load_price_table
 
 CONFIGS = ["small", "medium", "large"]
 
@@ -44,7 +46,7 @@ def brute_force(frame, stages, thresholds, signal):
                 break
             if signal == "agreement":
                 called.add(stages[k + 1])
-                a, b = (getattr(by[(*item, s)], "output_text") for s in (stage, stages[k + 1]))
+                a, b = (by[(*item, s)].output_text for s in (stage, stages[k + 1]))
                 norm = [" ".join(x.lower().split()) if isinstance(x, str) else None for x in (a, b)]
                 confidence = 1.0 if norm[0] is not None and norm[0] == norm[1] else 0.0
             else:
@@ -195,10 +197,6 @@ def test_saving_and_budget_lookups():
 
 
 # ---- the study of a whole run (notebook glue) -------------------------------------------------
-
-from toolkit.analysis.cascade import (NO_SIGNAL, POOLED, answer_keys, choose_signal, choose_stages,  # noqa: E402
-                                      oracle_point, overall_points, request_costs, study_cascades)
-from toolkit.pricing import MachinePrice, load_price_table  # noqa: E402
 
 VARIANT_SKILL = {"zero_shot": 0.5, "few_shot_1": 0.6, "few_shot_5": 0.8}
 

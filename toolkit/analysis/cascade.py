@@ -404,7 +404,7 @@ def _eligible(rows: pd.DataFrame, notes: list[dict], name: str) -> list[str]:
     priced = [c for c in configs if c not in no_cost]
     if len(priced) < len(configs):
         notes.append({"dataset": name, "note": f"{len(configs) - len(priced)} configuration(s) left out "
-                      f"for lack of a price: {', '.join(c for c in configs if c in no_cost)}"})
+                      f"for lack of a price: {_some([c for c in configs if c in no_cost])}"})
     cached = set(rows.loc[rows["cache_hit"].fillna(False).astype(bool), "config_id"])
     uncached = [c for c in priced if c not in cached]
     if uncached and len(uncached) < len(priced):
@@ -444,6 +444,11 @@ def _summary(frontier: pd.DataFrame, test: pd.DataFrame, budget: float | None) -
             "best_at_budget_accuracy": np.nan if at_budget is None else float(at_budget["accuracy"]),
             "best_at_budget_usd_per_1k": np.nan if at_budget is None else float(at_budget["usd_per_1k"])}
     return out
+
+
+def _some(names: Sequence[str], shown: int = 8) -> str:
+    more = f" and {len(names) - shown} more" if len(names) > shown else ""
+    return ", ".join(names[:shown]) + more
 
 
 def _cascade_label(names: Sequence[str]) -> str:

@@ -21,6 +21,7 @@ from dataclasses import dataclass, field
 
 import numpy as np
 import pandas as pd
+from pandas.api.typing import DataFrameGroupBy
 from scipy import stats
 
 from toolkit.analysis.latency_fit import fit_robust
@@ -209,7 +210,7 @@ def heldout_errors(predictions: pd.DataFrame, *, by: Sequence[str] = ("label",))
 def _predict_split(train: pd.DataFrame, test: pd.DataFrame, split: str) -> pd.DataFrame:
     model, _ = fit_group(train)
     predicted = np.array([model.quantiles(p, n, (0.5, 0.95)) for p, n in
-                          zip(test["prompt_tokens"].fillna(np.nan), test["completion_tokens"])])
+                          zip(test["prompt_tokens"], test["completion_tokens"])])
     e2e = test["e2e_s"].to_numpy(dtype=float)
     return pd.DataFrame({
         "split": split, "request_id": test["request_id"].to_numpy(dtype=object),
@@ -265,7 +266,7 @@ def _present(frame: pd.DataFrame, by: Sequence[str]) -> list[str]:
     return keys or ["model"]
 
 
-def _groups(rows: pd.DataFrame, keys: list[str]):
+def _groups(rows: pd.DataFrame, keys: list[str]) -> DataFrameGroupBy:
     return rows.groupby(keys, sort=True, dropna=False)
 
 
