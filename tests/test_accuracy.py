@@ -123,3 +123,10 @@ def test_pairing_errors_are_explicit():
     doubled = frame(rows("a", [True, False]), rows("a", [True]), rows("b", [True, True]))
     with pytest.raises(ParameterError, match=r"config_id 'a' has 1 duplicate \(dataset, item_id, repeat\)"):
         paired_comparison(doubled, "a", "b")
+
+
+def test_rows_without_items_are_left_out_of_pairing():
+    rows = [{"config_id": c, "dataset": "d", "item_id": None, "repeat": 0, "status": "error",
+             "correct": None, "score": None} for c in ("a", "b") for _ in range(3)]
+    table = pairwise_significance(coerce_requests(pd.DataFrame(rows)))
+    assert table["n_pairs"].tolist() == [0]

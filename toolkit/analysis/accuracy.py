@@ -240,6 +240,7 @@ def _select_dataset(frame: pd.DataFrame, dataset: str | None) -> pd.DataFrame:
 
 def _keyed(rows: pd.DataFrame, config: str) -> pd.DataFrame:
     mine = rows.loc[rows["config_id"] == config, [*PAIR_KEY, "is_correct", "graded_score"]]
+    mine = mine.dropna(subset=list(PAIR_KEY))  # a row without an item (e.g. imported latency data) pairs with nothing
     duplicated = mine.duplicated(list(PAIR_KEY))
     if duplicated.any():
         first = mine.loc[duplicated, list(PAIR_KEY)].iloc[0].tolist()
