@@ -5,7 +5,9 @@ import pandas as pd
 import pytest
 
 from synthetic_runs import synthetic_requests
-from toolkit.analysis import accuracy, cost_model, findings, latency, overview
+from toolkit.analysis import accuracy, caching, cost_model, findings, latency, overview
+from toolkit.errors import ParameterError
+from toolkit.schema import coerce_requests
 
 
 @pytest.mark.parametrize(("value", "text"), [
@@ -29,8 +31,8 @@ def acc_rows(*rows) -> pd.DataFrame:
 def test_accuracy_text_names_best_worst_and_overlap():
     table = acc_rows(("a", 40, 0.8, 0.65, 0.9), ("b", 40, 0.7, 0.55, 0.82), ("c", 40, 0.3, 0.18, 0.45))
     text = findings.accuracy_text(table, confidence=0.95)
-    assert text == ("Most accurate: **a** at 80.0% (65.0% to 90.0% 95% interval, n = 40); least accurate: "
-                    "**c** at 30.0% (18.0% to 45.0% 95% interval, n = 40). 1 of the other 2 configurations "
+    assert text == ("Most accurate: **a** at 80.0% (95% interval 65.0% to 90.0%, n = 40); least accurate: "
+                    "**c** at 30.0% (95% interval 18.0% to 45.0%, n = 40). 1 of the other 2 configurations "
                     "have 95% intervals that overlap the best one's, so this data cannot tell them apart "
                     "from it by accuracy alone.")
     separated = findings.accuracy_text(table.iloc[[0, 2]], confidence=0.9)
@@ -93,21 +95,32 @@ def what_if_table(a: float, b: float) -> pd.DataFrame:
 
 def test_what_if_claim_fails_when_the_fixed_part_is_large():
     text = findings.what_if_text(what_if_table(2.0, 0.02), observed_max_tokens=64)
-    assert text.startswith("Claim: 100 output tokens are ~10x faster than 1000.")
-    assert "predicted e2e 4.00 s at 100 tokens and 22.00 s at 1000, so 1000 tokens take 5.50x as long" in text
-    assert "fixed part of 2.00 s per request that is far from proportional, so the claim does not hold" in text
-    assert "the longest output in this run has 64 tokens" in text
+    assert text.startswith("Claim: 100 output tokens are ~10x faster than 1000. **This run cannot test it "
+                           "directly**: its longest output has 64 tokens, so both lengths lie beyond the data.")
+    assert "extrapolated e2e 4.00 s at 100 tokens and 22.00 s at 1000, so 1000 tokens take 5.5x as long" in text
+    assert "fixed part of 2.00 s per request that is far from proportional" in text
+    assert text.endswith("**Answer:** no: the fixed part per request keeps the ratio well below proportional.")
 
 
 def test_what_if_claim_holds_when_decoding_dominates():
     text = findings.what_if_text(what_if_table(0.1, 0.02), observed_max_tokens=2000)
-    assert "9.57x as long" in text and "the claim roughly holds" in text and "Caution" not in text
+    assert "predicted e2e" in text and "9.6x as long" in text and "cannot test it" not in text
+    assert text.endswith("**Answer:** roughly yes.")
+    beyond = findings.what_if_text(what_if_table(0.1, 0.02), observed_max_tokens=500)
+    assert "so 1000 tokens lie beyond the data" in beyond
+    assert beyond.endswith("**Answer:** roughly yes, if the line holds that far.")
+
+
+def test_what_if_answer_names_the_groups_when_they_disagree():
+    table = pd.concat([what_if_table(0.1, 0.02), what_if_table(2.0, 0.02).assign(model="slow")])
+    text = findings.what_if_text(table, observed_max_tokens=2000)
+    assert text.endswith("**Answer:** roughly yes for m; no for slow, whose fixed part per request is too large.")
 
 
 def test_what_if_text_on_a_real_fit_and_without_timings():
     frame = synthetic_requests()
     text = findings.what_if_text(latency.what_if(frame), observed_max_tokens=79)
-    assert text.count("roughly holds") == 2  # synthetic fixed parts are ~0.1-0.3 s, decode 20 ms/token
+    assert text.count("close to proportional") == 2  # synthetic fixed parts are ~0.1-0.3 s, decode 20 ms/token
     assert findings.what_if_text(latency.what_if(synthetic_requests(timed=False)),
                                  observed_max_tokens=math.nan) == findings.NO_TIMINGS
 
@@ -118,7 +131,10 @@ def test_scaling_text():
                              "time_ratio": [3.53]})
     assert findings.scaling_text(observed).endswith(
         "- **m**: its longest outputs (median 32 tokens) took 1.61 s, its shortest (median 2 tokens) 456 ms: "
-        "16.0x the tokens in 3.5x the time.")
+        "16.0x the tokens in 3.5x the time.\n\nAt these lengths time grows much more slowly than the output: "
+        "the fixed part of a request (mostly the wait for the first token) outweighs the tokens generated.")
+    one = observed.assign(short_tokens=1.0, token_ratio=32.0, time_ratio=30.0)
+    assert "(median 1 token) 456 ms" in findings.scaling_text(one) and "fixed part" not in findings.scaling_text(one)
     assert findings.scaling_text(observed.iloc[:0]) == findings.NO_TIMINGS
 
 
@@ -146,14 +162,16 @@ def test_frontier_and_choice_texts():
     front = pd.DataFrame({"config_id": ["a", "b"], "accuracy": [0.9, 0.8], "p95_e2e_s": [1.0, 2.0],
                           "usd_per_1k": [1.0, 2.0], "pareto": [True, False], "dominated_by": [None, "a"]})
     assert findings.frontier_text(front, latency_col="p95_e2e_s") == (
-        "1 of 2 configurations are on the Pareto front (accuracy up, p95_e2e_s down, cost down): **a**. "
-        "Each of the others is beaten on every axis at once by one of them, e.g. b by a.")
-    summary = front.assign(accuracy_low=[0.8, 0.7], accuracy_high=[0.95, 0.9], n=[40, 40])
+        "1 of 2 configurations are on the Pareto front (accuracy up, p95 end-to-end latency down, cost down): "
+        "**a**. Each of the others is matched or beaten on all three at once by one of them, and strictly beaten "
+        "on at least one, e.g. b by **a**.")
+    summary = front.assign(accuracy_low=[0.8, 0.7], accuracy_high=[0.95, 0.9], n=[40, 40], hit_rate=[0.5, 0.0])
     met = overview.choose_best(summary, target_accuracy=0.85, latency_budget_s=1.5)
     assert findings.choice_text(met) == (
-        "Best configuration: **a** (accuracy 90.0% (80.0% to 95.0% interval, n = 40), p95_e2e_s 1.00 s, "
-        "1.00 USD per 1,000 requests). Rule: the cheapest (USD per 1,000 requests) configuration with "
-        "accuracy >= 0.85 and p95_e2e_s <= 1.5 s.")
+        "Best configuration: **a** (accuracy 90.0% (interval 80.0% to 95.0%, n = 40) against the 85.0% it needs, "
+        "p95 end-to-end latency 1.00 s, 1.00 USD per 1,000 requests; the response cache answered 50.0% of its "
+        "requests, so its latency and cost come from the others). Rule: the cheapest (USD per 1,000 requests) "
+        "configuration with accuracy ≥ 85.0% and p95 end-to-end latency ≤ 1.5 s.")
     missed = overview.choose_best(summary, target_accuracy=0.99, latency_budget_s=1.5)
     assert findings.choice_text(missed).startswith("**No configuration meets the targets** (rule:")
     assert "Closest: **a**" in findings.choice_text(missed)
@@ -173,7 +191,6 @@ def test_run_prices_and_break_even_texts():
         "With a success worth 1.00 USD and an error costing 2.00 USD, **api/zero_shot** breaks even at 66.7% accuracy")
     bare = overview.headline(frame, prices)
     assert findings.break_even_text(bare) == "No value of a success and cost of an error given, so no break-even accuracy."
-
 
 
 def cascade_study(**summary):
@@ -252,3 +269,106 @@ def test_latency_model_texts():
     assert text.startswith("At 100 prompt and 1000 output tokens the model predicts **h / m / c1** fastest (p50 10.35 s")
     assert text.endswith("1 of 2 predictions lie outside the lengths measured (column `outside`): they extrapolate, "
                          "and where TTFT is held constant a longer prompt is assumed to cost nothing.")
+
+
+def test_small_and_large_amounts_keep_their_units():
+    assert findings.secs(0.00013) == "0.13 ms" and findings.secs(86400) == "24.0 h"
+    assert findings.usd(0.0000171) == "0.0000171 USD"  # never 1.71e-05
+
+
+def test_show_puts_units_and_intervals_in_the_cells():
+    table = pd.DataFrame({"config_id": ["a", "b"], "n": [32, 16], "hit_rate": [0.0, 0.5],
+                          "accuracy": [0.75, np.nan], "accuracy_low": [0.579, np.nan], "accuracy_high": [0.867, np.nan],
+                          "p95_e2e_s": [1.84, 0.00013], "usd_per_1k": [0.0275, np.nan],
+                          "e2e_miss_s": [0.688, 0.3], "e2e_miss_low": [0.59, 0.2], "e2e_miss_high": [0.804, 0.4],
+                          "ev_usd": [0.25, -0.5], "ev_low_usd": [-0.263, -0.9], "ev_high_usd": [0.602, -0.1],
+                          "pareto": [True, False], "median_network_s": [np.nan, np.nan], "speedup": [9.27, 1.0]})
+    shown = findings.show(table, ["n", "hit_rate", "accuracy", "p95_e2e_s", "usd_per_1k", "e2e_miss_s", "ev_usd",
+                                  "pareto", "median_network_s", "speedup"])
+    assert shown.index.name == "configuration" and shown.index.tolist() == ["a", "b"]
+    assert shown.columns.tolist() == ["requests", "cache hit rate", "accuracy", "p95 e2e", "cost per 1,000 requests",
+                                      "mean e2e of a miss", "expected value per request", "on the 3-objective front",
+                                      "speed-up"]  # the empty network column is left out
+    assert shown.loc["a"].tolist() == ["32", "0.0%", "75.0% (57.9 to 86.7%)", "1.84 s", "0.0275 USD",
+                                       "688 ms (590 to 804 ms)", "0.25 USD (-0.263 to 0.602 USD)", "yes", "9.3x"]
+    assert shown.loc["b", "accuracy"] == "–" and shown.loc["b", "p95 e2e"] == "0.13 ms"
+    with pytest.raises(ParameterError, match="show: table has no column\\(s\\) nope"):
+        findings.show(table, ["nope"])
+    numbered = findings.show(table, ["n"], index=None)
+    assert numbered.index.tolist() == [1, 2]
+
+
+def test_accuracy_matrix_and_assumptions():
+    table = pd.DataFrame({"config_id": ["b", "b", "a", "a"], "dataset": ["x", "y", "x", "y"],
+                          "accuracy": [0.5, 1.0, 0.25, np.nan]})
+    matrix = findings.accuracy_matrix(table)
+    assert matrix.index.tolist() == ["b", "a"] and matrix.columns.tolist() == ["x", "y"]
+    assert matrix.loc["a"].tolist() == ["25.0%", "n/a"]
+    settings = caching.LatencyModel()
+    table = findings.assumptions(settings)
+    assert table.loc["decode time", "value"] == "10 ms per token"
+    assert table.loc["batch wait (the promised worst case)", "value"] == "24.0 h"
+
+
+def test_labels_text_explains_the_short_names():
+    labels = overview.short_labels(["gemma/few_shot_5/mt16-nostop/T0/c4/cache", "gemma/zero_shot/mt8/T0/c1"])
+    text = findings.labels_text(labels)
+    assert text.startswith("Configurations are named by what differs between them; all share gemma / T0 "
+                           "(e.g. **few_shot_5 · mt16-nostop · c4 · cache** is "
+                           "`gemma/few_shot_5/mt16-nostop/T0/c4/cache`).")
+    assert ("mt16-nostop = at most 16 output tokens, no stop sequences; T0 = temperature 0; "
+            "c4 = 4 requests in flight; cache = response cache on; "
+            "mt8 = at most 8 output tokens, ending at the task's stop sequences; c1 = 1 request in flight.") in text
+    assert findings.labels_text({"a/b": "a/b"}) == ""
+
+
+def test_cache_note_counts_the_hits_set_aside():
+    frame = synthetic_requests(items=5)
+    assert findings.cache_note(frame) == ""
+    hits = frame.assign(cache_hit=frame["config_id"] == "small/zero_shot", e2e_s=0.0002)
+    text = findings.cache_note(coerce_requests(hits), measures="latency")
+    assert text.startswith("**Cache hits are set aside.** The response cache answered 10 of 30 requests "
+                           "(1 configuration), each in a median 0.2 ms at no model cost.")
+    assert "only the requests the model answered count towards latency here" in text
+    assert "1 configuration was answered entirely from the cache (**small/zero_shot**): it has no latency " \
+           "of its own." in text
+
+
+def test_answer_groups_text():
+    groups = pd.DataFrame({"config_id": ["p1 · c1", "p1 · c4", "p2"], "answers": ["p1", "p1", "p2"],
+                           "members": [2, 2, 1], "variants": ["c1, c4", "c1, c4", ""]})
+    text = findings.answer_groups_text(groups)
+    assert text.startswith("**The 3 configurations gave only 2 different sets of answers.** Within each set the "
+                           "configurations differ only in c1 / c4 and got exactly the same items right")
+    assert "(e.g. **p1** stands for c1, c4)" in text
+    assert findings.answer_groups_text(groups.assign(answers=["a", "b", "c"], members=1)) == ""
+
+
+def test_hit_rate_note():
+    cache = pd.DataFrame({"config_id": ["a", "b"], "requests": [32, 32], "hits": [16, 32]})
+    assert findings.hit_rate_note(cache).startswith("1 configuration had every request answered from the cache")
+    assert findings.hit_rate_note(cache.assign(hits=[0, 16])) == ""
+
+
+def test_decomposition_text_says_when_network_is_not_separable():
+    frame = synthetic_requests()
+    text = findings.decomposition_text(latency.decomposition(frame))
+    assert text.endswith("Network time cannot be separated here: the endpoint reports no processing time of its "
+                         "own (`server_s`), so the round trip is inside TTFT.")
+    timed = frame.assign(server_s=frame["e2e_s"].astype(float) * 0.9)
+    assert "Network and client overhead is a median" in findings.decomposition_text(latency.decomposition(timed))
+
+
+def test_break_even_text_warns_when_the_interval_reaches_below():
+    frame = synthetic_requests()
+    # V = 1, E = 3: break-even 75%; api/zero_shot has 82.5% (interval from 68.1%, n = 40)
+    head = overview.headline(frame, overview.price_table_for(frame), value_usd=1.0, error_cost_usd=3.0,
+                             latency_budget_s=None)
+    text = findings.break_even_text(head)
+    assert text.startswith("With a success worth 1.00 USD and an error costing 3.00 USD, **api/zero_shot** breaks "
+                           "even at 75.0% accuracy; it has 82.5%")
+    assert text.endswith("Its accuracy interval reaches down to 68.1%, below break-even: with 40 graded requests "
+                         "it is not yet certain to pay off.")
+    sure = overview.headline(frame, overview.price_table_for(frame), value_usd=1.0, error_cost_usd=1.0,
+                             latency_budget_s=None)
+    assert "not yet certain" not in findings.break_even_text(sure)

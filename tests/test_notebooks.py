@@ -20,8 +20,10 @@ PARAMETERS = {
     "01_accuracy": ["run_dir", "dataset", "confidence", "alpha"],
     "02_cost_model": ["run_dir", "value_usd", "error_cost_usd", "human_accuracy", "human_cost_usd",
                       "monthly_volume", "machine_usd_per_hour"],
-    "03_latency": ["run_dir", "ttft_target_s", "tpot_target_s", "e2e_target_s", "what_if_output_tokens"],
-    "04_frontier": ["run_dir", "target_accuracy", "latency_budget_s", "latency_quantile", "machine_usd_per_hour"],
+    "03_latency": ["run_dir", "ttft_target_s", "tpot_target_s", "e2e_target_s", "what_if_output_tokens",
+                   "what_if_prompt_tokens"],
+    "04_frontier": ["run_dir", "target_accuracy", "value_usd", "error_cost_usd", "latency_budget_s",
+                    "latency_quantile", "machine_usd_per_hour", "reference_points"],
 }
 # Conclusions every notebook must reach on the main run (which is graded and timed).
 KEY_OUTPUTS = {
@@ -29,8 +31,10 @@ KEY_OUTPUTS = {
                     "Best configuration per dataset:"],
     "02_cost_model": ["Prices from table", "With a success worth 2.50 USD", "Highest expected value: **"],
     "03_latency": ["Fastest: **", "Claim: 100 output tokens are ~10x faster than 1000.",
-                   "so 1000 tokens take", "Measured directly in this run"],
-    "04_frontier": ["configurations are on the Pareto front (accuracy up, p90_e2e_s down", "Rule: "],
+                   "so 1000 tokens take", "Measured directly in this run", "**Answer:**"],
+    "04_frontier": ["configurations are on the Pareto front (accuracy up, p90 end-to-end latency down",
+                    "Rule: ", "its break-even accuracy (E + c) / (V + E), with V = 2.50 USD, E = 2.00 USD"],
+    "05_caching_batch": ["Baseline ", "USD a month"],
 }
 
 
@@ -121,6 +125,18 @@ def test_notebooks_say_what_an_imported_run_lacks(import_shaped_runs, tmp_path: 
     nb = nbformat.read(out, as_version=4)
     assert errors(nb) == []
     assert expected in "\n".join(outputs(nb, "text/markdown"))
+
+
+def test_no_monthly_volume_means_no_monthly_figures(tmp_path: Path):
+    # 02 and 05 read monthly_volume the same way: a number, or None for no monthly projection
+    out = tmp_path / "05.ipynb"
+    papermill.execute_notebook(str(NOTEBOOK_DIR / "05_caching_batch.ipynb"), str(out), kernel_name="python3",
+                               parameters={"run_dir": str(main_run_dir()), "monthly_volume": None},
+                               progress_bar=False, cwd=str(NOTEBOOK_DIR))
+    nb = nbformat.read(out, as_version=4)
+    assert errors(nb) == []
+    markdown = "\n".join(outputs(nb, "text/markdown"))
+    assert "No `monthly_volume` given, so there is no monthly what-if." in markdown and "a month" not in markdown
 
 
 def test_a_bad_parameter_fails_at_once_naming_it(tmp_path: Path):

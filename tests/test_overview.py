@@ -94,8 +94,9 @@ def summary_table(**columns) -> pd.DataFrame:
 def test_choose_best_takes_the_cheapest_that_meets_both_targets():
     choice = overview.choose_best(summary_table(), target_accuracy=0.6, latency_budget_s=2.0)
     assert (choice.config_id, choice.met) == ("b", True)
-    assert choice.rule == ("the cheapest (USD per 1,000 requests) configuration with accuracy >= 0.6 and "
-                           "p95_e2e_s <= 2 s")
+    assert choice.rule == ("the cheapest (USD per 1,000 requests) configuration with accuracy ≥ 60.0% and "
+                           "p95 end-to-end latency ≤ 2 s")
+    assert choice.row["accuracy_target"] == 0.6
     assert choice.row["usd_per_1k"] == 2.0 and "_cost" not in choice.row.index
 
 
@@ -110,7 +111,7 @@ def test_choose_best_drops_conditions_the_run_cannot_check():
     ungraded = summary_table(accuracy=[np.nan] * 3, accuracy_low=[np.nan] * 3, accuracy_high=[np.nan] * 3)
     choice = overview.choose_best(ungraded, target_accuracy=0.6, latency_budget_s=2.0)
     assert (choice.config_id, choice.met) == ("c", True)
-    assert choice.rule.endswith("with p95_e2e_s <= 2 s (no graded requests, so accuracy is not checked)")
+    assert choice.rule.endswith("with p95 end-to-end latency ≤ 2 s (no graded requests, so accuracy is not checked)")
     untimed = summary_table(p95_e2e_s=[np.nan] * 3)
     choice = overview.choose_best(untimed, target_accuracy=0.6, latency_budget_s=2.0)
     assert (choice.config_id, choice.met) == ("b", True)
@@ -173,7 +174,6 @@ def test_headline_break_even_is_closed_form(frame: pd.DataFrame):
     assert math.isnan(no_values.break_even_accuracy) and math.isnan(no_values.ev_usd)
 
 
-
 def test_reference_points_resolve_load_and_label(tmp_path, monkeypatch):
     import shutil
 
@@ -189,3 +189,150 @@ def test_reference_points_resolve_load_and_label(tmp_path, monkeypatch):
     assert (best["label"], best["accuracy"], best["usd_per_query"]) == ("gpt-4-turbo", 0.8558, pytest.approx(0.00333, rel=0.01))
     with pytest.raises(ParameterError, match=r"parameter reference_points: file 'nope.csv' not found \("):
         overview.reference_points("nope.csv")
+
+
+GRID_IDS = ["gemma/few_shot_5/mt16-nostop/T0/c4/cache", "gemma/few_shot_5/mt16-nostop/T0/c1",
+            "gemma/zero_shot/mt8/T0/c1", "gemma/zero_shot/mt8/T0/c1/cache"]
+
+
+def test_short_labels_keep_only_what_varies():
+    labels = overview.short_labels(GRID_IDS)
+    assert labels == {"gemma/few_shot_5/mt16-nostop/T0/c4/cache": "few_shot_5 · mt16-nostop · c4 · cache",
+                      "gemma/few_shot_5/mt16-nostop/T0/c1": "few_shot_5 · mt16-nostop · c1",
+                      "gemma/zero_shot/mt8/T0/c1": "zero_shot · mt8 · c1",
+                      "gemma/zero_shot/mt8/T0/c1/cache": "zero_shot · mt8 · c1 · cache"}
+    assert overview.short_labels(["m/a", "m/b/a"]) == {"m/a": "m/a", "m/b/a": "b"}  # "" would be no name
+    assert overview.short_labels(["x/a/b", "x/b/a"]) == {"x/a/b": "x/a/b", "x/b/a": "x/b/a"}  # would collide
+    assert overview.short_labels(["small/zero_shot", "api/zero_shot", "api/few"]) == {
+        "small/zero_shot": "small/zero_shot", "api/zero_shot": "api/zero_shot", "api/few": "api/few"}
+    assert overview.short_labels(["only/one"]) == {"only/one": "only/one"}
+
+
+def test_relabel_renames_ids_in_every_id_column():
+    labels = overview.short_labels(GRID_IDS)
+    table = pd.DataFrame({"config_a": GRID_IDS[:2], "config_b": GRID_IDS[2:], "better": [GRID_IDS[2], None]})
+    out = overview.relabel(table, labels)
+    assert out["config_a"].tolist() == ["few_shot_5 · mt16-nostop · c4 · cache", "few_shot_5 · mt16-nostop · c1"]
+    assert out["better"].iloc[0] == "zero_shot · mt8 · c1" and pd.isna(out["better"].iloc[1])
+    assert table["config_a"].tolist() == GRID_IDS[:2]  # a copy
+
+
+def hit_frame() -> pd.DataFrame:
+    frame = synthetic_requests(items=10)
+    ok = frame["status"] == "ok"
+    # every other ok request of small/zero_shot is a cache hit: a lookup's time, no cost
+    hits = ok & (frame["config_id"] == "small/zero_shot") & (frame.index % 2 == 0)
+    return coerce_requests(frame.assign(cache_hit=hits, e2e_s=frame["e2e_s"].where(~hits, 0.0001),
+                                        ttft_s=frame["ttft_s"].where(~hits, 0.0001)))
+
+
+def test_cache_hits_and_a_summary_that_sets_them_aside():
+    frame = hit_frame()
+    hits = overview.cache_hits(frame).set_index("config_id")
+    assert hits.loc["small/zero_shot", ["requests", "hits"]].tolist() == [20, 10]
+    assert hits.loc["small/zero_shot", "hit_rate"] == 0.5 and hits.loc["api/zero_shot", "hits"] == 0
+    prices = overview.price_table_for(frame)
+    summary = overview.cost_summary(frame, prices).set_index("config_id")
+    mixed = overview.cost_summary(frame, prices, include_cache_hits=True).set_index("config_id")
+    answered = frame[(frame["config_id"] == "small/zero_shot") & ~frame["cache_hit"].astype(bool)]
+    assert summary.loc["small/zero_shot", "p50_e2e_s"] == pytest.approx(answered["e2e_s"].astype(float).median())
+    assert summary.loc["small/zero_shot", "usd_per_1k"] == pytest.approx(
+        1000 * price_requests(answered, prices).mean())
+    assert summary.loc["small/zero_shot", "usd_per_1k"] == pytest.approx(2 * mixed.loc["small/zero_shot", "usd_per_1k"],
+                                                                        rel=0.2)
+    assert summary.loc["small/zero_shot", "hit_rate"] == 0.5 and summary.loc["api/zero_shot", "hit_rate"] == 0.0
+    # accuracy counts every request: a cached answer is the answer the user gets
+    assert summary.loc["small/zero_shot", "n"] == 20
+    pd.testing.assert_series_equal(summary["accuracy"], mixed["accuracy"])
+    only_hits = frame.assign(cache_hit=frame["config_id"] == "small/zero_shot")
+    all_cached = overview.cost_summary(only_hits, prices).set_index("config_id")
+    assert math.isnan(all_cached.loc["small/zero_shot", "p95_e2e_s"])
+    assert math.isnan(all_cached.loc["small/zero_shot", "usd_per_1k"])
+    assert overview.model_answered(frame)["cache_hit"].astype(bool).sum() == 0
+
+
+def test_choose_best_holds_each_config_to_its_break_even_accuracy():
+    # V = 1, E = 2: break-even (2 + c) / 3 with c = usd_per_1k / 1000
+    table = summary_table(accuracy=[0.9, 0.7, 0.66], usd_per_1k=[3.0, 2.0, 1.0], p95_e2e_s=[1.0, 1.0, 1.0])
+    choice = overview.choose_best(table, target_accuracy=None, latency_budget_s=2.0, value_usd=1.0,
+                                  error_cost_usd=2.0)
+    assert (choice.config_id, choice.met) == ("b", True)  # "c" at 66% misses (2 + 0.001) / 3 = 66.7%
+    assert choice.row["accuracy_target"] == pytest.approx((2 + 0.002) / 3)
+    assert choice.rule == ("the cheapest (USD per 1,000 requests) configuration with accuracy ≥ its break-even "
+                           "accuracy (E + c) / (V + E), with V = 1.00 USD, E = 2.00 USD and c its cost per request "
+                           "(66.7% at c = 0) and p95 end-to-end latency ≤ 2 s")
+    expensive = summary_table(accuracy=[0.9, 0.7, 0.66], usd_per_1k=[3.0, 2.0e6, 1.0], p95_e2e_s=[1.0, 1.0, 1.0])
+    # at 2 USD a request "b" needs (2 + 2) / 3 > 1: it can never pay off
+    assert overview.choose_best(expensive, target_accuracy=None, latency_budget_s=2.0, value_usd=1.0,
+                                error_cost_usd=2.0).config_id == "a"
+    nothing = overview.choose_best(summary_table(accuracy=[0.6, 0.5, 0.4]), target_accuracy=None,
+                                   latency_budget_s=None, value_usd=1.0, error_cost_usd=2.0)
+    assert (nothing.config_id, nothing.met) == ("a", False)  # closest to its target
+    fixed = overview.choose_best(table, target_accuracy=0.5, latency_budget_s=2.0, value_usd=1.0,
+                                 error_cost_usd=2.0)
+    assert fixed.config_id == "c" and "accuracy ≥ 50.0%" in fixed.rule  # a fixed target wins over V and E
+    no_values = overview.choose_best(table, target_accuracy=None, latency_budget_s=2.0)
+    assert no_values.config_id == "c" and "accuracy" not in no_values.rule
+
+
+def test_headline_uses_the_break_even_target_and_short_names():
+    frame = synthetic_requests()
+    head = overview.headline(frame, overview.price_table_for(frame), value_usd=1.0, error_cost_usd=2.0,
+                             latency_budget_s=2.0, short_names=True)
+    assert head.choice.config_id == "api/zero_shot"  # the only one above (2 + c) / 3
+    assert head.choice.row["accuracy_target"] == pytest.approx(head.break_even_accuracy)
+    assert head.labels == {c: c for c in frame["config_id"].unique()}  # nothing shared: ids kept
+    assert head.frame is not None and len(head.frame) == len(frame)
+
+
+def test_hue_latency_groups_and_names():
+    table = pd.DataFrame({"model": ["m", "m"], "prompt_variant": ["a", "b"], "concurrency": [1, 4]})
+    assert overview.hue_column(table) == "prompt_variant"
+    assert overview.hue_column(table.assign(prompt_variant="a", concurrency=1)) is None
+    assert overview.latency_groups(table)["group"].tolist() == ["concurrency 1", "concurrency 4"]
+    two = table.assign(model=["x", "y"])
+    assert overview.latency_groups(two)["group"].tolist() == ["x · concurrency 1", "y · concurrency 4"]
+    assert overview.latency_groups(table.assign(concurrency=1))["group"].tolist() == ["m", "m"]
+    assert overview.latency_name("p95_e2e_s") == "p95 end-to-end latency"
+    assert overview.latency_name("p50_ttft_s") == "p50 time to first token"
+
+
+def test_top_configs_keeps_one_per_accuracy():
+    values = pd.DataFrame({"config_id": ["a1", "a2", "b", "c"], "accuracy": [0.9, 0.9, 0.7, 0.5],
+                           "usd_per_1k": [2.0, 1.0, 1.0, 1.0], "ev_usd": [0.7, 0.7001, 0.4, np.nan]})
+    assert overview.top_configs(values) == ["a2", "b"]
+    assert overview.top_configs(values, limit=1) == ["a2"]
+
+
+def answer_frame() -> pd.DataFrame:
+    rows = []
+    correct = {"m/p1/c1": [1, 0, 1], "m/p1/c4": [1, 0, 1], "m/p1/c4/cache": [1, 0, 1], "m/p2/c1": [1, 1, 1],
+               "m/p2/c4": [0, 1, 1]}
+    for config, outcomes in correct.items():
+        for item, ok in enumerate(outcomes):
+            rows.append({"config_id": config, "dataset": "d", "item_id": str(item), "repeat": 0, "status": "ok",
+                         "correct": bool(ok), "score": float(ok)})
+    return coerce_requests(pd.DataFrame(rows))
+
+
+def test_answer_groups_join_configs_that_answered_identically():
+    frame = overview.relabel(answer_frame(), overview.short_labels(answer_frame()["config_id"]))
+    groups = overview.answer_groups(frame)
+    assert groups["answers"].tolist() == ["p1", "p1", "p1", "p2 · c1", "p2 · c4"]
+    assert groups["members"].tolist() == [3, 3, 3, 1, 1]
+    assert groups["variants"].iloc[0] == "c1, c4, c4 · cache"
+    members = overview.group_members(groups)
+    assert members.to_dict("list") == {"config_id": ["p1", "p2 · c1", "p2 · c4"], "members": [3, 1, 1],
+                                       "variants": ["c1, c4, c4 · cache", "", ""]}
+    distinct = overview.one_per_answer_group(frame, groups)
+    assert sorted(distinct["config_id"].unique()) == ["p1", "p2 · c1", "p2 · c4"] and len(distinct) == 9
+    # a failed request is a wrong answer: it still matches a graded wrong one
+    failed = frame.assign(status=np.where((frame["config_id"] == "p1 · c1") & (frame["item_id"] == "1"),
+                                          "error", "ok"))
+    failed.loc[failed["status"] == "error", "correct"] = None
+    assert overview.answer_groups(failed)["members"].tolist()[:3] == [3, 3, 3]
+
+
+def test_shared_parts():
+    assert overview.shared_parts(["a · b · c", "a · c"]) == ("a · c", ["b", ""])
+    assert overview.shared_parts([]) == ("", [])

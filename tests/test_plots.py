@@ -58,13 +58,14 @@ def test_latency_cdf_plot_draws_one_curve_per_config(ax, requests):
     assert max(line.get_ydata().max() for line in ax.lines) == pytest.approx(1.0)
 
 
-def test_percentile_plot_draws_a_bar_per_config_and_percentile(ax, requests):
+def test_percentile_plot_draws_a_horizontal_bar_per_config_and_percentile(ax, requests):
     table = percentiles(requests, q=(0.5, 0.95, 0.99))
     plots.percentile_plot(table, ax=ax)
-    heights = sorted(bar.get_height() for container in ax.containers for bar in container)
+    widths = sorted(bar.get_width() for container in ax.containers for bar in container)
     expected = sorted(table[["p50_e2e_s", "p95_e2e_s", "p99_e2e_s"]].to_numpy().ravel())
-    assert heights == pytest.approx(expected)
-    assert ax.get_ylabel() == "end-to-end latency (s)"
+    assert widths == pytest.approx(expected)
+    assert ax.get_xlabel() == "end-to-end latency (s)"
+    assert [t.get_text() for t in ax.get_yticklabels()] == table["config_id"].tolist()
     assert legend_texts(ax) == ["p50", "p95", "p99"]
 
 
@@ -94,6 +95,18 @@ def test_decomposition_plot_stacks_the_shares(ax, requests):
     right_edges = [p.get_x() + p.get_width() for p in ax.patches[-2:]]
     assert right_edges == pytest.approx([1.0, 1.0])
     assert [t.get_text() for t in ax.get_yticklabels()] == table["config_id"].tolist()
+    assert legend_texts(ax) == ["network", "waiting for the first token (TTFT)", "generating the rest (decode)"]
+
+
+def test_decomposition_plot_says_network_is_not_separable_without_server_time(ax, requests):
+    table = decomposition(requests.assign(server_s=None))
+    assert table["network_share"].isna().all()
+    plots.decomposition_plot(table, ax=ax)
+    assert len(ax.patches) == 4  # TTFT and decode for two configs: no zero-width network bars
+    lefts = [p.get_x() for p in ax.patches[:2]]
+    assert lefts == [0.0, 0.0]  # TTFT starts at 0: nothing stacked before it
+    assert legend_texts(ax) == ["waiting for the first token (TTFT)", "generating the rest (decode)",
+                                "network: not separable here (inside TTFT)"]
 
 
 def test_accuracy_plot_draws_a_point_and_interval_per_config(ax):
@@ -123,7 +136,7 @@ def test_cost_model_plot_marks_break_even_and_human(ax):
     grid["ev_usd"] = grid["accuracy"] * 1.0 - (1 - grid["accuracy"]) * 1.5 - 0.01
     plots.cost_model_plot(grid, break_even=0.604, human_accuracy=0.8, ax=ax)
     assert len(ax.lines) == 4  # EV line, EV = 0, break-even, human
-    assert legend_texts(ax) == ["break-even 0.604", "human 0.800"]
+    assert legend_texts(ax) == ["break-even 60.4%", "human 80.0%"]
     assert ax.get_ylabel() == "expected value (USD per request)"
 
 
@@ -135,6 +148,23 @@ def test_cost_model_plot_points_with_labels_and_error_bars(ax):
     assert texts(ax) == ["a", "b"] and len(ax.containers) == 1
 
 
+def test_points_at_the_same_place_share_one_label(ax):
+    # the two c1/c4 configs differ by 1e-6 USD: one place on the figure, one label
+    table = pd.DataFrame({"config_id": ["few · mt8 · c1", "few · mt8 · c4", "zero · mt8 · c1"],
+                          "accuracy": [0.7, 0.7, 0.5], "ev_usd": [0.2, 0.200001, -0.3]})
+    plots.cost_model_plot(table, kind="points", label="config_id", ax=ax)
+    assert sorted(texts(ax)) == ["few · mt8 (2 configurations)", "zero · mt8 · c1"]
+
+
+def test_merge_labels_keeps_the_shared_parts_and_the_leading_alternatives():
+    assert plots.merge_labels(["few_shot_5 · mt16 · c1", "few_shot_5 · mt16 · c4 · cache"]) == (
+        "few_shot_5 · mt16 (2 configurations)")
+    assert plots.merge_labels(["zero_shot · mt8 · c1", "few_shot_1 · mt8 · c4", "zero_shot · mt8 · c4"]) == (
+        "zero_shot/few_shot_1 · mt8 (3 configurations)")
+    assert plots.merge_labels(["a", "a", ""]) == "a"
+    assert plots.merge_labels([]) == ""
+
+
 def test_sensitivity_plot_draws_a_band_per_config_on_log_x(ax):
     table = pd.DataFrame({"config_id": ["a"] * 3 + ["b"] * 3, "error_value_ratio": [0.1, 1, 10] * 2,
                           "ev_usd": [0.5, 0.2, -2, 0.4, 0.3, -0.5]})
@@ -142,20 +172,53 @@ def test_sensitivity_plot_draws_a_band_per_config_on_log_x(ax):
     plots.sensitivity_plot(table, ax=ax)
     assert len(ax.lines) == 3 and len(ax.collections) == 2
     assert ax.get_xscale() == "log" and legend_texts(ax) == ["a", "b"]
+    assert ax.get_legend().get_title().get_text() == "configuration"
 
 
-def test_frontier_plot_draws_front_labels_and_reference(ax):
-    table = pd.DataFrame({"config_id": ["a", "b", "c", "d"], "model": ["m1", "m1", "m2", "m2"],
-                          "usd_per_1k": [1.0, 2.0, 0.5, 3.0], "accuracy": [0.7, 0.6, 0.5, 0.9],
-                          "accuracy_low": [0.6, 0.5, 0.4, 0.8], "accuracy_high": [0.8, 0.7, 0.6, 1.0],
-                          "pareto": [True, False, True, True]})
+def test_sensitivity_plot_symlog_keeps_the_region_around_zero_linear(ax):
+    table = pd.DataFrame({"config_id": ["a"] * 3, "error_value_ratio": [0.1, 1, 100], "ev_usd": [0.5, 0.0, -80.0],
+                          "ev_low_usd": [0.4, -0.1, -90.0], "ev_high_usd": [0.6, 0.1, -70.0]})
+    plots.sensitivity_plot(table, symlog=1.0, ax=ax)
+    assert ax.get_yscale() == "symlog" and ax.yaxis.get_transform().linthresh == 1.0
+    assert ax.get_ylabel() == "expected value (USD per request) (log scale beyond ±1)"
+
+
+def test_view_front_is_the_two_dimensional_pareto_set():
+    table = pd.DataFrame({"x": [1.0, 2.0, 0.5, 3.0, 2.0, 0.5], "y": [0.7, 0.6, 0.5, 0.9, 0.7, 0.5]})
+    # (2.0, 0.6) and (2.0, 0.7) are beaten by (1.0, 0.7); the two (0.5, 0.5) tie and both stay
+    assert plots.view_front(table, x="x", y="y").tolist() == [True, False, True, True, False, True]
+
+
+def test_frontier_plot_draws_this_views_staircase_and_fills_the_overall_front(ax):
+    # "b" is on the 3-objective front (it wins on a hidden axis) but beaten in this view by "a"
+    table = pd.DataFrame({"config_id": ["a", "b", "c", "d", "e"], "model": ["m1", "m1", "m2", "m2", "m2"],
+                          "usd_per_1k": [1.0, 2.0, 0.5, 3.0, 2.5], "accuracy": [0.7, 0.6, 0.5, 0.9, 0.4],
+                          "accuracy_low": [0.6, 0.5, 0.4, 0.8, 0.3], "accuracy_high": [0.8, 0.7, 0.6, 1.0, 0.5],
+                          "pareto": [True, True, True, True, False]})
     reference = pd.DataFrame({"config_id": ["paper"], "usd_per_1k": [2.5], "accuracy": [0.95]})
     plots.frontier_plot(table, yerr=("accuracy_low", "accuracy_high"), reference=reference, ax=ax)
-    front = [line for line in ax.lines if line.get_label() == "Pareto front"][0]
-    assert list(front.get_xdata()) == [0.5, 1.0, 3.0]
-    assert texts(ax) == ["a", "b", "c", "d", "paper"]
-    assert sorted(legend_texts(ax)) == ["Pareto front", "m1", "m2", "reference"]
+    (steps,) = [line for line in ax.lines if line.get_label() == "front in this view"]
+    assert list(steps.get_xdata()) == [0.5, 1.0, 3.0, 3.0] and list(steps.get_ydata()) == [0.5, 0.7, 0.9, 0.9]
+    assert steps.get_drawstyle() == "steps-post"
+    assert texts(ax) == ["a", "c", "d", "paper"]  # only this view's front is named, plus the reference
+    assert sorted(legend_texts(ax)) == ["beaten over all objectives", "front in this view", "m1", "m2",
+                                        "on the front over all objectives", "reference"]
+    faces = {tuple(c.lines[0].get_xdata()): c.lines[0].get_markerfacecolor() for c in ax.containers}
+    assert faces[(5 / 2,)] == "white"  # "e" is beaten over all objectives: hollow
+    assert faces[(1.0, 2.0)] != "white"  # "a" and "b" are on the overall front: filled
     assert ax.get_xlabel() == "cost (USD per 1,000 requests)"
+
+
+def test_frontier_plot_without_pareto_draws_plain_labelled_points_and_continues_the_palette(ax):
+    table = pd.DataFrame({"config_id": ["a", "b"], "model": ["m1", "m1"], "usd_per_1k": [1.0, 2.0],
+                          "accuracy": [0.7, 0.6], "pareto": [True, False]})
+    extra = pd.DataFrame({"label": ["cascade x"], "kind": ["cascade"], "usd_per_1k": [1.5], "accuracy": [0.8]})
+    plots.frontier_plot(table, label=None, ax=ax)
+    plots.frontier_plot(extra, hue="kind", pareto=None, label="label", ax=ax)
+    assert texts(ax) == ["cascade x"]
+    assert len([line for line in ax.lines if line.get_label() == "front in this view"]) == 1
+    colors = {line.get_label(): line.get_color() for line in ax.lines if line.get_label() in ("m1", "cascade")}
+    assert colors["m1"] != colors["cascade"]
 
 
 @pytest.mark.parametrize("draw", [
@@ -169,11 +232,21 @@ def test_frontier_plot_draws_front_labels_and_reference(ax):
     lambda d, ax: plots.sensitivity_plot(d.assign(error_value_ratio=1.0, ev_usd=1.0,
                                                   ev_low_usd=1.0, ev_high_usd=1.0), ax=ax),
     lambda d, ax: plots.frontier_plot(d.assign(usd_per_1k=1.0, accuracy=1.0, pareto=True), ax=ax),
+    lambda d, ax: plots.bar_plot(d.assign(monthly_usd=1.0), x="monthly_usd", y="config_id", ax=ax),
 ])
 def test_empty_data_draws_a_no_data_note(ax, requests, draw):
     assert draw(requests.iloc[0:0], ax) is ax
     assert texts(ax) == ["no data"]
     assert not ax.lines and not ax.collections and not ax.patches
+
+
+def test_bar_plot_draws_one_bar_per_row_in_order(ax):
+    table = pd.DataFrame({"scenario": ["baseline", "batch"], "monthly_usd": [34.5, 29.3]})
+    plots.bar_plot(table, x="monthly_usd", y="scenario", ax=ax)
+    assert [p.get_width() for p in ax.patches] == [34.5, 29.3]
+    assert [t.get_text() for t in ax.get_yticklabels()] == ["baseline", "batch"]
+    assert ax.get_xlabel() == "cost (USD per month)"
+    assert plots.bar_plot(None, x="monthly_usd", y="scenario", ax=ax) is ax
 
 
 def test_missing_column_names_it(ax, requests):

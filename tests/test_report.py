@@ -14,7 +14,8 @@ from nbformat.v4 import new_code_cell, new_markdown_cell, new_notebook
 from synthetic_runs import built_report, main_run_dir
 from toolkit.errors import NotebookError, ParameterError, RunDirError
 from toolkit.params import REPO_ROOT
-from toolkit.report import build_report, effective_parameters, find_kernel, parse_parameters, register_cli
+from toolkit.report import (build_report, effective_parameters, find_kernel, notebook_title, parse_parameters,
+                            register_cli, render_html)
 
 NOTEBOOKS = sorted((REPO_ROOT / "notebooks").glob("[0-9]*.ipynb"))
 
@@ -27,9 +28,12 @@ def test_index_links_every_notebook_and_shows_the_headline():
         assert (index.parent / f"{notebook.stem}.html").is_file()
         assert (index.parent / f"{notebook.stem}.ipynb").is_file()
     assert "Best configuration: <strong>" in page or "<strong>No configuration meets the targets</strong>" in page
-    assert "<th>p90_e2e_s</th>" in page  # latency_quantile=0.9 reached the headline
+    assert "<th>p90 end-to-end latency</th>" in page  # latency_quantile=0.9 reached the headline
     assert "With a success worth 2.50 USD and an error costing 2.00 USD" in page  # given V, default E
+    # no target_accuracy: each configuration is held to its own break-even accuracy
+    assert "its break-even accuracy (E + c) / (V + E), with V = 2.50 USD, E = 2.00 USD" in page
     assert "breaks even at" in page and "Prices from table frontier-default" in page
+    assert '<a href="01_accuracy.html">Accuracy per configuration</a>' in page  # notebooks by their titles
     assert "<tr><td>value_usd</td><td>2.5</td></tr>" in page
     assert "failed" not in page.split("<h2>Notebooks</h2>")[1].split("<h2>")[0]
 
@@ -44,13 +48,28 @@ def test_pages_embed_figures_and_hide_code(notebook: Path):
     shown = [line for line in code_lines if html.escape(line, quote=False) in page or line in page]
     assert shown == []
     assert f'run_dir = "{main_run_dir().resolve()}"' not in page  # papermill's injected cell is code too
+    assert "Warning" not in page and "Traceback" not in page
+
+
+def test_stderr_goes_to_the_log_not_the_page(tmp_path: Path, caplog: pytest.LogCaptureFixture):
+    nb = new_notebook(cells=[new_markdown_cell("# A title\n\ntext"), new_code_cell("x")])
+    nb.cells[1].outputs = [nbformat.v4.new_output("stream", name="stderr", text="RuntimeWarning: noise\n"),
+                           nbformat.v4.new_output("stream", name="stdout", text="kept\n")]
+    path = tmp_path / "executed.ipynb"
+    nbformat.write(nb, path)
+    with caplog.at_level("WARNING", logger="toolkit"):
+        page = render_html(path)
+    assert "kept" in page and "noise" not in page
+    assert "executed.ipynb: a cell wrote to stderr: RuntimeWarning: noise" in caplog.text
+    assert notebook_title(path) == "A title"
 
 
 def test_parameters_are_resolved_before_any_notebook_runs(tmp_path: Path):
     with pytest.raises(ParameterError) as info:
         build_report(main_run_dir(), out_root=tmp_path, parameters={"valu_usd": 1.0})
     assert str(info.value).startswith(f"parameter valu_usd: no notebook in {REPO_ROOT / 'notebooks'} declares it; "
-                                      "declared: alpha, confidence, ")
+                                      "declared: alpha, ")
+    assert ", value_usd, " in str(info.value)
     with pytest.raises(ParameterError, match=r"^parameter value_usd: expected a number, got 'abc' \(str\)$"):
         build_report(main_run_dir(), out_root=tmp_path, parameters={"value_usd": "abc"})
     with pytest.raises(ParameterError, match="parameter run_dir: give the run directory as RUN_DIR"):

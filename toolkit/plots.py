@@ -13,13 +13,16 @@ import numpy as np
 import pandas as pd
 import seaborn as sns
 from matplotlib.axes import Axes
+from matplotlib.patches import Patch
+from matplotlib.ticker import FuncFormatter
 
 from toolkit.analysis.latency_fit import predict
+from toolkit.analysis.overview import LABEL_SEPARATOR, shared_parts
 from toolkit.errors import ParameterError
 
 __all__ = [
-    "accuracy_plot", "axis_label", "cost_model_plot", "decomposition_plot", "frontier_plot",
-    "latency_cdf_plot", "percentile_plot", "regression_plot", "sensitivity_plot",
+    "accuracy_plot", "axis_label", "bar_plot", "cost_model_plot", "decomposition_plot", "frontier_plot",
+    "latency_cdf_plot", "merge_labels", "percentile_plot", "regression_plot", "sensitivity_plot", "view_front",
 ]
 
 LABELS = {
@@ -41,7 +44,11 @@ LABELS = {
     "error_value_ratio": "error cost / value of a success (E/V)",
     "goodput_rps": "goodput (requests/s)",
     "cdf": "share of requests at or below",
+    "monthly_usd": "cost (USD per month)",
 }
+# Names of the parts `decomposition_plot` stacks.
+PARTS = {"network_share": "network", "ttft_share": "waiting for the first token (TTFT)",
+         "overhead_share": "overhead", "decode_share": "generating the rest (decode)"}
 _UNITS = (("_usd", "USD"), ("_rps", "requests/s"), ("_share", "share"), ("_s", "s"))
 
 
@@ -97,6 +104,24 @@ def _subset(data: pd.DataFrame, hue: str | None, level: object) -> pd.DataFrame:
     return data if hue is None else data[data[hue].astype(object) == level]
 
 
+_HUE_GID = "frontier-hue"  # marks the legend proxies of `frontier_plot`'s hue levels
+
+
+def _title(column: str) -> str:
+    return "configuration" if column == "config_id" else column.replace("_", " ")
+
+
+def _legend(ax: Axes, *, title: str | None = None, outside: bool = False,
+            extra: Sequence[Patch] = ()) -> None:
+    """Every labelled artist on `ax` (earlier calls' too) plus `extra`; outside on the right when asked."""
+    handles, labels = ax.get_legend_handles_labels()
+    handles, labels = [*handles, *extra], [*labels, *(p.get_label() for p in extra)]
+    if not handles:
+        return
+    where = {"loc": "upper left", "bbox_to_anchor": (1.01, 1.0)} if outside else {}
+    ax.legend(handles, labels, title=title, fontsize="small", **where)
+
+
 def latency_cdf_plot(data: pd.DataFrame, *, x: str = "e2e_s", hue: str | None = "config_id",
                      ax: Axes | None = None) -> Axes:
     """Empirical CDF of a latency column per `hue` (seaborn's ecdfplot): read p50/p95 off the curve."""
@@ -110,22 +135,24 @@ def latency_cdf_plot(data: pd.DataFrame, *, x: str = "e2e_s", hue: str | None = 
     return ax
 
 
-def percentile_plot(data: pd.DataFrame, *, x: str = "config_id", metric: str = "e2e_s",
+def percentile_plot(data: pd.DataFrame, *, by: str = "config_id", metric: str = "e2e_s",
                     ax: Axes | None = None) -> Axes:
-    """Grouped bars of every `p<q>_<metric>` column per `x` (the table `percentiles` returns)."""
+    """Horizontal grouped bars of every `p<q>_<metric>` column, one group per `by` value down the y
+    axis so that long names stay readable (the table `percentiles` returns)."""
     ax = _axes(ax)
-    _require(data, [x], "percentile_plot")
+    _require(data, [by], "percentile_plot")
     columns = [] if data is None else [c for c in data.columns
                                        if c.startswith("p") and c.endswith(f"_{metric}")
                                        and c[1:-len(metric) - 1].replace(".", "").isdigit()]
     if data is None or data.empty or not columns:
         return _no_data(ax)
-    long = data.melt(id_vars=[x], value_vars=columns, var_name="percentile", value_name=metric)
+    long = data.melt(id_vars=[by], value_vars=columns, var_name="percentile", value_name=metric)
     long["percentile"] = long["percentile"].str.removesuffix(f"_{metric}")
     long[metric] = pd.to_numeric(long[metric], errors="coerce").astype(float)
-    long[x] = long[x].astype(str)
-    sns.barplot(data=long, x=x, y=metric, hue="percentile", ax=ax)
-    ax.set(xlabel=axis_label(x), ylabel=axis_label(metric))
+    long[by] = long[by].astype(str)
+    sns.barplot(data=long, y=by, x=metric, hue="percentile", orient="h", ax=ax)
+    ax.set(xlabel=axis_label(metric), ylabel="")
+    _legend(ax, title="percentile", outside=True)
     return ax
 
 
@@ -171,7 +198,8 @@ def decomposition_plot(data: pd.DataFrame, *, y: str = "config_id",
                        ax: Axes | None = None) -> Axes:
     """Horizontal stacked bars of each group's latency shares (the table `decomposition` returns).
 
-    A share that is NaN (no server time, so network is unknown) stacks as 0.
+    A part that is unknown for every group (network without a server-reported time) is not drawn
+    and the legend says it cannot be separated; a share unknown for some groups stacks as 0.
     """
     ax = _axes(ax)
     _require(data, [y, *parts], "decomposition_plot")
@@ -179,13 +207,33 @@ def decomposition_plot(data: pd.DataFrame, *, y: str = "config_id",
         return _no_data(ax)
     labels = data[y].astype(str).tolist()
     left = np.zeros(len(data))
+    missing = []
     for part, color in zip(parts, sns.color_palette(n_colors=len(parts))):
-        widths = pd.to_numeric(data[part], errors="coerce").astype(float).fillna(0.0).to_numpy()
-        ax.barh(labels, widths, left=left, color=color,
-                label=part.removesuffix("_share").replace("_", " "))
-        left += widths
-    ax.set(xlabel="share of median end-to-end latency", ylabel=axis_label(y), xlim=(0, 1))
-    ax.legend(title="part", loc="lower right")
+        widths = pd.to_numeric(data[part], errors="coerce").astype(float)
+        name = PARTS.get(part, part.removesuffix("_share").replace("_", " "))
+        if widths.isna().all():
+            missing.append(name)
+            continue
+        ax.barh(labels, widths.fillna(0.0).to_numpy(), left=left, color=color, label=name)
+        left += widths.fillna(0.0).to_numpy()
+    ax.set(xlabel="share of the median request's end-to-end latency", ylabel="", xlim=(0, 1))
+    ax.invert_yaxis()  # first row on top, as in the table
+    notes = [Patch(facecolor="none", edgecolor="none", label=f"{name}: not separable here (inside TTFT)")
+             for name in missing]
+    _legend(ax, outside=True, extra=notes)
+    return ax
+
+
+def bar_plot(data: pd.DataFrame | None, *, x: str, y: str, ax: Axes | None = None) -> Axes:
+    """One horizontal bar per row: `y` names the bars, `x` is their length (e.g. cost per scenario)."""
+    ax = _axes(ax)
+    _require(data, [x, y], "bar_plot")
+    points = _numeric(data, [x]) if data is not None else None
+    if points is None or points.empty:
+        return _no_data(ax)
+    ax.barh(points[y].astype(str), points[x])
+    ax.invert_yaxis()
+    ax.set(xlabel=axis_label(x), ylabel="")
     return ax
 
 
@@ -199,10 +247,56 @@ def _errors(part: pd.DataFrame, center: str, bounds: tuple[str, str] | None) -> 
     return np.clip(np.vstack([value - low, high - value]), 0.0, None)
 
 
+def merge_labels(labels: Sequence[str]) -> str:
+    """One label for points drawn at the same place: the name parts they share, preceded by the
+    alternatives of the leading part when it differs (the model or prompt, the most telling), and
+    how many they are: `few_shot_5 · mt16 · c1` and `few_shot_5 · mt16 · c4` -> `few_shot_5 · mt16
+    (2 configurations)`; `zero_shot · mt8 · c1` and `few_shot_1 · mt8 · c4` -> `zero_shot/few_shot_1 · mt8
+    (2 configurations)`."""
+    unique = list(dict.fromkeys(str(label) for label in labels if str(label)))
+    if len(unique) <= 1:
+        return unique[0] if unique else ""
+    common, _ = shared_parts(unique)
+    split = [label.split(LABEL_SEPARATOR) for label in unique]
+    leading = "/".join(dict.fromkeys(parts[0] for parts in split if parts[0] not in common.split(LABEL_SEPARATOR)))
+    name = LABEL_SEPARATOR.join(p for p in (leading, common) if p)
+    return f"{name} ({len(unique)} configurations)"
+
+
 def _annotate(ax: Axes, rows: pd.DataFrame, x: str, y: str, label: str, dy: int = 4) -> None:
-    for _, row in rows.iterrows():
-        ax.annotate(str(row[label]), (row[x], row[y]), textcoords="offset points", xytext=(4, dy),
-                    fontsize=8)
+    """Label each point; points drawn at (nearly) the same place get one merged label instead of a smear.
+    A label in the right part of the axes extends to the left of its point so that it stays inside."""
+    named = rows[rows[label].notna() & (rows[label].astype(str) != "")]
+    left, right = ax.get_xlim()
+    for members in _clusters(named[x].to_numpy(dtype=float), named[y].to_numpy(dtype=float),
+                             log_x=ax.get_xscale() == "log"):
+        group = named.iloc[members]
+        px, py = group[x].iloc[0], group[y].iloc[0]
+        where = ((np.log10(px) - np.log10(left)) / (np.log10(right) - np.log10(left)) if ax.get_xscale() == "log"
+                 and px > 0 and left > 0 else (px - left) / (right - left) if right > left else 0.0)
+        flip = where > 0.6
+        ax.annotate(merge_labels(group[label].astype(str).tolist()), (px, py), textcoords="offset points",
+                    xytext=(-4 if flip else 4, dy), ha="right" if flip else "left", fontsize=8)
+
+
+def _clusters(xs: np.ndarray, ys: np.ndarray, *, log_x: bool = False, tolerance: float = 0.01) -> list[list[int]]:
+    """Positions of points within `tolerance` of each other's place (as a share of each axis's span)."""
+    if log_x:
+        xs = np.log10(np.where(xs > 0, xs, np.nan))
+    scaled = []
+    for values in (xs, ys):
+        finite = values[np.isfinite(values)]
+        span = float(finite.max() - finite.min()) if len(finite) else 0.0
+        scaled.append(values / span if span > 0 else values * 0.0)
+    groups: list[list[int]] = []
+    for i in range(len(xs)):
+        home = next((g for g in groups if abs(scaled[0][g[0]] - scaled[0][i]) <= tolerance
+                     and abs(scaled[1][g[0]] - scaled[1][i]) <= tolerance), None)
+        if home is None:
+            groups.append([i])
+        else:
+            home.append(i)
+    return groups
 
 
 def accuracy_plot(data: pd.DataFrame, *, x: str = "accuracy", y: str = "config_id",
@@ -228,9 +322,9 @@ def accuracy_plot(data: pd.DataFrame, *, x: str = "accuracy", y: str = "config_i
         ax.errorbar(part[x], positions, xerr=_errors(part, x, bounds), fmt="o", capsize=3,
                     color=colors[level], label=None if level is None else str(level))
     ax.set_yticks(range(len(rows)), rows)
-    ax.set(xlabel=axis_label(x), ylabel=axis_label(y), ylim=(len(rows) - 0.5, -0.5))
+    ax.set(xlabel=axis_label(x), ylabel="", ylim=(len(rows) - 0.5, -0.5))
     if hue is not None:
-        ax.legend(title=hue)
+        _legend(ax, title=hue, outside=True)
     return ax
 
 
@@ -270,25 +364,28 @@ def cost_model_plot(data: pd.DataFrame, *, x: str = "accuracy", y: str = "ev_usd
             _annotate(ax, part, x, y, label)
     ax.axhline(0.0, color="grey", linewidth=0.8)
     if break_even is not None:
-        ax.axvline(break_even, color="black", linestyle="--", label=f"break-even {break_even:.3f}")
+        ax.axvline(break_even, color="black", linestyle="--", label=f"break-even {break_even:.1%}")
     if human_accuracy is not None:
-        ax.axvline(human_accuracy, color="tab:red", linestyle=":", label=f"human {human_accuracy:.3f}")
+        ax.axvline(human_accuracy, color="tab:red", linestyle=":", label=f"human {human_accuracy:.1%}")
     if human_ev is not None:
-        ax.axhline(human_ev, color="tab:red", linestyle="-.", label="human EV")
+        ax.axhline(human_ev, color="tab:red", linestyle="-.", label="human's expected value")
+        ax.update_datalim([(float(points[x].min()), human_ev)])  # keep the line inside the axes
+        ax.autoscale_view()
     ax.set(xlabel=axis_label(x), ylabel=axis_label(y))
-    if ax.get_legend_handles_labels()[0]:
-        ax.legend()
+    _legend(ax, title=hue)
     return ax
 
 
 def sensitivity_plot(data: pd.DataFrame, *, x: str = "error_value_ratio", y: str = "ev_usd",
                      hue: str | None = "config_id", lower: str | None = "ev_low_usd",
-                     upper: str | None = "ev_high_usd", logx: bool = True,
+                     upper: str | None = "ev_high_usd", logx: bool = True, symlog: float | None = None,
                      ax: Axes | None = None) -> Axes:
     """How an outcome moves as one parameter sweeps (the table `cost_model.sensitivity` returns).
 
     One line per `hue` with its interval band, EV = 0 marked; where lines cross, the best
-    configuration changes.
+    configuration changes.  `symlog` (a value in `y` units) makes the y axis linear within
+    +-symlog and logarithmic beyond, so that losses a hundred times larger do not flatten the
+    region around zero where the lines cross.
     """
     ax = _axes(ax)
     _require(data, [x, y, hue, lower, upper], "sensitivity_plot")
@@ -306,9 +403,12 @@ def sensitivity_plot(data: pd.DataFrame, *, x: str = "error_value_ratio", y: str
     ax.axhline(0.0, color="grey", linewidth=0.8)
     if logx:
         ax.set_xscale("log")
-    ax.set(xlabel=axis_label(x), ylabel=axis_label(y))
+    if symlog is not None:
+        ax.set_yscale("symlog", linthresh=symlog)
+        ax.yaxis.set_major_formatter(FuncFormatter(lambda value, _: f"{value:g}"))
+    ax.set(xlabel=axis_label(x), ylabel=axis_label(y) + (" (log scale beyond ±" f"{symlog:g})" if symlog else ""))
     if hue is not None:
-        ax.legend(title=hue)
+        _legend(ax, title=_title(hue), outside=len(levels) > 4)
     return ax
 
 
@@ -318,34 +418,55 @@ def frontier_plot(data: pd.DataFrame, *, x: str = "usd_per_1k", y: str = "accura
                   yerr: tuple[str, str] | None = None,
                   label: str | None = "config_id", reference: pd.DataFrame | None = None,
                   logx: bool = False, ax: Axes | None = None) -> Axes:
-    """Configurations in the (`x`, `y`) plane with the Pareto front drawn through them.
+    """Configurations in the (`x` down, `y` up) plane with this view's own front drawn as a staircase.
 
-    xerr/yerr name (low, high) interval columns, e.g. yerr=("accuracy_low", "accuracy_high"). Points off the front are faded. `reference`
-    (same `x`/`y` columns, optional `label`) adds outside results, e.g. published numbers,
-    as black stars.
+    A point is on this view's front when no other point has at least its `y` at no more `x` (and
+    is better on one); the dashed staircase joins those points and only they are labelled (points
+    at the same place share one label).  `pareto` names a column marking the front over *all*
+    objectives (`frontier.pareto_front`, e.g. accuracy, latency and cost): its members are drawn
+    filled, the others hollow and faded.  A filled point off the staircase is beaten on the two
+    axes shown but better on one that is not.  pareto=None draws plain filled points, every one
+    labelled, without a staircase (e.g. extra points over a frontier drawn before).  xerr/yerr
+    name (low, high) interval columns, e.g. yerr=("accuracy_low", "accuracy_high").  `reference`
+    (same `x`/`y` columns, optional `label`) adds outside results, e.g. published numbers, as
+    black stars.
     """
     ax = _axes(ax)
     _require(data, [x, y, hue, pareto, label, *(xerr or ()), *(yerr or ())], "frontier_plot")
     points = _numeric(data, [x, y]) if data is not None else None
     if points is None or points.empty:
         return _no_data(ax)
-    on_front = (points[pareto].fillna(False).astype(bool) if pareto is not None
-                else pd.Series(True, index=points.index))
+    members = (points[pareto].astype("boolean").fillna(False).astype(bool) if pareto is not None
+               else pd.Series(True, index=points.index))
     levels = _levels(points, hue)
-    colors = _palette(levels)
+    # a second call on the same axes (extra points over a frontier) continues the palette
+    drawn = sum(1 for line in ax.lines if line.get_gid() == _HUE_GID)
+    colors = dict(zip(levels, sns.color_palette(n_colors=drawn + max(len(levels), 1))[drawn:]))
     for level in levels:
         part = _subset(points, hue, level)
-        for front, alpha in ((True, 1.0), (False, 0.4)):
-            sub = part[on_front.loc[part.index] == front]
+        for member in (True, False):
+            sub = part[members.loc[part.index] == member]
             if sub.empty:
                 continue
-            ax.errorbar(sub[x], sub[y], xerr=_errors(sub, x, xerr), yerr=_errors(sub, y, yerr),
-                        fmt="o", capsize=2, alpha=alpha, color=colors[level],
-                        label=None if level is None or not front else str(level))
-    if pareto is not None and on_front.any():
-        front = points[on_front].sort_values(x)
-        ax.plot(front[x], front[y], color="black", linestyle="--", linewidth=1, label="Pareto front")
-    if label is not None:
+            ax.errorbar(sub[x], sub[y], xerr=_errors(sub, x, xerr), yerr=_errors(sub, y, yerr), fmt="o",
+                        capsize=2, color=colors[level], alpha=1.0 if member else 0.45, zorder=3 if member else 2,
+                        markerfacecolor=colors[level] if member else "white", markeredgecolor=colors[level])
+        if level is not None:
+            ax.plot([], [], "o", color=colors[level], label=str(level), gid=_HUE_GID)
+    if logx:  # before labelling: where a label goes depends on the scale
+        ax.set_xscale("log")
+    if pareto is not None:
+        on_view = view_front(points, x=x, y=y)
+        steps = points[on_view].sort_values([x, y])
+        xs = [*steps[x], float(points[x].max())]
+        ys = [*steps[y], float(steps[y].iloc[-1])]
+        ax.step(xs, ys, where="post", color="black", linestyle="--", linewidth=1, zorder=1,
+                label="front in this view")
+        ax.plot([], [], "o", color="grey", label="on the front over all objectives")
+        ax.plot([], [], "o", color="grey", markerfacecolor="white", alpha=0.6, label="beaten over all objectives")
+        if label is not None:
+            _annotate(ax, points[on_view], x, y, label)
+    elif label is not None:
         _annotate(ax, points, x, y, label)
     if reference is not None and not reference.empty:
         _require(reference, [x, y], "frontier_plot reference")
@@ -353,9 +474,15 @@ def frontier_plot(data: pd.DataFrame, *, x: str = "usd_per_1k", y: str = "accura
         ax.scatter(ref[x], ref[y], marker="*", s=120, color="black", label="reference", zorder=3)
         if label is not None and label in ref.columns:
             _annotate(ax, ref, x, y, label, dy=-10)
-    if logx:
-        ax.set_xscale("log")
     ax.set(xlabel=axis_label(x), ylabel=axis_label(y))
-    if ax.get_legend_handles_labels()[0]:
-        ax.legend()
+    _legend(ax, title=None if hue is None else _title(hue), outside=True)
     return ax
+
+
+def view_front(data: pd.DataFrame, *, x: str, y: str) -> pd.Series:
+    """Which rows no other row beats in the (`x` down, `y` up) plane: at most its `x`, at least its `y`,
+    strictly better on one.  Identical rows are all on the front."""
+    xs, ys = data[x].to_numpy(dtype=float), data[y].to_numpy(dtype=float)
+    no_worse = (xs[None, :] <= xs[:, None]) & (ys[None, :] >= ys[:, None])
+    better = (xs[None, :] < xs[:, None]) | (ys[None, :] > ys[:, None])
+    return pd.Series(~(no_worse & better).any(axis=1), index=data.index)

@@ -46,7 +46,7 @@ NOTEBOOK_GLOB = "[0-9]*.ipynb"
 # Parameters the index's headline reads, with the checks the notebooks apply to them.
 HEADLINE_PARAMETERS: dict[str, tuple[object, float | None, float | None]] = {
     "value_usd": (float, 0, None), "error_cost_usd": (float, 0, None),
-    "target_accuracy": (float, 0, 1), "latency_budget_s": (float, 0, None),
+    "target_accuracy": (float | None, 0, 1), "latency_budget_s": (float, 0, None),
     "latency_quantile": (float, 0.5, 1), "machine_usd_per_hour": (float | None, 0, None),
 }
 
@@ -60,6 +60,7 @@ class NotebookRun:
     html: Path
     seconds: float
     error: NotebookError | None = None
+    title: str | None = None
 
 
 def build_report(run_dir: str | os.PathLike, *, out_root: Path = Path("reports"),
@@ -194,7 +195,7 @@ def _headline(frame, manifest: dict, values: Mapping[str, object]) -> Headline:
                              error_cost_usd=checked.get("error_cost_usd"),
                              target_accuracy=checked.get("target_accuracy"),
                              latency_budget_s=checked.get("latency_budget_s"),
-                             latency_quantile=checked.get("latency_quantile", 0.95))
+                             latency_quantile=checked.get("latency_quantile", 0.95), short_names=True)
 
 
 def _execute(notebook: Path, out_dir: Path, parameters: dict[str, object], *, kernel: str,
@@ -220,55 +221,92 @@ def _execute(notebook: Path, out_dir: Path, parameters: dict[str, object], *, ke
     seconds = time.perf_counter() - started
     log.info("%s executed in %.1f s%s", name, seconds, " (failed)" if error else "")
     page.write_text(render_html(ipynb), encoding="utf-8")
-    return NotebookRun(name, ipynb, page, seconds, error)
+    return NotebookRun(name, ipynb, page, seconds, error, notebook_title(ipynb))
 
 
 def render_html(ipynb: Path) -> str:
-    """An executed notebook as one HTML page: outputs and Markdown only, PNG figures inline."""
+    """An executed notebook as one HTML page: outputs and Markdown only, PNG figures inline.
+
+    Warnings a cell printed to stderr go to the log, not the page: they are for whoever builds
+    the report, not for its readers (an error still shows, as its traceback output).
+    """
     import nbformat
     from nbconvert import HTMLExporter
 
+    nb = nbformat.read(ipynb, as_version=4)
+    for cell in nb.cells:
+        stderr = [o for o in cell.get("outputs", []) if o.get("output_type") == "stream" and o.get("name") == "stderr"]
+        for output in stderr:
+            log.warning("%s: a cell wrote to stderr: %s", ipynb.name, output.get("text", "").strip())
+        if stderr:
+            cell.outputs = [o for o in cell.outputs if o not in stderr]
     exporter = HTMLExporter(template_name="lab", exclude_input=True, exclude_input_prompt=True,
                             exclude_output_prompt=True, log=_nbconvert_log)
-    body, _ = exporter.from_notebook_node(nbformat.read(ipynb, as_version=4))
+    body, _ = exporter.from_notebook_node(nb)
     return body
 
 
+def notebook_title(ipynb: Path) -> str | None:
+    """The first Markdown heading of a notebook (`# Accuracy per configuration`), or None."""
+    import nbformat
+
+    try:
+        cells = nbformat.read(ipynb, as_version=4).cells
+    except (OSError, ValueError):
+        return None
+    for cell in cells:
+        if cell.cell_type == "markdown":
+            match = re.search(r"^#\s+(.+)$", cell.source, flags=re.MULTILINE)
+            if match:
+                return match[1].strip()
+    return None
+
+
 def render_index(head: Headline, runs: Sequence[NotebookRun], values: Mapping[str, object]) -> str:
-    """The report's front page: headline paragraphs, links to each notebook, the parameters used."""
+    """The report's front page: the run, the headline choice and what it is worth, links to each
+    notebook under its title, and the parameters used."""
     from nbconvert.filters import markdown2html
 
-    from toolkit.analysis import findings
+    from toolkit.analysis import findings, overview
     run_id = str(head.overview.iloc[0]["run_id"])
-    paragraphs = [findings.run_text(head.overview), findings.choice_text(head.choice),
-                  findings.break_even_text(head), findings.prices_text(head.prices)]
+    paragraphs = [findings.choice_text(head.choice), findings.break_even_text(head),
+                  findings.prices_text(head.prices)]
     links = []
     for run in runs:
         status = ("" if run.error is None else
                   f' <strong class="failed">failed at cell {run.error.cell}: {html.escape(run.error.error)}</strong>')
-        links.append(f'<li><a href="{html.escape(run.html.name)}">{html.escape(run.name)}</a> '
-                     f'(<a href="{html.escape(run.ipynb.name)}">notebook</a>, {run.seconds:.1f} s){status}</li>')
+        title = html.escape(run.title or run.name)
+        links.append(f'<li><a href="{html.escape(run.html.name)}">{title}</a> '
+                     f'<span class="meta">({html.escape(run.name)}; <a href="{html.escape(run.ipynb.name)}">notebook</a>, '
+                     f'{run.seconds:.1f} s)</span>{status}</li>')
     rows = "".join(f"<tr><td>{html.escape(k)}</td><td>{html.escape(repr(v))}</td></tr>"
                    for k, v in sorted(values.items()) if k != "run_dir")
     best = head.choice.row
-    numbers = "" if best is None else (
-        "<table class='numbers'><tr><th>configuration</th><th>accuracy</th>"
-        f"<th>{html.escape(head.choice.latency_col)}</th><th>USD per 1,000 requests</th>"
-        "<th>break-even accuracy</th></tr>"
-        f"<tr><td>{html.escape(str(head.choice.config_id))}</td><td>{findings.pct(best['accuracy'])}</td>"
-        f"<td>{findings.secs(best.get(head.choice.latency_col))}</td><td>{findings.usd(best['usd_per_1k'])}</td>"
-        f"<td>{findings.pct(head.break_even_accuracy)}</td></tr></table>")
+    numbers = ""
+    if best is not None:
+        cells = {"configuration": str(head.choice.config_id),
+                 "accuracy": findings.show(best.to_frame().T, ["accuracy"], index=None).iloc[0, 0],
+                 "break-even accuracy": findings.pct(head.break_even_accuracy),
+                 overview.latency_name(head.choice.latency_col): findings.secs(best.get(head.choice.latency_col)),
+                 "cost per 1,000 requests": findings.usd(best["usd_per_1k"]),
+                 "expected value per request": findings.usd(head.ev_usd)}
+        numbers = ("<table class='numbers'><tr>" + "".join(f"<th>{html.escape(k)}</th>" for k in cells)
+                   + "</tr><tr>" + "".join(f"<td>{html.escape(v)}</td>" for v in cells.values()) + "</tr></table>")
+    notes = [findings.cache_note(head.frame)] if head.frame is not None else []
     return f"""<!DOCTYPE html>
 <html lang="en"><head><meta charset="utf-8"><title>frontier report: {html.escape(run_id)}</title>
 <style>
 body {{ font-family: system-ui, sans-serif; max-width: 60rem; margin: 2rem auto; padding: 0 1rem; line-height: 1.5; }}
 table {{ border-collapse: collapse; margin: 1rem 0; }} td, th {{ border: 1px solid #ccc; padding: .3rem .6rem; text-align: left; }}
-.failed {{ color: #b00; }}
+.failed {{ color: #b00; }} .meta {{ color: #666; font-size: .9em; }} .notes {{ color: #333; font-size: .95em; }}
 </style></head><body>
 <h1>frontier report: {html.escape(run_id)}</h1>
+{markdown2html(findings.run_text(head.overview))}
+{markdown2html(findings.labels_text(head.labels)) if head.labels else ""}
 <h2>Headline</h2>
 {numbers}
 {"".join(markdown2html(p) for p in paragraphs)}
+<div class="notes">{"".join(markdown2html(n) for n in notes if n)}</div>
 <h2>Notebooks</h2>
 <ul>{"".join(links)}</ul>
 <h2>Parameters</h2>

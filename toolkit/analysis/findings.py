@@ -6,13 +6,18 @@ timings, a fit that could not be made).  Kept out of the notebooks so the wordin
 """
 from __future__ import annotations
 
+import dataclasses
 import math
+import re
+from collections.abc import Mapping, Sequence
 
+import numpy as np
 import pandas as pd
 
 from toolkit.analysis.cascade import POOLED, CascadeStudy
 from toolkit.analysis.cost_model import CostModel
-from toolkit.analysis.overview import Choice, Headline
+from toolkit.analysis.overview import LABEL_SEPARATOR, Choice, Headline, cache_hit_mask, cache_hits, latency_name
+from toolkit.errors import ParameterError
 
 NO_GRADES = ("**No graded requests**: this run carries no correctness labels (e.g. a latency-only "
              "import), so there is no accuracy to report.")
@@ -30,7 +35,8 @@ def usd(value: float) -> str:
     if _missing(value):
         return "unknown"
     size = abs(value)
-    digits = f"{size:,.0f}" if size >= 1000 else f"{size:,.2f}" if size >= 1 else f"{size:.3g}"
+    digits = (f"{size:,.0f}" if size >= 1000 else f"{size:,.2f}" if size >= 1 else
+              np.format_float_positional(size, precision=3, unique=False, fractional=False, trim="-"))
     # "USD" rather than "$": Jupyter renders text between two dollar signs as math.
     return f"-{digits} USD" if value < 0 else f"{digits} USD"
 
@@ -38,15 +44,89 @@ def usd(value: float) -> str:
 def secs(value: float) -> str:
     if _missing(value):
         return "n/a"
+    if abs(value) < 0.01:  # a cache lookup: "0 ms" would read as "not measured"
+        return f"{value * 1000:.2g} ms"
+    if abs(value) >= 3600:
+        return f"{value / 3600:.1f} h"
     return f"{value * 1000:.0f} ms" if abs(value) < 1 else f"{value:.2f} s"
 
 
 def run_text(overview: pd.DataFrame) -> str:
     """One paragraph on what a run holds, from `overview.run_overview`."""
     r = overview.iloc[0]
+    when = ""
+    first, last = r.get("first_request"), r.get("last_request")
+    if not pd.isna(first) and not pd.isna(last):
+        span = (f"{first:%Y-%m-%d %H:%M} to {last:%H:%M} UTC" if first.date() == last.date()
+                else f"{first:%Y-%m-%d %H:%M} to {last:%Y-%m-%d %H:%M} UTC")
+        when = f", sent {span}"
     return (f"Run **{r['run_id']}**: {r['requests']} requests ({r['ok']} ok, {r['errors']} errors) over "
-            f"{r['configs']} configurations; models: {r['models'] or 'none'}; datasets: "
+            f"{r['configs']} configurations{when}; models: {r['models'] or 'none'}; datasets: "
             f"{r['datasets'] or 'none'}. {r['graded']} requests are graded and {r['timed']} are timed.")
+
+
+def answer_groups_text(groups: pd.DataFrame) -> str:
+    """Which configurations answered every item identically, from `overview.answer_groups`; empty when none did."""
+    distinct = groups["answers"].nunique()
+    if distinct == len(groups):
+        return ""
+    multi = groups[groups["members"] > 1].drop_duplicates("answers")
+    parts = sorted({p for v in multi["variants"] for variant in v.split(", ")
+                    for p in variant.split(LABEL_SEPARATOR) if p != "base"})
+    example = multi.iloc[0]
+    return (f"**The {len(groups)} configurations gave only {distinct} different sets of answers.** Within each "
+            f"set the configurations differ only in {' / '.join(parts)} and got exactly the same items right: "
+            "those settings do not change the answers here, so the rest of this page compares the sets, "
+            f"each named by what its members share (e.g. **{example['answers']}** stands for "
+            f"{example['variants']}). Comparing identical configurations with each other would only add "
+            "tests and weaken the correction for multiple comparisons.")
+
+
+def labels_text(labels: Mapping[str, str]) -> str:
+    """How configurations are named in tables and figures: what the short names leave out."""
+    short = {i: label for i, label in labels.items() if label != i}
+    if not short:
+        return ""
+    example, label = next(iter(short.items()))
+    kept = set(label.split(LABEL_SEPARATOR))
+    left_out = [part for part in example.split("/") if part not in kept]
+    parts = dict.fromkeys(p for i in short for p in i.split("/"))
+    legend = [f"{p} = {meaning}" for p in parts if (meaning := _grid_part(p))]
+    return (f"Configurations are named by what differs between them; all share {' / '.join(left_out)} "
+            f"(e.g. **{label}** is `{example}`)." + (f" In names: {'; '.join(legend)}." if legend else ""))
+
+
+def _grid_part(part: str) -> str:
+    """What a part of a grid config id (`config.expand_grid`) means, or "" for other parts."""
+    if match := re.fullmatch(r"mt(\d+)(-nostop)?", part):
+        return (f"at most {match[1]} output tokens" + (", no stop sequences" if match[2] else
+                                                        ", ending at the task's stop sequences"))
+    if match := re.fullmatch(r"T(\d+(?:\.\d+)?)", part):
+        return f"temperature {match[1]}"
+    if match := re.fullmatch(r"c(\d+)", part):
+        return f"{match[1]} request{'s' if match[1] != '1' else ''} in flight"
+    return "response cache on" if part == "cache" else ""
+
+
+def cache_note(frame: pd.DataFrame, *, measures: str = "latency and cost") -> str:
+    """Why response-cache hits are left out of `measures`, and how many; empty when there are none."""
+    hits = cache_hits(frame)
+    total = int(hits["hits"].sum())
+    if total == 0:
+        return ""
+    lookup = frame.loc[cache_hit_mask(frame), "e2e_s"].astype(float).median()
+    full = hits.loc[hits["hit_rate"] == 1, "config_id"].tolist()
+    text = (f"**Cache hits are set aside.** The response cache answered {total} of {int(hits['requests'].sum())} "
+            f"requests ({_count(int((hits['hits'] > 0).sum()), 'configuration')}), each in a median {secs(lookup)} at no "
+            f"model cost. How often that happens here says how often this run repeated a request, not what a "
+            f"configuration costs, so only the requests the model answered count towards {measures} here.")
+    if full:
+        shown = ", ".join(f"**{c}**" for c in full[:3]) + (f" and {len(full) - 3} more" if len(full) > 3 else "")
+        one = len(full) == 1
+        text += (f" {_count(len(full), 'configuration')} {'was' if one else 'were'} answered entirely from the cache "
+                 f"({shown}): {'it has' if one else 'they have'} no {measures.replace(' and ', ' or ')} of "
+                 f"{'its' if one else 'their'} own.")
+    return text + " `05_caching_batch` shows what a cache saves at your repeat rate."
 
 
 def accuracy_text(table: pd.DataFrame, *, confidence: float, id_col: str = "config_id") -> str:
@@ -144,6 +224,11 @@ def value_text(values: pd.DataFrame, model: CostModel, *, id_col: str = "config_
         text += (f" A human at {pct(model.human_accuracy)} accuracy and {usd(model.human_cost_usd)} per task "
                  f"earns {usd(b['human_ev_usd'])}: the best configuration {better} the human; it would need "
                  f"{pct(b['accuracy_to_beat_human'])} accuracy to match.")
+    stakes = min(v for v in (model.value_usd, model.error_cost_usd) if v > 0)
+    top_cost = known["usd_per_request"].max()
+    if top_cost < 0.01 * stakes:
+        text += (f" Inference costs at most {usd(top_cost)} per request, under 1% of what a success or an "
+                 "error is worth: accuracy alone decides the expected value here.")
     return text
 
 
@@ -184,11 +269,19 @@ def decomposition_text(parts: pd.DataFrame, *, id_col: str = "config_id") -> str
     waiting = 1 - known["decode_share"].astype(float)
     decode_led = int((waiting < 0.5).sum())
     top = known.loc[waiting.idxmax()]
-    return (f"Generating the output after the first token (decode) is most of the median request in "
+    text = (f"Generating the output after the first token (decode) is most of the median request in "
             f"{decode_led} of {len(known)} configurations; waiting for the first token is most of it in "
             f"{len(known) - decode_led}. The largest waiting share is in **{top[id_col]}**: "
             f"{pct(waiting.max())} of {secs(top['median_e2e_s'])}. Shorter outputs speed up "
-            "decode-bound configurations; shorter prompts speed up first-token-bound ones.")
+            "decode-bound configurations; shorter prompts, or fewer requests queued ahead, speed up "
+            "first-token-bound ones.")
+    network = known["network_share"].astype(float) if "network_share" in known else pd.Series(dtype=float)
+    if network.isna().all():
+        text += (" Network time cannot be separated here: the endpoint reports no processing time of its own "
+                 "(`server_s`), so the round trip is inside TTFT.")
+    else:
+        text += f" Network and client overhead is a median {pct(network.median())} of a request."
+    return text
 
 
 def goodput_text(goodput: pd.DataFrame, *, ttft_s: float | None, tpot_s: float | None,
@@ -201,8 +294,10 @@ def goodput_text(goodput: pd.DataFrame, *, ttft_s: float | None, tpot_s: float |
                                                               ("e2e", e2e_s)) if value is not None]
     targets = ", ".join(given) or "no targets given: every timed request counts"
     best, worst = known.iloc[0], known.iloc[-1]
+    rate = ("" if _missing(best["goodput_rps"]) else
+            f" (goodput {best['goodput_rps']:.3g} requests/s at this run's load)")
     text = (f"Against the targets ({targets}), **{best[id_col]}** meets them on {pct(best['good_share'])} "
-            f"of its requests (goodput {best['goodput_rps']:.3g} requests/s at this run's load)")
+            f"of its requests{rate}")
     if len(known) > 1:
         text += f"; **{worst[id_col]}** on {pct(worst['good_share'])}"
     return text + "."
@@ -229,7 +324,8 @@ def what_if_text(what_if: pd.DataFrame, *, observed_max_tokens: float, id_col: s
     """Test "n1 output tokens are n2/n1 times faster than n2" against the e2e fit, per group.
 
     The claim counts as roughly true when the predicted ratio is at least ROUGHLY x the
-    proportional one; otherwise the fixed part (TTFT, overhead) makes it false.
+    proportional one; otherwise the fixed part (TTFT, overhead) makes it false.  When the run's
+    outputs are all shorter than n2 the answer says first that it is an extrapolation.
     """
     rows = what_if.dropna(subset=["ratio"])
     if what_if.empty:
@@ -239,24 +335,37 @@ def what_if_text(what_if: pd.DataFrame, *, observed_max_tokens: float, id_col: s
     claim = f"Claim: {n1} output tokens are ~{n2 / n1:g}x faster than {n2}."
     if rows.empty:
         return f"{claim} No group has an e2e fit (too few requests or no spread in output length)."
-    parts = []
+    beyond = not _missing(observed_max_tokens) and observed_max_tokens < n2
+    if beyond:
+        where = "both lengths" if observed_max_tokens < n1 else f"{n2} tokens"
+        claim += (f" **This run cannot test it directly**: its longest output has {observed_max_tokens:.0f} tokens, "
+                  f"so {where} lie beyond the data. The answer below stretches the straight line fitted to the "
+                  "measured lengths, e2e = fixed part + time per token x tokens; it holds only if generation "
+                  "keeps that speed at those lengths.")
+    parts, holds, groups = [], [], []
     for _, r in rows[rows["output_tokens"] == n2].iterrows():
         first = rows[(rows[id_col] == r[id_col]) & (rows["output_tokens"] == n1)].iloc[0]
         fixed = (n2 * first["e2e_s"] - n1 * r["e2e_s"]) / (n2 - n1)  # the fit's intercept
-        verdict = ("close to proportional, so the claim roughly holds: the fixed part is small next to "
-                   f"{n1} tokens of decoding" if r["ratio"] >= ROUGHLY * r["proportional_ratio"] else
-                   "far from proportional, so the claim does not hold: the fixed part does not shrink "
-                   "with the output")
-        parts.append(f"- **{r[id_col]}**: predicted e2e {secs(first['e2e_s'])} at {n1} tokens and "
-                     f"{secs(r['e2e_s'])} at {n2}, so {n2} tokens take {r['ratio']:.2f}x as long "
-                     f"(interval {r['ratio_low']:.2f} to {r['ratio_high']:.2f}) against a proportional "
-                     f"{r['proportional_ratio']:g}x; with a fixed part of {secs(fixed)} per request that is "
-                     f"{verdict}.")
-    text = claim + "\n\n" + "\n".join(parts)
-    if not _missing(observed_max_tokens) and observed_max_tokens < n2:
-        text += (f"\n\nCaution: the longest output in this run has {observed_max_tokens:.0f} tokens, so the "
-                 f"prediction at {n2} tokens extrapolates the line beyond the data.")
-    return text
+        holds.append(bool(r["ratio"] >= ROUGHLY * r["proportional_ratio"]))
+        groups.append(str(r[id_col]))
+        verdict = ("close to proportional: the fixed part is small next to "
+                   f"{n1} tokens of decoding" if holds[-1] else
+                   "far from proportional: the fixed part does not shrink with the output")
+        parts.append(f"- **{r[id_col]}**: {'predicted' if not beyond else 'extrapolated'} e2e "
+                     f"{secs(first['e2e_s'])} at {n1} tokens and {secs(r['e2e_s'])} at {n2}, so {n2} tokens take "
+                     f"{r['ratio']:.1f}x as long (interval {r['ratio_low']:.1f} to {r['ratio_high']:.1f}) against "
+                     f"a proportional {r['proportional_ratio']:g}x; with a fixed part of {secs(fixed)} per request "
+                     f"that is {verdict}.")
+    if all(holds):
+        answer = "roughly yes" + (", if the line holds that far" if beyond else "")
+    elif not any(holds):
+        answer = "no: the fixed part per request keeps the ratio well below proportional"
+    else:
+        yes = ", ".join(g for g, h in zip(groups, holds) if h)
+        no = ", ".join(g for g, h in zip(groups, holds) if not h)
+        answer = (f"roughly yes for {yes}" + (" if the line holds that far" if beyond else "")
+                  + f"; no for {no}, whose fixed part per request is too large")
+    return claim + "\n\n" + "\n".join(parts) + f"\n\n**Answer:** {answer}."
 
 
 def scaling_text(observed: pd.DataFrame, *, id_col: str = "model") -> str:
@@ -267,11 +376,23 @@ def scaling_text(observed: pd.DataFrame, *, id_col: str = "model") -> str:
     known = known[known["token_ratio"] > 1]
     if known.empty:
         return "The run has no spread in output length to measure how time grows with it."
-    lines = [f"- **{r[id_col]}**: its longest outputs (median {r['long_tokens']:.0f} tokens) took "
-             f"{secs(r['long_e2e_s'])}, its shortest (median {r['short_tokens']:.0f} tokens) "
+    lines = [f"- **{r[id_col]}**: its longest outputs (median {_tokens(r['long_tokens'])}) took "
+             f"{secs(r['long_e2e_s'])}, its shortest (median {_tokens(r['short_tokens'])}) "
              f"{secs(r['short_e2e_s'])}: {r['token_ratio']:.1f}x the tokens in {r['time_ratio']:.1f}x the time."
              for _, r in known.iterrows()]
-    return "Measured directly in this run (no fit):\n\n" + "\n".join(lines)
+    text = "Measured directly in this run (no fit):\n\n" + "\n".join(lines)
+    if (known["time_ratio"] < ROUGHLY * known["token_ratio"]).all():
+        text += ("\n\nAt these lengths time grows much more slowly than the output: the fixed part of a "
+                 "request (mostly the wait for the first token) outweighs the tokens generated.")
+    return text
+
+
+def _count(n: int, noun: str) -> str:
+    return f"{n} {noun}" + ("" if n == 1 else "s")
+
+
+def _tokens(count: float) -> str:
+    return f"{count:.0f} token" + ("" if round(count) == 1 else "s")
 
 
 def break_even_text(head: Headline) -> str:
@@ -282,8 +403,13 @@ def break_even_text(head: Headline) -> str:
     if _missing(head.break_even_accuracy):
         return f"The cost of **{head.choice.config_id}** is unknown, so its break-even accuracy is too."
     has = "" if _missing(r["accuracy"]) else f"; it has {pct(r['accuracy'])}, an expected value of {usd(head.ev_usd)} per request"
-    return (f"With a success worth {usd(head.value_usd)} and an error costing {usd(head.error_cost_usd)}, "
+    text = (f"With a success worth {usd(head.value_usd)} and an error costing {usd(head.error_cost_usd)}, "
             f"**{head.choice.config_id}** breaks even at {pct(head.break_even_accuracy)} accuracy{has}.")
+    low = r.get("accuracy_low")
+    if not _missing(low) and not _missing(r["accuracy"]) and low < head.break_even_accuracy <= r["accuracy"]:
+        text += (f" Its accuracy interval reaches down to {pct(low)}, below break-even: with {int(r['n'])} "
+                 "graded requests it is not yet certain to pay off.")
+    return text
 
 
 def frontier_text(front: pd.DataFrame, *, latency_col: str, id_col: str = "config_id") -> str:
@@ -292,13 +418,14 @@ def frontier_text(front: pd.DataFrame, *, latency_col: str, id_col: str = "confi
         return "No configurations."
     on = front[front["pareto"].astype(bool)]
     off = front[~front["pareto"].astype(bool)]
-    text = (f"{len(on)} of {len(front)} configurations are on the Pareto front (accuracy up, {latency_col} "
-            f"down, cost down): " + ", ".join(f"**{c}**" for c in on[id_col]) + ".")
+    text = (f"{len(on)} of {len(front)} configurations are on the Pareto front (accuracy up, "
+            f"{latency_name(latency_col)} down, cost down): " + ", ".join(f"**{c}**" for c in on[id_col]) + ".")
     if len(off):
-        examples = "; ".join(f"{r[id_col]} by {r['dominated_by']}" for _, r in off.head(3).iterrows())
-        text += f" Each of the others is beaten on every axis at once by one of them, e.g. {examples}."
+        examples = "; ".join(f"{r[id_col]} by **{r['dominated_by']}**" for _, r in off.head(3).iterrows())
+        text += (" Each of the others is matched or beaten on all three at once by one of them, and strictly "
+                 f"beaten on at least one, e.g. {examples}.")
         if front[["accuracy", latency_col, "usd_per_1k"]].isna().any().any():
-            text += " A missing value (no grades, timings or price) counts as worst."
+            text += " A missing value (no grades, no timings, no price, or every request answered by the cache) counts as worst."
     return text
 
 
@@ -308,8 +435,15 @@ def choice_text(choice: Choice) -> str:
         return f"No configurations to choose from (rule: {choice.rule})."
     r = choice.row
     assert r is not None
-    numbers = (f"accuracy {_interval(r, None)}, {choice.latency_col} {secs(r.get(choice.latency_col))}, "
-               f"{usd(r['usd_per_1k'])} per 1,000 requests")
+    numbers = f"accuracy {_interval(r, None)}"
+    if not _missing(r.get("accuracy_target")):
+        numbers += f" against the {pct(r['accuracy_target'])} it needs"
+    cost = "cost unknown" if _missing(r["usd_per_1k"]) else f"{usd(r['usd_per_1k'])} per 1,000 requests"
+    numbers += f", {latency_name(choice.latency_col)} {secs(r.get(choice.latency_col))}, {cost}"
+    hit_rate = r.get("hit_rate")
+    if not _missing(hit_rate) and 0 < hit_rate < 1:
+        numbers += (f"; the response cache answered {pct(hit_rate)} of its requests, so its latency and cost "
+                    "come from the others")
     if choice.met:
         return f"Best configuration: **{choice.config_id}** ({numbers}). Rule: {choice.rule}."
     return (f"**No configuration meets the targets** (rule: {choice.rule}). Closest: **{choice.config_id}** "
@@ -445,12 +579,159 @@ def prediction_text(predictions: pd.DataFrame) -> str:
     return text
 
 
+# Headers of the tables `show` returns; units live in the cells.
+HEADERS = {
+    "config_id": "configuration", "n": "requests", "accuracy": "accuracy", "hit_rate": "cache hit rate",
+    "usd_per_1k": "cost per 1,000 requests", "usd_per_request": "cost per request",
+    "break_even_accuracy": "break-even accuracy", "accuracy_target": "accuracy needed",
+    "ev_usd": "expected value per request", "monthly_ev_usd": "expected value per month",
+    "break_even_verdict": "vs break-even", "human_verdict": "vs human",
+    "mean_prompt_tokens": "prompt tokens (mean)", "mean_completion_tokens": "output tokens (mean)",
+    "median_completion_tokens": "output tokens (median)", "pareto": "on the 3-objective front",
+    "dominated_by": "beaten on all three by", "good_share": "meets every target", "n_ok": "ok",
+    "n_good": "meet every target", "goodput_rps": "goodput", "throughput_rps": "throughput",
+    "accuracy_diff": "accuracy A − B", "p_value": "p", "p_adjusted": "p (Holm-adjusted)",
+    "n_pairs": "paired items", "a_only": "only A right", "b_only": "only B right", "config_a": "A",
+    "config_b": "B", "hits": "cache hits", "e2e_hit_s": "mean e2e of a hit", "e2e_miss_s": "mean e2e of a miss",
+    "usd_saved_per_1k": "saved per 1,000 requests", "input_usd_per_mtok": "input per million tokens",
+    "output_usd_per_mtok": "output per million tokens", "usd_per_hour": "machine time per hour",
+    "prompt_tokens_mean": "prompt tokens (mean)", "n_shared": "requests after a shared prefix",
+    "n_changed": "requests after a changed prefix", "cached_input_usd_per_mtok": "cached input per million tokens",
+    "ttft_base_s": "TTFT before prefill", "prefill_s_per_token": "prefill time",
+    "cached_prefill_s_per_token": "prefill time of a cached token", "decode_s_per_token": "decode time",
+    "lookup_s": "response-cache lookup", "batch_wait_s": "batch wait (the promised worst case)",
+    "below_minimum_share": "prompts too short to cache", "batch_rows": "sent as a batch",
+    "usd_online": "cost online", "usd_batch": "cost as a batch", "machine_usd": "machine time of the batch", "ttft_shared_median_s": "median TTFT, shared prefix",
+    "ttft_changed_median_s": "median TTFT, changed prefix", "ttft_saved_s": "TTFT saved (mean)",
+    "speedup": "speed-up", "prompt_variant": "prompt variant", "monthly_usd": "cost per month",
+    "usd_saved": "saved", "saved_share": "saved share", "online_e2e_s": "mean e2e online",
+    "deferred_share": "deferred to a batch", "cached_tokens_per_request": "cached tokens per request",
+}
+_ABBREVIATIONS = {"e2e": "e2e", "ttft": "TTFT", "tpot": "TPOT", "usd": "USD"}
+
+
+def header(column: str) -> str:
+    """A table header for a column: `HEADERS`, else the name without its unit (`p95_e2e_s` -> `p95 e2e`)."""
+    if column in HEADERS:
+        return HEADERS[column]
+    name = column
+    if name.endswith("_output_tokens_per_s"):
+        name = name.removesuffix("_output_tokens_per_s") + "_output_speed"
+    for suffix in ("_usd", "_rps", "_s"):
+        name = name.removesuffix(suffix)
+    return " ".join(_ABBREVIATIONS.get(w, w) for w in name.split("_"))
+
+
+def cell(column: str, value: object) -> str:
+    """One value with its unit, chosen by the column's name: percent, ms or s, USD, tokens/s, counts."""
+    if _missing(value):
+        return "–"
+    if isinstance(value, (bool, np.bool_)):
+        return "yes" if value else "no"
+    if isinstance(value, str):
+        return value
+    number = float(value)  # type: ignore[arg-type]
+    if column == "accuracy_diff":
+        return f"{100 * number:+.1f} pp"
+    if column == "accuracy" or column.endswith(("_accuracy", "_share", "_rate", "_discount")):
+        return pct(number)
+    if column.endswith("_s_per_token"):
+        return f"{secs(number)} per token"
+    if column.endswith("_rps"):
+        return f"{number:.3g}/s"
+    if column == "speedup" or column.endswith("_ratio"):
+        return f"{number:.1f}x"
+    if column.endswith("_per_s"):
+        return f"{number:.1f} tokens/s"
+    if "usd" in column:
+        return usd(number)
+    if column.endswith("_s"):
+        return secs(number)
+    if column.startswith("p_") or column.endswith("_p"):
+        return f"{number:.2g}"
+    return f"{number:,.0f}" if number == int(number) else f"{number:,.1f}"
+
+
+def show(table: pd.DataFrame, columns: Sequence[str], *, index: str | None = "config_id") -> pd.DataFrame:
+    """`table` for reading: `index` as the index, `columns` under readable headers, a unit in every cell
+    (percent, ms or s, USD) and a value's interval folded into its cell when the table has one
+    (`accuracy` with `accuracy_low`/`accuracy_high`, `ev_usd` with `ev_low_usd`/`ev_high_usd`,
+    `e2e_miss_s` with `e2e_miss_low`/`e2e_miss_high`).  A column with no value at all is left out:
+    it would say nothing.  Returns text: for display only."""
+    missing = [c for c in [*columns, *([index] if index else [])] if c not in table.columns]
+    if missing:
+        raise ParameterError(f"show: table has no column(s) {', '.join(missing)}")
+    out = pd.DataFrame(index=table.index)
+    for column in columns:
+        if table[column].isna().all() and len(table):
+            continue
+        low, high = _bounds(table, column)
+        values = [cell(column, v) for v in table[column]]
+        if low is not None:
+            values = [_with_interval(v, cell(column, lo), cell(column, hi))
+                      for v, lo, hi in zip(values, table[low], table[high])]
+        out[header(column)] = values
+    if index is not None:
+        out.index = pd.Index(table[index].astype(str).to_numpy(), name=header(index))
+    else:
+        out.index = pd.RangeIndex(1, len(out) + 1)
+    return out
+
+
+def hit_rate_note(cache: pd.DataFrame, *, id_col: str = "config_id") -> str:
+    """Why some configurations hit the response cache every time, from `caching.response_cache_savings`."""
+    full = cache[(cache["requests"] > 0) & (cache["hits"] == cache["requests"])]
+    if full.empty:
+        return ""
+    return (f"{_count(len(full), 'configuration')} had every request answered from the cache: each request had been sent "
+            "before, by an earlier repeat or by another configuration with the same prompt, model and sampling "
+            "settings (the cache key does not include concurrency). These hit rates say how this run was laid "
+            "out, not what your traffic would hit: that depends on how often your users repeat a request "
+            "exactly (`repeat_share` in the what-if below).")
+
+
+def assumptions(*settings: object) -> pd.DataFrame:
+    """The fields of frozen dataclasses (prices, a latency model) as a two-column table with units."""
+    rows = [(header(f.name), cell(f.name, getattr(s, f.name))) for s in settings for f in dataclasses.fields(s)]
+    return pd.DataFrame(rows, columns=["assumption", "value"]).set_index("assumption")
+
+
+def accuracy_matrix(table: pd.DataFrame, *, id_col: str = "config_id", column: str = "dataset") -> pd.DataFrame:
+    """Accuracy per config (rows) and `column` (columns) as percentages, from a two-key `accuracy_table`."""
+    wide = table.pivot(index=id_col, columns=column, values="accuracy")
+    wide = wide.reindex(index=list(dict.fromkeys(table[id_col])))
+    out = wide.apply(lambda values: [pct(v) for v in values])
+    out.index.name, out.columns.name = header(id_col), None
+    return out
+
+
+def _bounds(table: pd.DataFrame, column: str) -> tuple[str | None, str | None]:
+    candidates = [(f"{column}_low", f"{column}_high")]
+    for unit in ("_usd", "_s"):
+        if column.endswith(unit):
+            base = column.removesuffix(unit)
+            candidates += [(f"{base}_low{unit}", f"{base}_high{unit}"), (f"{base}_low", f"{base}_high")]
+    for low, high in candidates:
+        if low in table.columns and high in table.columns:
+            return low, high
+    return None, None
+
+
+def _with_interval(value: str, low: str, high: str) -> str:
+    if value == "–" or low == "–" or high == "–":
+        return value
+    for unit in ("%", " USD", " ms", " s"):
+        if value.endswith(unit) and low.endswith(unit) and high.endswith(unit):
+            return f"{value} ({low.removesuffix(unit)} to {high})"
+    return f"{value} ({low} to {high})"
+
+
 def _interval(row: pd.Series, level: str | None) -> str:
     if _missing(row.get("accuracy")):
         return "unknown"
     low, high = row.get("accuracy_low"), row.get("accuracy_high")
-    where = f" {level}" if level else ""
-    span = "" if _missing(low) else f" ({pct(low)} to {pct(high)}{where} interval"
+    where = f"{level} " if level else ""
+    span = "" if _missing(low) else f" ({where}interval {pct(low)} to {pct(high)}"
     n = row.get("n")
     span += "" if not span else (f", n = {int(n)})" if not _missing(n) else ")")
     return pct(row["accuracy"]) + span

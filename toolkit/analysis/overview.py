@@ -6,22 +6,31 @@ or without timings (accuracy-only imports) gives NaN where a number is unknown, 
 
 The **best configuration** rule (`choose_best`): the cheapest configuration (USD per 1,000
 requests) whose accuracy is at least the target and whose end-to-end latency at the chosen
-quantile is within the budget; ties go to the higher accuracy (`frontier.best_under`).  A
-condition the run cannot check (no graded requests, no timings) or that is not given is dropped
-and the rule text says so; when costs are unknown for every config, the most accurate qualifying
-one is chosen.  When nothing qualifies, there is no best configuration and the most accurate one
-within the latency budget (else overall) is named as the closest.
+quantile is within the budget; ties go to the higher accuracy (`frontier.best_under`).  Without
+a fixed target, the value of a success V and the cost of an error E set it: each configuration
+must reach its own break-even accuracy (E + c) / (V + E), c being its cost per request, i.e. earn
+a positive expected value.  A condition the run cannot check (no graded requests, no timings) or
+that is not given is dropped and the rule text says so; when costs are unknown for every config,
+the most accurate qualifying one is chosen.  When nothing qualifies, there is no best
+configuration and the one closest to the accuracy target within the latency budget (else
+overall) is named.
+
+Latency and cost count only the requests the model answered (`cost_summary`): a response-cache
+hit takes a lookup's time and costs nothing, and how often a run hits its cache says how often
+its grid repeated a request, not what a configuration costs.  `hit_rate` says how many were set
+aside; `05_caching_batch` prices the cache for a given repeat rate.
 """
 from __future__ import annotations
 
 import math
-from collections.abc import Sequence
+from collections.abc import Mapping, Sequence
 from dataclasses import dataclass
 from pathlib import Path
 
 import numpy as np
 import pandas as pd
 
+from toolkit.analysis.accuracy import PAIR_KEY, graded_outcomes
 from toolkit.analysis.accuracy import accuracy_table as base_accuracy_table
 from toolkit.analysis.cost_model import break_even_accuracy, expected_value
 from toolkit.analysis.frontier import best_under, config_summary, quantile_column
@@ -42,6 +51,152 @@ def timed_mask(frame: pd.DataFrame) -> pd.Series:
     """Rows that carry timings: status ok with both `ttft_s` and `e2e_s`."""
     ok = frame["status"].eq("ok").fillna(False).astype(bool)
     return ok & frame["ttft_s"].notna() & frame["e2e_s"].notna()
+
+
+def cache_hit_mask(frame: pd.DataFrame) -> pd.Series:
+    """Rows the response cache answered (`cache_hit` true); all False when the column is absent."""
+    if "cache_hit" not in frame.columns:
+        return pd.Series(False, index=frame.index)
+    return frame["cache_hit"].astype("boolean").fillna(False).astype(bool)
+
+
+def model_answered(frame: pd.DataFrame) -> pd.DataFrame:
+    """The rows the model itself answered: response-cache hits left out (their time is a lookup's)."""
+    return frame.loc[~cache_hit_mask(frame)]
+
+
+def cache_hits(frame: pd.DataFrame, *, id_col: str = "config_id") -> pd.DataFrame:
+    """Per config: requests, hits (answered by the response cache) and hit_rate, in id order."""
+    hits = cache_hit_mask(frame)
+    table = hits.groupby(frame[id_col], sort=True).agg(["size", "sum"]).reset_index()
+    table.columns = [id_col, "requests", "hits"]
+    table["hits"] = table["hits"].astype(int)
+    table["hit_rate"] = table["hits"] / table["requests"]
+    return table
+
+
+LABEL_SEPARATOR = " · "
+
+
+def short_labels(ids: Sequence[str] | pd.Series, *, sep: str = "/") -> dict[str, str]:
+    """A short name for each config id: only the `sep`-separated parts that vary between the ids.
+
+    Among ids that share the model and temperature, `gemma-3-270m-q4_k_m/few_shot_5/mt16-nostop/T0/c4/cache`
+    becomes `few_shot_5 · mt16-nostop · c4 · cache`.  A part every id has is dropped; an id left
+    empty, or equal to another's label, keeps its full id so that labels stay unique.  Without a
+    part to drop, every id is its own label.
+    """
+    unique = list(dict.fromkeys(str(i) for i in pd.Series(ids).dropna()))
+    parts = {i: i.split(sep) for i in unique}
+    shared = set.intersection(*(set(p) for p in parts.values())) if len(unique) > 1 else set()
+    if not shared:
+        return {i: i for i in unique}
+    labels = {i: LABEL_SEPARATOR.join(p for p in parts[i] if p not in shared) for i in unique}
+    counts = pd.Series(list(labels.values())).value_counts()
+    return {i: label if label and counts[label] == 1 else i for i, label in labels.items()}
+
+
+def shared_parts(labels: Sequence[str]) -> tuple[str, list[str]]:
+    """What a set of `short_labels` have in common and what is left of each: (`few_shot_5 · mt16`,
+    [`c1`, `c4 · cache`]) for `few_shot_5 · mt16 · c1` and `few_shot_5 · mt16 · c4 · cache`."""
+    split = [str(label).split(LABEL_SEPARATOR) for label in labels]
+    if not split:
+        return "", []
+    common = [part for part in split[0] if all(part in other for other in split[1:])]
+    rest = [LABEL_SEPARATOR.join(p for p in parts if p not in common) for parts in split]
+    return LABEL_SEPARATOR.join(common), rest
+
+
+def answer_groups(frame: pd.DataFrame, *, id_col: str = "config_id") -> pd.DataFrame:
+    """Configs that got every item (dataset, item, repeat) exactly as right or wrong as each other.
+
+    Such configs are one treatment as far as accuracy goes (e.g. the same prompt at another
+    concurrency, at temperature 0): comparing them with each other only adds tests.  Columns:
+    id_col, answers (the group's name: the label parts its members share, else its first member's),
+    members (how many configs), variants (what differs between them, comma-separated), in id order.
+    A failed request counts as a wrong answer; a config with no graded request is its own group.
+    """
+    rows = graded_outcomes(frame)
+    rows = rows[rows["graded"]].sort_values([*PAIR_KEY], kind="mergesort")
+    signature = {config: tuple(map(tuple, part[[*PAIR_KEY, "is_correct", "graded_score"]].astype(str).to_numpy()))
+                 for config, part in rows.groupby(id_col, sort=True)}
+    configs = sorted(str(c) for c in frame[id_col].dropna().unique())
+    groups: dict[object, list[str]] = {}
+    for config in configs:
+        groups.setdefault(signature.get(config, config), []).append(config)
+    named = []
+    for members in groups.values():
+        common, rest = shared_parts(members)
+        named.append((common if len(members) > 1 and common else members[0], members, rest))
+    taken = pd.Series([name for name, _, _ in named]).value_counts()
+    out = []
+    for name, members, rest in named:
+        # two groups sharing the same parts would be indistinguishable by name: use a member's
+        name = name if taken[name] == 1 else members[0]
+        variants = ", ".join(r or "base" for r in rest) if len(members) > 1 else ""
+        out += [{id_col: m, "answers": name, "members": len(members), "variants": variants} for m in members]
+    names = pd.DataFrame(out, columns=[id_col, "answers", "members", "variants"])
+    return names.sort_values(id_col, kind="mergesort").reset_index(drop=True)
+
+
+def one_per_answer_group(frame: pd.DataFrame, groups: pd.DataFrame, *, id_col: str = "config_id") -> pd.DataFrame:
+    """The rows of the first config of each `answer_groups` group, its id replaced by the group's name."""
+    first = groups.drop_duplicates("answers")
+    kept = frame[frame[id_col].astype(object).isin(set(first[id_col]))]
+    return relabel(kept, dict(zip(first[id_col], first["answers"])), columns=(id_col,))
+
+
+def group_members(groups: pd.DataFrame, *, id_col: str = "config_id") -> pd.DataFrame:
+    """One row per `answer_groups` group, keyed like `one_per_answer_group`'s ids: id_col (the group's
+    name), members, variants."""
+    first = groups.drop_duplicates("answers")
+    return pd.DataFrame({id_col: first["answers"].to_numpy(), "members": first["members"].to_numpy(),
+                         "variants": first["variants"].to_numpy()})
+
+
+def relabel(table: pd.DataFrame, labels: Mapping[str, str],
+            columns: Sequence[str] = ("config_id", "config_a", "config_b", "better", "dominated_by")) -> pd.DataFrame:
+    """A copy of `table` with config ids replaced by their `short_labels` in each of `columns` it has."""
+    out = table.copy()
+    for column in columns:
+        if column in out.columns:
+            out[column] = out[column].map(lambda v: labels.get(v, v) if isinstance(v, str) else v)
+    return out
+
+
+def hue_column(table: pd.DataFrame, candidates: Sequence[str] = ("model", "prompt_variant", "max_tokens",
+                                                                   "concurrency")) -> str | None:
+    """The first of `candidates` that takes more than one value in `table`: what to color a figure by."""
+    return next((c for c in candidates if c in table.columns and table[c].nunique(dropna=True) > 1), None)
+
+
+def latency_groups(frame: pd.DataFrame, columns: Sequence[str] = ("model", "concurrency"), *,
+                   name: str = "group") -> pd.DataFrame:
+    """`frame` with a `name` column that joins the values of those `columns` that vary (`concurrency 4`,
+    or `gpt-4o · concurrency 4` with two models): groups whose latency behaves differently, for fits
+    and figures.  With nothing varying, the model names the group."""
+    varying = [c for c in columns if c in frame.columns and frame[c].nunique(dropna=True) > 1] or ["model"]
+    parts = [frame[c].astype(object).map(lambda v, c=c: f"{c} {v}" if c == "concurrency" else str(v))
+             for c in varying]
+    group = parts[0]
+    for part in parts[1:]:
+        group = group + LABEL_SEPARATOR + part
+    return frame.assign(**{name: group.astype(str)})
+
+
+def top_configs(values: pd.DataFrame, *, by: str = "ev_usd", tie: str = "accuracy", limit: int = 5,
+                id_col: str = "config_id") -> list[str]:
+    """The `limit` configs with the highest `by`, keeping one per value of `tie` (the cheapest): for a
+    figure whose lines would otherwise coincide (EV depends on accuracy when costs are negligible)."""
+    known = values.dropna(subset=[by]).sort_values([by, "usd_per_1k"], ascending=[False, True], kind="mergesort")
+    return known.drop_duplicates(subset=[tie])[id_col].head(limit).astype(str).tolist()
+
+
+def latency_name(column: str) -> str:
+    """Readable name of a latency quantile column: `p95_e2e_s` -> `p95 end-to-end latency`."""
+    head, _, metric = column.partition("_")
+    names = {"e2e_s": "end-to-end latency", "ttft_s": "time to first token"}
+    return f"{head} {names[metric]}" if metric in names else column.replace("_", " ")
 
 
 def run_overview(frame: pd.DataFrame, manifest: dict | None = None) -> pd.DataFrame:
@@ -102,11 +257,30 @@ def accuracy_table(frame: pd.DataFrame, by: Sequence[str] = ("config_id",), *,
 
 
 def cost_summary(frame: pd.DataFrame, prices: PriceTable, *, latency_quantile: float = 0.95,
-                 confidence: float = 0.95) -> pd.DataFrame:
-    """`frontier.config_summary` at quantiles (0.5, `latency_quantile`), blanked like `accuracy_table`."""
+                 confidence: float = 0.95, include_cache_hits: bool = False) -> pd.DataFrame:
+    """`frontier.config_summary` at quantiles (0.5, `latency_quantile`), blanked like `accuracy_table`,
+    with a `hit_rate` column after `n`.
+
+    Accuracy counts every request (a cached answer is the answer the user gets); latency, tokens
+    and cost count only the requests the model answered unless `include_cache_hits` (see the module
+    docstring), so a config answered entirely from the cache has NaN latency and cost.
+    """
     quantiles = sorted({0.5, float(latency_quantile)})
-    summary = config_summary(frame, prices, quantiles=quantiles, confidence=confidence)
-    return _blank_ungraded(summary, frame, ["config_id"])
+    summary = _blank_ungraded(config_summary(frame, prices, quantiles=quantiles, confidence=confidence),
+                              frame, ["config_id"])
+    rates = cache_hits(frame).set_index("config_id")["hit_rate"]
+    summary.insert(summary.columns.get_loc("n") + 1, "hit_rate",
+                   summary["config_id"].astype(object).map(rates).astype(float).to_numpy())
+    if include_cache_hits or not cache_hit_mask(frame).any():
+        return summary
+    measured = [c for c in summary.columns if c.endswith(("_e2e_s", "_ttft_s"))
+                or c in ("mean_prompt_tokens", "mean_completion_tokens", "usd_total", "usd_per_1k")]
+    answered = model_answered(frame)
+    if answered.empty:
+        return summary.assign(**{c: math.nan for c in measured})
+    own = config_summary(answered, prices, quantiles=quantiles, confidence=confidence)
+    return summary.drop(columns=measured).merge(own[["config_id", *measured]], on="config_id",
+                                                how="left")[summary.columns]
 
 
 def _blank_ungraded(table: pd.DataFrame, frame: pd.DataFrame, by: list[str]) -> pd.DataFrame:
@@ -133,36 +307,56 @@ class Choice:
 
 
 def choose_best(summary: pd.DataFrame, *, target_accuracy: float | None, latency_budget_s: float | None,
-                latency_quantile: float = 0.95) -> Choice:
-    """Apply the best-configuration rule of this module's docstring to a `cost_summary` table."""
+                latency_quantile: float = 0.95, value_usd: float | None = None,
+                error_cost_usd: float | None = None) -> Choice:
+    """Apply the best-configuration rule of this module's docstring to a `cost_summary` table.
+
+    `target_accuracy=None` with V and E given holds each config to its break-even accuracy; the
+    chosen row gets an `accuracy_target` column with the threshold it was held to.
+    """
     latency_col = quantile_column(latency_quantile, "e2e_s")
     has_accuracy = summary["accuracy"].notna().any()
     has_latency = latency_col in summary and summary[latency_col].notna().any()
     has_cost = summary["usd_per_1k"].notna().any()
-    use_accuracy = target_accuracy is not None and has_accuracy
+    by_break_even = target_accuracy is None and value_usd is not None and error_cost_usd is not None
+    wants_accuracy = target_accuracy is not None or by_break_even
+    use_accuracy = wants_accuracy and has_accuracy
     use_latency = latency_budget_s is not None and has_latency
     accuracy = summary["accuracy"].astype(float)
+    if by_break_even:
+        # with no cost known at all, c = 0: the threshold is then the lowest it can be
+        cost = summary["usd_per_1k"].astype(float) / 1000 if has_cost else 0.0
+        threshold = pd.Series(break_even_accuracy(value_usd, error_cost_usd, cost), index=summary.index, dtype=float)
+    else:
+        threshold = pd.Series(math.nan if target_accuracy is None else target_accuracy, index=summary.index,
+                              dtype=float)
     view = summary.assign(
-        # without an accuracy condition, unknown accuracy must not exclude a config
-        _accuracy=accuracy if use_accuracy else accuracy.fillna(-math.inf),
+        accuracy_target=threshold if use_accuracy else math.nan,
+        # ranked by the margin over the target; without an accuracy condition, unknown accuracy
+        # must not exclude a config
+        _accuracy=accuracy - threshold if use_accuracy else accuracy.fillna(-math.inf),
         _latency=summary[latency_col] if use_latency else 0.0,
         _cost=summary["usd_per_1k"] if has_cost else 0.0)
     conditions = []
-    if use_accuracy:
-        conditions.append(f"accuracy >= {target_accuracy:g}")
+    if use_accuracy and by_break_even:
+        conditions.append(f"accuracy ≥ its break-even accuracy (E + c) / (V + E), with V = {value_usd:.2f} USD, "
+                          f"E = {error_cost_usd:.2f} USD and c its cost per request "
+                          f"({error_cost_usd / (value_usd + error_cost_usd):.1%} at c = 0)")
+    elif use_accuracy:
+        conditions.append(f"accuracy ≥ {target_accuracy:.1%}")
     if use_latency:
-        conditions.append(f"{latency_col} <= {latency_budget_s:g} s")
+        conditions.append(f"{latency_name(latency_col)} ≤ {latency_budget_s:g} s")
     ranking = "the cheapest (USD per 1,000 requests)" if has_cost else "the most accurate (costs unknown)"
     rule = f"{ranking} configuration with " + (" and ".join(conditions) if conditions else "no condition")
     dropped = [why for why, gone in (
-        ("no graded requests, so accuracy is not checked", target_accuracy is not None and not has_accuracy),
+        ("no graded requests, so accuracy is not checked", wants_accuracy and not has_accuracy),
         ("no timings, so latency is not checked", latency_budget_s is not None and not has_latency))
         if gone]
     if dropped:
         rule += " (" + "; ".join(dropped) + ")"
     if not has_cost:
         view = view.assign(_cost=-view["_accuracy"])
-    row = best_under(view, target_accuracy if use_accuracy else -math.inf,
+    row = best_under(view, 0.0 if use_accuracy else -math.inf,
                      latency_budget_s if use_latency else math.inf, latency_col="_latency",
                      cost_col="_cost", accuracy_col="_accuracy")
     if row is not None:
@@ -187,17 +381,23 @@ class Headline:
     break_even_accuracy: float
     ev_usd: float
     prices: pd.DataFrame
+    frame: pd.DataFrame | None = None  # the requests, under the names the other fields use
+    labels: Mapping[str, str] | None = None  # config id -> name, when short names are used
 
 
 def headline(frame: pd.DataFrame, prices: PriceTable, *, manifest: dict | None = None,
              value_usd: float | None = None, error_cost_usd: float | None = None,
              target_accuracy: float | None = None, latency_budget_s: float | None = None,
-             latency_quantile: float = 0.95) -> Headline:
-    """Summarize a run for a report index: `choose_best`, and the chosen config's break-even accuracy
-    (E + c) / (V + E) and expected value when V and E are given (NaN otherwise)."""
+             latency_quantile: float = 0.95, short_names: bool = False) -> Headline:
+    """Summarize a run for a report index: `choose_best` (each config held to its break-even accuracy
+    when `target_accuracy` is None and V and E are given), and the chosen config's break-even accuracy
+    (E + c) / (V + E) and expected value when V and E are given (NaN otherwise).  With `short_names`
+    every config is named by its `short_labels`."""
+    labels = short_labels(frame["config_id"]) if short_names else None
+    frame = relabel(frame, labels) if labels else frame
     summary = cost_summary(frame, prices, latency_quantile=latency_quantile)
     choice = choose_best(summary, target_accuracy=target_accuracy, latency_budget_s=latency_budget_s,
-                         latency_quantile=latency_quantile)
+                         latency_quantile=latency_quantile, value_usd=value_usd, error_cost_usd=error_cost_usd)
     break_even = ev = math.nan
     if choice.row is not None and value_usd is not None and error_cost_usd is not None:
         cost = float(choice.row["usd_per_1k"]) / 1000
@@ -205,7 +405,7 @@ def headline(frame: pd.DataFrame, prices: PriceTable, *, manifest: dict | None =
         ev = float(expected_value(float(choice.row["accuracy"]), value_usd, error_cost_usd, cost))
     return Headline(overview=run_overview(frame, manifest), summary=summary, choice=choice,
                     value_usd=value_usd, error_cost_usd=error_cost_usd, break_even_accuracy=break_even,
-                    ev_usd=ev, prices=describe(prices, _sorted(frame["model"])))
+                    ev_usd=ev, prices=describe(prices, _sorted(frame["model"])), frame=frame, labels=labels)
 
 
 def best_by_ratio(sensitivity: pd.DataFrame, *, id_col: str = "config_id") -> pd.DataFrame:
