@@ -49,6 +49,7 @@ def test_pages_embed_figures_and_hide_code(notebook: Path):
     assert shown == []
     assert f'run_dir = "{main_run_dir().resolve()}"' not in page  # papermill's injected cell is code too
     assert "Warning" not in page and "Traceback" not in page
+    assert 'src="http' not in page  # self-contained: nothing loaded from a CDN
 
 
 def test_stderr_goes_to_the_log_not_the_page(tmp_path: Path, caplog: pytest.LogCaptureFixture):
@@ -59,7 +60,7 @@ def test_stderr_goes_to_the_log_not_the_page(tmp_path: Path, caplog: pytest.LogC
     nbformat.write(nb, path)
     with caplog.at_level("WARNING", logger="toolkit"):
         page = render_html(path)
-    assert "kept" in page and "noise" not in page
+    assert "kept" in page and "noise" not in page and "<script src=" not in page
     assert "executed.ipynb: a cell wrote to stderr: RuntimeWarning: noise" in caplog.text
     assert notebook_title(path) == "A title"
 

@@ -225,7 +225,8 @@ def _execute(notebook: Path, out_dir: Path, parameters: dict[str, object], *, ke
 
 
 def render_html(ipynb: Path) -> str:
-    """An executed notebook as one HTML page: outputs and Markdown only, PNG figures inline.
+    """An executed notebook as one self-contained HTML page: outputs and Markdown only, PNG figures
+    inline, no script loaded from elsewhere.
 
     Warnings a cell printed to stderr go to the log, not the page: they are for whoever builds
     the report, not for its readers (an error still shows, as its traceback output).
@@ -243,7 +244,9 @@ def render_html(ipynb: Path) -> str:
     exporter = HTMLExporter(template_name="lab", exclude_input=True, exclude_input_prompt=True,
                             exclude_output_prompt=True, log=_nbconvert_log)
     body, _ = exporter.from_notebook_node(nb)
-    return body
+    # the pages carry no math and no widgets: the template's CDN scripts (MathJax, require.js) would only
+    # make a self-contained page reach out to the internet
+    return re.sub(r'<script[^>]*\ssrc="https?://[^"]*"[^>]*>\s*</script>\s*', "", body)
 
 
 def notebook_title(ipynb: Path) -> str | None:
