@@ -114,7 +114,8 @@ def main() -> int:
         tmp = Path(tmp)
         config = write_config(tmp / "cfg", server.base_url, concurrency=CONCURRENCY, repeats=repeats,
                               max_requests=requests)
-        run_collector(config, tmp / "runs", "warm-up")  # imports, connections, template caches
+        warm_up = write_config(tmp / "cfg-warm-up", server.base_url, concurrency=CONCURRENCY, max_requests=500)
+        run_collector(warm_up, tmp / "runs", "warm-up")  # imports, connections, template caches
         sent, collector_s = run_collector(config, tmp / "runs", "timed")
         baseline_s = asyncio.run(bare_openai_loop(server.base_url, config, requests))
         transport_s = asyncio.run(bare_httpx2_loop(server.base_url, config, requests))

@@ -122,12 +122,9 @@ def resume_fails(run: Started, error: type[Exception], pattern: str, config: Pat
     return caught.value
 
 
-def edit_line(path: Path, number: int, new: str | None) -> None:
+def edit_line(path: Path, number: int, new: str) -> None:
     lines = path.read_text(encoding="utf-8").splitlines()
-    if new is None:
-        del lines[number - 1]
-    else:
-        lines[number - 1] = new
+    lines[number - 1] = new
     path.write_text("\n".join(lines) + "\n", encoding="utf-8")
 
 
