@@ -300,6 +300,8 @@ async def _answer(http: httpx2.AsyncClient, connection: Connection, line: dict, 
             except ValueError:
                 body = {"error": {"message": connection.redact(response.text[:500]), "type": "invalid_response",
                                   "code": None}}
+            if not 200 <= response.status_code < 300:  # an error body may echo the key
+                body = _redacted(body, connection)
             out["error"] = None
             out["response"] = {"status_code": response.status_code,
                                "request_id": response.headers.get("x-request-id") or f"req_{uuid.uuid4().hex}",
@@ -309,6 +311,17 @@ async def _answer(http: httpx2.AsyncClient, connection: Connection, line: dict, 
         if attempt < max_attempts:
             await asyncio.sleep(0.5 * 2 ** (attempt - 1) * random.uniform(0.5, 1.0))
     return out
+
+
+def _redacted(value: Any, connection: Connection) -> Any:
+    """`value` (parsed JSON) with every string passed through `connection.redact`."""
+    if isinstance(value, str):
+        return connection.redact(value)
+    if isinstance(value, dict):
+        return {key: _redacted(item, connection) for key, item in value.items()}
+    if isinstance(value, list):
+        return [_redacted(item, connection) for item in value]
+    return value
 
 
 def is_success(out: dict) -> bool:
