@@ -54,9 +54,10 @@ def bootstrap_mean_interval(values: np.ndarray, confidence: float = 0.95, *, n_r
     """Percentile bootstrap interval of the mean (NaN for fewer than two values).
 
     Percentile rather than BCa because scores are often all 0 or all 1 in a group, where BCa is
-    undefined; with a fixed seed the interval is reproducible.  Past `MAX_RESAMPLED_VALUES`
-    values x resamples the resample means are drawn from counts instead of rows (see
-    `_resampled_means`), so a million-row group takes milliseconds and megabytes.
+    undefined; with a fixed seed the interval is reproducible.  Values with at most `FEW_LEVELS`
+    distinct values (0/1 scores, paired differences), and any values past `MAX_RESAMPLED_VALUES`
+    values x resamples, are resampled from counts instead of rows (see `_resampled_means`), so a
+    million-row group takes milliseconds and megabytes.
     """
     values = np.asarray(values, dtype=float)
     if len(values) < 2:
@@ -64,31 +65,35 @@ def bootstrap_mean_interval(values: np.ndarray, confidence: float = 0.95, *, n_r
     if np.all(values == values[0]):
         return float(values[0]), float(values[0])
     rng = np.random.default_rng(seed)
-    if len(values) * n_resamples > MAX_RESAMPLED_VALUES:
+    levels, counts = np.unique(values, return_counts=True)
+    if len(levels) <= FEW_LEVELS or len(values) * n_resamples > MAX_RESAMPLED_VALUES:
         alpha = (1 - confidence) / 2
-        low, high = np.quantile(_resampled_means(values, n_resamples, rng), [alpha, 1 - alpha])
+        means = _resampled_means(values, levels, counts, n_resamples, rng)
+        low, high = np.quantile(means, [alpha, 1 - alpha])
         return float(low), float(high)
     result = stats.bootstrap((values,), np.mean, confidence_level=confidence, n_resamples=n_resamples,
                              method="percentile", rng=rng)
     return float(result.confidence_interval.low), float(result.confidence_interval.high)
 
 
+FEW_LEVELS = 100  # distinct values up to which resampling counts is cheaper than resampling rows
 MAX_RESAMPLED_VALUES = 10_000_000  # values x resamples that scipy may hold in memory at once (80 MB)
 MAX_LEVELS = 1000  # distinct values up to which the count-based bootstrap is exact
 STRATA = 1000
 
 
-def _resampled_means(values: np.ndarray, n_resamples: int, rng: np.random.Generator) -> np.ndarray:
+def _resampled_means(values: np.ndarray, levels: np.ndarray, counts: np.ndarray, n_resamples: int,
+                     rng: np.random.Generator) -> np.ndarray:
     """Means of `n_resamples` bootstrap resamples of `values`, without materializing them.
 
-    A resample is fixed by how often it draws each value: with k distinct values those counts are
-    Multinomial(n, share of each), so scores (0/1, or a few levels) are resampled exactly.  With
-    more, the sorted values are cut into `STRATA` strata of equal size; the counts per stratum are
-    drawn exactly and the sum of a stratum's draws as a normal with its exact mean and variance,
-    which keeps the bootstrap distribution's mean and variance exact and its shape across strata.
+    A resample is fixed by how often it draws each distinct value (`levels`, seen `counts` times):
+    those counts are Multinomial(n, counts / n), so up to `MAX_LEVELS` levels this is the bootstrap
+    exactly.  With more, the sorted values are cut into `STRATA` strata of equal size; the counts
+    per stratum are drawn exactly and the sum of a stratum's draws as a normal with its exact mean
+    and variance, which keeps the bootstrap distribution's mean and variance exact and its shape
+    across strata.
     """
     n = len(values)
-    levels, counts = np.unique(values, return_counts=True)
     if len(levels) <= MAX_LEVELS:
         return rng.multinomial(n, counts / n, size=n_resamples) @ levels / n
     strata = np.array_split(np.sort(values), STRATA)
