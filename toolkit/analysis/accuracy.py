@@ -172,7 +172,7 @@ def paired_comparison(frame: pd.DataFrame, config_a: str, config_b: str, dataset
     _require(frame, ["config_id", *PAIR_KEY, "status", "correct", "score"])
     rows = graded_outcomes(_select_dataset(frame, dataset))
     rows = rows[rows["graded"]]
-    known = set(frame["config_id"].dropna())
+    known = set(frame["config_id"].dropna().unique())
     for config in (config_a, config_b):
         if config not in known:
             raise ParameterError(f"config_id {config!r} has no rows; known: {', '.join(sorted(known))}")

@@ -86,7 +86,7 @@ def short_labels(ids: Sequence[str] | pd.Series, *, sep: str = "/") -> dict[str,
     empty, or equal to another's label, keeps its full id so that labels stay unique.  Without a
     part to drop, every id is its own label.
     """
-    unique = list(dict.fromkeys(str(i) for i in pd.Series(ids).dropna()))
+    unique = list(dict.fromkeys(str(i) for i in pd.Series(ids).dropna().unique()))
     parts = {i: i.split(sep) for i in unique}
     shared = set.intersection(*(set(p) for p in parts.values())) if len(unique) > 1 else set()
     if not shared:
@@ -475,4 +475,4 @@ def _public(row: pd.Series) -> pd.Series:
 
 
 def _sorted(values: Sequence[object] | pd.Series) -> list[str]:
-    return sorted({str(v) for v in pd.Series(values).dropna()})
+    return sorted({str(v) for v in pd.Series(values).dropna().unique()})
