@@ -93,7 +93,7 @@ def test_batch_savings_use_the_named_discount():
     assert out.loc["local-model", "machine_usd"] == pytest.approx(2 * 3.6 / 2)
     assert out.loc["local2", "machine_usd"] == pytest.approx(2 * 1.0 / 2)
     assert batch_text(batch_savings(frame, prices, by=[]), 7200).startswith(
-        "3 requests of this run went through a batch, which took 7200.00 s")
+        "3 requests of this run went through a batch, which took 2.0 h")
     assert batch_text(batch_savings(frame.assign(batch=False), prices, by=[])).startswith("**No batch rows")
 
 
@@ -213,7 +213,7 @@ def test_notebook_runs_on_any_run_dir(tmp_path, rich):
     assert "TTFT fell from" in text and "Baseline" in text
     if rich:
         assert "The response cache answered **11.8%** of 34 requests" in text
-        assert "5 requests of this run went through a batch, which took 3600.00 s" in text
+        assert "5 requests of this run went through a batch, which took 1.0 h" in text
         assert "Cached input tokens saved" in text
     else:
         assert "**No response-cache hits in this run**" in text and "**No batch rows in this run**" in text

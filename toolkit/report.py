@@ -268,6 +268,7 @@ def notebook_title(ipynb: Path) -> str | None:
 def render_index(head: Headline, runs: Sequence[NotebookRun], values: Mapping[str, object]) -> str:
     """The report's front page: the run, the headline choice and what it is worth, links to each
     notebook under its title, and the parameters used."""
+    import pandas as pd
     from nbconvert.filters import markdown2html
 
     from toolkit.analysis import findings, overview
@@ -288,7 +289,8 @@ def render_index(head: Headline, runs: Sequence[NotebookRun], values: Mapping[st
     numbers = ""
     if best is not None:
         cells = {"configuration": str(head.choice.config_id),
-                 "accuracy": findings.show(best.to_frame().T, ["accuracy"], index=None).iloc[0, 0],
+                 "accuracy": (findings.show(best.to_frame().T, ["accuracy"], index=None).iloc[0, 0]
+                              if pd.notna(best.get("accuracy")) else "not graded"),
                  "break-even accuracy": findings.pct(head.break_even_accuracy),
                  overview.latency_name(head.choice.latency_col): findings.secs(best.get(head.choice.latency_col)),
                  "cost per 1,000 requests": findings.usd(best["usd_per_1k"]),
