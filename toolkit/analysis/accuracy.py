@@ -79,7 +79,7 @@ def bootstrap_mean_interval(values: np.ndarray, confidence: float = 0.95, *, n_r
 FEW_LEVELS = 100  # distinct values up to which resampling counts is cheaper than resampling rows
 MAX_RESAMPLED_VALUES = 10_000_000  # values x resamples that scipy may hold in memory at once (80 MB)
 MAX_LEVELS = 1000  # distinct values up to which the count-based bootstrap is exact
-STRATA = 1000
+STRATA = 200
 
 
 def _resampled_means(values: np.ndarray, levels: np.ndarray, counts: np.ndarray, n_resamples: int,
