@@ -90,9 +90,14 @@ def request_metrics(frame: pd.DataFrame) -> pd.DataFrame:
     return out
 
 
-def _timed_metrics(frame: pd.DataFrame) -> pd.DataFrame:
-    metrics = request_metrics(frame)
-    return metrics.loc[_timed(metrics)]
+METRIC_INPUTS = ("status", "ttft_s", "e2e_s", "completion_tokens", "server_s", "tbt_s")
+
+
+def _timed_metrics(frame: pd.DataFrame, columns: Sequence[str]) -> pd.DataFrame:
+    """`request_metrics` of the timed rows, with only `columns` of `frame` beside what the metrics
+    read: a copy of every column of a million-row table costs about half a gigabyte."""
+    keep = list(dict.fromkeys([*METRIC_INPUTS, *(c for c in columns if c in frame.columns)]))
+    return request_metrics(frame.loc[_timed(frame), keep])
 
 
 def _values(timed: pd.DataFrame, metric: str, keys: list[str]) -> pd.DataFrame:
@@ -118,7 +123,7 @@ def percentiles(frame: pd.DataFrame, *, by: str | Sequence[str] = ("config_id",)
     `tbt_s` in the group, which is how vLLM reports ITL percentiles.
     """
     keys = _keys(by)
-    timed = _timed_metrics(frame)
+    timed = _timed_metrics(frame, [*keys, *metrics])
     columns = keys + ["n"] + [f"{_qname(p)}_{m}" for m in metrics for p in q]
     rows = []
     for group, part in timed.groupby(keys, dropna=False, sort=True):
@@ -143,7 +148,7 @@ def decomposition(frame: pd.DataFrame, *, by: str | Sequence[str] = ("config_id"
     decode_share.
     """
     keys = _keys(by)
-    timed = _timed_metrics(frame).copy()
+    timed = _timed_metrics(frame, keys)
     timed = timed.loc[timed["e2e_s"] > 0]
     ttft = timed["ttft_s"].astype(float)
     network = timed["overhead_s"].clip(lower=0.0).where(lambda s: s.isna() | (s <= ttft), ttft)
@@ -214,7 +219,7 @@ def latency_cdf(frame: pd.DataFrame, *, metric: str = "e2e_s",
     `metric` may be any request or `request_metrics` column, or `itl_s` for every token gap.
     """
     keys = _keys(by)
-    values = _values(_timed_metrics(frame), metric, keys).dropna(subset=[metric])
+    values = _values(_timed_metrics(frame, [*keys, metric]), metric, keys).dropna(subset=[metric])
     values = values.sort_values(keys + [metric], kind="stable").reset_index(drop=True)
     grouped = values.groupby(keys, dropna=False, sort=False)[metric]
     values["cdf"] = grouped.rank(method="max") / grouped.transform("size")
