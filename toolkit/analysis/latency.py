@@ -183,7 +183,7 @@ def goodput(frame: pd.DataFrame, *, ttft_s: float | None = None, tpot_s: float |
     wall_s, throughput_rps (n_ok / wall_s), goodput_rps (n_good / wall_s).
     """
     keys = _keys(by)
-    metrics = request_metrics(frame)
+    metrics = request_metrics(frame[list(dict.fromkeys([*METRIC_INPUTS, "started_at", *keys]))])
     metrics["_good"] = _meets(metrics, ttft_s=ttft_s, tpot_s=tpot_s, e2e_s=e2e_s)
     metrics["_ok"] = _timed(metrics)
     metrics["_end"] = metrics["started_at"] + pd.to_timedelta(metrics["e2e_s"], unit="s")
