@@ -432,7 +432,8 @@ def observed_scaling(frame: pd.DataFrame, *, by: str = "model", share: float = 0
     take, straight from the timed requests.  Columns: by, n, short_tokens, long_tokens,
     short_e2e_s, long_e2e_s (medians), token_ratio, time_ratio.
     """
-    timed = frame.loc[timed_mask(frame)].assign(
+    # only the columns used: a copy of every column of the timed rows costs ~0.4 GB at 1M rows
+    timed = frame.loc[timed_mask(frame), list(dict.fromkeys([by, "completion_tokens", "e2e_s"]))].assign(
         _tokens=lambda f: pd.to_numeric(f["completion_tokens"], errors="coerce").astype(float),
         _e2e=lambda f: f["e2e_s"].astype(float)).dropna(subset=["_tokens"])
     rows = []
