@@ -116,10 +116,12 @@ def answer_groups(frame: pd.DataFrame, *, id_col: str = "config_id") -> pd.DataF
     members (how many configs), variants (what differs between them, comma-separated), in id order.
     A failed request counts as a wrong answer; a config with no graded request is its own group.
     """
-    rows = graded_outcomes(frame)
+    rows = graded_outcomes(frame[[id_col, *PAIR_KEY, "status", "correct", "score"]])
     rows = rows[rows["graded"]].sort_values([*PAIR_KEY], kind="mergesort")
-    signature = {config: tuple(map(tuple, part[[*PAIR_KEY, "is_correct", "graded_score"]].astype(str).to_numpy()))
-                 for config, part in rows.groupby(id_col, sort=True)}
+    # each row's (item, outcome) as text, numbered, so a config's answers compare as one byte string
+    shown = rows[[*PAIR_KEY, "is_correct", "graded_score"]].astype(str)
+    codes = shown.groupby(list(shown.columns), sort=False, dropna=False).ngroup().to_numpy()
+    signature = {config: codes[where].tobytes() for config, where in rows.groupby(id_col, sort=True).indices.items()}
     configs = sorted(str(c) for c in frame[id_col].dropna().unique())
     groups: dict[object, list[str]] = {}
     for config in configs:
