@@ -145,7 +145,7 @@ def fit_latency_model(frame: pd.DataFrame, *, by: Sequence[str] = DEFAULT_BY,
     """
     keys = _present(frame, by)
     rows = []
-    for group, part in _groups(usable(frame), keys):
+    for group, part in _groups(usable(_narrow(frame, keys)), keys):
         _, params = fit_group(part, level=level)
         rows.append(dict(zip(keys, group)) | {"label": _label(group)} | params)
     return pd.DataFrame(rows, columns=[*keys, *MODEL_COLUMNS])
@@ -163,7 +163,7 @@ def predict_latency(frame: pd.DataFrame, *, prompt_tokens: Sequence[float] | Non
     keys = _present(frame, by)
     names = [f"p{100 * p:g}_e2e_s" for p in q]
     rows = []
-    for group, part in _groups(usable(frame), keys):
+    for group, part in _groups(usable(_narrow(frame, keys)), keys):
         model, params = fit_group(part)
         prompts = [params["prompt_tokens"]] if prompt_tokens is None else [float(p) for p in prompt_tokens]
         seen_prompt = (part["prompt_tokens"].min(), part["prompt_tokens"].max())
@@ -197,7 +197,7 @@ def heldout_predictions(frame: pd.DataFrame, *, by: Sequence[str] = DEFAULT_BY, 
     keys = _present(frame, by)
     rng = np.random.default_rng(seed)
     parts = []
-    for group, part in _groups(usable(frame), keys):
+    for group, part in _groups(usable(_narrow(frame, keys)), keys):
         pieces = []
         fold = rng.permutation(len(part)) % folds
         if len(part) >= 2 * folds:
@@ -283,6 +283,14 @@ def _shares(ttft: float, overhead: float, decode: float) -> dict[str, float]:
     if not total > 0:
         return {"ttft_share": np.nan, "overhead_share": np.nan, "decode_share": np.nan}
     return {"ttft_share": ttft / total, "overhead_share": overhead / total, "decode_share": decode / total}
+
+
+USED = ("status", "cache_hit", "request_id", "ttft_s", "e2e_s", "prompt_tokens", "completion_tokens")
+
+
+def _narrow(frame: pd.DataFrame, keys: list[str]) -> pd.DataFrame:
+    """The columns a model reads: the folds copy these rather than every column of a large table."""
+    return frame[[c for c in dict.fromkeys([*keys, *USED]) if c in frame.columns]]
 
 
 def _present(frame: pd.DataFrame, by: Sequence[str]) -> list[str]:
