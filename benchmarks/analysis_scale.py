@@ -191,6 +191,7 @@ def main() -> int:
     parser.add_argument("--rows", type=int, default=None, help="rows of the synthetic run (overrides --quick)")
     parser.add_argument("--profile", type=Path, default=None,
                         help="write a cProfile of the notebooks to this file and print its top 30 by own time")
+    parser.add_argument("--only", default=None, help="run only the notebooks whose name contains this (no headline)")
     args = parser.parse_args()
     rows = args.rows or (100_000 if args.quick else 1_000_000)
     record = Recorder()
@@ -201,7 +202,8 @@ def main() -> int:
         setup_rows, peaks["setup"] = in_process(make_run, rows, run_dir)
         record.rows += setup_rows
         profiles = []
-        for notebook in [*NOTEBOOKS, None]:
+        chosen = [*NOTEBOOKS, None] if args.only is None else [n for n in NOTEBOOKS if args.only in n.stem]
+        for notebook in chosen:
             name = "report" if notebook is None else notebook.stem
             profile = None if args.profile is None else Path(tmp) / f"{name}.prof"
             notebook_rows, peaks[name] = in_process(notebook_process, notebook, run_dir, profile)
