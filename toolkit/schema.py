@@ -149,12 +149,5 @@ def from_arrow(table: pa.Table) -> pd.DataFrame:
     return table.to_pandas(types_mapper=_PANDAS_DTYPES.get)
 
 
-def check_columns(frame: pd.DataFrame, *, source: str) -> None:
-    """Raise `RunDirError` naming every DESIGN column that `frame` lacks."""
-    missing = [name for name in REQUEST_COLUMNS if name not in frame.columns]
-    if missing:
-        raise RunDirError(f"{source}: requests table is missing column(s) {', '.join(missing)}")
-
-
 def empty_requests() -> pd.DataFrame:
     return from_arrow(ARROW_SCHEMA.empty_table())

@@ -19,7 +19,7 @@ import pyarrow.json as pa_json
 import pyarrow.parquet as pq
 
 from toolkit.errors import DataFileError, RunDirError
-from toolkit.schema import (ARROW_SCHEMA, RequestRecord, check_columns, coerce_requests, empty_requests, from_arrow,
+from toolkit.schema import (ARROW_SCHEMA, REQUEST_COLUMNS, RequestRecord, coerce_requests, empty_requests, from_arrow,
                             to_arrow)
 
 MANIFEST = "manifest.json"
@@ -143,9 +143,7 @@ def load_run(run_dir: str | os.PathLike) -> pd.DataFrame:
         raise RunDirError(f"{run_dir}: neither {REQUESTS} nor {JOURNAL} found: not a run directory")
     parts = []
     if parquet_path.exists():
-        stored = pq.read_table(parquet_path).to_pandas()
-        check_columns(stored, source=str(parquet_path))
-        parts.append(coerce_requests(stored, source=str(parquet_path)))
+        parts.append(_parquet_frame(parquet_path))
     journal = _journal_frame(journal_path)
     if journal is not None:
         parts.append(journal)
@@ -153,6 +151,17 @@ def load_run(run_dir: str | os.PathLike) -> pd.DataFrame:
         return empty_requests()
     merged = pd.concat(parts, ignore_index=True) if len(parts) > 1 else parts[0]
     return merged.drop_duplicates("request_id", keep="last").reset_index(drop=True)
+
+
+def _parquet_frame(path: Path) -> pd.DataFrame:
+    stored = pq.read_table(path)
+    missing = [name for name in REQUEST_COLUMNS if name not in stored.column_names]
+    if missing:
+        raise RunDirError(f"{path}: requests table is missing column(s) {', '.join(missing)}")
+    try:  # our own files already have the schema: cast in Arrow, no detour through Python objects
+        return from_arrow(stored.select(list(REQUEST_COLUMNS)).cast(ARROW_SCHEMA))
+    except (pa.ArrowInvalid, pa.ArrowNotImplementedError, pa.ArrowTypeError):
+        return coerce_requests(stored.to_pandas(), source=str(path))
 
 
 def write_requests(run_dir: Path, frame: pd.DataFrame) -> Path:
