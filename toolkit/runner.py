@@ -26,7 +26,7 @@ from toolkit.cache import ResponseCache, lookup_or_none, request_key
 from toolkit.config import CollectConfig, RunConfig
 from toolkit.datasets import EvalItem, load_eval_set
 from toolkit.endpoints import Connection, TokenCounter
-from toolkit.errors import EndpointError, FrontierError
+from toolkit.errors import EndpointError
 from toolkit.measure import Request, StreamResult, stream_request
 from toolkit.prompts import TaskSpec, load_task, render
 from toolkit.schema import RequestRecord
@@ -108,10 +108,6 @@ class RateLimiter:
                     self._sent.append((now, tokens))
                     return
                 await asyncio.sleep(max(60 - (now - self._sent[0][0]), 0.01))
-
-
-class StopRun(FrontierError):
-    """The run stopped itself early (budget or error rate); what it collected is kept."""
 
 
 @dataclass
