@@ -22,7 +22,7 @@ from pathlib import Path
 import httpx2
 import openai
 
-from _common import ITEMS_PER_REPEAT, parse_args, write_config, write_result
+from _common import ITEMS_PER_REPEAT, REPO, parse_args, write_config, write_result
 from toolkit.collect import collect
 from toolkit.config import load_config
 from toolkit.runner import plan, request_for
@@ -99,7 +99,7 @@ def profile_collector(config: Path, runs: Path) -> list[dict]:
     rows = []
     for (filename, line, function), (_, calls, tottime, cumtime, _) in sorted(
             stats.stats.items(), key=lambda item: item[1][2], reverse=True)[:15]:
-        where = filename.split("site-packages/")[-1].split("/work/main/")[-1]
+        where = filename.split("site-packages/")[-1].removeprefix(f"{REPO}/")
         rows.append({"function": f"{where}:{line}({function})", "calls": calls,
                      "self_share": round(tottime / total, 3), "cumulative_s": round(cumtime, 3)})
     return rows

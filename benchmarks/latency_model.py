@@ -3,8 +3,8 @@
 Per provider and model: the median absolute percentage error of the predicted p50 e2e on held-out
 requests (k-fold over requests) and on requests longer than any it was fitted on (fitted on the
 shorter half of output lengths, tested on the longer half), and how often a held-out request stays
-under its predicted p95.  Default data: the shared llmperf folder, imported into a temporary run
-dir, plus data/runs/sample when present; `--run-dir` replaces them with your own runs.
+under its predicted p95.  Default data: the repo's data/public/llmperf, imported into a temporary
+run dir, plus data/runs/sample when present; `--run-dir` replaces them with your own runs.
 Writes benchmarks/results/latency_model.json.
 """
 from __future__ import annotations
@@ -22,7 +22,7 @@ from toolkit.analysis.latency_model import heldout_errors, heldout_predictions
 from toolkit.importers import import_to_run_dir
 from toolkit.store import load_run
 
-SHARED_LLMPERF = ("/work/shared/data/llmperf/individual", "../shared/data/llmperf/individual")
+LLMPERF = REPO / "data" / "public" / "llmperf"
 SAMPLE = REPO / "data" / "runs" / "sample"
 
 
@@ -30,7 +30,7 @@ def main() -> int:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--quick", action="store_true", help="3 folds instead of 5 (the data is the same)")
     parser.add_argument("--run-dir", action="append", type=Path, default=[], metavar="DIR",
-                        help="a run dir to evaluate (repeatable); default: shared llmperf + data/runs/sample")
+                        help="a run dir to evaluate (repeatable); default: data/public/llmperf + data/runs/sample")
     parser.add_argument("--folds", type=int, default=None, help="k of the k-fold (default 5, 3 with --quick)")
     parser.add_argument("--seed", type=int, default=0)
     args = parser.parse_args()
@@ -39,7 +39,7 @@ def main() -> int:
     with tempfile.TemporaryDirectory() as scratch:
         run_dirs = args.run_dir or default_run_dirs(Path(scratch))
         if not run_dirs:
-            print("no run dirs: the shared llmperf folder is missing and data/runs/sample does not exist",
+            print("no run dirs: data/public/llmperf and data/runs/sample are both missing",
                   file=sys.stderr)
             return 1
         runs = [evaluate(path, folds=folds, seed=args.seed) for path in run_dirs]
@@ -54,9 +54,8 @@ def main() -> int:
 
 def default_run_dirs(scratch: Path) -> list[Path]:
     dirs = []
-    source = next((Path(p) for p in SHARED_LLMPERF if Path(p).is_dir()), None)
-    if source is not None:
-        dirs.append(import_to_run_dir("llmperf", source, scratch / "llmperf"))
+    if LLMPERF.is_dir():
+        dirs.append(import_to_run_dir("llmperf", LLMPERF, scratch / "llmperf"))
     if SAMPLE.is_dir() and (SAMPLE / "manifest.json").exists():
         dirs.append(SAMPLE)
     return dirs

@@ -1,4 +1,4 @@
-"""`frontier import` on every folder of the shared public data, and the notebooks on what it gives.
+"""`frontier import` on every folder of `data/public/`, and the notebooks on what it gives.
 
 Each kind is imported through the CLI into a scratch run dir and reported once with
 `toolkit.report.build_report`.  A full report runs six notebooks at ~8 s each on two busy cores,
@@ -6,7 +6,8 @@ so each kind runs the notebooks that matter for it (`NOTEBOOKS`): the latency no
 latency-only data, accuracy on accuracy-only data, cascades and the frontier where there is
 something to cascade; the cascade notebook runs on every kind, since it must say what it cannot show.
 FrugalGPT's per-query format has no shipped file, so the test writes one from real HEADLINES queries
-and FrugalGPT's own prices (answers simulated); OpenAI Batch output likewise.
+and FrugalGPT's own prices (answers simulated); OpenAI Batch output likewise.  AlpacaEval's data is
+CC BY-NC and not shipped: its files are written in AlpacaEval's format by `public_data`.
 """
 from __future__ import annotations
 
@@ -19,6 +20,7 @@ import numpy as np
 import pandas as pd
 import pytest
 
+from public_data import PUBLIC, write_alpacaeval
 from toolkit.analysis import findings
 from toolkit.analysis.cascade import NO_SIGNAL
 from toolkit.cli import main as frontier
@@ -26,8 +28,7 @@ from toolkit.params import REPO_ROOT
 from toolkit.report import build_report
 from toolkit.store import load_run
 
-SHARED = REPO_ROOT.parent / "shared" / "data"
-REFERENCE = SHARED / "frugalgpt" / "summary_HEADLINES_e8_full_2024.csv"
+REFERENCE = PUBLIC / "frugalgpt" / "summary_HEADLINES_e8_full_2024.csv"
 NOTEBOOKS = {
     "llmperf": ["03_latency", "06_cascades"],
     "alpacaeval": ["01_accuracy", "06_cascades"],
@@ -41,9 +42,9 @@ BATCH_PATTERN = r"(?P<dataset>[^/]+)/(?P<item_id>[^/]+)/r(?P<repeat>\d+)/(?P<con
 
 def write_frugalgpt(path: Path, n: int = 80, seed: int = 0) -> Path:
     """FrugalGPT's per-query format (_id, answer, ref_answer, cost, model) on real HEADLINES test queries."""
-    queries = pd.read_csv(SHARED / "frugalgpt" / "queries" / "HEADLINES" / "test.csv", header=None,
+    queries = pd.read_csv(PUBLIC / "frugalgpt" / "queries" / "HEADLINES" / "test.csv", header=None,
                           names=["query", "ref_answer", "_id"]).head(n)
-    prices = json.loads((SHARED / "frugalgpt" / "prices" / "serviceinfo.json").read_text())
+    prices = json.loads((PUBLIC / "frugalgpt" / "prices" / "serviceinfo.json").read_text())
     rng = np.random.default_rng(seed)
     ease = rng.random(n)  # one difficulty per query, so the services' mistakes overlap as real ones do
     labels = ["up", "down", "none", "neutral"]
@@ -87,8 +88,8 @@ def scratch(tmp_path_factory) -> Path:
 def imported(scratch: Path) -> dict[str, Path]:
     """Every kind imported with `frontier import KIND PATH -o RUN_DIR`."""
     sources = {
-        "llmperf": (SHARED / "llmperf" / "individual", []),
-        "alpacaeval": (SHARED / "alpacaeval" / "per_item.csv", []),
+        "llmperf": (PUBLIC / "llmperf", []),  # upstream's raw_data/ layout, as the README says
+        "alpacaeval": (write_alpacaeval(scratch / "alpacaeval"), []),
         "frugalgpt": (write_frugalgpt(scratch / "HEADLINES.csv"), []),
         "openai_batch": (write_batch(scratch / "batch_output.jsonl"), ["-O", f"id_pattern={BATCH_PATTERN}"]),
     }
@@ -108,7 +109,7 @@ def reports(scratch: Path, imported: dict[str, Path]):
     def report(kind: str) -> dict[str, nbformat.NotebookNode]:
         if kind not in built:
             notebooks = scratch / "notebooks" / kind
-            notebooks.mkdir(parents=True)
+            notebooks.mkdir(parents=True, exist_ok=True)  # a retry after a failed build shows its own error
             for name in NOTEBOOKS[kind]:
                 shutil.copy(REPO_ROOT / "notebooks" / f"{name}.ipynb", notebooks)
             parameters = {"reference_points": str(REFERENCE)} if kind == "frugalgpt" else {}
@@ -130,14 +131,14 @@ def errors(nb: nbformat.NotebookNode) -> list[str]:
             if o["output_type"] == "error"]
 
 
-def test_every_shared_folder_imports(imported: dict[str, Path]):
-    folders = {p.name for p in SHARED.iterdir() if p.is_dir()}
+def test_every_public_folder_imports(imported: dict[str, Path]):
+    folders = {p.name for p in PUBLIC.iterdir() if p.is_dir()}
     assert folders <= set(imported)  # a new public data set needs its importer here
     llmperf = load_run(imported["llmperf"])
     assert len(llmperf) == 2100 and llmperf["config_id"].nunique() == 14
     assert (llmperf["prompt_tokens"].dropna() == 550).all() and llmperf["correct"].isna().all()
     alpaca = load_run(imported["alpacaeval"])
-    assert len(alpaca) == 55539 and alpaca["ttft_s"].isna().all() and alpaca["correct"].notna().mean() > 0.99
+    assert len(alpaca) == 42 and alpaca["ttft_s"].isna().all() and alpaca["correct"].notna().sum() == 41
     frugal = load_run(imported["frugalgpt"])
     assert len(frugal) == 240 and sorted(frugal["config_id"].unique()) == sorted(SERVICES)
     assert (frugal["correct"] == (frugal["output_text"] == frugal["expected"])).all()

@@ -1,60 +1,70 @@
-from pathlib import Path
-
 import pandas as pd
 import pytest
 
+from public_data import AE1, AE2, HASHES, INSTRUCTIONS, LEADERBOARDS, OUTPUT_CHARS, PER_ITEM_COLUMNS, write_alpacaeval
 from toolkit.errors import DataFileError
 from toolkit.importers.alpacaeval import import_alpacaeval
 
-SHARED = Path(__file__).resolve().parents[1].parent / "shared" / "data" / "alpacaeval"
-PER_ITEM = SHARED / "per_item.csv"
-HEADER = ("annotator,reference_model,model,instruction_idx,instruction_hash,dataset,preference,"
-          "model_output_chars,reference_output_chars,annotator_price_usd\n")
+HEADER = ",".join(PER_ITEM_COLUMNS) + "\n"
 
 
 @pytest.fixture(scope="module")
-def imported():
-    return import_alpacaeval(PER_ITEM)
+def folder(tmp_path_factory):
+    return write_alpacaeval(tmp_path_factory.mktemp("alpacaeval")).parent
+
+
+@pytest.fixture(scope="module")
+def imported(folder):
+    return import_alpacaeval(folder / "per_item.csv")
 
 
 def row(table, dataset, model, item):
     return table.set_index("request_id").loc[f"{dataset}/{model}/{item}"]
 
 
-def test_real_rows(imported):
+def test_rows(folder, imported):
     table, manifest = imported
-    assert len(table) == 55539 and table["request_id"].is_unique
-    first = row(table, "alpacaeval-gpt4", "alpaca-7b-neft", "fb5e4d4705fb")
-    assert (first["score"], first["correct"], first["grader"]) == (1.0, True, "alpaca_eval_gpt4")
-    assert (first["completion_tokens"], first["prompt_tokens"]) == (round(627 / 4), round(80 / 4))
-    assert (first["config_id"], first["item_id"], first["repeat"]) == ("alpaca-7b-neft", "fb5e4d4705fb", 0)
+    assert len(table) == 4 * 6 + 3 * 6 and table["request_id"].is_unique
+    first = row(table, "alpacaeval-gpt4", "gpt4_1106_preview", HASHES[0])
+    assert (first["score"], first["correct"], first["grader"]) == (1.0, True, AE1)
+    # tokens are estimated as characters / 4: model_output_chars, and instruction_chars from instructions.csv
+    assert (first["completion_tokens"], first["prompt_tokens"]) == (round(2049 / 4), round(len(INSTRUCTIONS[0][1]) / 4))
+    assert (first["config_id"], first["item_id"], first["repeat"]) == ("gpt4_1106_preview", HASHES[0], 0)
     assert first["usage_source"] == "estimated" and pd.isna(first["ttft_s"])
-    weighted = row(table, "alpacaeval-gpt4-turbo-weighted", "alpaca-farm-ppo-human", "b2da2eb6dcc9")
-    assert weighted["score"] == pytest.approx(0.00031) and not weighted["correct"]
-    assert manifest["reference_models"] == {"alpaca_eval_gpt4": "text_davinci_003",
-                                            "weighted_alpaca_eval_gpt4_turbo": "gpt4_1106_preview"}
+    loss = row(table, "alpacaeval-gpt4", "text_davinci_001", HASHES[0])
+    assert (loss["score"], loss["correct"]) == (0.0, False)
+    weighted = row(table, "alpacaeval-gpt4-turbo-weighted", "claude-2", HASHES[5])
+    assert weighted["score"] == 0.4375 and not weighted["correct"] and weighted["grader"] == AE2
+    assert row(table, "alpacaeval-gpt4-turbo-weighted", "claude-2", HASHES[3])["correct"]  # 0.75
+    assert manifest["reference_models"] == {AE1: "text_davinci_003", AE2: "gpt4_1106_preview"}
+    assert [s["path"] for s in manifest["source_files"]] == [str(folder / "per_item.csv"),
+                                                             str(folder / "instructions.csv")]
 
 
 def test_draws_and_unparsed_verdicts(imported):
     table, _ = imported
-    draw = row(table, "alpacaeval-gpt4", "alpaca-farm-ppo-human", "6fbfb2866d07")
+    draw = row(table, "alpacaeval-gpt4", "gpt4_1106_preview", HASHES[4])
     assert draw["score"] == 0.5 and not draw["correct"]
-    unparsed = row(table, "alpacaeval-gpt4", "alpaca-7b-neft", "a622789731a5")
+    unparsed = row(table, "alpacaeval-gpt4", "claude-2", HASHES[5])
     assert unparsed["status"] == "ok" and pd.isna(unparsed["score"]) and pd.isna(unparsed["correct"])
-    assert table["score"].isna().sum() == 52
+    assert unparsed["completion_tokens"] == round(OUTPUT_CHARS["claude-2"][5] / 4)
+    assert table["score"].isna().sum() == 1
 
 
-@pytest.mark.parametrize("dataset, leaderboard", [
-    ("alpacaeval-gpt4", "alpaca_eval_gpt4_leaderboard.csv"),
-    ("alpacaeval-gpt4-turbo-weighted", "weighted_alpaca_eval_gpt4_turbo_leaderboard.csv"),
-])
-def test_mean_score_is_the_leaderboard_win_rate(imported, dataset, leaderboard):
+@pytest.mark.parametrize("dataset", list(LEADERBOARDS))
+def test_mean_score_is_the_leaderboard_win_rate(folder, imported, dataset):
     table, _ = imported
-    published = pd.read_csv(SHARED / leaderboard, index_col=0)["win_rate"]
-    ours = table[table["dataset"] == dataset].groupby("config_id")["score"].mean() * 100
-    common = ours.index.intersection(published.index)
-    assert len(common) >= 30
-    assert (ours[common] - published[common]).abs().max() < 1e-3
+    published = pd.read_csv(folder / LEADERBOARDS[dataset], index_col=0)
+    scores = table[table["dataset"] == dataset].groupby("config_id")["score"]
+    common = scores.mean().index.intersection(published.index)
+    # every model with per-item rows is on the leaderboard; guanaco-65b is there without them
+    assert len(common) == scores.ngroups and "guanaco-65b" not in common
+    published = published.loc[common]
+    assert (scores.mean()[common] * 100 - published["win_rate"]).abs().max() < 1e-9
+    assert (scores.sem()[common] * 100 - published["standard_error"]).abs().max() < 1e-9
+    assert scores.count()[common].tolist() == published["n_total"].tolist()
+    wins = table[table["dataset"] == dataset].groupby("config_id")["correct"].sum()
+    assert wins[common].tolist() == published["n_wins"].tolist()
 
 
 def write(tmp_path, body, name="per_item.csv"):

@@ -1,20 +1,20 @@
 import shutil
-from pathlib import Path
 
 import pandas as pd
 import pytest
 
+from public_data import PUBLIC
 from toolkit.errors import DataFileError
 from toolkit.importers.frugalgpt import exact_match, import_frugalgpt, load_reported_costs, normalize_answer
 from toolkit.importers.frugalgpt_summary import load_reference_points
 
-SHARED = Path(__file__).resolve().parents[1].parent / "shared" / "data" / "frugalgpt"
+FRUGALGPT = PUBLIC / "frugalgpt"
 
 
 @pytest.fixture
 def per_query(tmp_path):
     """A per-query file in FrugalGPT's release format, built on six real HEADLINES test queries."""
-    queries = pd.read_csv(SHARED / "queries" / "HEADLINES" / "test.csv", header=None,
+    queries = pd.read_csv(FRUGALGPT / "queries" / "HEADLINES" / "test.csv", header=None,
                           names=["query", "ref_answer", "_id"]).head(6)
     cheap = pd.DataFrame({"_id": queries["_id"], "ref_answer": queries["ref_answer"],
                           "answer": [f" {a.upper()}." for a in queries["ref_answer"][:4]] + ["none", ""],
@@ -82,7 +82,7 @@ def test_duplicate_query_for_one_model(tmp_path):
 
 
 def test_published_points_headlines():
-    points = load_reference_points(SHARED / "summary_HEADLINES_e8_full_2024.csv")
+    points = load_reference_points(FRUGALGPT / "summary_HEADLINES_e8_full_2024.csv")
     assert len(points) == 30 and (points["kind"] == "published").all() and (points["n"] == 5000).all()
     best = points[points["method"] != "FrugalGPT"].sort_values("accuracy").iloc[-1]
     assert (best["method"], best["provider"], best["accuracy"]) == ("gpt-4-turbo", "openaichat", 0.8558)
@@ -94,9 +94,9 @@ def test_published_points_headlines():
 
 def test_perf_seed_files_are_refused_and_renamed_summaries_need_a_dataset(tmp_path):
     with pytest.raises(DataFileError, match="mix cost units"):
-        load_reference_points(SHARED / "sciq_e8_perf_seed_9_2024updatedmodel.csv")
+        load_reference_points(FRUGALGPT / "sciq_e8_perf_seed_9_2024updatedmodel.csv")
     renamed = tmp_path / "sciq.csv"
-    shutil.copy(SHARED / "summary_SCIQ_e8_full_2024.csv", renamed)
+    shutil.copy(FRUGALGPT / "summary_SCIQ_e8_full_2024.csv", renamed)
     assert set(load_reference_points(renamed, dataset="SCIQ")["dataset"]) == {"SCIQ"}
 
 

@@ -6,17 +6,18 @@ import numpy as np
 import pandas as pd
 import pytest
 
+from public_data import PUBLIC
 from toolkit.errors import DataFileError
 from toolkit.importers.llmperf import import_llmperf
 from toolkit.schema import REQUEST_COLUMNS
 
-SHARED = Path(__file__).resolve().parents[1].parent / "shared" / "data" / "llmperf"
-INDIVIDUAL = SHARED / "individual"
+LLMPERF = PUBLIC / "llmperf"  # upstream's raw_data/ layout: individual/ and summary/
+INDIVIDUAL = LLMPERF / "individual"
 
 
 @pytest.fixture(scope="module")
 def everything():
-    return import_llmperf(INDIVIDUAL)
+    return import_llmperf(LLMPERF)
 
 
 def records(name):
@@ -93,6 +94,30 @@ def test_request_ids_are_unique_and_stable(everything):
     again, _ = import_llmperf(INDIVIDUAL)
     assert table["request_id"].is_unique and len(table) == 14 * 150
     assert table["request_id"].tolist() == again["request_id"].tolist()
+
+
+def test_the_raw_data_folder_reads_like_its_individual_folder(everything):
+    table, manifest = everything
+    direct, direct_manifest = import_llmperf(INDIVIDUAL, run_id=table["run_id"].iloc[0])
+    pd.testing.assert_frame_equal(table, direct)
+    assert manifest["files"] == direct_manifest["files"]
+    assert manifest["files"][0]["summary"] == str(LLMPERF / "summary" / "anyscale_13b.json")
+    assert len(manifest["source_files"]) == 14
+
+
+def test_a_cloned_leaderboard_layout(tmp_path):
+    raw_data = tmp_path / "llmperf-leaderboard" / "raw_data"
+    for sub in ("individual", "summary"):
+        (raw_data / sub).mkdir(parents=True)
+        shutil.copy(LLMPERF / sub / "fireworks_7b.json", raw_data / sub)
+    table, manifest = import_llmperf(raw_data)
+    assert len(table) == 150 and manifest["run_id"] == "llmperf-raw_data"
+    assert (table["max_tokens"].iloc[0], table["endpoint"].iloc[0]) == (150, "api.fireworks.ai")
+    assert manifest["files"][0]["summary"] == str(raw_data / "summary" / "fireworks_7b.json")
+    (raw_data / "individual" / "fireworks_7b.json").unlink()
+    with pytest.raises(DataFileError) as caught:
+        import_llmperf(raw_data)
+    assert str(caught.value) == f"{raw_data / 'individual'}: no *.json files in this folder"
 
 
 def test_without_summary_model_comes_from_the_mapping_and_concurrency_defaults(tmp_path):

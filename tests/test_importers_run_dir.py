@@ -1,13 +1,10 @@
-from pathlib import Path
-
 import pandas as pd
 import pytest
 
+from public_data import PUBLIC, write_alpacaeval
 from toolkit.errors import ParameterError
 from toolkit.importers import IMPORTERS, import_llmperf, import_to_run_dir
 from toolkit.store import load_run, read_manifest
-
-SHARED = Path(__file__).resolve().parents[1].parent / "shared" / "data"
 
 
 def test_registry_names_every_requests_importer():
@@ -15,7 +12,7 @@ def test_registry_names_every_requests_importer():
 
 
 def test_an_import_round_trips_through_a_run_dir(tmp_path):
-    source = SHARED / "llmperf" / "individual" / "lepton_70b.json"
+    source = PUBLIC / "llmperf" / "individual" / "lepton_70b.json"
     run_dir = import_to_run_dir("llmperf", source, tmp_path / "lepton-dec2023")
     loaded = load_run(run_dir)
     direct, _ = import_llmperf(source, run_id="lepton-dec2023")
@@ -27,8 +24,9 @@ def test_an_import_round_trips_through_a_run_dir(tmp_path):
 
 
 def test_explicit_run_id_and_unknown_kind(tmp_path):
-    run_dir = import_to_run_dir("alpacaeval", SHARED / "alpacaeval" / "per_item.csv", tmp_path / "ae",
+    run_dir = import_to_run_dir("alpacaeval", write_alpacaeval(tmp_path / "alpacaeval"), tmp_path / "ae",
                                 run_id="alpaca")
-    assert set(load_run(run_dir)["run_id"]) == {"alpaca"}
+    loaded = load_run(run_dir)
+    assert set(loaded["run_id"]) == {"alpaca"} and len(loaded) == 42
     with pytest.raises(ParameterError, match="unknown importer 'promptfoo'; known: alpacaeval"):
         import_to_run_dir("promptfoo", "x", tmp_path / "p")

@@ -177,12 +177,12 @@ def test_headline_break_even_is_closed_form(frame: pd.DataFrame):
 def test_reference_points_resolve_load_and_label(tmp_path, monkeypatch):
     import shutil
 
-    from toolkit.params import REPO_ROOT
-    shared = REPO_ROOT.parent / "shared" / "data" / "frugalgpt" / "summary_HEADLINES_e8_full_2024.csv"
+    from public_data import PUBLIC
+    summary = PUBLIC / "frugalgpt" / "summary_HEADLINES_e8_full_2024.csv"
     assert overview.reference_points(None) is None
-    shutil.copy(shared, tmp_path / shared.name)
+    shutil.copy(summary, tmp_path / summary.name)
     monkeypatch.chdir(tmp_path)
-    points = overview.reference_points(shared.name)  # relative to the cwd
+    points = overview.reference_points(summary.name)  # relative to the cwd
     assert len(points) == 30 and (points["dataset"] == "HEADLINES").all()
     assert (points.loc[points["method"] == "FrugalGPT", "label"] == "").all()
     best = points.loc[points["method"] == "gpt-4-turbo"].iloc[0]

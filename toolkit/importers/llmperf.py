@@ -66,16 +66,16 @@ def import_llmperf(path: str | os.PathLike, *, run_id: str | None = None,
                    concurrency: int | None = None, models: Mapping[str, str] | None = None,
                    summary_dir: str | os.PathLike | None = None,
                    dataset: str = "llmperf") -> tuple[pd.DataFrame, dict]:
-    """Read one llmperf `individual/*.json` file or a folder of them into a requests table.
+    """Read llmperf per-request results into a requests table.
 
-    Model, concurrency, max_tokens and endpoint host come from the matching summary file
-    (`../summary/<same name>` or `summary_dir`), else from `models` / LEADERBOARD_MODELS and
-    `concurrency` (default 5, the leaderboard's setting).  Returns (table, manifest).
+    `path` is one `individual/*.json` file, the `individual/` folder, or the folder holding
+    `individual/` and `summary/` (llmperf-leaderboard's `raw_data/`).  Model, concurrency,
+    max_tokens and endpoint host come from the matching summary file (`../summary/<same name>` or
+    `summary_dir`), else from `models` / LEADERBOARD_MODELS and `concurrency` (default 5, the
+    leaderboard's setting).  Returns (table, manifest).
     """
     path = Path(path)
-    files = sorted(path.glob("*.json")) if path.is_dir() else [path]
-    if not files:
-        raise DataFileError(path, "no *.json files in this folder")
+    files = _request_files(path)
     known = {**LEADERBOARD_MODELS, **(models or {})}
     frames, described = [], []
     for file in files:
@@ -91,6 +91,17 @@ def import_llmperf(path: str | os.PathLike, *, run_id: str | None = None,
     manifest = build_manifest(kind=KIND, version=VERSION, run_id=run_id, sources=files,
                               table=table, notes=NOTES, files=described)
     return table, manifest
+
+
+def _request_files(path: Path) -> list[Path]:
+    if not path.is_dir():
+        return [path]
+    # A clone of llmperf-leaderboard has raw_data/{individual,summary}/: accept its parent folder too.
+    folder = path / "individual" if (path / "individual").is_dir() else path
+    files = sorted(folder.glob("*.json"))
+    if not files:
+        raise DataFileError(folder, "no *.json files in this folder")
+    return files
 
 
 def _summary_path(file: Path, summary_dir: str | os.PathLike | None) -> Path | None:
