@@ -17,10 +17,10 @@ TASKS = ("capitals", "sentiment", "dates", "arithmetic")
 VARIANTS = ("zero_shot", "few_shot_1", "few_shot_3", "few_shot_5", "chat")
 # Faults after which the attempt fails and the collector retries; no_usage and empty_choices
 # still deliver an answer (a stall fails only when it outlasts the client's timeout).
-FAILING = ("429", "500", "502", "503", "reset", "reset_mid", "stall", "malformed")
+FAILING = ("429", "500", "502", "503", "reset", "reset_mid", "stall", "malformed", "truncated")
 ERROR_TYPE = {"429": "rate_limited", "500": "server_error", "502": "server_error",
               "503": "server_error", "reset": "connection", "reset_mid": "connection",
-              "stall": "timeout", "malformed": "malformed_stream"}
+              "stall": "timeout", "malformed": "malformed_stream", "truncated": "dropped_stream"}
 
 
 def write_config(directory: Path, base_url: str | None, *, tasks=TASKS, items: int = 5,

@@ -23,7 +23,7 @@ from toolkit.store import load_run, read_manifest
 from toolkit.testing import STREAM_FAULTS, Behaviour, Script, ScriptedServer
 
 MIX = {"429": 0.05, "500": 0.03, "502": 0.03, "503": 0.03, "reset": 0.03, "reset_mid": 0.03,
-       "stall": 0.02, "malformed": 0.03, "no_usage": 0.03, "empty_choices": 0.03}
+       "stall": 0.02, "malformed": 0.03, "no_usage": 0.03, "empty_choices": 0.03, "truncated": 0.03}
 RETRY_AFTER_S = 0.2
 TIMEOUT_S = 1.5  # generous: a loaded CI machine must not turn a slow answer into a timeout
 MAX_ATTEMPTS = 3

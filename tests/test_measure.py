@@ -13,7 +13,8 @@ import openai
 import pytest
 
 from toolkit.endpoints import Connection
-from toolkit.measure import Request, StreamResult, _chunk_content, stream_request, usage_from
+from toolkit.measure import (DroppedStream, Request, ServerTimings, StreamResult, _chunk_content,
+                             stream_request, timings_from, usage_from)
 from toolkit.testing import Behaviour, Script, ScriptedServer
 
 TIMED = Behaviour(ttft_s=0.05, gaps_s=(0.01, 0.03, 0.005, 0.02), gap_s=0.015, tokens=8)
@@ -23,6 +24,8 @@ RULES = {
     "empty": [Behaviour(tokens=5, ttft_s=0.01, gap_s=0.005, fault="empty_choices", fault_after_tokens=2)],
     "rich": [Behaviour(tokens=4, prompt_tokens=120, cached_tokens=64, reasoning_tokens=9, processing_ms=37.5)],
     "no usage": [Behaviour(tokens=3, fault="no_usage")],
+    "cut": [Behaviour(tokens=6, fault="truncated", fault_after_tokens=2)],
+    "cut at once": [Behaviour(tokens=6, fault="truncated", fault_after_tokens=0)],
 }
 
 
@@ -127,3 +130,20 @@ def test_chunk_logprobs_are_read_for_both_apis():
     role_only = {"choices": [{"index": 0, "delta": {"role": "assistant", "content": ""}, "finish_reason": None}]}
     assert _chunk_content(role_only, "chat") == ("", None, [])
     assert _chunk_content({"choices": [], "usage": {"prompt_tokens": 1}}, "chat") == ("", None, [])
+
+
+@pytest.mark.parametrize(("key", "api", "chunks"), [("cut", "chat", 2), ("cut at once", "completions", 0)])
+def test_a_stream_that_ends_without_finish_reason_or_done_is_dropped_not_an_answer(server, key, api, chunks):
+    with pytest.raises(DroppedStream, match=f"without a finish reason or \\[DONE\\] after {chunks} content chunks"):
+        measure(server, key, api)
+    assert [a.key for a in server.log].count(key) == 1
+
+
+def test_server_timings_are_read_in_seconds(server):
+    timings = timings_from({"cache_n": 12, "prompt_n": 30, "prompt_ms": 150.5, "predicted_n": 4,
+                            "predicted_ms": 60.0, "predicted_per_second": 66.7})
+    assert timings == ServerTimings(prefill_s=0.1505, decode_s=0.06, cached_tokens=12)
+    assert timings_from(None) is None and timings_from([1]) is None
+    assert timings_from({"prompt_ms": "fast"}) == ServerTimings(None, None, None)
+    (result,) = measure(server, "plain")  # an OpenAI-style stream carries no timings
+    assert result.timings is None

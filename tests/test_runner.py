@@ -191,3 +191,50 @@ def test_an_error_event_inside_the_stream_is_retried_and_recorded_not_raised(tmp
     assert (failed["error_type"] == "stream_error").all()
     assert failed["error_message"].str.contains("engine overloaded").all()
     assert dict(_ErrorEventHandler.attempts) == {**dict.fromkeys(keys[:2], 2), **dict.fromkeys(keys[2:], 3)}
+
+
+class _DroppingKeepAliveHandler(BaseHTTPRequestHandler):
+    """Answers the first request on each connection and closes the connection on the next one without
+    a word, as a server does when it drops an idle keep-alive connection the client just reused."""
+
+    protocol_version = "HTTP/1.1"
+    posts: Counter = Counter()
+
+    def do_POST(self) -> None:  # noqa: N802 (http.server's naming)
+        self.rfile.read(int(self.headers["Content-Length"]))
+        self.posts[self.headers["X-Client-Request-Id"]] += 1
+        self.answered = getattr(self, "answered", 0) + 1
+        if self.answered > 1:
+            self.close_connection = True  # "Server disconnected without sending a response"
+            return
+        chunk = {"id": "c", "object": "text_completion", "created": 0, "model": "m",
+                 "choices": [{"index": 0, "text": "Lima", "finish_reason": "stop", "logprobs": None}]}
+        body = b"data: " + json.dumps(chunk).encode() + b"\n\ndata: [DONE]\n\n"
+        self.send_response(200)
+        self.send_header("Content-Type", "text/event-stream")
+        self.send_header("Content-Length", str(len(body)))
+        self.end_headers()
+        self.wfile.write(body)
+
+    def log_message(self, *args: object) -> None:
+        pass
+
+
+def test_a_dropped_keep_alive_connection_is_retried_and_each_request_recorded_once(tmp_path):
+    server = ThreadingHTTPServer(("127.0.0.1", 0), _DroppingKeepAliveHandler)
+    threading.Thread(target=server.serve_forever, daemon=True).start()
+    journaled = []
+    try:
+        path = write_config(tmp_path, f"http://127.0.0.1:{server.server_port}/v1", tasks=["capitals"], items=4,
+                            variants=["zero_shot"], concurrency=1,
+                            retry={"max_attempts": 3, "backoff_base_s": 0.01})
+        summary = collect(path, runs_root=tmp_path / "runs", run_id="dropped", on_record=journaled.append)
+    finally:
+        server.shutdown()
+        server.server_close()
+    table = load_run(summary.run_dir).sort_values("sequence")
+    assert summary.sent == 4 and summary.errors == 0 and (table["status"] == "ok").all()
+    assert Counter(r.request_id for r in journaled) == Counter(dict.fromkeys(table["request_id"], 1))
+    # the first request opens the connection; each later one meets the drop once, then a new connection
+    assert list(table["attempts"]) == [1, 2, 2, 2]
+    assert dict(_DroppingKeepAliveHandler.posts) == dict(zip(table["request_id"], [1, 2, 2, 2]))

@@ -1,10 +1,13 @@
-"""Time one streamed request: TTFT, every inter-token gap, end to end, usage and logprobs.
+"""Time one streamed request: TTFT, every inter-token gap, end to end, usage, logprobs and the
+server's own timings where it reports them (llama.cpp's `timings`: prefill, decode, cached tokens).
 
 Clock: `time.perf_counter_ns`, started when the HTTP client sends the request (`stamp_send`, an httpx
 request hook; else just before the request is handed to the openai client), so TTFT includes
 connection set-up, the server's queue and prompt processing, as a user sees it, but not the openai
 SDK's own request building (about 0.7 ms, with spikes of several ms under load).  Only
 chunks that carry content count as tokens (a role-only first chunk of a chat stream does not).
+A stream that ends with neither a finish reason nor `[DONE]` was cut short: it raises `DroppedStream`
+rather than passing for a (short or empty) answer.
 """
 from __future__ import annotations
 
@@ -32,6 +35,19 @@ class Usage:
 
 
 @dataclass(frozen=True, slots=True)
+class ServerTimings:
+    """The server's own account of one request (llama.cpp's `timings` object)."""
+
+    prefill_s: float | None
+    decode_s: float | None
+    cached_tokens: int | None
+
+
+class DroppedStream(Exception):
+    """The response stream ended without a finish reason or `[DONE]`: the answer may be cut short."""
+
+
+@dataclass(frozen=True, slots=True)
 class StreamResult:
     """What one successful streamed request measured."""
 
@@ -44,6 +60,7 @@ class StreamResult:
     logprob_tokens: int | None
     logprob_mean: float | None
     finish_reason: str | None
+    timings: ServerTimings | None = None
 
 
 @dataclass(frozen=True, slots=True)
@@ -98,6 +115,20 @@ def _detail(details: Any, key: str) -> int | None:
     if details is None:
         return None
     return details.get(key) if isinstance(details, dict) else getattr(details, key, None)
+
+
+def timings_from(raw: Any) -> ServerTimings | None:
+    """Read llama.cpp's `timings` (`prompt_ms`, `predicted_ms`, `cache_n`); None when absent or not a dict."""
+    if not isinstance(raw, dict):
+        return None
+
+    def seconds(key: str) -> float | None:
+        value = raw.get(key)
+        return float(value) / 1000 if isinstance(value, int | float) else None
+
+    cached = raw.get("cache_n")
+    return ServerTimings(seconds("prompt_ms"), seconds("predicted_ms"),
+                         cached if isinstance(cached, int) else None)
 
 
 def _processing_seconds(headers: Any) -> float | None:
@@ -160,13 +191,15 @@ async def stream_request(client: AsyncOpenAI, request: Request, *, timeout_s: fl
     pieces: list[str] = []
     token_times: list[int] = []
     logprobs: list[float] = []
-    usage = finish_reason = None
+    usage = finish_reason = timings = None
+    done = False
     response = raw.http_response
     try:
         # Events are decoded here rather than by the SDK's chunk models, which cost several times
         # more CPU per chunk; at 64 streams that CPU time delayed every timestamp (benchmarks/).
         async for arrived, data in _sse_events(response):
             if data.startswith("[DONE]"):
+                done = True
                 continue
             chunk = json.loads(data)
             if not isinstance(chunk, dict):
@@ -178,6 +211,8 @@ async def stream_request(client: AsyncOpenAI, request: Request, *, timeout_s: fl
                                "An error occurred during streaming", response.request, body=error)
             if chunk.get("usage") is not None:
                 usage = usage_from(chunk["usage"])
+            if "timings" in chunk:  # llama.cpp sends running timings; the last chunk's are final
+                timings = timings_from(chunk["timings"])
             text, finish, chunk_logprobs = _chunk_content(chunk, request.api)
             finish_reason = finish or finish_reason
             logprobs.extend(chunk_logprobs)
@@ -187,6 +222,9 @@ async def stream_request(client: AsyncOpenAI, request: Request, *, timeout_s: fl
     finally:
         await response.aclose()
     end = time.perf_counter_ns()
+    if not done and finish_reason is None:
+        raise DroppedStream(f"the stream ended without a finish reason or [DONE] after {len(pieces)} "
+                            f"content chunks ({(end - start) * _NS * 1000:.0f} ms)")
     ttft_s = (token_times[0] - start) * _NS if token_times else None
     gaps = [(later - earlier) * _NS for earlier, later in zip(token_times, token_times[1:])]
     return StreamResult(
@@ -194,5 +232,5 @@ async def stream_request(client: AsyncOpenAI, request: Request, *, timeout_s: fl
         server_s=server_s, usage=usage,
         logprob_tokens=len(logprobs) if logprobs else None,
         logprob_mean=math.fsum(logprobs) / len(logprobs) if logprobs else None,
-        finish_reason=finish_reason,
+        finish_reason=finish_reason, timings=timings,
     )

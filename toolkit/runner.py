@@ -27,7 +27,7 @@ from toolkit.config import CollectConfig, RunConfig
 from toolkit.datasets import EvalItem, load_eval_set
 from toolkit.endpoints import Connection, TokenCounter
 from toolkit.errors import EndpointError
-from toolkit.measure import Request, StreamResult, stream_request
+from toolkit.measure import DroppedStream, Request, StreamResult, stream_request
 from toolkit.prompts import TaskSpec, load_task, render
 from toolkit.schema import RequestRecord
 from toolkit.store import Journal
@@ -121,7 +121,7 @@ class Outcome:
 
 
 _RETRYABLE = (openai.RateLimitError, openai.InternalServerError, openai.APITimeoutError,
-              openai.APIConnectionError, httpx2.TransportError, json.JSONDecodeError)
+              openai.APIConnectionError, httpx2.TransportError, json.JSONDecodeError, DroppedStream)
 
 
 def _error_kind(exc: BaseException) -> tuple[str, int | None]:
@@ -134,6 +134,8 @@ def _error_kind(exc: BaseException) -> tuple[str, int | None]:
         return "connection", None
     if isinstance(exc, json.JSONDecodeError):
         return "malformed_stream", None
+    if isinstance(exc, DroppedStream):
+        return "dropped_stream", None
     if isinstance(exc, openai.AuthenticationError | openai.PermissionDeniedError):
         return "auth", status
     if isinstance(exc, openai.APIStatusError):
@@ -289,7 +291,7 @@ class Collector:
         if result is None:
             return base
         grade = planned.task.grader(result.text, item.expected)
-        usage = result.usage
+        usage, timings = result.usage, result.timings
         counter = self._counters.get(cell.endpoint.name)
         prompt_tokens = usage.prompt_tokens if usage else None
         completion_tokens = usage.completion_tokens if usage else None
@@ -302,18 +304,26 @@ class Collector:
             prompt_tokens, completion_tokens = None, len(result.tbt_s) + (1 if result.ttft_s else 0)
         return replace(
             base, status="ok", error_type=None, error_message=None, ttft_s=result.ttft_s, e2e_s=result.e2e_s,
-            tbt_s=result.tbt_s, server_s=self._server_seconds(cell, result), prompt_tokens=prompt_tokens,
+            tbt_s=result.tbt_s, server_s=self._server_seconds(result), prompt_tokens=prompt_tokens,
             cached_tokens=(usage.cached_tokens or 0) if usage else None,
             completion_tokens=completion_tokens,
             reasoning_tokens=(usage.reasoning_tokens or 0) if usage else None,
             usage_source=source, output_text=result.text, score=grade.score, correct=grade.correct,
-            grader=planned.task.grader.name, logprob_mean=result.logprob_mean)
+            grader=planned.task.grader.name, logprob_mean=result.logprob_mean,
+            server_prefill_s=timings.prefill_s if timings else None,
+            server_decode_s=timings.decode_s if timings else None,
+            server_cached_tokens=timings.cached_tokens if timings else None)
 
     @staticmethod
-    def _server_seconds(cell: RunConfig, result: StreamResult) -> float | None:
-        # llama-cpp-python stamps openai-processing-ms when the SSE response object is created,
-        # before the prompt is even processed: it says nothing about server time, so drop it
-        return None if cell.endpoint.kind == "embedded" else result.server_s
+    def _server_seconds(result: StreamResult) -> float | None:
+        # An API's openai-processing-ms header where it sends one; else the server's own prefill +
+        # decode time (llama.cpp's timings), which is its share of e2e just the same.
+        if result.server_s is not None:
+            return result.server_s
+        timings = result.timings
+        if timings is None or timings.prefill_s is None or timings.decode_s is None:
+            return None
+        return timings.prefill_s + timings.decode_s
 
     def _account(self, record: RequestRecord) -> None:
         limits = self.config.limits

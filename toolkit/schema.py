@@ -51,6 +51,9 @@ ARROW_SCHEMA = pa.schema([
     ("concurrency", pa.int64()),
     ("sequence", pa.int64()),
     ("logprob_mean", pa.float64()),
+    ("server_prefill_s", pa.float64()),
+    ("server_decode_s", pa.float64()),
+    ("server_cached_tokens", pa.int64()),
     ("error_message", pa.string()),  # beyond DESIGN: why an error row failed, keys redacted
 ])
 REQUEST_COLUMNS: tuple[str, ...] = tuple(ARROW_SCHEMA.names)
@@ -101,6 +104,9 @@ class RequestRecord:
     error_type: str | None = None
     http_status: int | None = None
     logprob_mean: float | None = None
+    server_prefill_s: float | None = None
+    server_decode_s: float | None = None
+    server_cached_tokens: int | None = None
     error_message: str | None = None
 
     def to_json_dict(self) -> dict:

@@ -33,7 +33,7 @@ from aiohttp import web
 
 from toolkit.errors import EndpointError, ParameterError
 
-STREAM_FAULTS = ("reset", "reset_mid", "stall", "malformed", "no_usage", "empty_choices")
+STREAM_FAULTS = ("reset", "reset_mid", "stall", "malformed", "no_usage", "empty_choices", "truncated")
 _ERROR_TYPES = {401: "invalid_request_error", 429: "rate_limit_exceeded", 500: "server_error",
                 502: "bad_gateway", 503: "service_unavailable"}
 _CREATED = int(time.time())
@@ -54,8 +54,9 @@ class Behaviour:
     Faults: an HTTP status ("429", "500", "502", "503", ...; Retry-After: retry_after_s if set);
     "reset" (TCP RST before any byte); "stall" (stall_s of silence, then the normal answer);
     "no_usage"; and, after fault_after_tokens tokens (or all of them), "reset_mid" (RST),
-    "malformed" (an SSE line of broken JSON, then the rest) and "empty_choices" (one chunk with
-    `choices: []`, then the rest). Non-streaming: the answer is dropped, truncated, or has no choices.
+    "malformed" (an SSE line of broken JSON, then the rest), "empty_choices" (one chunk with
+    `choices: []`, then the rest) and "truncated" (the body ends cleanly, with neither a finish
+    reason nor [DONE]). Non-streaming: the answer is dropped, truncated, or has no choices.
     """
 
     ttft_s: float = 0.0
@@ -207,7 +208,7 @@ def _encode(b: Behaviour, chat: bool, model: str, prompt_tokens: int, include_us
     whole = {**base, "object": kind, "choices": [] if b.fault == "empty_choices" else [message]}
     if with_usage:
         whole["usage"] = usage
-    body = b'{"broken": ' if b.fault == "malformed" else json.dumps(whole).encode()
+    body = b'{"broken": ' if b.fault in ("malformed", "truncated") else json.dumps(whole).encode()
     return _Encoded(head, tuple(sse([choice(p)]) for p in b.pieces()), tail + _DONE, sse([]), body,
                     b.offsets_s())
 
@@ -310,6 +311,10 @@ class _App:
             if i == strike and b.fault == "reset_mid":
                 await _flush(resp, pending, rec, i)
                 _reset(request)
+                return resp
+            if i == strike and b.fault == "truncated":
+                await _flush(resp, pending, rec, i)
+                await resp.write_eof()
                 return resp
             if i == strike and b.fault in ("malformed", "empty_choices"):
                 pending.append(_MALFORMED if b.fault == "malformed" else enc.empty)
