@@ -41,25 +41,26 @@ INSTRUCTIONS = [
 # AlpacaEval's instruction_hash: the first 12 hex digits of SHA-1 of the instruction text
 HASHES = [hashlib.sha1(text.encode("utf-8")).hexdigest()[:12] for _, text in INSTRUCTIONS]
 
-# preference per instruction (1 = reference better, 2 = model better, 1.5 = draw, None = unparsed)
+# preference per instruction (1 = reference better, 2 = model better, 1.5 = draw, None = unparsed).
+# jina-chat has no published per-token price, so reports must leave it out for lack of a price.
 PREFERENCES: dict[str, dict[str, list[float | None]]] = {
     AE1: {
         "gpt4_1106_preview": [2, 2, 2, 2, 1.5, 2],
         "claude-2": [2, 1, 2, 2, 2, None],
         "gpt-3.5-turbo-1106": [2, 1, 1, 2, 1.5, 2],
-        "text_davinci_001": [1, 1, 2, 1, 1, 1],
+        "jina-chat": [1, 1, 2, 1, 1, 1],
     },
     AE2: {  # 1 + P(model better) from the judge's logprobs; multiples of 1/16 survive the CSV exactly
         "claude-2": [1.25, 1.375, 1.0625, 1.75, 1.125, 1.4375],
         "gpt-3.5-turbo-1106": [1.125, 1.0625, 1.25, 1, 1.0625, 1],
-        "text_davinci_001": [1.0625, 1, 1, 1.125, 1, 1.0625],
+        "jina-chat": [1.0625, 1, 1, 1.125, 1, 1.0625],
     },
 }
 OUTPUT_CHARS = {  # a model's outputs are the same under both judges
     "gpt4_1106_preview": [2049, 1830, 640, 410, 2520, 1995],
     "claude-2": [1082, 1200, 96, 387, 1610, 1125],
     "gpt-3.5-turbo-1106": [796, 903, 71, 250, 1190, 830],
-    "text_davinci_001": [296, 410, 58, 120, 505, 311],
+    "jina-chat": [296, 410, 58, 120, 505, 311],
 }
 REFERENCE_CHARS = {AE1: [264, 544, 62, 131, 722, 480], AE2: [2049, 1830, 640, 410, 2520, 1995]}
 JUDGE_USD = {AE1: 0.0167, AE2: 0.00098}
@@ -71,16 +72,16 @@ AE1_LEADERBOARD = """\
 ,win_rate,standard_error,n_wins,n_wins_base,n_draws,n_total,mode,avg_length,discrete_win_rate,length_controlled_winrate
 gpt4_1106_preview,91.66666666666667,8.333333333333334,5,0,1,6,minimal,1574,91.66666666666667,
 claude-2,80.0,20.0,4,1,0,5,minimal,916,80.0,
-gpt-3.5-turbo-1106,58.333333333333336,20.06932429798716,3,2,1,6,minimal,673,58.333333333333336,
 guanaco-65b,71.8,1.58,577,226,2,805,community,1249,71.8,
-text_davinci_001,16.666666666666668,16.666666666666668,1,5,0,6,minimal,283,16.666666666666668,
+gpt-3.5-turbo-1106,58.333333333333336,20.06932429798716,3,2,1,6,minimal,673,58.333333333333336,
+jina-chat,16.666666666666668,16.666666666666668,1,5,0,6,minimal,283,16.666666666666668,
 """
 AE2_LEADERBOARD = """\
 ,win_rate,standard_error,n_wins,n_wins_base,n_draws,n_total,discrete_win_rate,mode,avg_length,length_controlled_winrate,lc_standard_error
 claude-2,33.333333333333336,10.163592431375392,1,5,0,6,16.666666666666668,minimal,916,,
 guanaco-65b,3.0,0.6,22,783,0,805,2.7,community,1249,,
 gpt-3.5-turbo-1106,8.333333333333334,3.84147685720537,0,6,0,6,0.0,minimal,673,,
-text_davinci_001,4.166666666666667,2.0833333333333335,0,6,0,6,0.0,minimal,283,,
+jina-chat,4.166666666666667,2.0833333333333335,0,6,0,6,0.0,minimal,283,,
 """
 
 

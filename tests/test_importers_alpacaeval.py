@@ -31,7 +31,7 @@ def test_rows(folder, imported):
     assert (first["completion_tokens"], first["prompt_tokens"]) == (round(2049 / 4), round(len(INSTRUCTIONS[0][1]) / 4))
     assert (first["config_id"], first["item_id"], first["repeat"]) == ("gpt4_1106_preview", HASHES[0], 0)
     assert first["usage_source"] == "estimated" and pd.isna(first["ttft_s"])
-    loss = row(table, "alpacaeval-gpt4", "text_davinci_001", HASHES[0])
+    loss = row(table, "alpacaeval-gpt4", "jina-chat", HASHES[0])
     assert (loss["score"], loss["correct"]) == (0.0, False)
     weighted = row(table, "alpacaeval-gpt4-turbo-weighted", "claude-2", HASHES[5])
     assert weighted["score"] == 0.4375 and not weighted["correct"] and weighted["grader"] == AE2
