@@ -37,15 +37,35 @@ def wilson(k: int, n: int, confidence: float) -> tuple[float, float]:
     return centre - half, centre + half
 
 
-def test_counts_errors_as_incorrect_and_skips_ungraded():
+def test_measures_accuracy_on_answers_and_errors_apart():
     data = frame(rows("a", [True] * 7 + [False] * 2 + ["error", None]),
                  rows("b", [True, False], dataset="e"))
     table = accuracy_table(data)
     assert table[["config_id", "dataset"]].values.tolist() == [["a", "d"], ["b", "e"]]
     a = table.iloc[0]
-    assert (a["n"], a["correct"], a["errors"], a["ungraded"]) == (10, 7, 1, 1)
-    assert a["accuracy"] == pytest.approx(0.7)
-    assert a["score_mean"] == pytest.approx(0.7)
+    assert (a["n"], a["correct"], a["errors"], a["ungraded"]) == (9, 7, 1, 1)
+    assert a["accuracy"] == pytest.approx(7 / 9)
+    assert a["score_mean"] == pytest.approx(7 / 9)
+    assert a["error_rate"] == pytest.approx(1 / 11)
+    low, high = wilson(1, 11, 0.95)
+    assert (a["error_rate_low"], a["error_rate_high"]) == (pytest.approx(low), pytest.approx(high))
+    assert table.iloc[1]["error_rate"] == 0
+
+
+def test_a_config_whose_every_request_failed_has_no_accuracy():
+    table = accuracy_table(frame(rows("a", ["error"] * 5)), by=("config_id",))
+    row = table.iloc[0]
+    assert (row["n"], row["errors"]) == (0, 5)
+    assert math.isnan(row["accuracy"]) and math.isnan(row["accuracy_low"]) and math.isnan(row["score_mean"])
+    assert row["error_rate"] == 1.0
+    assert row["error_rate_low"] == pytest.approx(wilson(5, 5, 0.95)[0])
+
+
+def test_failed_requests_leave_paired_comparisons():
+    data = frame(rows("a", [True, True, "error", False]), rows("b", [False, True, True, "error"]))
+    result = paired_comparison(data, "a", "b")
+    assert result.n_pairs == 2
+    assert (result.a_only, result.b_only, result.both_correct) == (1, 0, 1)
 
 
 @pytest.mark.parametrize(("k", "n", "confidence"), [(7, 10, 0.95), (0, 12, 0.9), (40, 40, 0.99), (1, 3, 0.95)])
@@ -73,14 +93,15 @@ def test_bootstrap_score_interval_is_reproducible_and_near_normal_theory():
 def test_by_config_pools_datasets():
     data = frame(rows("a", [True, True]), rows("a", [False, "error"], dataset="e"))
     table = accuracy_table(data, by=("config_id",))
-    assert table[["n", "correct", "errors"]].values.tolist() == [[4, 2, 1]]
+    assert table[["n", "correct", "errors"]].values.tolist() == [[3, 2, 1]]
 
 
 def discordant_frame(both: int, a_only: int, b_only: int, neither: int) -> pd.DataFrame:
     a = [True] * both + [True] * a_only + [False] * b_only + [False] * neither
     b = [True] * both + [False] * a_only + [True] * b_only + [False] * neither
-    b = ["error" if (not x and i % 2) else x for i, x in enumerate(b)]  # errors count as wrong
-    return frame(rows("a", a), rows("b", b), rows("a", [True, True], start=1000))  # last 2 unpaired
+    failed = [i for i in range(len(b), len(b) + 3)]  # items b failed on leave the pairs
+    return frame(rows("a", a + [True] * len(failed)), rows("b", b + ["error"] * len(failed)),
+                 rows("a", [True, True], start=1000))  # last 2 unpaired
 
 
 def test_paired_comparison_exact_mcnemar_closed_form():

@@ -163,7 +163,7 @@ class Collector:
     """Runs planned requests against one connection per endpoint and journals each result."""
 
     def __init__(self, config: CollectConfig, run_id: str, connections: dict[str, Connection],
-                 journal: Journal, *, first_sequence: int = 0,
+                 journal: Journal, *, first_sequence: int = 0, first_phase: int = 0,
                  cost_of: Callable[[RequestRecord], float] | None = None,
                  on_record: Callable[[RequestRecord], None] | None = None,
                  cache: ResponseCache | None = None) -> None:
@@ -172,6 +172,10 @@ class Collector:
         self.cost_of, self.on_record = cost_of, on_record
         self.limiter = RateLimiter(config.limits.requests_per_minute, config.limits.tokens_per_minute)
         self._sequence = first_sequence
+        # A phase is one concurrency level of one session: its wall time, shared among its requests,
+        # is what a self-hosted machine costs (pricing.machine_seconds).  `phases` goes to the manifest.
+        self._phase = first_phase
+        self.phases: list[dict] = []
         self.sent = self.errors = 0
         self.cost_usd = 0.0
         self.stop_reason: str | None = None
@@ -192,6 +196,10 @@ class Collector:
 
     async def _run_phase(self, level: int, phase: list[PlannedRequest]) -> None:
         queue = deque(phase)
+        sent_before = self.sent
+        entry = {"phase": self._phase, "concurrency": level, "planned": len(phase),
+                 "started_at": dt.datetime.now(dt.UTC).isoformat()}
+        self.phases.append(entry)
 
         async def worker() -> None:
             while queue and not self.stop_reason:
@@ -204,6 +212,9 @@ class Collector:
             for task in workers:
                 task.cancel()
             raise
+        finally:
+            entry.update(ended_at=dt.datetime.now(dt.UTC).isoformat(), sent=self.sent - sent_before)
+            self._phase += 1
 
     def _client(self, cell: RunConfig) -> openai.AsyncOpenAI:
         name = cell.endpoint.name
@@ -236,6 +247,7 @@ class Collector:
             record = await self._record(planned, request, outcome, sequence)
             if cache_key and self.cache is not None and outcome.result is not None:
                 self.cache.put(cache_key, outcome.result)
+        record = replace(record, phase=self._phase)
         self.journal.append(record)
         self._account(record)
 

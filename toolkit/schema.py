@@ -50,6 +50,7 @@ ARROW_SCHEMA = pa.schema([
     ("attempts", pa.int64()),
     ("concurrency", pa.int64()),
     ("sequence", pa.int64()),
+    ("phase", pa.int64()),  # which collection phase (one concurrency level of one session) sent it
     ("logprob_mean", pa.float64()),
     ("server_prefill_s", pa.float64()),
     ("server_decode_s", pa.float64()),
@@ -104,6 +105,7 @@ class RequestRecord:
     error_type: str | None = None
     http_status: int | None = None
     logprob_mean: float | None = None
+    phase: int | None = None
     server_prefill_s: float | None = None
     server_decode_s: float | None = None
     server_cached_tokens: int | None = None

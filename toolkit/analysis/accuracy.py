@@ -1,8 +1,11 @@
 """Accuracy per configuration with intervals, and paired tests between configurations.
 
-Every request counts: an `error` row is a failed request for the user, so it is graded incorrect
-with score 0 (and also counted in `errors`).  An `ok` row without a grade (`correct` null) is left
-out and counted in `ungraded`.  A missing `score` on a graded row falls back to `correct` as 0/1.
+Failures are not wrong answers: accuracy is measured on the requests the model answered, and the
+error rate (failed requests over all requests, with its own interval) is a column of its own, so a
+run where every request failed has unknown accuracy and a 100% error rate, never "0% accuracy".
+The cost model charges failures at their own cost.  An `ok` row without a grade (`correct` null)
+is left out and counted in `ungraded`.  A missing `score` on a graded row falls back to `correct`
+as 0/1.
 """
 from __future__ import annotations
 
@@ -25,17 +28,18 @@ PAIR_KEY = ("dataset", "item_id", "repeat")
 def graded_outcomes(frame: pd.DataFrame) -> pd.DataFrame:
     """Return `frame` with float columns `is_correct`, `is_error`, `graded_score` and `graded`.
 
-    `graded` is False only for ok rows that have no grade; analyses drop those rows.
+    `graded` is True for answered (ok) rows that carry a grade: the rows accuracy is measured on.
+    Error rows are never graded; `is_error` marks them for the error rate.
     """
     out = frame.copy()
     is_error = (out["status"] != "ok").fillna(True).astype(bool)
     correct = out["correct"].astype("boolean")
-    graded = is_error | correct.notna().to_numpy()
-    is_correct = correct.fillna(False).astype(bool) & ~is_error
+    graded = ~is_error & correct.notna().to_numpy()
+    is_correct = correct.fillna(False).astype(bool) & graded
     score = out["score"].astype(float).where(out["score"].notna(), is_correct.astype(float))
     out["is_error"] = is_error.astype(float)
     out["is_correct"] = is_correct.astype(float)
-    out["graded_score"] = score.where(~is_error, 0.0).astype(float)
+    out["graded_score"] = score.where(graded, np.nan).astype(float)
     out["graded"] = graded
     return out
 
@@ -106,10 +110,13 @@ def _resampled_means(values: np.ndarray, levels: np.ndarray, counts: np.ndarray,
 
 def accuracy_table(frame: pd.DataFrame, by: Sequence[str] = ("config_id", "dataset"),
                    confidence: float = 0.95, *, n_resamples: int = 2000, seed: int = 0) -> pd.DataFrame:
-    """Accuracy and mean score per group of `by`, with Wilson and bootstrap intervals.
+    """Accuracy and mean score per group of `by`, with Wilson and bootstrap intervals, and the error rate.
 
     Columns: *by, n, correct, errors, ungraded, accuracy, accuracy_low, accuracy_high,
-    score_mean, score_low, score_high.  `n` counts graded rows plus errors.
+    error_rate, error_rate_low, error_rate_high, score_mean, score_low, score_high.  `n` counts
+    the graded answers that accuracy is measured on; `errors` the failed requests; the error rate
+    is errors over every request of the group (Wilson interval).  A group with no graded answer
+    has NaN accuracy.
     """
     by = list(by)
     _require(frame, [*by, "status", "correct", "score"])
@@ -123,17 +130,22 @@ def accuracy_table(frame: pd.DataFrame, by: Sequence[str] = ("config_id", "datas
         records.append({
             **dict(zip(by, key)),
             "n": len(graded), "correct": int(graded["is_correct"].sum()),
-            "errors": int(graded["is_error"].sum()), "ungraded": int((~group["graded"]).sum()),
+            "errors": int(group["is_error"].sum()), "requests": len(group),
+            "ungraded": int((~group["graded"] & (group["is_error"] == 0)).sum()),
             "score_mean": float(scores.mean()) if len(scores) else float("nan"),
             "score_low": score_low, "score_high": score_high,
         })
-    table = pd.DataFrame.from_records(records, columns=[*by, "n", "correct", "errors", "ungraded",
+    table = pd.DataFrame.from_records(records, columns=[*by, "n", "correct", "errors", "requests", "ungraded",
                                                         "score_mean", "score_low", "score_high"])
     n = table["n"].to_numpy()
     table["accuracy"] = np.where(n > 0, table["correct"] / np.where(n > 0, n, 1), np.nan)
     table["accuracy_low"], table["accuracy_high"] = wilson_interval(table["correct"], n, confidence)
+    requests = table["requests"].to_numpy()
+    table["error_rate"] = np.where(requests > 0, table["errors"] / np.where(requests > 0, requests, 1), np.nan)
+    table["error_rate_low"], table["error_rate_high"] = wilson_interval(table["errors"], requests, confidence)
     return table[[*by, "n", "correct", "errors", "ungraded", "accuracy", "accuracy_low",
-                  "accuracy_high", "score_mean", "score_low", "score_high"]]
+                  "accuracy_high", "error_rate", "error_rate_low", "error_rate_high", "score_mean",
+                  "score_low", "score_high"]]
 
 
 @dataclass(frozen=True)
@@ -164,7 +176,9 @@ class PairedComparison:
 def paired_comparison(frame: pd.DataFrame, config_a: str, config_b: str, dataset: str | None = None,
                       *, confidence: float = 0.95, n_resamples: int = 2000,
                       seed: int = 0) -> PairedComparison:
-    """Compare two configs on the requests they share, pairing by (dataset, item_id, repeat).
+    """Compare two configs on the items both answered, pairing by (dataset, item_id, repeat).
+
+    A failed request is no answer, so its item leaves the comparison (the error rate says how often).
 
     `p_value` is the exact McNemar test on the discordant pairs (a_only vs b_only); the score
     interval is a percentile bootstrap of the mean paired difference A - B.

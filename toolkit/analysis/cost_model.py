@@ -1,8 +1,11 @@
 """What a configuration is worth: expected value per request from accuracy, value and error cost.
 
-A request earns V when it is right, loses E when it is wrong, and costs c to run, so its expected
-value is a*V - (1-a)*E - c.  EV rises with accuracy whenever V + E > 0, so the ends of an accuracy
-interval map to the ends of an EV interval and the interval is carried through exactly.
+A request earns V when its answer is right, loses E when it is wrong, loses F when it fails (no
+answer at all: a timeout, a 5xx after every retry; F defaults to E), and costs c to run.  With
+accuracy a measured on the answered requests and error rate f, its expected value is
+(1-f)(a*V - (1-a)*E) - f*F - c, so a flaky configuration pays for its failures, and without
+failures this is a*V - (1-a)*E - c.  EV rises with accuracy whenever V + E > 0, so the ends of an
+accuracy interval map to the ends of an EV interval and the interval is carried through exactly.
 """
 from __future__ import annotations
 
@@ -18,42 +21,69 @@ ArrayLike = float | np.ndarray | pd.Series
 
 
 def expected_value(accuracy: ArrayLike, value_usd: float, error_cost_usd: float,
-                   cost_usd: ArrayLike) -> ArrayLike:
-    """Expected value per request in USD: a*V - (1-a)*E - c."""
-    return accuracy * value_usd - (1 - accuracy) * error_cost_usd - cost_usd
+                   cost_usd: ArrayLike, *, error_rate: ArrayLike = 0.0,
+                   failure_cost_usd: float | None = None) -> ArrayLike:
+    """Expected value per request in USD: (1-f)(a*V - (1-a)*E) - f*F - c (F defaults to E)."""
+    failure = error_cost_usd if failure_cost_usd is None else failure_cost_usd
+    answered = accuracy * value_usd - (1 - accuracy) * error_cost_usd
+    return (1 - error_rate) * answered - error_rate * failure - cost_usd
 
 
-def break_even_accuracy(value_usd: float, error_cost_usd: float, cost_usd: ArrayLike) -> ArrayLike:
-    """Accuracy at which EV is zero: (E + c) / (V + E); above 1 means never profitable."""
+def break_even_accuracy(value_usd: float, error_cost_usd: float, cost_usd: ArrayLike, *,
+                        error_rate: ArrayLike = 0.0, failure_cost_usd: float | None = None) -> ArrayLike:
+    """Accuracy of the answers at which EV is zero: (E + (f*F + c) / (1-f)) / (V + E).
+
+    Without failures that is (E + c) / (V + E); above 1 means never profitable; NaN when every
+    request fails (no accuracy can make up for that).
+    """
     _check_values(value_usd, error_cost_usd)
-    return (error_cost_usd + cost_usd) / (value_usd + error_cost_usd)
+    return _accuracy_for_ev(0.0, value_usd, error_cost_usd, cost_usd, error_rate, failure_cost_usd)
 
 
 def human_expected_value(value_usd: float, error_cost_usd: float, human_accuracy: float,
                          human_cost_usd: float) -> float:
-    """EV per task of the human baseline, by the same formula as a model."""
+    """EV per task of the human baseline, by the same formula as a model (a human does not fail)."""
     return float(expected_value(human_accuracy, value_usd, error_cost_usd, human_cost_usd))
 
 
 def accuracy_to_beat_human(value_usd: float, error_cost_usd: float, cost_usd: ArrayLike,
-                           human_accuracy: float, human_cost_usd: float) -> ArrayLike:
-    """Model accuracy at which its EV equals the human's: h + (c - human_cost) / (V + E).
+                           human_accuracy: float, human_cost_usd: float, *, error_rate: ArrayLike = 0.0,
+                           failure_cost_usd: float | None = None) -> ArrayLike:
+    """Model accuracy at which its EV equals the human's (h + (c - human_cost) / (V + E) without failures).
 
     Below 0 the model wins at any accuracy (it is that much cheaper); above 1 it cannot win.
     """
     _check_values(value_usd, error_cost_usd)
-    return human_accuracy + (cost_usd - human_cost_usd) / (value_usd + error_cost_usd)
+    human = human_expected_value(value_usd, error_cost_usd, human_accuracy, human_cost_usd)
+    return _accuracy_for_ev(human, value_usd, error_cost_usd, cost_usd, error_rate, failure_cost_usd)
+
+
+def _accuracy_for_ev(target_usd: float, value_usd: float, error_cost_usd: float, cost_usd: ArrayLike,
+                     error_rate: ArrayLike, failure_cost_usd: float | None) -> ArrayLike:
+    failure = error_cost_usd if failure_cost_usd is None else failure_cost_usd
+    answered = np.asarray(1 - np.asarray(error_rate, dtype=float), dtype=float)
+    with np.errstate(divide="ignore", invalid="ignore"):
+        needed = np.where(answered > 0, (target_usd + error_rate * failure + cost_usd) / np.where(
+            answered > 0, answered, 1.0), np.nan)
+    result = (error_cost_usd + needed) / (value_usd + error_cost_usd)
+    if isinstance(cost_usd, pd.Series):
+        return pd.Series(result, index=cost_usd.index)
+    if isinstance(error_rate, pd.Series):
+        return pd.Series(result, index=error_rate.index)
+    return float(result) if np.ndim(result) == 0 else result
 
 
 @dataclass(frozen=True)
 class CostModel:
-    """The business side of a decision: V, E, an optional human baseline and monthly volume."""
+    """The business side of a decision: V, E, the cost of a failed request F (None: = E), an optional
+    human baseline and monthly volume."""
 
     value_usd: float
     error_cost_usd: float
     human_accuracy: float | None = None
     human_cost_usd: float | None = None
     monthly_volume: float | None = None
+    failure_cost_usd: float | None = None
 
     def __post_init__(self) -> None:
         _check_values(self.value_usd, self.error_cost_usd)
@@ -63,6 +93,8 @@ class CostModel:
             raise ParameterError(f"CostModel: human_accuracy must be in [0, 1], got {self.human_accuracy}")
         if self.monthly_volume is not None and self.monthly_volume < 0:
             raise ParameterError(f"CostModel: monthly_volume must be >= 0, got {self.monthly_volume}")
+        if self.failure_cost_usd is not None and self.failure_cost_usd < 0:
+            raise ParameterError(f"CostModel: failure_cost_usd must be >= 0, got {self.failure_cost_usd}")
 
     @property
     def has_human(self) -> bool:
@@ -73,7 +105,8 @@ def value_table(summary: pd.DataFrame, model: CostModel, *, cost_col: str = "usd
     """Add EV, break-even and human comparison columns to a per-config summary.
 
     `summary` needs `accuracy` and `cost_col` (USD per 1000 requests, as `frontier.config_summary`
-    gives); `accuracy_low`/`accuracy_high` are carried through when present.  Added columns:
+    gives); `accuracy_low`/`accuracy_high` are carried through when present, and `error_rate`
+    (failed requests, charged `model.failure_cost_usd` each) when present.  Added columns:
     usd_per_request, break_even_accuracy, ev_usd, ev_low_usd, ev_high_usd, beats_break_even,
     break_even_verdict, monthly_ev_usd, monthly_ev_low_usd, monthly_ev_high_usd, human_ev_usd,
     accuracy_to_beat_human, beats_human, human_verdict.  A verdict is "above" when the whole
@@ -81,13 +114,14 @@ def value_table(summary: pd.DataFrame, model: CostModel, *, cost_col: str = "usd
     """
     _require(summary, ["accuracy", cost_col])
     out = summary.copy()
-    v, e = model.value_usd, model.error_cost_usd
+    v, e, failure = model.value_usd, model.error_cost_usd, model.failure_cost_usd
     low, high = _interval(out)
     c = out[cost_col].astype(float) / 1000
+    f = out["error_rate"].astype(float).fillna(0.0) if "error_rate" in out else 0.0
     out["usd_per_request"] = c
-    out["break_even_accuracy"] = break_even_accuracy(v, e, c)
+    out["break_even_accuracy"] = break_even_accuracy(v, e, c, error_rate=f, failure_cost_usd=failure)
     for suffix, acc in (("", out["accuracy"].astype(float)), ("_low", low), ("_high", high)):
-        out[f"ev{suffix}_usd"] = expected_value(acc, v, e, c)
+        out[f"ev{suffix}_usd"] = expected_value(acc, v, e, c, error_rate=f, failure_cost_usd=failure)
     out["beats_break_even"] = out["accuracy"] > out["break_even_accuracy"]
     out["break_even_verdict"] = _verdict(low, high, out["break_even_accuracy"])
     volume = np.nan if model.monthly_volume is None else model.monthly_volume
@@ -96,7 +130,8 @@ def value_table(summary: pd.DataFrame, model: CostModel, *, cost_col: str = "usd
     if model.has_human:
         h, hc = float(model.human_accuracy), float(model.human_cost_usd)  # type: ignore[arg-type]
         out["human_ev_usd"] = human_expected_value(v, e, h, hc)
-        out["accuracy_to_beat_human"] = accuracy_to_beat_human(v, e, c, h, hc)
+        out["accuracy_to_beat_human"] = accuracy_to_beat_human(v, e, c, h, hc, error_rate=f,
+                                                               failure_cost_usd=failure)
         out["beats_human"] = out["ev_usd"] > out["human_ev_usd"]
         out["human_verdict"] = _verdict(low, high, out["accuracy_to_beat_human"])
     else:
@@ -121,7 +156,8 @@ def sensitivity(summary: pd.DataFrame, model: CostModel, ratios: Sequence[float]
         raise ParameterError(f"sensitivity: ratios must be a non-empty list of values >= 0, got {list(grid)}")
     parts = []
     for ratio in grid:
-        varied = CostModel(model.value_usd, ratio * model.value_usd, monthly_volume=model.monthly_volume)
+        varied = CostModel(model.value_usd, ratio * model.value_usd, monthly_volume=model.monthly_volume,
+                           failure_cost_usd=model.failure_cost_usd)
         table = value_table(summary, varied, cost_col=cost_col)
         parts.append(pd.DataFrame({
             id_col: table[id_col].to_numpy(), "error_value_ratio": ratio,

@@ -244,11 +244,13 @@ def _prompt(body: dict, chat: bool) -> str:
 class _App:
     """The request handlers and the state they share: attempt counters and the log."""
 
-    def __init__(self, script: Script, api_key: str | None, model: str) -> None:
+    def __init__(self, script: Script, api_key: str | None, model: str, serial: bool = False) -> None:
         self.script, self.model = script, model
         self.bearer = None if api_key is None else f"Bearer {api_key}"
         self.log: list[Attempt] = []
         self.attempts: defaultdict[str, int] = defaultdict(int)
+        # like a server with one slot: a request waits for the one before it to finish
+        self.one_at_a_time = asyncio.Lock() if serial else None
 
     def build(self) -> web.Application:
         app = web.Application()
@@ -268,6 +270,12 @@ class _App:
         return web.json_response([asdict(a) for a in self.log])
 
     async def complete(self, request: web.Request, chat: bool) -> web.StreamResponse:
+        if self.one_at_a_time is None:
+            return await self._answer(request, chat)
+        async with self.one_at_a_time:
+            return await self._answer(request, chat)
+
+    async def _answer(self, request: web.Request, chat: bool) -> web.StreamResponse:
         loop = asyncio.get_running_loop()
         received, start = time.perf_counter_ns(), loop.time()  # so no token is stamped early
         if self.bearer is not None and request.headers.get("Authorization") != self.bearer:
@@ -353,12 +361,14 @@ class ScriptedServer:
     """The scripted server on a background thread with its own event loop, for in-process tests.
 
     `with ScriptedServer(script) as srv: openai.OpenAI(base_url=srv.base_url, api_key="k")`;
-    `srv.log` lists every attempt (`Attempt`) in arrival order.
+    `srv.log` lists every attempt (`Attempt`) in arrival order.  `serial=True` answers one request
+    at a time (the others wait, as on a server with one slot); the script's timings then start
+    when a request's turn comes.
     """
 
     def __init__(self, script: Script = Script(), host: str = "127.0.0.1", port: int = 0,
-                 api_key: str | None = None, model: str = "scripted") -> None:
-        self._app = _App(script, api_key, model)
+                 api_key: str | None = None, model: str = "scripted", serial: bool = False) -> None:
+        self._app = _App(script, api_key, model, serial)
         self.host, self.port = host, port
         self._loop = asyncio.new_event_loop()
         self._thread = threading.Thread(target=self._loop.run_forever, name="scripted-server",
