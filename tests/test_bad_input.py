@@ -34,15 +34,29 @@ the message and that the table already collected is still there, row for row.
 |26 | notebook parameter of the wrong type             | test_params.py::test_wrong_types_name_the_parameter_the_type_and_the_value |
 |27 | run dir that cannot be created or written        | here: test_runs_root_under_a_file, test_read_only_run_dir  |
 |28 | disk full while journaling                       | here: test_disk_full_mid_line_then_resume                  |
+|29 | two collect processes on one run dir             | here: test_second_collect_on_a_run_dir_fails_at_once       |
+|30 | the same grid value listed twice                 | test_config.py::test_duplicate_grid_values_are_refused_with_their_key |
+|31 | damaged requests.parquet (collect, runs)         | here: test_damaged_requests_table                          |
+|32 | collect stopped on a limit / every request failed| here: test_cli_exit_status_says_how_collect_ended, test_unreachable_endpoint_stops_at_the_error_rate |
+|33 | --concurrency / --limit 0 or negative            | here: test_cli_refuses_non_positive_overrides, test_non_positive_overrides_leave_no_run_dir |
+|34 | negative temperature                             | test_config.py::test_bad_values_name_the_key               |
+|35 | base_url with a query string (config, --base-url)| test_config.py::test_base_url_with_a_key_in_it_is_refused; here: test_base_url_override_with_a_query_string |
+|36 | report parameter only some notebooks use         | test_report.py::test_every_notebook_checks_its_parameters_before_any_runs |
+|37 | Ctrl-C during a report                           | test_report.py::test_a_stopped_report_leaves_the_previous_one |
+|38 | UTF-8 byte order mark in an eval set             | test_datasets.py::test_a_byte_order_mark_is_skipped        |
 """
 from __future__ import annotations
 
 import contextlib
 import errno
 import os
+import re
 import shutil
+import signal
 import socket
 import subprocess
+import sys
+import time
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -53,9 +67,9 @@ from scripted_runs import REPO, write_config
 from toolkit import cli
 from toolkit.collect import collect
 from toolkit.config import load_config
-from toolkit.errors import ConfigError, DataFileError, EndpointError, RunDirError
+from toolkit.errors import ConfigError, DataFileError, EndpointError, ParameterError, RunDirError
 from toolkit.runner import plan
-from toolkit.store import JOURNAL, MANIFEST, Journal, load_run, read_manifest
+from toolkit.store import JOURNAL, LOCK, MANIFEST, REQUESTS, Journal, load_run, read_manifest
 from toolkit.testing import Behaviour, Script, ScriptedServer
 
 TASK = "capitals"
@@ -205,10 +219,12 @@ def test_unreachable_endpoint_stops_at_the_error_rate(started, capsys):
     config = started.rewrite_config(f"http://127.0.0.1:{free_port()}/v1", concurrency=1,
                                     retry={"max_attempts": 2},
                                     limits={"max_error_rate": 0.5, "min_requests_for_error_rate": 8})
-    assert cli.main(["collect", str(config), "--resume", str(started.run_dir)]) == 0
+    assert cli.main(["collect", str(config), "--resume", str(started.run_dir)]) == cli.EXIT_ALL_FAILED == 4
     out = capsys.readouterr().out
     assert "sent 8 requests" in out and "8 errors" in out
     assert f"stopped early: error rate 8/8 passed max_error_rate=0.5; continue with --resume {started.run_dir}" in out
+    assert out.endswith("every request sent failed (connection: 8); the run's error_type and error_message "
+                        "columns say why\nexit status 4 (see frontier collect --help)\n")
     table = load_run(started.run_dir)
     failed = table[table["status"] == "error"]
     assert len(failed) == 8 and (failed["error_type"] == "connection").all() and (failed["attempts"] == 2).all()
@@ -324,7 +340,9 @@ def read_only(directory: Path, monkeypatch: pytest.MonkeyPatch):
 
 def test_read_only_run_dir(started, monkeypatch):
     with read_only(started.run_dir, monkeypatch):
-        resume_fails(started, RunDirError, f"{started.run_dir}/{MANIFEST}: cannot write the manifest: ")
+        # the lock file is the first write; where only Path.write_text can be refused, the manifest is
+        resume_fails(started, RunDirError, f"{started.run_dir}/({LOCK}: cannot create the lock file of the run "
+                                           f"directory|{MANIFEST}: cannot write the manifest): ")
 
 
 def test_disk_full_mid_line_then_resume(started, server, monkeypatch):
@@ -361,3 +379,113 @@ def test_disk_full_mid_line_then_resume(started, server, monkeypatch):
     summary = collect(started.config, resume=started.run_dir)
     assert summary.already_done == DONE + 3 and len(load_run(started.run_dir)) == 2 * ITEMS
     started.assert_nothing_lost()
+
+
+def test_second_collect_on_a_run_dir_fails_at_once(started, capsys):
+    """A second `collect --resume` while one runs sends nothing and names the process; the lock dies with
+    its process, so after a kill -9 the next resume goes ahead."""
+    with ScriptedServer(Script(Behaviour(tokens=3, text="Paris", ttft_s=0.3))) as slow:
+        config = started.rewrite_config(slow.base_url)
+        first = subprocess.Popen([sys.executable, "-m", "toolkit.cli", "collect", str(config),
+                                  "--resume", str(started.run_dir)], cwd=REPO,
+                                 stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
+        try:
+            deadline = time.monotonic() + 60
+            while not slow.log and time.monotonic() < deadline:  # it holds the lock once it sends
+                time.sleep(0.05)
+            assert slow.log, "the first collect never sent a request"
+            began = time.monotonic()
+            assert cli.main(["collect", str(config), "--resume", str(started.run_dir)]) == 2
+            assert time.monotonic() - began < 5  # at once, not after the first one finishes
+            error = capsys.readouterr().err
+            assert re.fullmatch(
+                rf"frontier: error: {re.escape(str(started.run_dir))}: another process is collecting into this run "
+                rf"directory \(pid {first.pid} on {re.escape(socket.gethostname())}, since "
+                r"\d{4}-\d\d-\d\dT\d\d:\d\d:\d\d\+00:00\); wait for it to finish or stop it, then resume\n", error)
+            assert first.poll() is None  # the first one was not disturbed
+            assert (started.run_dir / JOURNAL).exists()
+        finally:
+            first.send_signal(signal.SIGKILL)
+            first.wait()
+        assert (started.run_dir / LOCK).exists()  # a killed owner leaves the file, not the lock
+        summary = collect(config, resume=started.run_dir)
+    assert summary.stop_reason is None and summary.already_done >= DONE
+    table = load_run(started.run_dir)
+    assert len(table) == 2 * ITEMS and (table["status"] == "ok").all()
+    assert read_manifest(started.run_dir)["status"] == "complete" and not (started.run_dir / LOCK).exists()
+    started.assert_nothing_lost()
+
+
+@pytest.mark.parametrize("damage", ["cut", "scrambled"])
+def test_damaged_requests_table(started, capsys, damage):
+    """A damaged table is named with what to do about it; `frontier runs` lists the other runs anyway."""
+    root = started.run_dir.parent
+    shutil.copytree(started.run_dir, root / "healthy")
+    path = started.run_dir / REQUESTS
+    data = path.read_bytes()
+    # cut: no footer (ArrowInvalid); scrambled: the first page header is garbage (OSError from thrift)
+    path.write_bytes(data[: len(data) // 2] if damage == "cut" else data[:4] + bytes(b ^ 0xFF for b in data[4:68])
+                     + data[68:])
+    message = (rf"{re.escape(str(path))}: the requests table is damaged and cannot be read \(.+\)\. Restore it "
+               rf"from a backup, or move it aside and collect again with `frontier collect CONFIG --resume "
+               rf"{re.escape(str(started.run_dir))}`, which sends every request that has no record")
+    with pytest.raises(RunDirError, match=message):
+        collect(started.config, resume=started.run_dir)
+    assert path.read_bytes() != data and not (started.run_dir / JOURNAL).exists()  # left for the user to save
+    assert cli.main(["runs", "--runs-root", str(root)]) == 0
+    out, err = capsys.readouterr()
+    lines = out.splitlines()
+    assert lines[0].split() == ["run", "size", "configs", "requests", "errors", "status", "started", "(UTC)"]
+    assert lines[1].split()[0] == "first" and lines[1].split()[3:7] == ["?", "?", "?", "unreadable"]
+    assert lines[2].split()[0] == "healthy" and lines[2].split()[3:7] == ["2", str(DONE), "0", "stopped"]
+    assert re.fullmatch(f"frontier: unreadable run: {message}\n", err)
+
+
+def test_cli_exit_status_says_how_collect_ended(started, capsys):
+    args = ["collect", str(started.config), "--resume", str(started.run_dir)]
+    assert cli.main([*args, "--max-requests", "4"]) == cli.EXIT_STOPPED == 3
+    out = capsys.readouterr().out
+    assert out.endswith(f"stopped early: reached max_requests=4; continue with --resume {started.run_dir}\n"
+                        "exit status 3 (see frontier collect --help)\n")
+    assert cli.main(args) == cli.EXIT_COMPLETE == 0
+    out = capsys.readouterr().out
+    assert f"sent {2 * ITEMS - DONE - 4} requests" in out and "exit status" not in out
+    assert read_manifest(started.run_dir)["status"] == "complete"
+    help_text = cli.build_parser()._subparsers._group_actions[0].choices["collect"].format_help()
+    for status in ("0", "2", "3", "4", "130"):
+        assert re.search(rf"^  {status} +\S", help_text, flags=re.MULTILINE), status
+
+
+@pytest.mark.parametrize("option, value", [("--concurrency", "0"), ("--concurrency", "-2"), ("--limit", "0"),
+                                           ("--limit", "-1"), ("--max-requests", "0"), ("--max-cost", "-1"),
+                                           ("--max-cost", "nan"), ("--limit", "two")])
+def test_cli_refuses_non_positive_overrides(started, capsys, option, value):
+    with pytest.raises(SystemExit) as caught:
+        cli.main(["collect", str(started.config), "--run-id", "new", "--runs-root", str(started.run_dir.parent),
+                  option, value])
+    assert caught.value.code == 2
+    kind = "a number" if option == "--max-cost" else "an integer"
+    assert capsys.readouterr().err.endswith(f"error: argument {option}: must be {kind} > 0, got {value!r}\n")
+    assert [p.name for p in started.run_dir.parent.iterdir()] == ["first"]
+
+
+@pytest.mark.parametrize("override", [{"concurrency": 0}, {"items_per_task": -1}, {"max_requests": 0},
+                                      {"max_cost_usd": float("inf")}, {"concurrency": 2.5}, {"concurrency": True}])
+def test_non_positive_overrides_leave_no_run_dir(started, override):
+    (name, value), = override.items()
+    pattern = rf"^{name}: must be an? (integer|number) > 0, got {re.escape(repr(value))}$"
+    with pytest.raises(ParameterError, match=pattern):
+        collect(started.config, runs_root=started.run_dir.parent, run_id="new", **override)
+    assert [p.name for p in started.run_dir.parent.iterdir()] == ["first"]
+
+
+def test_base_url_override_with_a_query_string(started, server, capsys):
+    url = f"{server.base_url}?api-key=sk-secret-0123456789"
+    sent = len(server.log)
+    assert cli.main(["collect", str(started.config), "--run-id", "new", "--runs-root", str(started.run_dir.parent),
+                     "--base-url", url]) == 2
+    error = capsys.readouterr().err
+    assert error == (f"frontier: error: endpoint 'scripted': base_url must be a plain URL ({server.base_url}) without "
+                     "a query string, fragment or user:password: an API key goes in an environment variable named "
+                     "by the endpoint's api_key_env and is sent as the Authorization header\n")
+    assert len(server.log) == sent and [p.name for p in started.run_dir.parent.iterdir()] == ["first"]

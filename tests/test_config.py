@@ -52,6 +52,9 @@ def test_grid_expands_to_every_combination(tmp_path):
     ("limits", {"max_cost": 1}, "unknown key(s): limits.max_cost"),
     ("retry", {"max_attempts": "5"}, 'field "retry.max_attempts": must be int'),
     ("extra", 1, "unknown key(s): extra"),
+    ("grid.temperature", [0.0, -0.5], 'field "grid.temperature[1]": must be >= 0, got -0.5'),
+    ("endpoints", [{"name": "x", "base_url": "127.0.0.1:8000/v1", "models": ["m"]}],
+     'field "endpoints[0].base_url": must be an http:// or https:// URL such as http://127.0.0.1:8000/v1'),
 ])
 def test_bad_values_name_the_key(tmp_path, key_path, value, message):
     with pytest.raises(ConfigError) as caught:
@@ -93,3 +96,51 @@ def test_shipped_configs_are_valid():
     for path in sorted(Path(__file__).resolve().parents[1].joinpath("data", "configs").glob("*.yaml")):
         config = load_config(path)
         assert config.run_configs(), path
+
+
+@pytest.mark.parametrize("key_path, value, message", [
+    ("grid.prompt_variants", ["zero_shot", "chat", "zero_shot"],
+     'field "grid.prompt_variants[2]": \'zero_shot\' is listed twice (also grid.prompt_variants[0])'),
+    ("grid.max_tokens", [8, {"tokens": 8}], 'field "grid.max_tokens[1]": 8 is listed twice (also grid.max_tokens[0])'),
+    ("grid.temperature", [0, 0.0], 'field "grid.temperature[1]": 0.0 is listed twice (also grid.temperature[0])'),
+    ("grid.concurrency", [4, 1, 4], 'field "grid.concurrency[2]": 4 is listed twice (also grid.concurrency[0])'),
+    ("grid.cache", ["off", False], 'field "grid.cache[1]": \'off\' is listed twice (also grid.cache[0])'),
+    ("tasks", ["capitals", "capitals"], 'field "tasks[1]": \'capitals\' is listed twice (also tasks[0])'),
+    ("endpoints", [{"name": "a", "models": ["m", "m"]}],
+     'field "endpoints[0].models[1]": \'m\' is listed twice (also endpoints[0].models[0])'),
+    ("endpoints", [{"name": "a", "models": ["m"]}, {"name": "a", "models": ["n"]}],
+     'field "endpoints[1]": \'name: a\' is listed twice (also endpoints[0])'),
+])
+def test_duplicate_grid_values_are_refused_with_their_key(tmp_path, key_path, value, message):
+    """A value listed twice would send (and pay for) every request of its cells twice under one config_id."""
+    with pytest.raises(ConfigError) as caught:
+        load_config(write(tmp_path, with_change(key_path, value)))
+    assert message in str(caught.value)
+    assert str(caught.value).endswith("every request of that configuration would be sent twice: remove one")
+
+
+def test_loose_and_tight_caps_of_one_size_are_different_cells(tmp_path):
+    raw = with_change("grid.max_tokens", [8, {"tokens": 8, "stop": False}])
+    cells = load_config(write(tmp_path, raw)).run_configs()
+    assert len({c.config_id for c in cells}) == len(cells) == 2 * 2 * 2 * 2
+
+
+def test_config_ids_that_would_collide_are_refused(tmp_path):
+    with pytest.raises(ConfigError, match=r'field "grid": two grid cells share the config_id '
+                                          r"'m1/zero_shot/mt8/T0.1/c1'"):
+        load_config(write(tmp_path, with_change("grid.temperature", [0.1, 0.1000000001])))
+
+
+@pytest.mark.parametrize("url", ["http://10.0.0.5:8000/v1?api-key=sk-secret-123", "https://h.example/v1#sk-secret-123",
+                                 "https://user:sk-secret-123@h.example/v1"])
+def test_base_url_with_a_key_in_it_is_refused(tmp_path, url):
+    """The client appends /chat/completions to base_url: a query string would 404 every request."""
+    raw = with_change("endpoints", [{"name": "x", "base_url": url, "models": ["m"]}])
+    with pytest.raises(ConfigError) as caught:
+        load_config(write(tmp_path, raw))
+    bare = url.split("?")[0].split("#")[0].replace("user:sk-secret-123@", "")
+    assert str(caught.value).endswith(
+        f'c.yaml: field "endpoints[0].base_url": must be a plain URL ({bare}) without a query string, fragment or '
+        "user:password: an API key goes in an environment variable named by the endpoint's api_key_env and is "
+        "sent as the Authorization header")
+    assert "sk-secret" not in str(caught.value)

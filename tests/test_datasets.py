@@ -132,3 +132,14 @@ def test_generator_is_deterministic_and_shipped_files_are_current(tmp_path, monk
     generate.main()
     for task in TASKS:
         assert (tmp_path / f"{task}.jsonl").read_bytes() == (EVALS / f"{task}.jsonl").read_bytes()
+
+
+def test_a_byte_order_mark_is_skipped(tmp_path):
+    """Editors (Notepad, Excel's CSV UTF-8) start files with a BOM: it is not part of the first row."""
+    data = b"\xef\xbb\xbf" + (row() + "\n" + row(id="toy-2") + "\n").encode("utf-8")
+    evals = load_eval_set(write(tmp_path, data))
+    assert [item.item_id for item in evals.items] == ["toy-1", "toy-2"]
+    assert evals.sha256 == hashlib.sha256(data).hexdigest()  # the hash is of the file as it is
+    # only at the start: a BOM inside the file is still a character of that line, and not JSON
+    assert str(error_of(write(tmp_path, row() + "\n\ufeff" + row(id="toy-2") + "\n"))).startswith(
+        f"{tmp_path / 'toy.jsonl'} line 2: not valid JSON")

@@ -3,7 +3,7 @@ from pathlib import Path
 import pytest
 
 from toolkit.errors import ParameterError, RunDirError
-from toolkit.params import REPO_ROOT, check, resolve_run_dir
+from toolkit.params import REPO_ROOT, check, resolve_run_dir, run_checks
 
 
 def test_numbers_accept_ints_and_return_floats():
@@ -102,3 +102,36 @@ def test_run_dir_must_be_a_path():
         resolve_run_dir(3)
     with pytest.raises(ParameterError, match="parameter run_dir: expected a string, got ''"):
         resolve_run_dir("")
+
+
+CHECK_CELL = """
+from toolkit.params import check, resolve_run_dir
+
+run_path = resolve_run_dir(run_dir)
+prompt_tokens = check("prompt_tokens", prompt_tokens, float, min=0)
+shared_prefix_tokens = check("shared_prefix_tokens", shared_prefix_tokens, float, min=0, max=prompt_tokens)
+stages = check("stages", stages, list[str] | None)
+signal = check("signal", signal, str, choices=("auto", "score"))
+model = check("model", CostModel(prompt_tokens), str)
+"""
+
+
+def test_run_checks_runs_a_notebooks_own_checks_in_order():
+    values = {"run_dir": "/nonexistent", "prompt_tokens": 100, "shared_prefix_tokens": 50, "stages": None,
+              "signal": "auto"}
+    checked = run_checks(CHECK_CELL, values)
+    # converted like the notebook converts them; resolve_run_dir and the CostModel line are left to the notebook
+    assert checked == {**values, "prompt_tokens": 100.0, "shared_prefix_tokens": 50.0}
+    assert isinstance(checked["prompt_tokens"], float) and "run_path" not in checked and "model" not in checked
+    with pytest.raises(ParameterError, match=r"^parameter shared_prefix_tokens: must be <= 100.0, got 1200$"):
+        run_checks(CHECK_CELL, {**values, "shared_prefix_tokens": 1200})  # a bound that is another parameter
+    with pytest.raises(ParameterError, match=r"^parameter stages\[1\]: expected a string, got 3 \(int\)$"):
+        run_checks(CHECK_CELL, {**values, "stages": ["a", 3]})
+    with pytest.raises(ParameterError, match="parameter signal: must be one of 'auto', 'score', got 'x'"):
+        run_checks(CHECK_CELL, {**values, "signal": "x"})
+
+
+def test_run_checks_leaves_parameters_without_a_known_value_to_the_notebook():
+    # a default that is an expression is not among the values: the checks that read it are skipped
+    assert run_checks(CHECK_CELL, {"prompt_tokens": 10, "signal": "score"}) == {"prompt_tokens": 10.0,
+                                                                                "signal": "score"}

@@ -2,8 +2,10 @@
 for failure handling and the CLI."""
 import argparse
 import html
+import signal
 import subprocess
 import sys
+import time
 from pathlib import Path
 
 import nbformat
@@ -11,7 +13,7 @@ import pytest
 from jupyter_client.kernelspec import KernelSpecManager
 from nbformat.v4 import new_code_cell, new_markdown_cell, new_notebook
 
-from synthetic_runs import built_report, main_run_dir
+from synthetic_runs import built_report, main_run_dir, make_run
 from toolkit.errors import NotebookError, ParameterError, RunDirError
 from toolkit.params import REPO_ROOT
 from toolkit.report import (build_report, effective_parameters, find_kernel, notebook_title, parse_parameters,
@@ -78,6 +80,19 @@ def test_parameters_are_resolved_before_any_notebook_runs(tmp_path: Path):
     with pytest.raises(RunDirError, match="parameter run_dir: run directory '/nonexistent/run' not found"):
         build_report("/nonexistent/run", out_root=tmp_path)
     assert list(tmp_path.iterdir()) == []  # no kernel was started, nothing written
+
+
+@pytest.mark.parametrize("given, message", [
+    ({"confidence": "abc"}, r"parameter confidence: expected a number, got 'abc' \(str\)"),  # 01 and 05 only
+    ({"prompt_tokens": 100}, r"parameter shared_prefix_tokens: must be <= 100.0, got 1200"),  # 05's default
+    ({"stages": ["a", 2]}, r"parameter stages\[1\]: expected a string, got 2 \(int\)"),  # 06 only
+    ({"signal": "votes"}, r"parameter signal: must be one of 'auto', 'logprob_mean', 'agreement', 'score'"),
+])
+def test_every_notebook_checks_its_parameters_before_any_runs(tmp_path: Path, given, message):
+    """A value only a late notebook checks fails before the first notebook starts, not after all ran."""
+    with pytest.raises(ParameterError, match=f"^{message}"):
+        build_report(make_run(tmp_path / "run"), out_root=tmp_path / "reports", parameters=given)
+    assert not (tmp_path / "reports").exists()
 
 
 def tiny_notebook(path: Path, *code: str) -> Path:
@@ -161,3 +176,47 @@ def test_registering_the_cli_stays_cheap():
             "print(sorted(heavy & set(sys.modules)))")
     result = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, check=True)
     assert result.stdout.strip() == "[]"
+
+
+def test_a_stopped_report_leaves_the_previous_one(tmp_path: Path):
+    """Ctrl-C half-way through `frontier report`: the previous report stays whole, nothing half-written
+    is left beside it, and the message is about the report (not collect's --resume)."""
+    run = make_run(tmp_path / "run")
+    notebooks = tmp_path / "notebooks"
+    tiny_notebook(notebooks / "01_echo.ipynb", "print(value_usd)")
+    out = tmp_path / "reports"
+    index = build_report(run, out_root=out, notebooks_dir=notebooks)
+    before = {p.relative_to(out): p.read_bytes() for p in out.rglob("*") if p.is_file()}
+    marker = tmp_path / "second-started"
+    tiny_notebook(notebooks / "02_slow.ipynb", f"open({str(marker)!r}, 'w').close()", "import time; time.sleep(120)")
+    report = subprocess.Popen([sys.executable, "-m", "toolkit.cli", "report", str(run), "--out", str(out),
+                               "--notebooks", str(notebooks), "-p", "value_usd=5"], cwd=REPO_ROOT,
+                              stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
+    deadline = time.monotonic() + 120
+    while not marker.exists() and report.poll() is None and time.monotonic() < deadline:
+        time.sleep(0.1)
+    assert marker.exists(), report.communicate()
+    assert [p.name for p in out.iterdir() if p.name.startswith(".")]  # the new report is rendered aside
+    report.send_signal(signal.SIGINT)
+    stdout, stderr = report.communicate(timeout=60)
+    assert report.returncode == 130
+    assert stderr.endswith(f"frontier: report stopped; nothing in {out} was changed (a previous report is left "
+                           "as it was)\n")
+    assert "--resume" not in stderr and stdout == ""
+    assert {p.relative_to(out): p.read_bytes() for p in out.rglob("*") if p.is_file()} == before
+    assert [p.name for p in out.iterdir()] == [index.parent.name]
+
+
+def test_a_finished_report_replaces_the_previous_one_whole(tmp_path: Path):
+    run = make_run(tmp_path / "run")
+    notebooks = tmp_path / "notebooks"
+    tiny_notebook(notebooks / "01_echo.ipynb", "print(value_usd)")
+    tiny_notebook(notebooks / "02_gone.ipynb", "print(2)")
+    out = tmp_path / "reports"
+    index = build_report(run, out_root=out, notebooks_dir=notebooks)
+    (notebooks / "02_gone.ipynb").unlink()
+    assert build_report(run, out_root=out, notebooks_dir=notebooks, parameters={"value_usd": 7}) == index
+    assert sorted(p.name for p in out.iterdir()) == [index.parent.name]  # no temporary folder left
+    assert sorted(p.name for p in index.parent.iterdir()) == ["01_echo.html", "01_echo.ipynb", "index.html"]
+    echoed = nbformat.read(index.parent / "01_echo.ipynb", as_version=4)
+    assert [o["text"] for c in echoed.cells for o in c.get("outputs", [])] == ["7\n"]

@@ -3,9 +3,12 @@ from __future__ import annotations
 
 import argparse
 import logging
+import math
 import signal
 import sys
 import time
+from collections import Counter
+from collections.abc import Callable
 from pathlib import Path
 
 from tqdm import tqdm
@@ -13,6 +16,20 @@ from tqdm import tqdm
 from toolkit.errors import FrontierError
 
 log = logging.getLogger("toolkit")
+
+# exit statuses of `frontier collect` (2 and 130 hold for every command)
+EXIT_COMPLETE = 0
+EXIT_ERROR = 2  # a FrontierError (bad option, config, eval set, run dir in use, refused key) or a usage error
+EXIT_STOPPED = 3  # stopped early on a limit (max_error_rate, max_cost_usd, max_requests): the run is incomplete
+EXIT_ALL_FAILED = 4  # every request this session sent failed
+EXIT_INTERRUPTED = 130  # Ctrl-C or SIGTERM
+COLLECT_EXIT_STATUSES = f"""exit status:
+  {EXIT_COMPLETE}    every planned request has a record (some may be errors, below max_error_rate)
+  {EXIT_ERROR}    an error: a bad option, config, eval set or run directory (found before anything is
+       sent), a run directory another process is collecting into, a refused key, a full disk
+  {EXIT_STOPPED}    stopped early on a limit (max_error_rate, max_cost_usd, max_requests); continue with --resume
+  {EXIT_ALL_FAILED}    every request sent failed (an unreachable endpoint, a wrong model name, ...)
+  {EXIT_INTERRUPTED}  interrupted (Ctrl-C, SIGTERM); what was collected is kept, continue with --resume"""
 
 
 def _serve(args: argparse.Namespace) -> int:
@@ -33,6 +50,7 @@ def _collect(args: argparse.Namespace) -> int:
 
     bar = tqdm(unit="req", dynamic_ncols=True, smoothing=0.05, delay=0.5)
     errors = 0
+    error_types: Counter[str] = Counter()
 
     def on_start(pending: int) -> None:
         bar.reset(total=pending)
@@ -40,6 +58,8 @@ def _collect(args: argparse.Namespace) -> int:
     def on_record(record) -> None:
         nonlocal errors
         errors += record.status != "ok"
+        if record.status != "ok":
+            error_types[record.error_type or "unknown"] += 1
         bar.update()
         if errors:
             bar.set_postfix(errors=errors, refresh=False)
@@ -54,19 +74,32 @@ def _collect(args: argparse.Namespace) -> int:
     rate = summary.sent / summary.elapsed_s if summary.elapsed_s else 0.0
     print(f"{summary.run_dir}: sent {summary.sent} requests in {summary.elapsed_s:.1f} s ({rate:.1f}/s), "
           f"{summary.errors} errors, {summary.already_done} already done of {summary.planned} planned")
+    status = EXIT_COMPLETE
     if summary.stop_reason:
+        status = EXIT_STOPPED
         print(f"stopped early: {summary.stop_reason}; continue with --resume {summary.run_dir}")
-    return 0
+    if summary.sent and summary.errors == summary.sent:
+        status = EXIT_ALL_FAILED
+        kinds = ", ".join(f"{kind}: {count}" for kind, count in error_types.most_common())
+        print(f"every request sent failed ({kinds}); the run's error_type and error_message columns say why")
+    if status != EXIT_COMPLETE:
+        print(f"exit status {status} (see frontier collect --help)")
+    return status
 
 
 def _runs(args: argparse.Namespace) -> int:
     from toolkit.store import list_runs, load_run, read_manifest
 
-    rows = []
+    rows, problems = [], []
     for run_dir in list_runs(args.runs_root):
-        manifest = read_manifest(run_dir)
-        table = load_run(run_dir)
         size = sum(p.stat().st_size for p in run_dir.rglob("*") if p.is_file())
+        try:  # one damaged run must not hide the healthy ones
+            manifest = read_manifest(run_dir)
+            table = load_run(run_dir)
+        except FrontierError as exc:
+            problems.append(str(exc))
+            rows.append((run_dir.name, f"{size / 1e6:.1f} MB", "?", "?", "?", "unreadable", "-"))
+            continue
         started = table["started_at"].min()
         rows.append((run_dir.name, f"{size / 1e6:.1f} MB", str(table["config_id"].nunique()), str(len(table)),
                      str(int((table["status"] != "ok").sum())), str(manifest.get("status", "imported")),
@@ -75,6 +108,8 @@ def _runs(args: argparse.Namespace) -> int:
     widths = [max(len(r[i]) for r in [header, *rows]) for i in range(len(header))]
     for row in [header, *rows]:
         print("  ".join(cell.ljust(width) for cell, width in zip(row, widths)))
+    for problem in problems:
+        print(f"frontier: unreadable run: {problem}", file=sys.stderr)
     return 0
 
 
@@ -95,6 +130,21 @@ def _import(args: argparse.Namespace) -> int:
     return 0
 
 
+def _positive(kind: type[int] | type[float]) -> Callable[[str], int | float]:
+    """An argparse type: a finite number > 0 of `kind` (argparse names the option in its error)."""
+    def parse(text: str) -> int | float:
+        try:
+            value = kind(text)
+        except ValueError:
+            value = None
+        if value is None or not math.isfinite(value) or value <= 0:
+            raise argparse.ArgumentTypeError(f"must be {'an integer' if kind is int else 'a number'} > 0, "
+                                             f"got {text!r}")
+        return value
+
+    return parse
+
+
 def build_parser() -> argparse.ArgumentParser:
     parser = argparse.ArgumentParser(prog="frontier", description=__doc__)
     parser.add_argument("-v", "--verbose", action="store_true", help="log debug details")
@@ -105,19 +155,23 @@ def build_parser() -> argparse.ArgumentParser:
     serve.add_argument("--log", type=Path, default=None, help="file for the server's own log")
     serve.set_defaults(func=_serve)
 
-    collect = sub.add_parser("collect", help="run a config grid into a run directory")
+    collect = sub.add_parser("collect", help="run a config grid into a run directory", epilog=COLLECT_EXIT_STATUSES,
+                             formatter_class=argparse.RawDescriptionHelpFormatter)
     collect.add_argument("config", type=Path)
     collect.add_argument("--resume", type=Path, default=None, metavar="RUN_DIR",
                          help="continue a run: send only requests without an ok record")
-    collect.add_argument("--limit", type=int, default=None, help="items per task (first N)")
-    collect.add_argument("--concurrency", type=int, default=None, help="one concurrency level for all configs")
+    collect.add_argument("--limit", type=_positive(int), default=None, help="items per task (first N)")
+    collect.add_argument("--concurrency", type=_positive(int), default=None,
+                         help="one concurrency level for all configs")
     collect.add_argument("--base-url", default=None, help="use this server instead of starting the embedded one")
     collect.add_argument("--runs-root", type=Path, default=Path("data/runs"))
-    collect.add_argument("--max-cost", type=float, default=None, metavar="USD",
+    collect.add_argument("--max-cost", type=_positive(float), default=None, metavar="USD",
                          help="stop once the priced cost of the run reaches this many dollars")
-    collect.add_argument("--max-requests", type=int, default=None, help="stop after sending this many requests")
+    collect.add_argument("--max-requests", type=_positive(int), default=None,
+                         help="stop after sending this many requests")
     collect.add_argument("--run-id", default=None, help="name of the new run directory (default: name-timestamp)")
-    collect.set_defaults(func=_collect)
+    collect.set_defaults(func=_collect,
+                         interrupted="frontier: interrupted; what was collected is kept (continue with --resume)")
 
     runs = sub.add_parser("runs", help="list run directories")
     runs.add_argument("--runs-root", type=Path, default=Path("data/runs"))
@@ -150,10 +204,10 @@ def main(argv: list[str] | None = None) -> int:
         return args.func(args)
     except FrontierError as exc:
         print(f"frontier: error: {exc}", file=sys.stderr)
-        return 2
+        return EXIT_ERROR
     except KeyboardInterrupt:
-        print("frontier: interrupted; what was collected is kept (continue with --resume)", file=sys.stderr)
-        return 130
+        print(getattr(args, "interrupted", "frontier: interrupted"), file=sys.stderr)
+        return EXIT_INTERRUPTED
 
 
 if __name__ == "__main__":

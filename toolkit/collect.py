@@ -22,14 +22,14 @@ from pathlib import Path
 import pandas as pd
 
 from toolkit.cache import ResponseCache
-from toolkit.config import CollectConfig, load_config
+from toolkit.config import CollectConfig, load_config, with_overrides
 from toolkit.endpoints import Connection, connect
 from toolkit.errors import RunDirError
 from toolkit.local_server import EmbeddedServer
 from toolkit.pricing import load_price_table, price_requests, resolve_price
 from toolkit.runner import Collector, PlannedRequest, plan
 from toolkit.schema import RequestRecord, coerce_requests
-from toolkit.store import JOURNAL, REQUESTS, Journal, finalize, load_run, read_manifest, write_manifest
+from toolkit.store import JOURNAL, REQUESTS, Journal, RunLock, finalize, load_run, read_manifest, write_manifest
 
 log = logging.getLogger("toolkit")
 
@@ -113,6 +113,11 @@ def _record_pricer(config: CollectConfig) -> Callable[[RequestRecord], float]:
     return cost_of
 
 
+def _remove_if_empty(directory: Path) -> None:
+    with contextlib.suppress(OSError):  # not empty: the run has a manifest (or a server log to read)
+        directory.rmdir()
+
+
 def collect(config: CollectConfig | str | Path, *, runs_root: Path = Path("data/runs"),
             resume: Path | None = None, items_per_task: int | None = None, concurrency: int | None = None,
             run_id: str | None = None, base_url: str | None = None,
@@ -123,36 +128,37 @@ def collect(config: CollectConfig | str | Path, *, runs_root: Path = Path("data/
     """Collect a config's grid into a run dir; with `resume`, send only what has no `ok` record yet."""
     if not isinstance(config, CollectConfig):
         config = load_config(config)
-    if concurrency is not None:
-        config = dataclasses.replace(config, grid=dataclasses.replace(config.grid, concurrency=(concurrency,)))
-    if max_cost_usd is not None or max_requests is not None:
-        limits = dataclasses.replace(
-            config.limits, max_cost_usd=config.limits.max_cost_usd if max_cost_usd is None else max_cost_usd,
-            max_requests=config.limits.max_requests if max_requests is None else max_requests)
-        config = dataclasses.replace(config, limits=limits)
+    config = with_overrides(config, items_per_task=items_per_task, concurrency=concurrency,
+                            max_cost_usd=max_cost_usd, max_requests=max_requests)
     if config.limits.max_cost_usd is not None and cost_of is None:
         cost_of = _record_pricer(config)
-    planned = plan(config, items_per_task=items_per_task)
-    if resume is not None:
-        run_dir = Path(resume)
-        manifest = read_manifest(run_dir)
-        done = load_run(run_dir) if (run_dir / REQUESTS).exists() or (run_dir / JOURNAL).exists() else None
-        ok_ids = set(done.loc[done["status"] == "ok", "request_id"]) if done is not None else set()
-        first_sequence = int(done["sequence"].max()) + 1 if done is not None and len(done) else 0
-    else:
-        run_id = run_id or f"{config.name}-{dt.datetime.now(dt.UTC):%Y%m%d-%H%M%S}"
-        run_dir = Path(runs_root) / run_id
-        try:
-            run_dir.mkdir(parents=True, exist_ok=False)
-        except FileExistsError:
-            raise RunDirError(f"{run_dir}: run directory already exists; use --resume {run_dir} to continue it") from None
-        except OSError as exc:
-            raise RunDirError(f"{run_dir}: cannot create the run directory: {exc}") from exc
-        manifest, ok_ids, first_sequence = {"run_id": run_id}, set(), 0
-    pending = [p for p in planned if p.request_id not in ok_ids]
-    started = time.monotonic()
-    collector = None
+    planned = plan(config)
     with contextlib.ExitStack() as stack:
+        if resume is not None:
+            run_dir = Path(resume)
+            manifest = read_manifest(run_dir)
+            # one writer per run dir: a second one would send the same requests and finalize (delete)
+            # the journal under the first
+            stack.enter_context(RunLock(run_dir))
+            done = load_run(run_dir) if (run_dir / REQUESTS).exists() or (run_dir / JOURNAL).exists() else None
+            ok_ids = set(done.loc[done["status"] == "ok", "request_id"]) if done is not None else set()
+            first_sequence = int(done["sequence"].max()) + 1 if done is not None and len(done) else 0
+        else:
+            run_id = run_id or f"{config.name}-{dt.datetime.now(dt.UTC):%Y%m%d-%H%M%S}"
+            run_dir = Path(runs_root) / run_id
+            try:
+                run_dir.mkdir(parents=True, exist_ok=False)
+            except FileExistsError:
+                raise RunDirError(f"{run_dir}: run directory already exists; "
+                                  f"use --resume {run_dir} to continue it") from None
+            except OSError as exc:
+                raise RunDirError(f"{run_dir}: cannot create the run directory: {exc}") from exc
+            stack.callback(_remove_if_empty, run_dir)  # a failure before the manifest leaves no empty dir
+            stack.enter_context(RunLock(run_dir))
+            manifest, ok_ids, first_sequence = {"run_id": run_id}, set(), 0
+        pending = [p for p in planned if p.request_id not in ok_ids]
+        started = time.monotonic()
+        collector = None
         connections = {}
         for endpoint in config.endpoints:
             url = base_url

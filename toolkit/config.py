@@ -6,14 +6,19 @@ file and the key path (`grid.max_tokens[1].tokens`), before any request is sent.
 """
 from __future__ import annotations
 
+import dataclasses
 import itertools
+import math
+from collections import Counter
+from collections.abc import Sequence
 from dataclasses import dataclass, field, fields
 from pathlib import Path
 from typing import Any
+from urllib.parse import urlsplit
 
 import yaml
 
-from toolkit.errors import ConfigError
+from toolkit.errors import ConfigError, ParameterError
 
 
 @dataclass(frozen=True)
@@ -178,6 +183,57 @@ def _positive(path: Path, key: str, value: float | None, *, allow_zero: bool = F
         raise ConfigError(path, f"must be {'>= 0' if allow_zero else '> 0'}, got {value!r}", field=key)
 
 
+def _no_duplicates(path: Path, key: str, values: Sequence[Any], shown: Sequence[Any] | None = None) -> None:
+    """Reject a value listed twice: each grid cell would be collected (and paid for) twice under one id."""
+    first: dict[Any, int] = {}
+    for index, value in enumerate(values):
+        if value in first:
+            raise ConfigError(path, f"{(shown or values)[index]!r} is listed twice (also {key}[{first[value]}]); "
+                                    "every request of that configuration would be sent twice: remove one",
+                              field=f"{key}[{index}]")
+        first[value] = index
+
+
+def base_url_problem(url: str) -> str | None:
+    """What is wrong with an endpoint's base_url, or None.
+
+    The client appends `/chat/completions` to base_url, so a query string (`?api-key=...`) ends up
+    in the middle of every request's path and each one fails with a bare 404.
+    """
+    parts = urlsplit(url)
+    if parts.scheme not in ("http", "https") or not parts.netloc:
+        return "must be an http:// or https:// URL such as http://127.0.0.1:8000/v1"
+    if parts.query or parts.fragment or "@" in parts.netloc:
+        bare = f"{parts.scheme}://{parts.netloc.rpartition('@')[2]}{parts.path}"
+        return (f"must be a plain URL ({bare}) without a query string, fragment or user:password: "
+                "an API key goes in an environment variable named by the endpoint's api_key_env "
+                "and is sent as the Authorization header")
+    return None
+
+
+def with_overrides(config: CollectConfig, *, items_per_task: int | None = None, concurrency: int | None = None,
+                   max_cost_usd: float | None = None, max_requests: int | None = None) -> CollectConfig:
+    """`config` with command-line overrides (None: keep the config's value), each checked like the key
+    it replaces, so `--concurrency 0` fails before a run directory exists."""
+    for name, value, kind in (("items_per_task", items_per_task, int), ("concurrency", concurrency, int),
+                              ("max_cost_usd", max_cost_usd, float), ("max_requests", max_requests, int)):
+        if value is None:
+            continue
+        number = isinstance(value, (int, float)) and not isinstance(value, bool)
+        if not number or (kind is int and not isinstance(value, int)) or not math.isfinite(value) or value <= 0:
+            raise ParameterError(f"{name}: must be {'an integer' if kind is int else 'a number'} > 0, "
+                                 f"got {value!r}")
+    if items_per_task is not None:
+        config = dataclasses.replace(config, items_per_task=items_per_task)
+    if concurrency is not None:
+        config = dataclasses.replace(config, grid=dataclasses.replace(config.grid, concurrency=(concurrency,)))
+    if max_cost_usd is not None:
+        config = dataclasses.replace(config, limits=dataclasses.replace(config.limits, max_cost_usd=max_cost_usd))
+    if max_requests is not None:
+        config = dataclasses.replace(config, limits=dataclasses.replace(config.limits, max_requests=max_requests))
+    return config
+
+
 def _dataclass_section(path: Path, raw: Any, cls: type, where: str) -> Any:
     reader = _Reader(path, raw or {}, where)
     values = {}
@@ -212,9 +268,13 @@ def _endpoint(path: Path, raw: Any, where: str) -> EndpointConfig:
         raise ConfigError(path, "API keys never go in a config file; name an environment variable "
                                 "with api_key_env instead", field=reader.key("api_key"))
     base_url = reader.take("base_url", str, None, nullable=True)
+    problem = base_url_problem(base_url) if base_url is not None else None
+    if problem:
+        raise ConfigError(path, problem, field=reader.key("base_url"))
     api_key_env = reader.take("api_key_env", str, None, nullable=True)
     default_models = ("gemma-3-270m-q4_k_m",) if kind == "embedded" else ...
     models = reader.take_list("models", str, default_models)
+    _no_duplicates(path, reader.key("models"), models)
     reader.done()
     return EndpointConfig(name, kind, base_url, api_key_env, tuple(models))
 
@@ -256,7 +316,18 @@ def parse_config(raw: Any, path: Path) -> CollectConfig:
             raise ConfigError(path, f"must be 'off' or 'response', got {mode!r}", field=f"grid.cache[{i}]")
     for i, level in enumerate(grid.concurrency):
         _positive(path, f"grid.concurrency[{i}]", level)
+    for i, temperature in enumerate(grid.temperature):
+        _positive(path, f"grid.temperature[{i}]", temperature, allow_zero=True)
     _positive(path, "grid.repeats", grid.repeats)
+    _no_duplicates(path, "tasks", tasks)
+    _no_duplicates(path, "endpoints", [e.name for e in endpoints], shown=[f"name: {e.name}" for e in endpoints])
+    _no_duplicates(path, "grid.prompt_variants", grid.prompt_variants)
+    # compared as what is sent: `8` and `{tokens: 8}` are one cap, `0` and `0.0` one temperature
+    _no_duplicates(path, "grid.max_tokens", grid.max_tokens,
+                   shown=[c.tokens if c.stop else {"tokens": c.tokens, "stop": False} for c in grid.max_tokens])
+    _no_duplicates(path, "grid.temperature", grid.temperature)
+    _no_duplicates(path, "grid.concurrency", grid.concurrency)
+    _no_duplicates(path, "grid.cache", grid.cache)
     limits = _dataclass_section(path, reader.take("limits", dict, None, nullable=True), Limits, "limits")
     retry = _dataclass_section(path, reader.take("retry", dict, None, nullable=True), RetryPolicy, "retry")
     cache_reader = _Reader(path, reader.take("cache", dict, None, nullable=True) or {}, "cache")
@@ -266,10 +337,16 @@ def parse_config(raw: Any, path: Path) -> CollectConfig:
     cache_reader.done()
     _positive(path, "cache.ttl_s", cache.ttl_s)
     reader.done()
-    return CollectConfig(name=name, path=path, tasks=tuple(tasks), endpoints=endpoints, grid=grid,
-                         evals_dir=evals_dir, prompts_dir=prompts_dir, items_per_task=items_per_task,
-                         seed=seed, order=order, description=description, limits=limits, retry=retry,
-                         cache=cache, raw=raw)
+    config = CollectConfig(name=name, path=path, tasks=tuple(tasks), endpoints=endpoints, grid=grid,
+                           evals_dir=evals_dir, prompts_dir=prompts_dir, items_per_task=items_per_task,
+                           seed=seed, order=order, description=description, limits=limits, retry=retry,
+                           cache=cache, raw=raw)
+    counts = Counter(cell.config_id for cell in config.run_configs())
+    twice = [config_id for config_id, count in counts.items() if count > 1]
+    if twice:  # temperatures that differ only past the 6 digits the id shows
+        raise ConfigError(path, f"two grid cells share the config_id {twice[0]!r}; make their settings differ "
+                                "visibly (temperature is shown to 6 significant digits)", field="grid")
+    return config
 
 
 def load_config(path: str | Path) -> CollectConfig:

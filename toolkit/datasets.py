@@ -7,6 +7,7 @@ found after an hour of requests costs an hour.
 """
 from __future__ import annotations
 
+import codecs
 import hashlib
 import json
 from collections.abc import Mapping
@@ -67,6 +68,7 @@ def _parse_row(path: Path, lineno: int, raw: bytes) -> dict[str, str] | None:
 def load_eval_set(path: str | Path) -> EvalSet:
     """Read and validate a JSONL eval set; its name is the file stem, its hash the file's SHA-256.
 
+    A UTF-8 byte order mark at the start is skipped (the hash still covers it).
     Raises DataFileError naming the file, line and field for: a missing file, bytes that are not
     UTF-8, a row that is not a JSON object, a missing, empty or non-string field, a duplicate id
     (both lines), and a file with no items.
@@ -80,7 +82,9 @@ def load_eval_set(path: str | Path) -> EvalSet:
         raise DataFileError(path, f"cannot read the file: {exc.strerror}") from exc
     items: list[EvalItem] = []
     first_line_of: dict[str, int] = {}
-    for lineno, raw in enumerate(data.splitlines(), start=1):
+    # editors (Notepad, Excel's "CSV UTF-8") start a file with a byte order mark; it is not part of row 1
+    text = data.removeprefix(codecs.BOM_UTF8)
+    for lineno, raw in enumerate(text.splitlines(), start=1):
         row = _parse_row(path, lineno, raw)
         if row is None:
             continue

@@ -12,7 +12,7 @@ from urllib.parse import urlsplit
 import httpx2
 from openai import AsyncOpenAI
 
-from toolkit.config import EndpointConfig
+from toolkit.config import EndpointConfig, base_url_problem
 from toolkit.errors import EndpointError
 from toolkit.measure import stamp_send
 
@@ -52,6 +52,9 @@ class Connection:
 def connect(endpoint: EndpointConfig, *, base_url: str | None = None) -> Connection:
     """Resolve an endpoint config to a Connection; the key comes from `api_key_env` only."""
     url = (base_url or endpoint.base_url or OPENAI_BASE_URL).rstrip("/")
+    problem = base_url_problem(url)  # the config's own base_url was checked at load; an override was not
+    if problem:
+        raise EndpointError(f"endpoint {endpoint.name!r}: base_url {problem}")
     if endpoint.api_key_env:
         key = os.environ.get(endpoint.api_key_env)
         if not key:

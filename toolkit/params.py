@@ -7,11 +7,12 @@ its run directory.
 """
 from __future__ import annotations
 
+import ast
 import math
 import os
 import types
 import typing
-from collections.abc import Sequence
+from collections.abc import Mapping, Sequence
 from pathlib import Path
 
 from toolkit.errors import ParameterError, RunDirError
@@ -50,6 +51,33 @@ def check(name: str, value: object, kind: object, *, min: float | None = None, m
         raise ParameterError(f"parameter {name}: must be one of {', '.join(map(repr, choices))}, "
                              f"got {value!r}")
     return converted
+
+
+# What the `check(...)` calls of a notebook may name besides its parameters.
+_CHECK_NAMES = {"check": check, "None": None, "float": float, "int": int, "str": str, "bool": bool, "list": list}
+
+
+def run_checks(source: str, values: Mapping[str, object]) -> dict[str, object]:
+    """Run the `name = check("name", name, ...)` statements of a notebook's code cell on `values`.
+
+    This is how a report validates every parameter of every notebook before the first one starts:
+    the notebook's own checks, with its bounds, run in this process.  A statement naming anything
+    but `values`, earlier checked names and `check`, `None`, `float`, `int`, `str`, `bool`, `list`
+    (a default that is not a literal, a helper) is left to the notebook.  Returns the checked
+    values; raises `ParameterError` like the notebook would.
+    """
+    namespace = dict(values)
+    for statement in ast.parse(source).body:
+        if not (isinstance(statement, ast.Assign) and len(statement.targets) == 1
+                and isinstance(statement.targets[0], ast.Name) and isinstance(statement.value, ast.Call)
+                and isinstance(statement.value.func, ast.Name) and statement.value.func.id == "check"):
+            continue
+        names = {node.id for node in ast.walk(statement.value) if isinstance(node, ast.Name)}
+        if not names <= set(namespace) | set(_CHECK_NAMES):
+            continue
+        code = compile(ast.Expression(statement.value), "<parameter checks>", "eval")
+        namespace[statement.targets[0].id] = eval(code, {"__builtins__": {}, **_CHECK_NAMES}, namespace)
+    return namespace
 
 
 def resolve_run_dir(run_dir: object, *, name: str = "run_dir") -> Path:

@@ -15,7 +15,10 @@ import html
 import logging
 import os
 import re
+import shutil
+import signal
 import sys
+import tempfile
 import time
 from collections.abc import Mapping, Sequence
 from dataclasses import dataclass
@@ -26,7 +29,7 @@ from typing import TYPE_CHECKING
 import yaml
 
 from toolkit.errors import FrontierError, NotebookError, ParameterError
-from toolkit.params import REPO_ROOT, check, resolve_run_dir
+from toolkit.params import REPO_ROOT, check, resolve_run_dir, run_checks
 from toolkit.store import load_run, read_manifest
 
 if TYPE_CHECKING:
@@ -70,11 +73,13 @@ def build_report(run_dir: str | os.PathLike, *, out_root: Path = Path("reports")
     """Execute and render every `notebooks_dir/[0-9]*.ipynb` on `run_dir`; return the index path.
 
     `parameters` go to each notebook that declares them (papermill's `inspect_notebook`); a name
-    no notebook declares is a `ParameterError`, as is a bad headline parameter (checked before
-    any notebook runs).  A failed notebook keeps its partial `.ipynb` and `.html`; the other
-    notebooks and the index are still written, then the first failure is raised as
-    `NotebookError` naming the notebook and the cell (1-based, counting every cell of the notebook
-    as written, with the first line of its code).
+    no notebook declares is a `ParameterError`, as is a value that a notebook's own checks (the
+    cell after its `parameters` cell) or the headline reject: all are checked before any notebook
+    runs.  A failed notebook keeps its partial `.ipynb` and `.html`; the other notebooks and the
+    index are still written, then the first failure is raised as `NotebookError` naming the
+    notebook and the cell (1-based, counting every cell of the notebook as written, with the first
+    line of its code).  The report is rendered into a hidden folder beside its place and moved
+    there when done, so a build stopped half-way (Ctrl-C) leaves the previous report as it was.
     """
     import papermill
 
@@ -87,25 +92,71 @@ def build_report(run_dir: str | os.PathLike, *, out_root: Path = Path("reports")
     declared = {nb: papermill.inspect_notebook(str(nb)) for nb in notebooks}
     given = dict(parameters or {})
     _check_declared(given, declared, notebooks_dir)
+    for notebook in notebooks:
+        _check_values(notebook, declared[notebook], given)
     effective = effective_parameters(declared, given)
     head = _headline(frame, manifest, effective)
     kernel = kernel_name or find_kernel()
 
     out_dir = Path(out_root) / _safe_name(manifest.get("run_id"), run_path.name)
-    out_dir.mkdir(parents=True, exist_ok=True)
-    runs = []
-    for notebook in notebooks:
-        mine = {k: v for k, v in given.items() if k in declared[notebook]}
-        if "run_dir" in declared[notebook]:
-            mine["run_dir"] = str(run_path)
-        runs.append(_execute(notebook, out_dir, mine, kernel=kernel, timeout_s=timeout_s,
-                             progress_bar=progress_bar))
+    out_dir.parent.mkdir(parents=True, exist_ok=True)
+    # beside out_dir, so the final rename stays on one filesystem
+    work = Path(tempfile.mkdtemp(prefix=f".{out_dir.name}.partial-", dir=out_dir.parent))
+    try:
+        runs = []
+        for notebook in notebooks:
+            mine = {k: v for k, v in given.items() if k in declared[notebook]}
+            if "run_dir" in declared[notebook]:
+                mine["run_dir"] = str(run_path)
+            runs.append(_execute(notebook, work, out_dir, mine, kernel=kernel, timeout_s=timeout_s,
+                                 progress_bar=progress_bar))
+        (work / "index.html").write_text(render_index(head, runs, effective), encoding="utf-8")
+        _move_into_place(work, out_dir)
+    except BaseException:  # stopped or broken half-way: the previous report stays as it was
+        shutil.rmtree(work, ignore_errors=True)
+        raise
     index = out_dir / "index.html"
-    index.write_text(render_index(head, runs, effective), encoding="utf-8")
     failed = next((r.error for r in runs if r.error is not None), None)
     if failed is not None:
         raise failed
     return index
+
+
+def _check_values(notebook: Path, declared: Mapping[str, Mapping[str, str]], given: Mapping[str, object]) -> None:
+    """Run a notebook's own parameter checks (the code cell after its `parameters` cell) on the values it
+    would get, so a bad `-p` fails before the first notebook starts rather than after all ran."""
+    import nbformat
+
+    cells = nbformat.read(notebook, as_version=4).cells
+    tagged = [i for i, cell in enumerate(cells) if "parameters" in cell.metadata.get("tags", [])]
+    after = [cell for cell in cells[tagged[0] + 1:] if cell.cell_type == "code"] if tagged else []
+    if not after:
+        return
+    values = {}
+    for name, info in declared.items():
+        try:
+            values[name] = ast.literal_eval(info["default"])
+        except (ValueError, SyntaxError):
+            continue  # an expression: only the notebook's kernel can evaluate it
+    values.update({name: value for name, value in given.items() if name in declared})
+    run_checks(after[0].source, values)
+
+
+def _move_into_place(work: Path, out_dir: Path) -> None:
+    """Replace `out_dir` by the finished `work` folder: the old report is renamed aside and removed only
+    once the new one is in place.  Ctrl-C waits until both renames are done."""
+    blocked = {signal.SIGINT, signal.SIGTERM}
+    signal.pthread_sigmask(signal.SIG_BLOCK, blocked)
+    try:
+        old = None
+        if out_dir.exists():
+            old = Path(tempfile.mkdtemp(prefix=f".{out_dir.name}.old-", dir=out_dir.parent))
+            os.replace(out_dir, old)  # a directory may replace an empty one
+        os.replace(work, out_dir)
+    finally:
+        signal.pthread_sigmask(signal.SIG_UNBLOCK, blocked)
+    if old is not None:
+        shutil.rmtree(old, ignore_errors=True)
 
 
 def effective_parameters(declared: Mapping[Path, Mapping[str, Mapping[str, str]]],
@@ -168,8 +219,13 @@ def register_cli(subparsers: argparse._SubParsersAction) -> argparse.ArgumentPar
 
 
 def _report_command(args: argparse.Namespace) -> int:
-    index = build_report(args.run_dir, out_root=args.out, parameters=parse_parameters(args.parameters),
-                         notebooks_dir=args.notebooks, progress_bar=True)
+    try:
+        index = build_report(args.run_dir, out_root=args.out, parameters=parse_parameters(args.parameters),
+                             notebooks_dir=args.notebooks, progress_bar=True)
+    except KeyboardInterrupt:
+        print(f"frontier: report stopped; nothing in {args.out} was changed (a previous report is left as it was)",
+              file=sys.stderr)
+        return 130
     print(index)
     return 0
 
@@ -198,8 +254,9 @@ def _headline(frame, manifest: dict, values: Mapping[str, object]) -> Headline:
                              latency_quantile=checked.get("latency_quantile", 0.95), short_names=True)
 
 
-def _execute(notebook: Path, out_dir: Path, parameters: dict[str, object], *, kernel: str,
+def _execute(notebook: Path, out_dir: Path, final_dir: Path, parameters: dict[str, object], *, kernel: str,
              timeout_s: float, progress_bar: bool) -> NotebookRun:
+    """Execute `notebook` into `out_dir`; an error names the executed copy where it will end up, in `final_dir`."""
     import papermill
     from nbclient.exceptions import CellTimeoutError, DeadKernelError
     from papermill.exceptions import PapermillExecutionError
@@ -215,13 +272,13 @@ def _execute(notebook: Path, out_dir: Path, parameters: dict[str, object], *, ke
     except PapermillExecutionError as exc:
         first_line = next((line for line in exc.source.splitlines() if line.strip()), "").strip()
         error = NotebookError(notebook.name, _source_cell(notebook, exc.source, exc.cell_index),
-                              f"{exc.ename}: {exc.evalue} (in `{first_line}`)", str(ipynb))
+                              f"{exc.ename}: {exc.evalue} (in `{first_line}`)", str(final_dir / ipynb.name))
     except (CellTimeoutError, DeadKernelError) as exc:
-        error = NotebookError(notebook.name, None, f"{type(exc).__name__}: {exc}", str(ipynb))
+        error = NotebookError(notebook.name, None, f"{type(exc).__name__}: {exc}", str(final_dir / ipynb.name))
     seconds = time.perf_counter() - started
     log.info("%s executed in %.1f s%s", name, seconds, " (failed)" if error else "")
     page.write_text(render_html(ipynb), encoding="utf-8")
-    return NotebookRun(name, ipynb, page, seconds, error, notebook_title(ipynb))
+    return NotebookRun(name, final_dir / ipynb.name, final_dir / page.name, seconds, error, notebook_title(ipynb))
 
 
 def render_html(ipynb: Path) -> str:

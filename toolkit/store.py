@@ -7,8 +7,11 @@ merges both and keeps the last record per `request_id`, so a crash between the t
 from __future__ import annotations
 
 import contextlib
+import datetime as dt
+import fcntl
 import json
 import os
+import socket
 from collections.abc import Iterable
 from pathlib import Path
 from typing import IO
@@ -25,6 +28,7 @@ from toolkit.schema import (ARROW_SCHEMA, REQUEST_COLUMNS, RequestRecord, coerce
 MANIFEST = "manifest.json"
 JOURNAL = "journal.jsonl"
 REQUESTS = "requests.parquet"
+LOCK = "collect.lock"
 _JOURNAL_PARSING = pa_json.ParseOptions(explicit_schema=ARROW_SCHEMA, unexpected_field_behavior="ignore")
 
 
@@ -154,7 +158,14 @@ def load_run(run_dir: str | os.PathLike) -> pd.DataFrame:
 
 
 def _parquet_frame(path: Path) -> pd.DataFrame:
-    stored = pq.read_table(path)
+    try:
+        stored = pq.read_table(path)
+    except (pa.ArrowException, OSError) as exc:  # a damaged file: bad footer, failed decompression
+        detail = " ".join(str(exc).replace(f"'{path}'", "the file").split())  # Arrow's are multi-line
+        raise RunDirError(
+            f"{path}: the requests table is damaged and cannot be read ({detail}). Restore it from a backup, "
+            f"or move it aside and collect again with `frontier collect CONFIG --resume {path.parent}`, "
+            "which sends every request that has no record") from exc
     missing = [name for name in REQUEST_COLUMNS if name not in stored.column_names]
     if missing:
         raise RunDirError(f"{path}: requests table is missing column(s) {', '.join(missing)}")
@@ -211,6 +222,66 @@ def save_run(run_dir: str | os.PathLike, frame: pd.DataFrame, manifest: dict) ->
     write_manifest(run_dir, manifest)
     write_requests(run_dir, frame)
     return run_dir
+
+
+class RunLock:
+    """Exclusive use of a run directory by one writing process (`collect`, `collect --resume`).
+
+    `fcntl.flock` on `collect.lock` in the run dir: the kernel drops the lock when its process dies,
+    so a killed run never leaves a stale lock behind.  The file holds the owner's pid, host and start
+    time, so a second process fails at once and says who is writing.
+    """
+
+    def __init__(self, run_dir: str | os.PathLike) -> None:
+        self.run_dir = Path(run_dir)
+        self.path = self.run_dir / LOCK
+        self._fd: int | None = None
+
+    def __enter__(self) -> "RunLock":
+        while True:
+            try:
+                fd = os.open(self.path, os.O_RDWR | os.O_CREAT, 0o644)
+            except OSError as exc:
+                raise RunDirError(f"{self.path}: cannot create the lock file of the run directory: {exc}") from exc
+            try:
+                fcntl.flock(fd, fcntl.LOCK_EX | fcntl.LOCK_NB)
+            except BlockingIOError:
+                holder = _lock_holder(fd)
+                os.close(fd)
+                raise RunDirError(f"{self.run_dir}: another process is collecting into this run directory "
+                                  f"({holder}); wait for it to finish or stop it, then resume") from None
+            # The previous owner unlinks the file before it lets go: a lock won on an unlinked file
+            # guards nothing, so take the one now at the path instead.
+            try:
+                current = os.stat(self.path).st_ino == os.fstat(fd).st_ino
+            except FileNotFoundError:
+                current = False
+            if current:
+                break
+            os.close(fd)
+        owner = {"pid": os.getpid(), "host": socket.gethostname(),
+                 "started_at": dt.datetime.now(dt.UTC).isoformat(timespec="seconds")}
+        os.ftruncate(fd, 0)
+        os.pwrite(fd, (json.dumps(owner) + "\n").encode("utf-8"), 0)
+        self._fd = fd
+        return self
+
+    def __exit__(self, *exc_info: object) -> None:
+        if self._fd is None:
+            return
+        with contextlib.suppress(OSError):
+            self.path.unlink()
+        os.close(self._fd)  # closing the last descriptor releases the lock
+        self._fd = None
+
+
+def _lock_holder(fd: int) -> str:
+    """Who holds a lock file, as the owner wrote it ("pid 123 on host, since ...")."""
+    try:
+        owner = json.loads(os.pread(fd, 4096, 0).decode("utf-8"))
+        return f"pid {owner['pid']} on {owner['host']}, since {owner['started_at']}"
+    except (OSError, ValueError, KeyError, TypeError):  # the owner has not written it yet
+        return "its pid is not written yet"
 
 
 def list_runs(root: str | os.PathLike) -> Iterable[Path]:
