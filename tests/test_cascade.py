@@ -8,7 +8,8 @@ import pytest
 from toolkit.analysis.cascade import (NO_SIGNAL, POOLED, Saving, answer_keys, best_accuracy_at_budget,
                                       cascade_frontier, choose_signal, choose_stages, cost_saving_at_best_single,
                                       evaluate_cascade, fit_cascade, item_matrix, oracle_point, oracle_router,
-                                      overall_points, request_costs, split_items, study_cascades)
+                                      overall_points, reported_models, request_costs, split_items,
+                                      study_cascades)
 from toolkit.errors import ParameterError
 from toolkit.pricing import MachinePrice, load_price_table
 
@@ -322,3 +323,58 @@ def test_study_says_what_it_cannot_do():
     assert study.summary["best_at_budget_usd_per_1k"].iloc[0] <= 1200
     wrong = study_cascades(frame, frame["usd"], stages=["m/zero_shot/mt8/cache", "m/few_shot_5/mt8"])
     assert wrong.summary.empty and "not usable here" in wrong.notes["note"].iloc[-1]
+
+
+def test_request_costs_on_a_cost_basis_and_the_models_the_import_priced():
+    from toolkit.pricing import choose_cost_basis, price_coverage
+
+    frame = pd.DataFrame({"model": ["gemma3-270m-q4_k_m", "mystery"], "config_id": ["g", "x/mystery"],
+                          "status": "ok", "e2e_s": [36.0, 1.0], "concurrency": 1, "prompt_tokens": [10, 20],
+                          "completion_tokens": [5, 3000], "cached_tokens": None, "batch": False, "cache_hit": False,
+                          "started_at": pd.NaT})
+    manifest = {"reported_usd_per_query": {"x/mystery": 0.25}}
+    assert reported_models(frame, manifest) == ["mystery"] and reported_models(frame, None) == []
+    prices = load_price_table(overrides={"mystery": MachinePrice(math.nan, "unknown")})
+    coverage = price_coverage(prices, frame["model"], reported=reported_models(frame, manifest))
+    on_prices = choose_cost_basis(prices, coverage)
+    assert on_prices.basis == "prices"
+    assert request_costs(frame, on_prices, manifest).tolist() == pytest.approx([36.0 * 0.10 / 3600, 0.25])
+    # one stated price for every model: the reported bill would mix two bases, so it is not used
+    on_tokens = choose_cost_basis(prices, coverage, "output_tokens", 10.0)
+    assert request_costs(frame, on_tokens, manifest).tolist() == pytest.approx([5e-5, 0.03])
+
+
+def test_study_tells_a_missing_price_from_missing_token_counts():
+    frame = variant_frame(datasets=("d1",))
+    frame["model"] = frame["config_id"].str.split("/").str[1]  # one model per prompt variant
+    frame["prompt_tokens"], frame["completion_tokens"] = 10.0, 5.0
+    no_price = frame["prompt_variant"] == "few_shot_1"
+    no_counts = (frame["prompt_variant"] == "zero_shot") & (frame["item_id"] == "d1-3") & ~frame["cache_hit"]
+    frame.loc[no_counts, "completion_tokens"] = np.nan
+    usd = frame["usd"].where(~no_price & ~no_counts)
+    coverage = pd.DataFrame({"model": ["zero_shot", "few_shot_1", "few_shot_5"], "priced": [True, False, True]})
+    notes = " ".join(study_cascades(frame, usd, coverage=coverage).notes["note"])
+    assert "2 configuration(s) left out for lack of a price: m/few_shot_1/mt16, m/few_shot_1/mt8" in notes
+    assert ("2 configuration(s) left out because some of their requests lack the token counts (or, self-hosted, "
+            "the timings) their price applies to: m/zero_shot/mt16, m/zero_shot/mt8") in notes
+    # without coverage every missing cost is put down to a missing price
+    assert "4 configuration(s) left out for lack of a price" in " ".join(study_cascades(frame, usd).notes["note"])
+
+
+def test_pooling_keeps_the_configs_in_every_dataset_and_else_the_largest_dataset_stands_for_the_run():
+    frame = variant_frame(datasets=("d1", "d2"))
+    only_d2 = frame["config_id"].isin(["m/few_shot_1/mt16"]) & (frame["dataset"] == "d1")
+    partial = frame[~only_d2]
+    study = study_cascades(partial, partial["usd"], seed=1)
+    assert study.overall == POOLED
+    pooled = study.summary.set_index("dataset")
+    assert pooled.loc[POOLED, "configs"] == pooled.loc["d1", "configs"] == pooled.loc["d2", "configs"] - 1
+    assert ("pooled over datasets: only the 5 configuration(s) that answered every dataset; 1 answered only "
+            "some: m/few_shot_1/mt16") in study.notes["note"].tolist()
+    # no config in both datasets: each is studied alone, and the one with more held-out rows describes the run
+    apart = frame.assign(config_id=frame["dataset"] + "/" + frame["config_id"])
+    apart = apart[(apart["dataset"] == "d1") | (apart["item_id"] < "d2-20")]
+    split = study_cascades(apart, apart["usd"], seed=1)
+    assert POOLED not in split.summary["dataset"].tolist() and split.overall == "d1"
+    assert "no configuration answered every dataset, so the datasets cannot be pooled" in " ".join(split.notes["note"])
+    assert not overall_points(split).empty

@@ -372,3 +372,55 @@ def test_break_even_text_warns_when_the_interval_reaches_below():
     sure = overview.headline(frame, overview.price_table_for(frame), value_usd=1.0, error_cost_usd=1.0,
                              latency_budget_s=None)
     assert "not yet certain" not in findings.break_even_text(sure)
+
+
+def coverage_rows(*rows) -> pd.DataFrame:
+    return pd.DataFrame(rows, columns=["model", "priced", "matched", "approximate", "source", "reason"])
+
+
+def test_unpriced_text_names_the_models_groups_their_reasons_and_says_how_to_price_them():
+    from toolkit.pricing import load_price_table, price_coverage
+
+    generic = "not listed anywhere"
+    coverage = coverage_rows(("a", True, "openai:a", False, "s", None),
+                             *[(f"m{i}", False, None, False, None, generic) for i in range(14)],
+                             ("best", False, None, False, None, "model_aliases.yaml: 16 samples"))
+    text = findings.unpriced_text(coverage, shown=5)
+    assert text.startswith("**15 of 16 models have no price**, so their cost is unknown and cost comparisons "
+                           "leave them out: **best** (model_aliases.yaml: 16 samples); **m0**, **m1**, **m2**, "
+                           "**m3** and 10 more (not listed anywhere).")
+    assert "`frontier report RUN_DIR --price MODEL=IN,OUT` (USD per million input and output tokens" in text
+    assert '`model_prices = ["MODEL=IN,OUT"]`' in text and "data/prices.yaml" in text
+    assert findings.unpriced_text(coverage.iloc[:1]) == ""
+    one = price_coverage(load_price_table(use_genai_prices=False), ["gemma3-270m-q4_k_m", "acme-7b"])
+    assert findings.unpriced_text(one).startswith("**1 of 2 models has no price**, so their cost is unknown and "
+                                                  "cost comparisons leave them out: **acme-7b** (not in prices.yaml")
+
+
+def test_cost_basis_text_says_what_costs_stand_on():
+    from toolkit.pricing import choose_cost_basis, load_price_table
+
+    table = load_price_table()
+    coverage = coverage_rows(("a", True, "alias -> together:x", True, "s", None),
+                             ("b", True, "alias -> openai:b", False, "s", None),
+                             ("c", True, "reported", False, "s", None),
+                             ("d", False, None, False, None, "nowhere"))
+    text = findings.cost_basis_text(choose_cost_basis(table, coverage), coverage)
+    assert text.startswith("Costs come from each model's own prices (table frontier-default); 2 models priced "
+                           "through data/model_aliases.yaml as a model a provider lists, 1 of them approximately")
+    assert "; 1 model at the cost the import reported. **1 of 4 models has no price**" in text
+    assert text.endswith('Or compare every model on output tokens at one price: `cost_basis = "output_tokens"`.')
+    none = coverage_rows(("d", False, None, False, None, "nowhere"), ("e", False, None, False, None, "nowhere"))
+    fallback = findings.cost_basis_text(choose_cost_basis(table, none, "auto", 2.0), none)
+    assert fallback.startswith("**Cost basis: output tokens**, because no model has a price: every request costs "
+                               "its output tokens x 2.00 USD per million (`basis_usd_per_mtok`), the same for every "
+                               "model, so costs here compare how much each configuration writes, not what it would "
+                               "be billed. **2 of 2 models have no price**, so this basis stands in for prices: "
+                               "**d**, **e** (nowhere).")
+    asked = findings.cost_basis_text(choose_cost_basis(table, coverage, "output_tokens", 0.5), coverage)
+    assert asked.startswith('**Cost basis: output tokens**, as asked (`cost_basis = "output_tokens"`): every request '
+                            "costs its output tokens x 0.5 USD per million") and "no price" not in asked
+    assert findings.cost_basis_text(choose_cost_basis(table, coverage.iloc[1:2]), coverage.iloc[1:2]) == (
+        "Costs come from each model's own prices (table frontier-default); 1 model priced through "
+        "data/model_aliases.yaml as a model a provider lists, 0 of them approximately (a fine-tune at its base "
+        "model's price, or a model at the price its size costs to serve: each price's source says which).")

@@ -19,11 +19,12 @@ NOTEBOOK_DIR = REPO_ROOT / "notebooks"
 PARAMETERS = {
     "01_accuracy": ["run_dir", "dataset", "confidence", "alpha"],
     "02_cost_model": ["run_dir", "value_usd", "error_cost_usd", "human_accuracy", "human_cost_usd",
-                      "monthly_volume", "machine_usd_per_hour"],
+                      "monthly_volume", "machine_usd_per_hour", "model_prices"],
     "03_latency": ["run_dir", "ttft_target_s", "tpot_target_s", "e2e_target_s", "what_if_output_tokens",
                    "what_if_prompt_tokens"],
     "04_frontier": ["run_dir", "target_accuracy", "value_usd", "error_cost_usd", "latency_budget_s",
-                    "latency_quantile", "machine_usd_per_hour", "reference_points"],
+                    "latency_quantile", "machine_usd_per_hour", "model_prices", "cost_basis", "basis_usd_per_mtok",
+                    "reference_points"],
 }
 # Conclusions every notebook must reach on the main run (which is graded and timed).
 KEY_OUTPUTS = {
@@ -151,3 +152,34 @@ def test_a_bad_parameter_fails_at_once_naming_it(tmp_path: Path):
     executed = [c for c in nbformat.read(out, as_version=4).cells
                 if c.cell_type == "code" and c.execution_count is not None]
     assert len(executed) == 3  # defaults, injected parameters, the failing check: nothing after it
+
+
+@pytest.mark.parametrize(("name", "parameters", "expected"), [
+    ("06_cascades", {}, ["**Cost basis: output tokens**, because no model has a price",
+                         "**2 of 2 models have no price**, so this basis stands in for prices: **acme-large**, "
+                         "**acme-small** (not in prices.yaml", "On the held-out items"]),
+    ("06_cascades", {"model_prices": ["acme-large=0.15,0.6"]},
+     ["**1 of 2 models has no price**, so their cost is unknown and cost comparisons leave them out: **acme-small**",
+      "--price MODEL=IN,OUT", "left out for lack of a price: small/few_shot, small/zero_shot",
+      "On the held-out items"]),
+    ("04_frontier", {"model_prices": ["acme-large=0.15,0.6"], "cost_basis": "output_tokens"},
+     ['**Cost basis: output tokens**, as asked (`cost_basis = "output_tokens"`)',
+      "configurations are on the Pareto front"]),
+])
+def test_notebooks_say_which_models_have_no_price_and_what_costs_stand_on(tmp_path: Path, name: str,
+                                                                          parameters: dict, expected: list[str]):
+    from synthetic_runs import synthetic_requests
+    from toolkit.store import save_run
+
+    frame = synthetic_requests(run_id="unpriced")
+    frame["model"] = frame["model"].map({"gemma-3-270m-q4_k_m": "acme-small", "gpt-4o-mini": "acme-large"})
+    run = save_run(tmp_path / "unpriced", frame, {"run_id": "unpriced"})
+    out = tmp_path / f"{name}.ipynb"
+    papermill.execute_notebook(str(NOTEBOOK_DIR / f"{name}.ipynb"), str(out), kernel_name="python3",
+                               parameters={"run_dir": str(run), **parameters}, progress_bar=False,
+                               cwd=str(NOTEBOOK_DIR))
+    nb = nbformat.read(out, as_version=4)
+    assert errors(nb) == []
+    markdown = "\n".join(outputs(nb, "text/markdown"))
+    for text in expected:
+        assert text in markdown

@@ -135,3 +135,22 @@ def test_run_checks_leaves_parameters_without_a_known_value_to_the_notebook():
     # a default that is an expression is not among the values: the checks that read it are skipped
     assert run_checks(CHECK_CELL, {"prompt_tokens": 10, "signal": "score"}) == {"prompt_tokens": 10.0,
                                                                                 "signal": "score"}
+
+
+def test_model_prices_parse_into_prices_and_name_the_bad_entry():
+    from toolkit.params import ModelPrices
+
+    prices = check("model_prices", ["gpt-4o=2.5,10", "my-llm=0.2,0.4,0.1"], ModelPrices | None)
+    assert {m: (p.input_usd_per_mtok, p.output_usd_per_mtok, p.cached_input_usd_per_mtok)
+            for m, p in prices.items()} == {"gpt-4o": (2.5, 10.0, None), "my-llm": (0.2, 0.4, 0.1)}
+    assert list(check("model_prices", "gpt-4o=2.5,10", ModelPrices)) == ["gpt-4o"]  # `-p model_prices=...`
+    assert check("model_prices", None, ModelPrices | None) is None
+    with pytest.raises(ParameterError) as caught:
+        check("model_prices", ["gpt-4o=2.5,10", "my-llm=cheap,0.4"], ModelPrices | None)
+    assert str(caught.value) == "parameter model_prices: price 'my-llm=cheap,0.4': 'cheap' is not a number >= 0"
+    with pytest.raises(ParameterError, match=r'parameter model_prices: expected a list of "MODEL=IN,OUT" strings'):
+        check("model_prices", {"gpt-4o": [2.5, 10]}, ModelPrices | None)
+    # a report runs the same check before any notebook starts
+    checked = run_checks('model_prices = check("model_prices", model_prices, ModelPrices | None)',
+                         {"model_prices": ["a=1,2"]})
+    assert checked["model_prices"]["a"].output_usd_per_mtok == 2.0

@@ -220,3 +220,32 @@ def test_a_finished_report_replaces_the_previous_one_whole(tmp_path: Path):
     assert sorted(p.name for p in index.parent.iterdir()) == ["01_echo.html", "01_echo.ipynb", "index.html"]
     echoed = nbformat.read(index.parent / "01_echo.ipynb", as_version=4)
     assert [o["text"] for c in echoed.cells for o in c.get("outputs", [])] == ["7\n"]
+
+
+def test_cli_price_option_reaches_the_notebooks_and_a_bad_one_fails_first(tmp_path: Path,
+                                                                         capsys: pytest.CaptureFixture):
+    notebooks = tmp_path / "notebooks"
+    nb = new_notebook(cells=[new_code_cell('run_dir = "data/runs/sample"\nmodel_prices = None',
+                                           metadata={"tags": ["parameters"]}),
+                             new_code_cell("from toolkit.params import ModelPrices, check\n"
+                                           'model_prices = check("model_prices", model_prices, ModelPrices | None)'),
+                             new_code_cell("print({m: p.output_usd_per_mtok for m, p in model_prices.items()})")])
+    nb.metadata["kernelspec"] = {"name": "python3", "display_name": "Python 3", "language": "python"}
+    notebooks.mkdir()
+    nbformat.write(nb, notebooks / "01_prices.ipynb")
+    parser = argparse.ArgumentParser(prog="frontier")
+    register_cli(parser.add_subparsers(dest="command", required=True))
+    common = [str(make_run(tmp_path / "run")), "--out", str(tmp_path / "out"), "--notebooks", str(notebooks)]
+    args = parser.parse_args(["report", *common, "--price", "acme-a=1,2", "--price", "acme-b=3,4,0.5"])
+    assert args.func(args) == 0
+    index = Path(capsys.readouterr().out.strip())
+    echoed = nbformat.read(index.parent / "01_prices.ipynb", as_version=4)
+    assert [o["text"] for c in echoed.cells for o in c.get("outputs", []) if o.get("name") == "stdout"] == [
+        "{'acme-a': 2.0, 'acme-b': 4.0}\n"]
+    bad = parser.parse_args(["report", *common, "--out", str(tmp_path / "bad"), "--price", "acme-a=1;2"])
+    with pytest.raises(ParameterError, match=r"^parameter model_prices: price 'acme-a=1;2': expected 2 or 3 numbers"):
+        bad.func(bad)
+    assert not (tmp_path / "bad").exists()
+    both = parser.parse_args(["report", *common, "--price", "a=1,2", "-p", "model_prices=['b=1,2']"])
+    with pytest.raises(ParameterError, match="give prices with --price or with -p model_prices, not both"):
+        both.func(both)

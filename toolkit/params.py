@@ -23,6 +23,13 @@ _NAMES = {float: "a number", int: "an integer", str: "a string", bool: "true or 
 _PLURALS = {float: "numbers", int: "integers", str: "strings", bool: "booleans"}
 
 
+class ModelPrices:
+    """A `check` kind: a list of "MODEL=IN,OUT" or "MODEL=IN,OUT,CACHED" strings (USD per million
+    input, output and cached input tokens), returned as {MODEL: pricing.Price} for
+    `load_price_table(overrides=...)`.  A list of strings is what papermill and `-p` pass cleanly;
+    one string is taken as a list of one."""
+
+
 def check(name: str, value: object, kind: object, *, min: float | None = None, max: float | None = None,
           choices: Sequence[object] | None = None) -> typing.Any:
     """Return `value` checked against `kind`, or raise `ParameterError` naming the parameter.
@@ -54,7 +61,8 @@ def check(name: str, value: object, kind: object, *, min: float | None = None, m
 
 
 # What the `check(...)` calls of a notebook may name besides its parameters.
-_CHECK_NAMES = {"check": check, "None": None, "float": float, "int": int, "str": str, "bool": bool, "list": list}
+_CHECK_NAMES = {"check": check, "ModelPrices": ModelPrices, "None": None, "float": float, "int": int, "str": str,
+                "bool": bool, "list": list}
 
 
 def run_checks(source: str, values: Mapping[str, object]) -> dict[str, object]:
@@ -120,7 +128,24 @@ def _convert(name: str, value: object, kind: object) -> object:
         if not isinstance(value, kind):  # type: ignore[arg-type]
             raise _error(name, kind, value)
         return value
+    if kind is ModelPrices:
+        return _model_prices(name, value)
     raise TypeError(f"check: unsupported kind {kind!r}")
+
+
+def _model_prices(name: str, value: object) -> dict:
+    from toolkit.errors import PriceError
+    from toolkit.pricing import user_prices  # imported here: pricing loads pandas, the CLI imports params
+
+    if isinstance(value, str):  # `-p model_prices=gpt-4o=2.5,10` reads as one string
+        value = [value]
+    if not isinstance(value, (list, tuple)) or not all(isinstance(item, str) for item in value):
+        raise ParameterError(f"parameter {name}: expected a list of \"MODEL=IN,OUT\" strings (USD per million "
+                             f"input and output tokens), e.g. [\"gpt-4o=2.5,10\"], got {value!r}")
+    try:
+        return user_prices(value)
+    except PriceError as exc:
+        raise ParameterError(f"parameter {name}: {exc}") from exc
 
 
 def _describe(kind: object) -> str:

@@ -1,9 +1,13 @@
 """Dollars from the requests table: token prices for API models, machine time for self-hosted ones.
 
 Cost is derived, never stored: a `PriceTable` names where each price came from and which version,
-so a report can say its prices and be re-priced.  Lookup order for a model name: `overrides`,
-then the entries of `data/prices.yaml` (fnmatch patterns, case-insensitive, first match wins), then
-the genai-prices package's bundled snapshot, then `machine_usd_per_hour` if given.
+so a report can say its prices and be re-priced.  Lookup order for a model name: `overrides`
+(e.g. a user's `--price MODEL=IN,OUT`), then the entries of `data/prices.yaml` (fnmatch patterns,
+case-insensitive, first match wins), then `data/model_aliases.yaml` (a leaderboard name such as
+AlpacaEval's `llama-2-70b-chat-hf` -> the genai-prices entry it is priced as, with a note where that
+is approximate), then the genai-prices package's bundled snapshot by the name itself, then
+`machine_usd_per_hour` if given.  `price_coverage` says which models got no price and why;
+`choose_cost_basis` falls back to a stated basis (output tokens x one price) when none did.
 
 genai-prices 0.2.3 works offline: `calc_price` and the lookups used here read the snapshot shipped
 inside the package; it only fetches prices when an `UpdatePrices` updater is started, which this
@@ -11,10 +15,12 @@ module never does.
 """
 from __future__ import annotations
 
+import dataclasses
 import datetime as dt
 import fnmatch
 import functools
 import logging
+import math
 from collections.abc import Iterable, Mapping
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -23,11 +29,15 @@ import numpy as np
 import pandas as pd
 import yaml
 
-from toolkit.errors import DataFileError, PriceError
+from toolkit.errors import DataFileError, ParameterError, PriceError
 
 log = logging.getLogger("toolkit")
 
 DEFAULT_PRICES = Path(__file__).resolve().parent.parent / "data" / "prices.yaml"
+DEFAULT_ALIASES = DEFAULT_PRICES.with_name("model_aliases.yaml")
+ALIAS_FIELDS = {"model", "price_as", "note"}
+UNPRICED_FIELDS = {"model", "why"}
+COST_BASES = ("auto", "prices", "output_tokens")
 TOKEN_FIELDS = ("input_usd_per_mtok", "cached_input_usd_per_mtok", "output_usd_per_mtok")
 ENTRY_FIELDS = {"match", "source", "usd_per_hour", *TOKEN_FIELDS}
 
@@ -52,6 +62,39 @@ class MachinePrice:
 
 
 @dataclass(frozen=True)
+class Alias:
+    """A model name priced as a genai-prices entry under another name (`data/model_aliases.yaml`).
+
+    `price_as` is "provider:model id" in genai-prices' snapshot, or None for a name the file leaves
+    unpriced on purpose.  `note` says why the match is approximate (None: it is the same model) or,
+    when unpriced, why no price fits.  `file`, `line` and `version` say where, for reviewers.
+    """
+
+    model: str
+    price_as: str | None
+    note: str | None
+    file: str
+    line: int
+    version: str
+
+    @property
+    def where(self) -> str:
+        return f"{self.file} line {self.line}, version {self.version}"
+
+
+@dataclass(frozen=True)
+class CostBasis:
+    """What a report's costs stand on: `basis` "prices" (each model's own prices, `table`) or
+    "output_tokens" (every request's completion tokens x `usd_per_mtok`, one price for all models),
+    and the `requested` choice ("auto" picks output_tokens only when no model has a price)."""
+
+    basis: str
+    requested: str
+    usd_per_mtok: float | None
+    table: PriceTable
+
+
+@dataclass(frozen=True)
 class PriceTable:
     """Named, versioned prices: explicit entries keyed by model-name pattern, plus genai-prices.
 
@@ -67,19 +110,24 @@ class PriceTable:
     as_of: dt.datetime = field(default_factory=lambda: dt.datetime.now(dt.UTC))
     fallback: MachinePrice | None = None
     path: str | None = None
+    aliases: Mapping[str, Alias] = field(default_factory=dict)  # keyed by lower-case model name
 
 
 def load_price_table(path: Path | None = None, *, machine_usd_per_hour: float | None = None,
                      overrides: Mapping[str, Price | MachinePrice] | None = None,
-                     use_genai_prices: bool = True, as_of: dt.datetime | None = None) -> PriceTable:
+                     use_genai_prices: bool = True, as_of: dt.datetime | None = None,
+                     aliases_path: Path | None = None) -> PriceTable:
     """Read a prices YAML (default `data/prices.yaml`) and combine it with genai-prices.
 
     `machine_usd_per_hour` replaces the hourly rate of every machine entry and prices any model
     that is otherwise unknown as self-hosted at that rate.  `overrides` (pattern -> price) win
     over everything.  `as_of` (default now, UTC) selects genai-prices' price at that date.
+    `aliases_path` (default `data/model_aliases.yaml`) maps names to genai-prices entries; it
+    is read only when genai-prices is used, since every alias points into it.
     """
     path = Path(path) if path is not None else DEFAULT_PRICES
-    document, lines = _read_yaml(path)
+    document, section_lines = _read_yaml(path)
+    lines = section_lines["models"]
     name = str(document.get("name", path.stem))
     version = str(document.get("version", "unversioned"))
     discount = document.get("batch_discount", 0.5)
@@ -95,16 +143,28 @@ def load_price_table(path: Path | None = None, *, machine_usd_per_hour: float | 
         version = f"{version}; genai-prices {_genai_version()}"
     fallback = (MachinePrice(machine_usd_per_hour, "machine_usd_per_hour argument")
                 if machine_usd_per_hour is not None else None)
+    aliases = load_aliases(aliases_path) if use_genai_prices else {}
     return PriceTable(name=name, version=version, prices=prices, batch_discount=float(discount),
                       use_genai_prices=use_genai_prices, as_of=as_of or dt.datetime.now(dt.UTC),
-                      fallback=fallback, path=str(path))
+                      fallback=fallback, path=str(path), aliases=aliases)
 
 
 def resolve_price(table: PriceTable, model: str) -> tuple[str, Price | MachinePrice]:
-    """The price `table` uses for `model`, with what it matched (a pattern or a genai-prices id)."""
+    """The price `table` uses for `model`, with what it matched: a pattern, "alias -> provider:id"
+    (data/model_aliases.yaml) or a genai-prices "provider:id"."""
     for pattern, price in table.prices.items():
         if fnmatch.fnmatchcase(model.lower(), pattern.lower()):
             return pattern, price
+    alias = table.aliases.get(model.lower())
+    if table.use_genai_prices and alias is not None and alias.price_as is not None:
+        provider, model_id = alias.price_as.split(":", 1)
+        found = _genai_price(model_id, table.as_of, provider)
+        if found is None:
+            raise PriceError(f"{alias.where}: price_as {alias.price_as!r} is not a priced model in "
+                             f"genai-prices {_genai_version()}")
+        note = f": {alias.note}" if alias.note else "; the same model"
+        return f"alias -> {found.model}", dataclasses.replace(
+            found, source=f"{found.source}, for {alias.model} per {alias.where}{note}")
     if table.use_genai_prices:
         found = _genai_price(model, table.as_of)
         if found is not None:
@@ -112,8 +172,11 @@ def resolve_price(table: PriceTable, model: str) -> tuple[str, Price | MachinePr
     if table.fallback is not None:
         return "*", table.fallback
     where = table.path or "data/prices.yaml"
+    why = f" ({alias.where}: {alias.note})" if alias is not None and alias.note else ""
     raise PriceError(
-        f"no price for model {model!r} in price table {table.name!r} (nor in genai-prices): add an entry "
+        f"no price for model {model!r} in price table {table.name!r} (nor in genai-prices){why}: pass "
+        f"--price {model}=IN,OUT to frontier report (USD per million input and output tokens; "
+        f"model_prices in a notebook); or add an entry "
         f"to {where} under models: with match: {model!r}, input_usd_per_mtok, output_usd_per_mtok, "
         f"optional cached_input_usd_per_mtok and source; or, for a self-hosted model, usd_per_hour and "
         f"source; or pass load_price_table(machine_usd_per_hour=...)")
@@ -186,6 +249,135 @@ def describe(table: PriceTable, models: Iterable[str] | None = None) -> pd.DataF
     return pd.DataFrame(rows, columns=columns)
 
 
+def load_aliases(path: Path | None = None) -> dict[str, Alias]:
+    """Read `data/model_aliases.yaml` (or `path`) into model name -> `Alias`, keyed by lower-case name.
+
+    `aliases:` entries have `model`, `price_as` ("provider:model id" as genai-prices names them)
+    and, where the match is approximate, a `note` saying why it is the closest listed price;
+    `unpriced:` entries have `model` and `why` no listed price fits.  A name listed twice, an
+    unknown key or a malformed `price_as` is a `DataFileError` naming the line and field.
+    """
+    path = Path(path) if path is not None else DEFAULT_ALIASES
+    document, lines = _read_yaml(path, ("aliases", "unpriced"), what="the model aliases",
+                                 shape="name, version, aliases and unpriced")
+    version = str(document.get("version", "unversioned"))
+    found: dict[str, Alias] = {}
+    for section, fields, reason in (("aliases", ALIAS_FIELDS, "note"), ("unpriced", UNPRICED_FIELDS, "why")):
+        for entry, line in zip(document.get(section) or [], lines[section]):
+            if not isinstance(entry, dict):
+                raise DataFileError(path, "each entry must be a mapping", line=line, field=section)
+            unknown = sorted(set(entry) - fields)
+            if unknown:
+                raise DataFileError(path, f"unknown key; allowed: {', '.join(sorted(fields))}", line=line,
+                                    field=str(unknown[0]))
+            required = ("model", "price_as") if section == "aliases" else ("model", "why")
+            for name in {*required, *(f for f in fields if f in entry)}:
+                if not isinstance(entry.get(name), str) or not entry[name].strip():
+                    raise DataFileError(path, "must be a non-empty string", line=line, field=name)
+            target = entry.get("price_as")
+            if target is not None and not all(part.strip() for part in target.partition(":")[::2]):
+                raise DataFileError(path, "must be provider:model id as genai-prices names them, e.g. "
+                                    f"together:meta-llama/Llama-2-70b-chat-hf; got {target!r}", line=line,
+                                    field="price_as")
+            key = entry["model"].lower()
+            if key in found:
+                raise DataFileError(path, f"{entry['model']!r} is listed twice (first at {found[key].where})",
+                                    line=line, field="model")
+            found[key] = Alias(entry["model"], target, entry.get(reason), path.name, line, version)
+    return found
+
+
+def parse_user_price(text: str) -> tuple[str, Price]:
+    """"MODEL=IN,OUT" or "MODEL=IN,OUT,CACHED" -> (MODEL, Price), in USD per million input, output
+    and cached input tokens.  MODEL may be an fnmatch pattern ("gpt-4o*"); a bad entry is a
+    `PriceError` that quotes it."""
+    model, sep, numbers = str(text).rpartition("=")
+    model = model.strip()
+    if not sep or not model:
+        raise PriceError(f"price {text!r}: expected MODEL=IN,OUT in USD per million input and output tokens, "
+                         "e.g. gpt-4o=2.5,10 (a third number is the cached-input price)")
+    parts = [part.strip() for part in numbers.split(",")]
+    if len(parts) not in (2, 3):
+        raise PriceError(f"price {text!r}: expected 2 or 3 numbers after '=' (IN,OUT or IN,OUT,CACHED), "
+                         f"got {len(parts)}")
+    values = []
+    for part in parts:
+        try:
+            value = float(part)
+        except ValueError:
+            value = math.nan
+        if not math.isfinite(value) or value < 0:
+            raise PriceError(f"price {text!r}: {part!r} is not a number >= 0")
+        values.append(value)
+    cached = values[2] if len(values) == 3 else None
+    return model, Price(model, values[0], cached, values[1], f"user price {model}={numbers.strip()}")
+
+
+def user_prices(entries: Iterable[str]) -> dict[str, Price]:
+    """`parse_user_price` over `entries`, as `load_price_table(overrides=...)` takes them; a model
+    given twice is a `PriceError` quoting the second entry."""
+    prices: dict[str, Price] = {}
+    for entry in entries:
+        model, price = parse_user_price(entry)
+        if model.lower() in {m.lower() for m in prices}:
+            raise PriceError(f"price {entry!r}: {model!r} already has a price")
+        prices[model] = price
+    return prices
+
+
+def price_coverage(table: PriceTable, models: Iterable[str], *, reported: Iterable[str] = ()) -> pd.DataFrame:
+    """Which of `models` `table` prices, and why the others have no price: one row per distinct model.
+
+    Columns: model, priced, matched (as `resolve_price`; "reported" for a model in `reported`,
+    whose cost the import itself reported, e.g. FrugalGPT's), approximate (priced through an
+    alias with a note), source, reason (None when priced).  A price with no rates (the NaN
+    placeholder `overview.price_table_for` gives unknown models) counts as no price.
+    """
+    reported = {str(m) for m in reported}
+    rows = []
+    for model in sorted({str(m) for m in models}):
+        try:
+            matched, price = resolve_price(table, model)
+        except PriceError:
+            matched, price = None, None
+        if price is not None and _has_rates(price):
+            alias = table.aliases.get(model.lower())
+            approximate = matched.startswith("alias") and alias is not None and alias.note is not None
+            rows.append((model, True, matched, approximate, price.source, None))
+        elif model in reported:
+            rows.append((model, True, "reported", False, "the cost the import reported per query", None))
+        else:
+            rows.append((model, False, None, False, None, _no_price_reason(table, model)))
+    return pd.DataFrame(rows, columns=["model", "priced", "matched", "approximate", "source", "reason"])
+
+
+def output_token_basis(usd_per_mtok: float) -> PriceTable:
+    """A price table that charges every model's output tokens at one stated price and nothing else:
+    a cost basis for comparing models that have no prices, not anyone's bill."""
+    if isinstance(usd_per_mtok, bool) or not isinstance(usd_per_mtok, (int, float)) or not usd_per_mtok > 0:
+        raise ParameterError(f"output-token cost basis (basis_usd_per_mtok): the price must be a number > 0, "
+                             f"got {usd_per_mtok!r}")
+    rate = float(usd_per_mtok)
+    price = Price("*", 0.0, 0.0, rate, f"cost basis: output tokens x {rate:g} USD per million, the same for "
+                  "every model (not a real price)")
+    return PriceTable(name="output-token basis", version=f"{rate:g} USD per million output tokens",
+                      prices={"*": price}, batch_discount=0.0, use_genai_prices=False)
+
+
+def choose_cost_basis(table: PriceTable, coverage: pd.DataFrame, requested: str = "auto",
+                      usd_per_mtok: float = 1.0) -> CostBasis:
+    """The cost basis a report uses: "prices" (`table`), "output_tokens" (`output_token_basis`), or
+    "auto": prices when any model in `coverage` (from `price_coverage`) has one, else output tokens."""
+    if requested not in COST_BASES:
+        raise ParameterError(f"cost basis must be one of {', '.join(COST_BASES)}, got {requested!r}")
+    basis = requested
+    if requested == "auto":
+        basis = "prices" if coverage.empty or coverage["priced"].any() else "output_tokens"
+    if basis == "prices":
+        return CostBasis("prices", requested, None, table)
+    return CostBasis("output_tokens", requested, float(usd_per_mtok), output_token_basis(usd_per_mtok))
+
+
 def _rate(price: Price | MachinePrice, attribute: str) -> float:
     if attribute == "cached_input_usd_per_mtok" and isinstance(price, Price):
         cached = price.cached_input_usd_per_mtok
@@ -194,23 +386,42 @@ def _rate(price: Price | MachinePrice, attribute: str) -> float:
     return 0.0 if value is None else float(value)
 
 
-def _read_yaml(path: Path) -> tuple[dict, list[int]]:
+def _has_rates(price: Price | MachinePrice) -> bool:
+    if isinstance(price, MachinePrice):
+        return not math.isnan(price.usd_per_hour)
+    return not (math.isnan(price.input_usd_per_mtok) and math.isnan(price.output_usd_per_mtok))
+
+
+def _no_price_reason(table: PriceTable, model: str) -> str:
+    alias = table.aliases.get(model.lower())
+    if alias is not None and alias.price_as is None:
+        return f"{alias.file}: {alias.note}"
+    prices = Path(table.path).name if table.path else "the price table"
+    listed = (f", genai-prices {_genai_version()} does not list it" if table.use_genai_prices
+              else ", genai-prices not used")
+    return f"not in {prices} or {DEFAULT_ALIASES.name}{listed}"
+
+
+def _read_yaml(path: Path, sections: tuple[str, ...] = ("models",), *, what: str = "the price table",
+               shape: str = "name, version, batch_discount and models") -> tuple[dict, dict[str, list[int]]]:
+    """The document and, per list-valued section, the line where each of its entries starts."""
     try:
         text = path.read_text(encoding="utf-8")
         document = yaml.safe_load(text) or {}
         root = yaml.compose(text)
     except OSError as exc:
-        raise DataFileError(path, f"cannot read the price table: {exc}") from exc
+        raise DataFileError(path, f"cannot read {what}: {exc}") from exc
     except yaml.YAMLError as exc:
         line = exc.problem_mark.line + 1 if getattr(exc, "problem_mark", None) else None
         raise DataFileError(path, f"is not valid YAML: {exc}", line=line) from exc
     if not isinstance(document, dict):
-        raise DataFileError(path, "must be a mapping with name, version, batch_discount and models")
-    models = document.get("models") or []
-    if not isinstance(models, list):
-        raise DataFileError(path, "must be a list of entries", field="models")
-    nodes = next((v for k, v in root.value if k.value == "models"), None) if root is not None else None
-    lines = [item.start_mark.line + 1 for item in nodes.value] if nodes is not None else []
+        raise DataFileError(path, f"must be a mapping with {shape}")
+    lines = {}
+    for section in sections:
+        if not isinstance(document.get(section) or [], list):
+            raise DataFileError(path, "must be a list of entries", field=section)
+        nodes = next((v for k, v in root.value if k.value == section), None) if root is not None else None
+        lines[section] = [item.start_mark.line + 1 for item in nodes.value] if nodes is not None else []
     return document, lines
 
 
@@ -251,13 +462,16 @@ def _genai_version() -> str:
 
 
 @functools.lru_cache(maxsize=512)
-def _genai_price(model: str, as_of: dt.datetime) -> Price | None:
+def _genai_price(model: str, as_of: dt.datetime, provider_id: str | None = None) -> Price | None:
     from genai_prices import data_snapshot
     from genai_prices.types import TieredPrices
 
     try:
-        provider, info = data_snapshot.get_snapshot().find_provider_model(model, None, None, None)
+        provider, info = data_snapshot.get_snapshot().find_provider_model(model, None, provider_id, None)
     except LookupError:
+        return None
+    # a provider's match rules can map an id to a different entry: an alias must name the entry itself
+    if provider_id is not None and info.id.lower() != model.lower():
         return None
     price = info.get_prices(as_of)
     rates = {k: getattr(price, k) for k in ("input_mtok", "cache_read_mtok", "output_mtok")}

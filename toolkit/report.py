@@ -29,7 +29,7 @@ from typing import TYPE_CHECKING
 import yaml
 
 from toolkit.errors import FrontierError, NotebookError, ParameterError
-from toolkit.params import REPO_ROOT, check, resolve_run_dir, run_checks
+from toolkit.params import REPO_ROOT, ModelPrices, check, resolve_run_dir, run_checks
 from toolkit.store import load_run, read_manifest
 
 if TYPE_CHECKING:
@@ -51,6 +51,7 @@ HEADLINE_PARAMETERS: dict[str, tuple[object, float | None, float | None]] = {
     "value_usd": (float, 0, None), "error_cost_usd": (float, 0, None),
     "target_accuracy": (float | None, 0, 1), "latency_budget_s": (float, 0, None),
     "latency_quantile": (float, 0.5, 1), "machine_usd_per_hour": (float | None, 0, None),
+    "model_prices": (ModelPrices | None, None, None),
 }
 
 
@@ -207,11 +208,16 @@ def parse_parameters(items: Sequence[str]) -> dict[str, object]:
 
 
 def register_cli(subparsers: argparse._SubParsersAction) -> argparse.ArgumentParser:
-    """Add `frontier report RUN_DIR [-p name=value ...] [--out reports]` to a CLI's subcommands."""
+    """Add `frontier report RUN_DIR [-p name=value ...] [--price MODEL=IN,OUT ...] [--out reports]` to a
+    CLI's subcommands."""
     parser = subparsers.add_parser("report", help="execute the notebooks on a run dir into HTML reports")
     parser.add_argument("run_dir", metavar="RUN_DIR", help="the run directory to report on")
     parser.add_argument("-p", "--parameter", dest="parameters", action="append", default=[],
                         metavar="NAME=VALUE", help="a notebook parameter, value read as YAML (repeatable)")
+    parser.add_argument("--price", dest="prices", action="append", default=[], metavar="MODEL=IN,OUT",
+                        help="your price for a model in USD per million input and output tokens (a third "
+                             "number: cached input); wins over every other price; repeatable; the same "
+                             "as -p model_prices='[\"MODEL=IN,OUT\", ...]'")
     parser.add_argument("--out", type=Path, default=Path("reports"), help="folder for reports/<run_id>/")
     parser.add_argument("--notebooks", type=Path, default=NOTEBOOKS_DIR, help=argparse.SUPPRESS)
     parser.set_defaults(func=_report_command)
@@ -220,7 +226,7 @@ def register_cli(subparsers: argparse._SubParsersAction) -> argparse.ArgumentPar
 
 def _report_command(args: argparse.Namespace) -> int:
     try:
-        index = build_report(args.run_dir, out_root=args.out, parameters=parse_parameters(args.parameters),
+        index = build_report(args.run_dir, out_root=args.out, parameters=_with_prices(args),
                              notebooks_dir=args.notebooks, progress_bar=True)
     except KeyboardInterrupt:
         print(f"frontier: report stopped; nothing in {args.out} was changed (a previous report is left as it was)",
@@ -228,6 +234,16 @@ def _report_command(args: argparse.Namespace) -> int:
         return 130
     print(index)
     return 0
+
+
+def _with_prices(args: argparse.Namespace) -> dict[str, object]:
+    parameters = parse_parameters(args.parameters)
+    if args.prices:
+        if "model_prices" in parameters:
+            raise ParameterError("parameter model_prices: give prices with --price or with -p model_prices, "
+                                 "not both")
+        parameters["model_prices"] = list(args.prices)
+    return parameters
 
 
 def _check_declared(given: Mapping[str, object], declared: Mapping[Path, Mapping[str, object]],
@@ -246,7 +262,8 @@ def _headline(frame, manifest: dict, values: Mapping[str, object]) -> Headline:
 
     checked = {name: check(name, values[name], kind, min=low, max=high)
                for name, (kind, low, high) in HEADLINE_PARAMETERS.items() if name in values}
-    prices = overview.price_table_for(frame, checked.get("machine_usd_per_hour"))
+    prices = overview.price_table_for(frame, checked.get("machine_usd_per_hour"),
+                                      overrides=checked.get("model_prices"))
     return overview.headline(frame, prices, manifest=manifest, value_usd=checked.get("value_usd"),
                              error_cost_usd=checked.get("error_cost_usd"),
                              target_accuracy=checked.get("target_accuracy"),

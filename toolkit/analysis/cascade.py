@@ -22,7 +22,7 @@ from toolkit.analysis.accuracy import wilson_interval
 from toolkit.analysis.frontier import pareto_front
 from toolkit.errors import ParameterError
 from toolkit.graders import first_line, normalize
-from toolkit.pricing import PriceTable, price_requests
+from toolkit.pricing import CostBasis, PriceTable, price_requests
 
 KEY = ["dataset", "item_id", "repeat"]
 SIGNALS = ("logprob_mean", "score", "agreement")
@@ -233,7 +233,8 @@ class CascadeStudy:
 
     `frontier`: `cascade_frontier` rows plus an "oracle" row, with dataset and a short label;
     `summary`: one row per dataset (see `study_cascades`); `notes`: dataset, note — what was
-    left out and why.  `overall` names the dataset whose rows describe the whole run.
+    left out and why.  `overall` names the dataset whose rows describe the whole run: `POOLED`, or
+    when the datasets cannot be pooled, the one with the most held-out rows.
     """
 
     frontier: pd.DataFrame
@@ -243,13 +244,29 @@ class CascadeStudy:
     overall: str | None
 
 
-def request_costs(frame: pd.DataFrame, prices: PriceTable, manifest: dict | None = None) -> pd.Series:
+def request_costs(frame: pd.DataFrame, prices: PriceTable | CostBasis, manifest: dict | None = None) -> pd.Series:
     """USD per request from `pricing`; where that is unknown, the importer's reported mean per
-    config (`reported_usd_per_query` in an imported manifest, e.g. FrugalGPT's) fills in."""
+    config (`reported_usd_per_query` in an imported manifest, e.g. FrugalGPT's) fills in.
+
+    Given a `CostBasis`, its table prices the requests, and reported costs fill in only on the
+    "prices" basis: an output-token basis compares every model on one stated price, which a
+    reported bill would break.
+    """
+    if isinstance(prices, CostBasis):
+        manifest = manifest if prices.basis == "prices" else None
+        prices = prices.table
     usd = price_requests(frame, prices)
     reported = (manifest or {}).get("reported_usd_per_query") or {}
     fill = frame["config_id"].map(lambda c: reported.get(c, np.nan)).astype(float)
     return usd.fillna(fill).rename("usd")
+
+
+def reported_models(frame: pd.DataFrame, manifest: dict | None) -> list[str]:
+    """Models whose configs have a cost the import reported (`reported_usd_per_query`), for
+    `pricing.price_coverage(reported=...)`."""
+    reported = (manifest or {}).get("reported_usd_per_query") or {}
+    rows = frame[frame["config_id"].isin(list(reported))]
+    return sorted(rows["model"].dropna().astype(str).unique().tolist())
 
 
 def answer_keys(frame: pd.DataFrame) -> pd.Series:
@@ -317,7 +334,7 @@ def choose_stages(train: pd.DataFrame, variants: Mapping[str, str],
 def study_cascades(frame: pd.DataFrame, usd: pd.Series, *, stages: Sequence[str] | None = None,
                    signal: str = "auto", train_fraction: float = 0.5, seed: int = 0,
                    budget_usd_per_query: float | None = None, per_dataset: bool = True,
-                   confidence: float = 0.95) -> CascadeStudy:
+                   confidence: float = 0.95, coverage: pd.DataFrame | None = None) -> CascadeStudy:
     """Cascades per dataset (and pooled) with thresholds fit on a train split, measured on the rest.
 
     Per dataset: the configs with grades and a known cost (configs answering from the response
@@ -327,9 +344,12 @@ def study_cascades(frame: pd.DataFrame, usd: pd.Series, *, stages: Sequence[str]
     best_single (+ _accuracy, _low, _high, _usd_per_1k), best_cascade (+ the same), matching_cascade,
     matching_usd_per_1k, saving (1 - its cost / best single's, NaN when no cascade matches),
     oracle_accuracy, oracle_usd_per_1k, budget_usd_per_1k (default: half the best single's),
-    best_at_budget (+ _kind, _accuracy, _usd_per_1k).  A dataset that cannot be studied gets a note.
+    best_at_budget (+ _kind, _accuracy, _usd_per_1k).  A dataset that cannot be studied gets a note,
+    as does each configuration left out: `coverage` (`pricing.price_coverage` of the run's models)
+    tells a model without a price from a priced one whose requests lack token counts.
     """
     chosen, reason = choose_signal(frame, signal)
+    priced_models = None if coverage is None else {str(m) for m in coverage.loc[coverage["priced"], "model"]}
     data = frame.assign(usd=usd.to_numpy(), answer=answer_keys(frame).to_numpy())
     datasets = sorted(frame["dataset"].dropna().unique().tolist())
     names = ([*datasets, POOLED] if len(datasets) > 1 else datasets) if per_dataset else (
@@ -340,15 +360,16 @@ def study_cascades(frame: pd.DataFrame, usd: pd.Series, *, stages: Sequence[str]
         rows = data if name == POOLED else data[data["dataset"] == name]
         try:
             frontier, summary = _study_one(rows, stages, chosen, train_fraction, seed, budget_usd_per_query,
-                                           confidence, notes, name)
+                                           confidence, notes, name, priced_models)
         except ParameterError as exc:
             notes.append({"dataset": name, "note": str(exc)})
             continue
         frontiers.append(frontier.assign(dataset=name))
         summaries.append({"dataset": name} | summary)
     frontier = pd.concat(frontiers, ignore_index=True) if frontiers else pd.DataFrame(columns=["dataset", "kind"])
+    # without a pooled study, the dataset with the most held-out rows stands for the run
     overall = POOLED if POOLED in {s["dataset"] for s in summaries} else (
-        summaries[0]["dataset"] if len(summaries) == 1 else None)
+        max(summaries, key=lambda s: s["n"])["dataset"] if summaries else None)
     return CascadeStudy(frontier, pd.DataFrame(summaries), pd.DataFrame(notes, columns=["dataset", "note"]),
                         chosen, overall)
 
@@ -371,8 +392,10 @@ def oracle_point(study: CascadeStudy) -> pd.DataFrame:
 
 def _study_one(rows: pd.DataFrame, stages: Sequence[str] | None, signal: str | None, train_fraction: float,
                seed: int, budget: float | None, confidence: float, notes: list[dict],
-               name: str) -> tuple[pd.DataFrame, dict]:
-    configs = _eligible(rows, notes, name)
+               name: str, priced_models: set[str] | None) -> tuple[pd.DataFrame, dict]:
+    configs = _eligible(rows, notes, name, priced_models)
+    if name == POOLED:
+        configs = _in_every_dataset(rows, configs, notes)
     if stages is not None:
         unknown = [c for c in stages if c not in configs]
         if unknown:
@@ -399,16 +422,40 @@ def _study_one(rows: pd.DataFrame, stages: Sequence[str] | None, signal: str | N
     return frontier, _summary(frontier, test, budget)
 
 
-def _eligible(rows: pd.DataFrame, notes: list[dict], name: str) -> list[str]:
+def _in_every_dataset(rows: pd.DataFrame, configs: list[str], notes: list[dict]) -> list[str]:
+    """Pooling needs configs that answered every dataset: one that skipped a dataset has no answer
+    to its items, and an item matrix keeps only items every config answered."""
+    per_dataset = rows[rows["config_id"].isin(configs)].groupby("dataset")["config_id"].agg(set)
+    common = [c for c in configs if all(c in answered for answered in per_dataset)]
+    if not common:
+        raise ParameterError("no configuration answered every dataset, so the datasets cannot be pooled "
+                             "(each is studied on its own)")
+    if len(common) < len(configs):
+        notes.append({"dataset": POOLED, "note": f"pooled over datasets: only the {len(common)} configuration(s) "
+                      f"that answered every dataset; {len(configs) - len(common)} answered only some: "
+                      f"{_some([c for c in configs if c not in common])}"})
+    return common
+
+
+def _eligible(rows: pd.DataFrame, notes: list[dict], name: str, priced_models: set[str] | None) -> list[str]:
     graded = rows["correct"].notna() & rows["status"].eq("ok").fillna(False)
     configs = sorted(rows.loc[graded, "config_id"].dropna().unique().tolist())
     if not configs:
         raise ParameterError("no graded requests, so there is nothing to cascade")
     no_cost = sorted(rows.loc[rows["usd"].isna(), "config_id"].unique().tolist())
     priced = [c for c in configs if c not in no_cost]
-    if len(priced) < len(configs):
-        notes.append({"dataset": name, "note": f"{len(configs) - len(priced)} configuration(s) left out "
-                      f"for lack of a price: {_some([c for c in configs if c in no_cost])}"})
+    uncosted = []  # configs whose model has a price, yet some request of theirs has no cost
+    if priced_models is not None:  # without it, every missing cost is put down to a missing price
+        model_of = rows.groupby("config_id")["model"].first()
+        uncosted = [c for c in configs if c in no_cost and str(model_of[c]) in priced_models]
+    unpriced = [c for c in configs if c in no_cost and c not in uncosted]
+    if unpriced:
+        notes.append({"dataset": name, "note": f"{len(unpriced)} configuration(s) left out "
+                      f"for lack of a price: {_some(unpriced)}"})
+    if uncosted:
+        notes.append({"dataset": name, "note": f"{len(uncosted)} configuration(s) left out because some of "
+                      "their requests lack the token counts (or, self-hosted, the timings) their price "
+                      f"applies to: {_some(uncosted)}"})
     cached = set(rows.loc[rows["cache_hit"].fillna(False).astype(bool), "config_id"])
     uncached = [c for c in priced if c not in cached]
     if uncached and len(uncached) < len(priced):

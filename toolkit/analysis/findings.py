@@ -18,6 +18,7 @@ from toolkit.analysis.cascade import POOLED, CascadeStudy
 from toolkit.analysis.cost_model import CostModel
 from toolkit.analysis.overview import LABEL_SEPARATOR, Choice, Headline, cache_hit_mask, cache_hits, latency_name
 from toolkit.errors import ParameterError
+from toolkit.pricing import CostBasis
 
 NO_GRADES = ("**No graded requests**: this run carries no correctness labels (e.g. a latency-only "
              "import), so there is no accuracy to report.")
@@ -198,6 +199,61 @@ def prices_text(prices: pd.DataFrame) -> str:
     head = prices.iloc[0]
     return (f"Prices from table {head['table']} (version {head['version']}, as of {head['as_of'][:10]}): "
             + "; ".join(parts) + ".")
+
+
+HOW_TO_PRICE = ("To include a model, give its price: `frontier report RUN_DIR --price MODEL=IN,OUT` (USD per "
+                "million input and output tokens; a third number is the cached-input price), the notebook "
+                "parameter `model_prices = [\"MODEL=IN,OUT\"]`, or an entry in data/prices.yaml.")
+LEFT_OUT = "so their cost is unknown and cost comparisons leave them out"
+
+
+def unpriced_text(coverage: pd.DataFrame, *, consequence: str = LEFT_OUT, shown: int = 12) -> str:
+    """Which models have no price and why, and how to add one, from `pricing.price_coverage`;
+    "" when every model has a price.  At most `shown` models are named, rarer reasons first."""
+    missing = coverage[~coverage["priced"].astype(bool)]
+    if missing.empty:
+        return ""
+    verb = "has" if len(missing) == 1 else "have"
+    groups = sorted(missing.groupby("reason", sort=False)["model"].apply(list).items(), key=lambda g: len(g[1]))
+    parts, left, covered = [], shown, 0
+    for reason, models in groups:
+        if left <= 0:
+            break
+        more = f" and {len(models) - left} more" if len(models) > left else ""
+        parts.append(", ".join(f"**{m}**" for m in models[:left]) + f"{more} ({reason})")
+        left, covered = left - len(models), covered + len(models)
+    tail = f"; and {len(missing) - covered} more" if covered < len(missing) else ""
+    return (f"**{len(missing)} of {_count(len(coverage), 'model')} {verb} no price**, {consequence}: "
+            + "; ".join(parts) + tail + ". " + HOW_TO_PRICE)
+
+
+def cost_basis_text(basis: CostBasis, coverage: pd.DataFrame) -> str:
+    """What the costs in a notebook stand on (`pricing.choose_cost_basis`), how many models are priced
+    through an approximate alias or the import's reported cost, and which have no price (`unpriced_text`)."""
+    if basis.basis == "output_tokens":
+        why = ("as asked (`cost_basis = \"output_tokens\"`)" if basis.requested == "output_tokens" else
+               "because no model has a price")
+        text = (f"**Cost basis: output tokens**, {why}: every request costs its output tokens x "
+                f"{usd(basis.usd_per_mtok)} per million (`basis_usd_per_mtok`), the same for every model, so costs "
+                "here compare how much each configuration writes, not what it would be billed.")
+        if basis.requested == "auto":
+            text += " " + unpriced_text(coverage, consequence="so this basis stands in for prices")
+        return text
+    priced = coverage[coverage["priced"].astype(bool)]
+    text = f"Costs come from each model's own prices (table {basis.table.name})"
+    aliased = priced[priced["matched"].astype(str).str.startswith("alias")]
+    if len(aliased):
+        text += (f"; {_count(len(aliased), 'model')} priced through data/model_aliases.yaml as a model a provider "
+                 f"lists, {int(aliased['approximate'].sum())} of them approximately (a fine-tune at its base "
+                 "model's price, or a model at the price its size costs to serve: each price's source says which)")
+    reported = int((priced["matched"] == "reported").sum())
+    if reported:
+        text += f"; {_count(reported, 'model')} at the cost the import reported"
+    missing = unpriced_text(coverage)
+    if not missing:
+        return text + "."
+    return (f"{text}. {missing} Or compare every model on output tokens at one price: "
+            "`cost_basis = \"output_tokens\"`.")
 
 
 def value_text(values: pd.DataFrame, model: CostModel, *, id_col: str = "config_id") -> str:

@@ -37,7 +37,7 @@ from toolkit.analysis.frontier import best_under, config_summary, quantile_colum
 from toolkit.errors import ParameterError, PriceError
 from toolkit.importers.frugalgpt_summary import load_reference_points
 from toolkit.params import REPO_ROOT
-from toolkit.pricing import MachinePrice, PriceTable, describe, load_price_table, resolve_price
+from toolkit.pricing import MachinePrice, Price, PriceTable, describe, load_price_table, resolve_price
 
 NO_PRICE = "no price known: add the model to data/prices.yaml or pass machine_usd_per_hour"
 
@@ -229,13 +229,15 @@ def select_dataset(frame: pd.DataFrame, dataset: str | None) -> pd.DataFrame:
 
 
 def price_table_for(frame: pd.DataFrame, machine_usd_per_hour: float | None = None, *,
-                    path: Path | None = None) -> PriceTable:
+                    path: Path | None = None,
+                    overrides: Mapping[str, Price | MachinePrice] | None = None) -> PriceTable:
     """The price table for a run: data/prices.yaml + genai-prices, with unknown models priced NaN.
 
     Any run must be reportable, so a model no price source knows gets an explicit NaN machine
     price whose source says so (`pricing.describe` shows it) instead of a `PriceError`.
+    `overrides` (e.g. a user's `model_prices`) win over every other source.
     """
-    table = load_price_table(path, machine_usd_per_hour=machine_usd_per_hour)
+    table = load_price_table(path, machine_usd_per_hour=machine_usd_per_hour, overrides=overrides)
     unknown = {}
     for model in _sorted(frame["model"]):
         try:
@@ -244,8 +246,8 @@ def price_table_for(frame: pd.DataFrame, machine_usd_per_hour: float | None = No
             unknown[model] = MachinePrice(math.nan, NO_PRICE)
     if not unknown:
         return table
-    return load_price_table(path, machine_usd_per_hour=machine_usd_per_hour, overrides=unknown,
-                            as_of=table.as_of)
+    return load_price_table(path, machine_usd_per_hour=machine_usd_per_hour,
+                            overrides={**(overrides or {}), **unknown}, as_of=table.as_of)
 
 
 def accuracy_table(frame: pd.DataFrame, by: Sequence[str] = ("config_id",), *,
