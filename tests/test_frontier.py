@@ -100,10 +100,12 @@ def test_config_summary_joins_accuracy_latency_and_cost():
     ok_local = local[local["status"] == "ok"]
     assert summary.loc["local", "p95_e2e_s"] == pytest.approx(np.quantile(ok_local["e2e_s"], 0.95))
     assert summary.loc["local", "p50_ttft_s"] == pytest.approx(np.quantile(ok_local["ttft_s"], 0.5))
-    assert summary.loc["local", "usd_per_1k"] == pytest.approx(local["e2e_s"].mean() * 0.10 / 3600 / 2 * 1000)
+    # no phase recorded: each request pays its own e2e, whatever its nominal concurrency (pricing's fallback)
+    assert summary.loc["local", "usd_per_1k"] == pytest.approx(local["e2e_s"].mean() * 0.10 / 3600 * 1000)
     # the error row has no tokens and costs nothing, but still counts in the mean per request
     assert summary.loc["api", "usd_per_1k"] == pytest.approx(49 * (100 * 1.0 + 10 * 2.0) / 1e6 / 50 * 1000)
-    assert (summary.loc["api", "n"], summary.loc["api", "errors"], summary.loc["api", "correct"]) == (50, 1, 37)
+    assert (summary.loc["api", "n"], summary.loc["api", "errors"], summary.loc["api", "correct"]) == (49, 1, 37)
+    assert summary.loc["api", "error_rate"] == pytest.approx(1 / 50)
     assert summary.loc["api", "model"] == "acme-1" and summary.loc["api", "concurrency"] == 2
     assert summary.loc["api", "accuracy_low"] < summary.loc["api", "accuracy"] < summary.loc["api", "accuracy_high"]
     assert summary.loc["api", "mean_completion_tokens"] == 10.0

@@ -107,3 +107,10 @@ def test_load_run_shares_machine_time_over_the_whole_run_so_subsets_keep_their_c
     whole = price_requests(table, prices)
     half = table[table["item_id"].isin(sorted(table["item_id"].unique())[:8])]
     assert price_requests(half, prices).to_numpy() == pytest.approx(whole[half.index].to_numpy())
+
+
+def test_batch_answers_share_the_span_of_their_batch():
+    frame = rows(None, [0, 4, 10, 10], [None] * 4, batch=True)
+    shares = machine_seconds(frame)
+    assert shares["machine_s"].tolist() == pytest.approx([2.5] * 4)
+    assert set(shares["machine_rule"].astype(str)) == {"batch"}

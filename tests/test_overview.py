@@ -45,17 +45,26 @@ def test_accuracy_table_matches_the_accuracy_module_when_graded(frame: pd.DataFr
 
 def test_accuracy_is_unknown_not_zero_without_grades():
     frame = synthetic_requests(graded=False)
-    # the accuracy module grades the api config's 2 errors as wrong: 0% accuracy
-    assert accuracy.accuracy_table(frame, by=["config_id"])["accuracy"].iloc[0] == 0.0
+    # failures are not wrong answers: the api config's 2 errors do not make its accuracy 0%
+    assert accuracy.accuracy_table(frame, by=["config_id"])["accuracy"].isna().all()
     table = overview.accuracy_table(frame, by=["config_id"])
     assert table["accuracy"].isna().all() and table["accuracy_low"].isna().all()
     assert (table["graded"] == 0).all()
 
 
-def test_a_config_that_only_failed_keeps_zero_accuracy(frame: pd.DataFrame):
+def test_a_config_that_only_failed_has_no_accuracy_and_a_full_error_rate(frame: pd.DataFrame):
     failed = frame[frame["config_id"] == "small/zero_shot"].assign(status="error", correct=None, score=None)
     table = overview.accuracy_table(coerce_requests(failed), by=["config_id"])
-    assert table["accuracy"].tolist() == [0.0]
+    assert table["accuracy"].isna().all() and table["error_rate"].tolist() == [1.0]
+
+
+def test_a_config_that_only_failed_is_never_the_headline(frame: pd.DataFrame):
+    failed = frame.assign(status=np.where(frame["config_id"] == "api/zero_shot", "error", frame["status"]))
+    head = overview.headline(coerce_requests(failed), overview.price_table_for(frame), value_usd=1.0,
+                             error_cost_usd=2.0, latency_budget_s=None)
+    assert head.choice.config_id != "api/zero_shot"
+    summary = head.summary.set_index("config_id")
+    assert math.isnan(summary.loc["api/zero_shot", "accuracy"]) and summary.loc["api/zero_shot", "error_rate"] == 1
 
 
 def test_unknown_models_are_priced_nan_with_a_stated_source(frame: pd.DataFrame):
@@ -166,9 +175,14 @@ def test_headline_break_even_is_closed_form(frame: pd.DataFrame):
                              target_accuracy=0.5, latency_budget_s=2.0)
     assert head.choice.config_id == "api/zero_shot" and head.choice.met
     cost = head.choice.row["usd_per_1k"] / 1000
-    assert head.break_even_accuracy == pytest.approx((2.0 + cost) / 3.0)
-    assert head.ev_usd == pytest.approx(head.choice.row["accuracy"] * 1.0 - (1 - head.choice.row["accuracy"]) * 2.0
-                                        - cost)
+    failed = head.choice.row["error_rate"]  # a failure costs E too (no failure_cost_usd given)
+    assert 0 < failed < 0.2
+    assert head.break_even_accuracy == pytest.approx((2.0 + (failed * 2.0 + cost) / (1 - failed)) / 3.0)
+    a = head.choice.row["accuracy"]
+    assert head.ev_usd == pytest.approx((1 - failed) * (a * 1.0 - (1 - a) * 2.0) - failed * 2.0 - cost)
+    cheap_failures = overview.headline(frame, overview.price_table_for(frame), value_usd=1.0, error_cost_usd=2.0,
+                                       target_accuracy=0.5, latency_budget_s=2.0, failure_cost_usd=0.0)
+    assert cheap_failures.ev_usd > head.ev_usd
     assert head.prices["model"].tolist() == ["gemma-3-270m-q4_k_m", "gpt-4o-mini"]
     no_values = overview.headline(frame, overview.price_table_for(frame))
     assert math.isnan(no_values.break_even_accuracy) and math.isnan(no_values.ev_usd)
@@ -259,8 +273,9 @@ def test_choose_best_holds_each_config_to_its_break_even_accuracy():
     assert (choice.config_id, choice.met) == ("b", True)  # "c" at 66% misses (2 + 0.001) / 3 = 66.7%
     assert choice.row["accuracy_target"] == pytest.approx((2 + 0.002) / 3)
     assert choice.rule == ("the cheapest (USD per 1,000 requests) configuration with accuracy ≥ its break-even "
-                           "accuracy (E + c) / (V + E), with V = 1.00 USD, E = 2.00 USD and c its cost per request "
-                           "(66.7% at c = 0) and p95 end-to-end latency ≤ 2 s")
+                           "accuracy (E + (f·F + c) / (1 − f)) / (V + E), with V = 1.00 USD, E = 2.00 USD, "
+                           "F = 2.00 USD per failed request, f its error rate and c its cost per request "
+                           "(66.7% at c = 0 and f = 0) and p95 end-to-end latency ≤ 2 s")
     expensive = summary_table(accuracy=[0.9, 0.7, 0.66], usd_per_1k=[3.0, 2.0e6, 1.0], p95_e2e_s=[1.0, 1.0, 1.0])
     # at 2 USD a request "b" needs (2 + 2) / 3 > 1: it can never pay off
     assert overview.choose_best(expensive, target_accuracy=None, latency_budget_s=2.0, value_usd=1.0,
@@ -326,11 +341,11 @@ def test_answer_groups_join_configs_that_answered_identically():
                                        "variants": ["c1, c4, c4 · cache", "", ""]}
     distinct = overview.one_per_answer_group(frame, groups)
     assert sorted(distinct["config_id"].unique()) == ["p1", "p2 · c1", "p2 · c4"] and len(distinct) == 9
-    # a failed request is a wrong answer: it still matches a graded wrong one
+    # a failed request is no answer: the config that failed on an item no longer matches the others
     failed = frame.assign(status=np.where((frame["config_id"] == "p1 · c1") & (frame["item_id"] == "1"),
                                           "error", "ok"))
     failed.loc[failed["status"] == "error", "correct"] = None
-    assert overview.answer_groups(failed)["members"].tolist()[:3] == [3, 3, 3]
+    assert overview.answer_groups(failed)["members"].tolist()[:3] == [1, 2, 2]
 
 
 def test_shared_parts():

@@ -67,13 +67,13 @@ def test_token_formula_batch_cache_hit_and_errors():
     assert usd.name == "usd"
 
 
-def test_machine_time_is_shared_by_concurrent_requests():
+def test_without_phases_machine_time_is_each_requests_own_e2e_never_divided_by_concurrency():
     table = load_price_table(use_genai_prices=False)
     frame = requests({"model": "gemma3-270m-q4_k_m", "e2e_s": 36.0, "concurrency": 2},
                      {"model": "gemma3-270m-q4_k_m", "e2e_s": 36.0, "concurrency": 1, "batch": True},
                      {"model": "gemma3-270m-q4_k_m", "e2e_s": None, "status": "error"})
     usd = price_requests(frame, table)
-    assert usd.tolist() == pytest.approx([36 * 0.10 / 3600 / 2, 36 * 0.10 / 3600, 0.0])
+    assert usd.tolist() == pytest.approx([36 * 0.10 / 3600, 36 * 0.10 / 3600, 0.0])
 
 
 def test_default_yaml_prices_the_embedded_model_with_its_source():

@@ -33,7 +33,9 @@ def test_index_links_every_notebook_and_shows_the_headline():
     assert "<th>p90 end-to-end latency</th>" in page  # latency_quantile=0.9 reached the headline
     assert "With a success worth 2.50 USD and an error costing 2.00 USD" in page  # given V, default E
     # no target_accuracy: each configuration is held to its own break-even accuracy
-    assert "its break-even accuracy (E + c) / (V + E), with V = 2.50 USD, E = 2.00 USD" in page
+    assert "its break-even accuracy (E + (f·F + c) / (1 − f)) / (V + E), with V = 2.50 USD, E = 2.00 USD" in page
+    assert '<img alt="accuracy against cost per 1,000 requests' in page  # the frontier figure is on the index
+    assert "<th>error rate</th>" in page
     assert "breaks even at" in page and "Prices from table frontier-default" in page
     assert '<a href="01_accuracy.html">Accuracy per configuration</a>' in page  # notebooks by their titles
     assert "<tr><td>value_usd</td><td>2.5</td></tr>" in page
@@ -249,3 +251,30 @@ def test_cli_price_option_reaches_the_notebooks_and_a_bad_one_fails_first(tmp_pa
     both = parser.parse_args(["report", *common, "--price", "a=1,2", "-p", "model_prices=['b=1,2']"])
     with pytest.raises(ParameterError, match="give prices with --price or with -p model_prices, not both"):
         both.func(both)
+
+
+def test_a_run_where_every_request_failed_says_so_on_its_index(tmp_path: Path):
+    from toolkit.schema import coerce_requests
+    from toolkit.store import save_run
+    from synthetic_runs import synthetic_requests
+
+    frame = synthetic_requests(items=3, run_id="all-failed")
+    frame = coerce_requests(frame.assign(status="error", error_type="server_error", http_status=503,
+                                         error_message="upstream overloaded", correct=None, score=None,
+                                         e2e_s=None, ttft_s=None))
+    run = save_run(tmp_path / "all-failed", frame, {"run_id": "all-failed"})
+    index = build_report(run, out_root=tmp_path / "reports")
+    page = index.read_text(encoding="utf-8")
+    assert f"Every one of the {len(frame)} requests failed" in page
+    assert f"server_error (HTTP 503): {len(frame)}" in page and "upstream overloaded" in page
+    assert "No notebook was run" in page
+    assert "0.0%" not in page and list(index.parent.glob("*.ipynb")) == []
+
+
+def test_an_empty_run_says_it_holds_no_requests(tmp_path: Path):
+    from toolkit.schema import empty_requests
+    from toolkit.store import save_run
+
+    run = save_run(tmp_path / "empty", empty_requests(), {"run_id": "empty"})
+    page = build_report(run, out_root=tmp_path / "reports").read_text(encoding="utf-8")
+    assert "This run holds no requests" in page

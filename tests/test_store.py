@@ -6,7 +6,7 @@ import pytest
 
 from toolkit.errors import DataFileError, RunDirError
 from toolkit.schema import REQUEST_COLUMNS, RequestRecord
-from toolkit.store import JOURNAL, REQUESTS, Journal, finalize, load_run, read_journal, save_run
+from toolkit.store import DERIVED_COLUMNS, JOURNAL, REQUESTS, Journal, finalize, load_run, read_journal, save_run
 
 
 def record(i: int, status: str = "ok") -> RequestRecord:
@@ -23,7 +23,7 @@ def test_journal_round_trip_keeps_dtypes(tmp_path):
         for i in range(3):
             journal.append(record(i))
     table = load_run(tmp_path)
-    assert list(table.columns) == list(REQUEST_COLUMNS)
+    assert list(table.columns) == [*REQUEST_COLUMNS, *DERIVED_COLUMNS]
     assert table["tbt_s"].iloc[1].tolist() == [0.01, 0.02]
     assert str(table["max_tokens"].dtype) == "Int64" and str(table["correct"].dtype) == "boolean"
     assert isinstance(table["started_at"].dtype, pd.DatetimeTZDtype)
@@ -78,3 +78,25 @@ def test_wrong_type_in_a_column_names_it(tmp_path):
     frame = pd.DataFrame({"request_id": ["a"], "e2e_s": ["fast"]})
     with pytest.raises(RunDirError, match="column 'e2e_s'"):
         save_run(tmp_path / "run", frame, {})
+
+
+def test_a_table_written_before_the_later_columns_reads_them_as_null(tmp_path):
+    import pyarrow.parquet as pq
+
+    from toolkit.schema import LATER_COLUMNS, to_arrow
+
+    old = to_arrow(pd.DataFrame([record(0).to_json_dict()]))
+    pq.write_table(old.drop_columns(sorted(LATER_COLUMNS)), tmp_path / REQUESTS)
+    table = load_run(tmp_path)
+    assert table[sorted(LATER_COLUMNS)].isna().all().all()
+    assert table.loc[0, "machine_rule"] == "e2e"  # no phase recorded: the stated fallback
+
+
+def test_a_table_missing_a_first_release_column_is_an_error_naming_it(tmp_path):
+    import pyarrow.parquet as pq
+
+    from toolkit.schema import to_arrow
+
+    pq.write_table(to_arrow(pd.DataFrame([record(0).to_json_dict()])).drop_columns(["e2e_s"]), tmp_path / REQUESTS)
+    with pytest.raises(RunDirError, match="missing column.*e2e_s"):
+        load_run(tmp_path)

@@ -187,10 +187,12 @@ def price_requests(frame: pd.DataFrame, table: PriceTable) -> pd.Series:
 
     API models: (prompt - cached) x input + cached x cached price (input price when none) +
     completion tokens (which include reasoning tokens) x output; `batch` rows get the batch
-    discount.  Self-hosted models: e2e_s x usd_per_hour / 3600 / concurrency, because the
-    machine serves `concurrency` requests at once and its hour is shared among them (a serial
-    run, concurrency 1, pays the full wall time).  `cache_hit` rows cost 0.  Missing token
-    counts or times count as 0 on error rows and give NaN on ok rows (unknown, not free).
+    discount.  Self-hosted models: `machine_s` x usd_per_hour / 3600, the request's share of the
+    machine's wall time (`machine_seconds`: what the machine delivered at that load, never
+    e2e / nominal concurrency).  The `machine_s` column is used when the frame has it (`load_run`
+    adds it over the whole run, so a subset keeps its shares), else computed from `frame`.
+    `cache_hit` rows cost 0.  Missing token counts or times count as 0 on error rows and give NaN
+    on ok rows (unknown, not free).
     """
     if frame["model"].isna().any():
         row = frame.index[frame["model"].isna()][0]
@@ -205,8 +207,9 @@ def price_requests(frame: pd.DataFrame, table: PriceTable) -> pd.Series:
 
     prompt, completion = column("prompt_tokens", None), column("completion_tokens", None)
     cached = np.minimum(column("cached_tokens", 0.0), prompt)
-    e2e = column("e2e_s", None)
-    concurrency = np.maximum(column("concurrency", 1.0), 1.0)
+    machine_s = (frame["machine_s"] if "machine_s" in frame.columns else machine_seconds(frame)["machine_s"])
+    machine_s = machine_s.astype(float).to_numpy()
+    machine_s = np.where(np.isnan(machine_s) & is_error, 0.0, machine_s)
     # one lookup per distinct model, then a gather: a per-row Python loop costs seconds at 1M rows
     codes, models = pd.factorize(frame["model"])
 
@@ -218,13 +221,117 @@ def price_requests(frame: pd.DataFrame, table: PriceTable) -> pd.Series:
               + completion * per_row("output_usd_per_mtok")) / 1e6
     batch = frame["batch"].fillna(False).to_numpy(dtype=bool)
     tokens = np.where(batch, tokens * (1 - table.batch_discount), tokens)
-    machine = e2e * per_row("usd_per_hour") / 3600 / concurrency
+    machine = machine_s * per_row("usd_per_hour") / 3600
     is_machine = np.array([isinstance(resolved[m], MachinePrice) for m in models], dtype=bool)[codes]
     usd = np.where(is_machine, machine, tokens)
     usd = np.where(frame["cache_hit"].fillna(False).to_numpy(dtype=bool), 0.0, usd)
     if np.isnan(usd).any():
         log.warning("%d ok rows have no token counts or e2e_s and are priced NaN", int(np.isnan(usd).sum()))
     return pd.Series(usd, index=frame.index, name="usd")
+
+
+MACHINE_RULES = {
+    "phase": "machine time by phase: the wall time of the phase a request ran in (one concurrency level "
+             "of one collection session, first send to last byte), shared among the phase's requests in "
+             "proportion to their end-to-end times; what the machine delivered at that load",
+    "e2e": "machine time by request: no phase was recorded (imported data), so each request is charged "
+           "its own end-to-end time as if the machine served it alone (exact for a server that runs one "
+           "request at a time, an upper bound for one that batches)",
+    "batch": "machine time by batch: a batch answer has no time of its own, so the span from the batch's "
+             "first answer to its last is shared equally among its answers",
+    "cache_hit": "response-cache hit: no machine time",
+}
+
+
+def machine_seconds(frame: pd.DataFrame) -> pd.DataFrame:
+    """Each request's share of a self-hosted machine's wall time, and the rule that gave it.
+
+    Columns `machine_s` and `machine_rule` (a key of `MACHINE_RULES`), on `frame`'s index.  Rows
+    with a `phase` share the wall time of (run_id, endpoint, phase), from its first send to its last
+    byte, in proportion to the work each did (the server's prefill + decode seconds where it reports
+    them, else e2e_s): a serial server at concurrency 4 queues every request four deep but takes
+    the same wall time per request, so a request costs what it costs at concurrency 1; a server
+    that truly runs four at once finishes the phase sooner and each request costs less in
+    proportion to the measured throughput.  Rows without a phase pay their own e2e_s.  Batch
+    answers without times share their batch's span equally.  Response-cache hits use no machine time.
+    """
+    index = frame.index
+    e2e = frame["e2e_s"].astype("Float64").to_numpy(dtype=float, na_value=np.nan)
+    hit = (frame["cache_hit"].astype("boolean").fillna(False).to_numpy(dtype=bool)
+           if "cache_hit" in frame.columns else np.zeros(len(frame), dtype=bool))
+    phase = (frame["phase"].astype("Float64").to_numpy(dtype=float, na_value=np.nan)
+             if "phase" in frame.columns else np.full(len(frame), np.nan))
+    if "started_at" in frame.columns:
+        started = pd.to_datetime(frame["started_at"], utc=True)
+        sent_s = (started - pd.Timestamp(0, tz="UTC")).dt.total_seconds().to_numpy(dtype=float, na_value=np.nan)
+    else:  # no send times: nothing to measure a phase or a batch by
+        sent_s = np.full(len(frame), np.nan)
+    by_phase = ~np.isnan(phase) & ~np.isnan(sent_s)
+    # the server's own prefill + decode time is the work a request did; e2e adds queueing, so it
+    # is the weight only where the server reports no timings
+    work = e2e
+    if {"server_prefill_s", "server_decode_s"} <= set(frame.columns):
+        served = (frame["server_prefill_s"].astype("Float64").to_numpy(dtype=float, na_value=np.nan)
+                  + frame["server_decode_s"].astype("Float64").to_numpy(dtype=float, na_value=np.nan))
+        work = np.where(np.isnan(served), e2e, served)
+    batch = (frame["batch"].astype("boolean").fillna(False).to_numpy(dtype=bool) if "batch" in frame.columns
+             else np.zeros(len(frame), dtype=bool))
+    by_batch = batch & np.isnan(e2e) & ~np.isnan(sent_s) & ~hit
+    by_phase &= ~by_batch
+    machine = np.where(hit, 0.0, e2e)
+    rule = np.where(hit, "cache_hit", np.where(by_phase, "phase", np.where(by_batch, "batch", "e2e"))).astype(object)
+    if by_batch.any():
+        answers = pd.DataFrame({"run_id": _column(frame, "run_id")[by_batch],
+                                "endpoint": _column(frame, "endpoint")[by_batch], "sent": sent_s[by_batch]})
+        groups = answers.groupby(["run_id", "endpoint"], sort=False, dropna=False)["sent"]
+        machine[by_batch] = (groups.transform("max") - groups.transform("min")) / groups.transform("size")
+    if by_phase.any():
+        phased = pd.DataFrame({
+            "run_id": _column(frame, "run_id")[by_phase], "endpoint": _column(frame, "endpoint")[by_phase],
+            "phase": phase[by_phase], "sent": sent_s[by_phase],
+            "done": np.fmax(sent_s[by_phase] + np.nan_to_num(e2e[by_phase]), sent_s[by_phase]),
+            "weight": np.where(hit[by_phase], 0.0, np.nan_to_num(work[by_phase]))})
+        groups = phased.groupby(["run_id", "endpoint", "phase"], sort=False, dropna=False)
+        wall = groups["done"].transform("max") - groups["sent"].transform("min")
+        busy = groups["weight"].transform("sum")
+        with np.errstate(divide="ignore", invalid="ignore"):
+            share = np.where(busy > 0, wall * phased["weight"] / busy, 0.0)
+        machine[by_phase] = np.where(hit[by_phase], 0.0, np.where(np.isnan(e2e[by_phase]), np.nan, share))
+    return pd.DataFrame({"machine_s": machine, "machine_rule": pd.Categorical(rule, categories=list(MACHINE_RULES))},
+                        index=index)
+
+
+def _column(frame: pd.DataFrame, name: str) -> np.ndarray:
+    """A grouping key as objects, "" where missing (a group key must not be NaN)."""
+    if name not in frame.columns:
+        return np.full(len(frame), "", dtype=object)
+    return frame[name].astype(object).fillna("").to_numpy()
+
+
+def pricing_rules(frame: pd.DataFrame, table: PriceTable) -> pd.DataFrame:
+    """Which rule priced which requests: one row per (model, rule) with its request count.
+
+    Columns: model, kind ("tokens" or "machine"), rule (a `MACHINE_RULES` key, "tokens" or
+    "batch tokens"), requests, description.  A report shows this so a reader knows whether a
+    self-hosted cost came from measured phases or from the per-request fallback.
+    """
+    if frame.empty:
+        return pd.DataFrame(columns=["model", "kind", "rule", "requests", "description"])
+    rules = (frame["machine_rule"].astype(object) if "machine_rule" in frame.columns
+             else machine_seconds(frame)["machine_rule"].astype(object))
+    kinds = {m: isinstance(resolve_price(table, m)[1], MachinePrice) for m in frame["model"].dropna().unique()}
+    machine = frame["model"].map(kinds).fillna(False).to_numpy(dtype=bool)
+    batch = frame["batch"].astype("boolean").fillna(False).to_numpy(dtype=bool)
+    token_rule = np.where(batch, "batch tokens", "tokens")
+    token_rule = np.where(rules.to_numpy() == "cache_hit", "cache_hit", token_rule)
+    rule = np.where(machine, rules.to_numpy(), token_rule)
+    counts = (pd.DataFrame({"model": frame["model"].astype(object), "kind": np.where(machine, "machine", "tokens"),
+                            "rule": rule}).groupby(["model", "kind", "rule"], sort=True).size()
+              .rename("requests").reset_index())
+    token_words = {"tokens": "token prices x the request's tokens",
+                   "batch tokens": f"token prices less the batch discount ({table.batch_discount:.0%})"}
+    counts["description"] = counts["rule"].map(lambda r: MACHINE_RULES.get(r) or token_words[r])
+    return counts
 
 
 def describe(table: PriceTable, models: Iterable[str] | None = None) -> pd.DataFrame:

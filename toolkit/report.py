@@ -13,6 +13,7 @@ import argparse
 import ast
 import html
 import logging
+import math
 import os
 import re
 import shutil
@@ -51,6 +52,7 @@ HEADLINE_PARAMETERS: dict[str, tuple[object, float | None, float | None]] = {
     "value_usd": (float, 0, None), "error_cost_usd": (float, 0, None),
     "target_accuracy": (float | None, 0, 1), "latency_budget_s": (float, 0, None),
     "latency_quantile": (float, 0.5, 1), "machine_usd_per_hour": (float | None, 0, None),
+    "failure_cost_usd": (float | None, 0, None),
     "model_prices": (ModelPrices | None, None, None),
 }
 
@@ -96,8 +98,9 @@ def build_report(run_dir: str | os.PathLike, *, out_root: Path = Path("reports")
     for notebook in notebooks:
         _check_values(notebook, declared[notebook], given)
     effective = effective_parameters(declared, given)
-    head = _headline(frame, manifest, effective)
-    kernel = kernel_name or find_kernel()
+    answered = frame["status"].eq("ok").fillna(False).astype(bool).any()
+    head = _headline(frame, manifest, effective) if answered else None
+    kernel = (kernel_name or find_kernel()) if answered else None
 
     out_dir = Path(out_root) / _safe_name(manifest.get("run_id"), run_path.name)
     out_dir.parent.mkdir(parents=True, exist_ok=True)
@@ -105,6 +108,11 @@ def build_report(run_dir: str | os.PathLike, *, out_root: Path = Path("reports")
     work = Path(tempfile.mkdtemp(prefix=f".{out_dir.name}.partial-", dir=out_dir.parent))
     try:
         runs = []
+        if head is None:  # nothing answered: say so on the index instead of failing every notebook
+            page = render_unanswered_index(frame, manifest.get("run_id") or run_path.name)
+            (work / "index.html").write_text(page, encoding="utf-8")
+            _move_into_place(work, out_dir)
+            return out_dir / "index.html"
         for notebook in notebooks:
             mine = {k: v for k, v in given.items() if k in declared[notebook]}
             if "run_dir" in declared[notebook]:
@@ -268,7 +276,8 @@ def _headline(frame, manifest: dict, values: Mapping[str, object]) -> Headline:
                              error_cost_usd=checked.get("error_cost_usd"),
                              target_accuracy=checked.get("target_accuracy"),
                              latency_budget_s=checked.get("latency_budget_s"),
-                             latency_quantile=checked.get("latency_quantile", 0.95), short_names=True)
+                             latency_quantile=checked.get("latency_quantile", 0.95), short_names=True,
+                             failure_cost_usd=checked.get("failure_cost_usd"))
 
 
 def _execute(notebook: Path, out_dir: Path, final_dir: Path, parameters: dict[str, object], *, kernel: str,
@@ -348,7 +357,8 @@ def render_index(head: Headline, runs: Sequence[NotebookRun], values: Mapping[st
     from toolkit.analysis import findings, overview
     run_id = str(head.overview.iloc[0]["run_id"])
     paragraphs = [findings.choice_text(head.choice), findings.break_even_text(head),
-                  findings.prices_text(head.prices)]
+                  findings.prices_text(head.prices),
+                  findings.pricing_rules_text(head.rules) if head.rules is not None else ""]
     links = []
     for run in runs:
         status = ("" if run.error is None else
@@ -367,6 +377,7 @@ def render_index(head: Headline, runs: Sequence[NotebookRun], values: Mapping[st
                               if pd.notna(best.get("accuracy")) else "not graded"),
                  "break-even accuracy": findings.pct(head.break_even_accuracy),
                  overview.latency_name(head.choice.latency_col): findings.secs(best.get(head.choice.latency_col)),
+                 "error rate": findings.pct(best.get("error_rate", float("nan"))),
                  "cost per 1,000 requests": findings.usd(best["usd_per_1k"]),
                  "expected value per request": findings.usd(head.ev_usd)}
         numbers = ("<table class='numbers'><tr>" + "".join(f"<th>{html.escape(k)}</th>" for k in cells)
@@ -384,7 +395,8 @@ table {{ border-collapse: collapse; margin: 1rem 0; }} td, th {{ border: 1px sol
 {markdown2html(findings.labels_text(head.labels)) if head.labels else ""}
 <h2>Headline</h2>
 {numbers}
-{"".join(markdown2html(p) for p in paragraphs)}
+{"".join(markdown2html(p) for p in paragraphs if p)}
+{"".join(f'<img alt="{html.escape(alt)}" src="data:image/png;base64,{data}">' for alt, data in index_figures(head))}
 <div class="notes">{"".join(markdown2html(n) for n in notes if n)}</div>
 <h2>Notebooks</h2>
 <ul>{"".join(links)}</ul>
@@ -392,6 +404,73 @@ table {{ border-collapse: collapse; margin: 1rem 0; }} td, th {{ border: 1px sol
 <table><tr><th>name</th><th>value</th></tr>{rows}</table>
 </body></html>
 """
+
+
+_PAGE_STYLE = """body { font-family: system-ui, sans-serif; max-width: 60rem; margin: 2rem auto; padding: 0 1rem; line-height: 1.5; }
+table { border-collapse: collapse; margin: 1rem 0; } td, th { border: 1px solid #ccc; padding: .3rem .6rem; text-align: left; }"""
+
+
+def render_unanswered_index(frame, run_id: str) -> str:
+    """The front page of a run with no answered request (empty, or every request failed): what
+    happened and what to do, instead of notebooks that would have nothing to show."""
+    from nbconvert.filters import markdown2html
+
+    from toolkit.analysis import findings, overview
+    summary = findings.run_text(overview.run_overview(frame)) if len(frame) else ""
+    return f"""<!DOCTYPE html>
+<html lang="en"><head><meta charset="utf-8"><title>frontier report: {html.escape(str(run_id))}</title>
+<style>{_PAGE_STYLE}</style></head><body>
+<h1>frontier report: {html.escape(str(run_id))}</h1>
+{markdown2html(summary) if summary else ""}
+{markdown2html(findings.failures_text(frame))}
+<p>No notebook was run: with no answered request there is no accuracy, latency or cost to show.</p>
+</body></html>
+"""
+
+
+def index_figures(head: Headline) -> list[tuple[str, str]]:
+    """(alt text, base64 PNG) of the index's figures: the accuracy/cost frontier with the headline
+    configuration marked, and the configurations' expected value against their break-even."""
+    import base64
+    import io
+
+    import matplotlib
+    matplotlib.use("Agg")
+    import matplotlib.pyplot as plt
+
+    from toolkit import plots
+    from toolkit.analysis import cost_model, frontier
+
+    summary = head.summary.dropna(subset=["accuracy", "usd_per_1k"])
+    if summary.empty:
+        return []
+    latency_col = head.choice.latency_col
+    objectives = [c for c in (latency_col, "usd_per_1k") if c in summary and summary[c].notna().any()]
+    front = frontier.pareto_front(summary, minimize=objectives)
+    figures = []
+    fig, axes = plt.subplots(1, 2 if head.value_usd is not None and head.error_cost_usd is not None else 1,
+                             figsize=(13, 5), squeeze=False)
+    plots.frontier_plot(front, x="usd_per_1k", y="accuracy", hue=None, yerr=("accuracy_low", "accuracy_high"),
+                        ax=axes[0, 0])
+    best = front[front["config_id"] == head.choice.config_id]
+    axes[0, 0].scatter(best["usd_per_1k"], best["accuracy"], s=250, facecolors="none", edgecolors="black",
+                       linewidths=2, label="headline")
+    axes[0, 0].set_title("Accuracy against cost (ringed: the headline)")
+    alt = "accuracy against cost per 1,000 requests, Pareto staircase"
+    if axes.shape[1] == 2:
+        model = cost_model.CostModel(head.value_usd, head.error_cost_usd, failure_cost_usd=head.failure_cost_usd)
+        values = cost_model.value_table(summary, model)
+        plots.cost_model_plot(values, kind="points", label="config_id", lower="ev_low_usd", upper="ev_high_usd",
+                              break_even=None if math.isnan(head.break_even_accuracy) else head.break_even_accuracy,
+                              ax=axes[0, 1])
+        axes[0, 1].set_title("Expected value per request")
+        alt += "; expected value per request against accuracy"
+    fig.tight_layout()
+    buffer = io.BytesIO()
+    fig.savefig(buffer, format="png", dpi=90)
+    plt.close(fig)
+    figures.append((alt, base64.b64encode(buffer.getvalue()).decode("ascii")))
+    return figures
 
 
 def _source_cell(notebook: Path, source: str, fallback: int) -> int:

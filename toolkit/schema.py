@@ -56,8 +56,14 @@ ARROW_SCHEMA = pa.schema([
     ("server_decode_s", pa.float64()),
     ("server_cached_tokens", pa.int64()),
     ("error_message", pa.string()),  # beyond DESIGN: why an error row failed, keys redacted
+    ("scheduled_at", pa.timestamp("us", tz="UTC")),  # open-loop runs: when the request was due
+    ("send_lag_s", pa.float64()),  # open-loop runs: started_at - scheduled_at, on the monotonic clock
 ])
 REQUEST_COLUMNS: tuple[str, ...] = tuple(ARROW_SCHEMA.names)
+# Columns added after the first release: a run dir written before them reads them as null.
+LATER_COLUMNS = frozenset({"phase", "server_prefill_s", "server_decode_s", "server_cached_tokens",
+                           "scheduled_at", "send_lag_s"})
+TIMESTAMP_COLUMNS = ("started_at", "scheduled_at")
 
 _PANDAS_DTYPES: dict[pa.DataType, object] = {
     pa.int64(): pd.Int64Dtype(),
@@ -110,10 +116,13 @@ class RequestRecord:
     server_decode_s: float | None = None
     server_cached_tokens: int | None = None
     error_message: str | None = None
+    scheduled_at: dt.datetime | None = None
+    send_lag_s: float | None = None
 
     def to_json_dict(self) -> dict:
         row = dataclasses.asdict(self)
         row["started_at"] = self.started_at.isoformat()
+        row["scheduled_at"] = None if self.scheduled_at is None else self.scheduled_at.isoformat()
         return row
 
 
@@ -135,7 +144,7 @@ def to_arrow(frame: pd.DataFrame, *, source: str = "requests table") -> pa.Table
             arrays.append(pa.nulls(len(frame), type=kind))
             continue
         values = frame[name]
-        if name == "started_at":
+        if name in TIMESTAMP_COLUMNS:
             values = pd.to_datetime(values, utc=True, format="ISO8601") if not isinstance(
                 values.dtype, pd.DatetimeTZDtype) else values
         try:

@@ -22,7 +22,8 @@ import pyarrow.json as pa_json
 import pyarrow.parquet as pq
 
 from toolkit.errors import DataFileError, RunDirError
-from toolkit.schema import (ARROW_SCHEMA, REQUEST_COLUMNS, RequestRecord, coerce_requests, empty_requests, from_arrow,
+from toolkit.pricing import machine_seconds
+from toolkit.schema import (ARROW_SCHEMA, LATER_COLUMNS, REQUEST_COLUMNS, RequestRecord, coerce_requests, empty_requests, from_arrow,
                             to_arrow)
 
 MANIFEST = "manifest.json"
@@ -137,8 +138,12 @@ def _journal_frame(path: Path) -> pd.DataFrame | None:
     return from_arrow(table) if table.num_rows else None
 
 
+DERIVED_COLUMNS = ("machine_s", "machine_rule")  # added by load_run, never stored
+
+
 def load_run(run_dir: str | os.PathLike) -> pd.DataFrame:
-    """The requests table of a run dir (finished or interrupted), with DESIGN dtypes."""
+    """The requests table of a run dir (finished or interrupted), with DESIGN dtypes, plus the derived
+    `machine_s` and `machine_rule` columns of `pricing.machine_seconds` (never stored)."""
     run_dir = Path(run_dir)
     if not run_dir.is_dir():
         raise RunDirError(f"{run_dir}: no such run directory")
@@ -154,7 +159,10 @@ def load_run(run_dir: str | os.PathLike) -> pd.DataFrame:
     if not parts:
         return empty_requests()
     merged = pd.concat(parts, ignore_index=True) if len(parts) > 1 else parts[0]
-    return merged.drop_duplicates("request_id", keep="last").reset_index(drop=True)
+    merged = merged.drop_duplicates("request_id", keep="last").reset_index(drop=True)
+    # each request's share of its phase's machine time, over the whole run: a subset (one dataset,
+    # the ok rows) keeps the shares it had, where computing them on the subset would not
+    return pd.concat([merged, machine_seconds(merged)], axis=1)
 
 
 def _parquet_frame(path: Path) -> pd.DataFrame:
@@ -167,8 +175,11 @@ def _parquet_frame(path: Path) -> pd.DataFrame:
             f"or move it aside and collect again with `frontier collect CONFIG --resume {path.parent}`, "
             "which sends every request that has no record") from exc
     missing = [name for name in REQUEST_COLUMNS if name not in stored.column_names]
-    if missing:
-        raise RunDirError(f"{path}: requests table is missing column(s) {', '.join(missing)}")
+    required = [name for name in missing if name not in LATER_COLUMNS]
+    if required:
+        raise RunDirError(f"{path}: requests table is missing column(s) {', '.join(required)}")
+    for name in missing:  # a run written before these columns existed: they are unknown, not wrong
+        stored = stored.append_column(ARROW_SCHEMA.field(name), pa.nulls(stored.num_rows, ARROW_SCHEMA.field(name).type))
     try:  # our own files already have the schema: cast in Arrow, no detour through Python objects
         return from_arrow(stored.select(list(REQUEST_COLUMNS)).cast(ARROW_SCHEMA))
     except (pa.ArrowInvalid, pa.ArrowNotImplementedError, pa.ArrowTypeError):

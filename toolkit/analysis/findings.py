@@ -461,6 +461,11 @@ def break_even_text(head: Headline) -> str:
     has = "" if _missing(r["accuracy"]) else f"; it has {pct(r['accuracy'])}, an expected value of {usd(head.ev_usd)} per request"
     text = (f"With a success worth {usd(head.value_usd)} and an error costing {usd(head.error_cost_usd)}, "
             f"**{head.choice.config_id}** breaks even at {pct(head.break_even_accuracy)} accuracy{has}.")
+    failed = r.get("error_rate")
+    if not _missing(failed) and failed > 0:
+        each = head.error_cost_usd if head.failure_cost_usd is None else head.failure_cost_usd
+        text += (f" That counts its {pct(failed)} failed requests at {usd(each)} each (a failure is no answer; "
+                 "`failure_cost_usd` sets its cost).")
     low = r.get("accuracy_low")
     if not _missing(low) and not _missing(r["accuracy"]) and low < head.break_even_accuracy <= r["accuracy"]:
         text += (f" Its accuracy interval reaches down to {pct(low)}, below break-even: with {int(r['n'])} "
@@ -485,6 +490,36 @@ def frontier_text(front: pd.DataFrame, *, latency_col: str, id_col: str = "confi
     return text
 
 
+def pricing_rules_text(rules: pd.DataFrame) -> str:
+    """How self-hosted requests were priced, from `pricing.pricing_rules`; empty when none are."""
+    machine = rules[rules["kind"] == "machine"]
+    if machine.empty:
+        return ""
+    parts = []
+    for rule, part in machine.groupby("rule", sort=False):
+        models = ", ".join(f"**{m}** ({int(n):,} requests)" for m, n in zip(part["model"], part["requests"]))
+        parts.append(f"{models}: {part['description'].iloc[0]}")
+    return "Self-hosted cost: " + "; ".join(parts) + "."
+
+
+def failures_text(frame: pd.DataFrame) -> str:
+    """Why a run has no answer to analyse: no requests at all, or every request failed, with the kinds."""
+    if frame.empty:
+        return ("**This run holds no requests**: nothing was collected (it was stopped before its first "
+                "request finished, or its grid is empty), so there is nothing to analyse.")
+    kinds = frame.assign(kind=frame["error_type"].astype(object).fillna("unknown"),
+                         status_code=frame["http_status"].astype("Float64")).groupby(
+        ["kind", "status_code"], dropna=False).size().sort_values(ascending=False)
+    listed = "; ".join(f"{kind}{'' if pd.isna(code) else f' (HTTP {int(code)})'}: {n:,}"
+                       for (kind, code), n in kinds.items())
+    example = frame["error_message"].dropna()
+    said = f' The first error says: "{example.iloc[0][:300]}".' if len(example) else ""
+    return (f"**Every one of the {len(frame):,} requests failed**, so this run has no answer to grade, time or "
+            f"price, and no configuration can be recommended. Failures by kind: {listed}.{said} Fix the "
+            "endpoint (or its key, limits or timeout) and collect again; `frontier collect CONFIG --resume "
+            "RUN_DIR` sends the failed requests again.")
+
+
 def choice_text(choice: Choice) -> str:
     """The best configuration under the rule, or why there is none and which is closest."""
     if choice.config_id is None:
@@ -496,6 +531,10 @@ def choice_text(choice: Choice) -> str:
         numbers += f" against the {pct(r['accuracy_target'])} it needs"
     cost = "cost unknown" if _missing(r["usd_per_1k"]) else f"{usd(r['usd_per_1k'])} per 1,000 requests"
     numbers += f", {latency_name(choice.latency_col)} {secs(r.get(choice.latency_col))}, {cost}"
+    rate = r.get("error_rate")
+    if not _missing(rate) and rate > 0:
+        numbers += (f", {pct(rate)} of its requests failed (interval {pct(r['error_rate_low'])} to "
+                    f"{pct(r['error_rate_high'])}; accuracy counts the answered ones)")
     hit_rate = r.get("hit_rate")
     if not _missing(hit_rate) and 0 < hit_rate < 1:
         numbers += (f"; the response cache answered {pct(hit_rate)} of its requests, so its latency and cost "

@@ -37,7 +37,7 @@ from toolkit.analysis.frontier import best_under, config_summary, quantile_colum
 from toolkit.errors import ParameterError, PriceError
 from toolkit.importers.frugalgpt_summary import load_reference_points
 from toolkit.params import REPO_ROOT
-from toolkit.pricing import MachinePrice, Price, PriceTable, describe, load_price_table, resolve_price
+from toolkit.pricing import MachinePrice, Price, PriceTable, describe, load_price_table, pricing_rules, resolve_price
 
 NO_PRICE = "no price known: add the model to data/prices.yaml or pass machine_usd_per_hour"
 
@@ -114,7 +114,7 @@ def answer_groups(frame: pd.DataFrame, *, id_col: str = "config_id") -> pd.DataF
     concurrency, at temperature 0): comparing them with each other only adds tests.  Columns:
     id_col, answers (the group's name: the label parts its members share, else its first member's),
     members (how many configs), variants (what differs between them, comma-separated), in id order.
-    A failed request counts as a wrong answer; a config with no graded request is its own group.
+    Failed requests are no answers and leave the signature; a config with no graded request is its own group.
     """
     rows = graded_outcomes(frame[[id_col, *PAIR_KEY, "status", "correct", "score"]])
     rows = rows[rows["graded"]].sort_values([*PAIR_KEY], kind="mergesort")
@@ -312,12 +312,15 @@ class Choice:
 
 def choose_best(summary: pd.DataFrame, *, target_accuracy: float | None, latency_budget_s: float | None,
                 latency_quantile: float = 0.95, value_usd: float | None = None,
-                error_cost_usd: float | None = None) -> Choice:
+                error_cost_usd: float | None = None, failure_cost_usd: float | None = None) -> Choice:
     """Apply the best-configuration rule of this module's docstring to a `cost_summary` table.
 
-    `target_accuracy=None` with V and E given holds each config to its break-even accuracy; the
-    chosen row gets an `accuracy_target` column with the threshold it was held to.
+    `target_accuracy=None` with V and E given holds each config to its break-even accuracy (which
+    charges its failed requests `failure_cost_usd` each, default E); the chosen row gets an
+    `accuracy_target` column with the threshold it was held to.  A config none of whose requests
+    was answered is never chosen, not even as the closest.
     """
+    summary = summary[_answered_any(summary)]
     latency_col = quantile_column(latency_quantile, "e2e_s")
     has_accuracy = summary["accuracy"].notna().any()
     has_latency = latency_col in summary and summary[latency_col].notna().any()
@@ -330,7 +333,10 @@ def choose_best(summary: pd.DataFrame, *, target_accuracy: float | None, latency
     if by_break_even:
         # with no cost known at all, c = 0: the threshold is then the lowest it can be
         cost = summary["usd_per_1k"].astype(float) / 1000 if has_cost else 0.0
-        threshold = pd.Series(break_even_accuracy(value_usd, error_cost_usd, cost), index=summary.index, dtype=float)
+        rate = summary["error_rate"].astype(float).fillna(0.0) if "error_rate" in summary else 0.0
+        threshold = pd.Series(break_even_accuracy(value_usd, error_cost_usd, cost, error_rate=rate,
+                                                  failure_cost_usd=failure_cost_usd),
+                              index=summary.index, dtype=float)
     else:
         threshold = pd.Series(math.nan if target_accuracy is None else target_accuracy, index=summary.index,
                               dtype=float)
@@ -343,9 +349,11 @@ def choose_best(summary: pd.DataFrame, *, target_accuracy: float | None, latency
         _cost=summary["usd_per_1k"] if has_cost else 0.0)
     conditions = []
     if use_accuracy and by_break_even:
-        conditions.append(f"accuracy ≥ its break-even accuracy (E + c) / (V + E), with V = {value_usd:.2f} USD, "
-                          f"E = {error_cost_usd:.2f} USD and c its cost per request "
-                          f"({error_cost_usd / (value_usd + error_cost_usd):.1%} at c = 0)")
+        failure = error_cost_usd if failure_cost_usd is None else failure_cost_usd
+        conditions.append(f"accuracy ≥ its break-even accuracy (E + (f·F + c) / (1 − f)) / (V + E), with "
+                          f"V = {value_usd:.2f} USD, E = {error_cost_usd:.2f} USD, F = {failure:.2f} USD per "
+                          f"failed request, f its error rate and c its cost per request "
+                          f"({error_cost_usd / (value_usd + error_cost_usd):.1%} at c = 0 and f = 0)")
     elif use_accuracy:
         conditions.append(f"accuracy ≥ {target_accuracy:.1%}")
     if use_latency:
@@ -387,12 +395,15 @@ class Headline:
     prices: pd.DataFrame
     frame: pd.DataFrame | None = None  # the requests, under the names the other fields use
     labels: Mapping[str, str] | None = None  # config id -> name, when short names are used
+    failure_cost_usd: float | None = None
+    rules: pd.DataFrame | None = None  # which pricing rule priced which requests (`pricing.pricing_rules`)
 
 
 def headline(frame: pd.DataFrame, prices: PriceTable, *, manifest: dict | None = None,
              value_usd: float | None = None, error_cost_usd: float | None = None,
              target_accuracy: float | None = None, latency_budget_s: float | None = None,
-             latency_quantile: float = 0.95, short_names: bool = False) -> Headline:
+             latency_quantile: float = 0.95, short_names: bool = False,
+             failure_cost_usd: float | None = None) -> Headline:
     """Summarize a run for a report index: `choose_best` (each config held to its break-even accuracy
     when `target_accuracy` is None and V and E are given), and the chosen config's break-even accuracy
     (E + c) / (V + E) and expected value when V and E are given (NaN otherwise).  With `short_names`
@@ -401,15 +412,21 @@ def headline(frame: pd.DataFrame, prices: PriceTable, *, manifest: dict | None =
     frame = relabel(frame, labels) if labels else frame
     summary = cost_summary(frame, prices, latency_quantile=latency_quantile)
     choice = choose_best(summary, target_accuracy=target_accuracy, latency_budget_s=latency_budget_s,
-                         latency_quantile=latency_quantile, value_usd=value_usd, error_cost_usd=error_cost_usd)
+                         latency_quantile=latency_quantile, value_usd=value_usd, error_cost_usd=error_cost_usd,
+                         failure_cost_usd=failure_cost_usd)
     break_even = ev = math.nan
     if choice.row is not None and value_usd is not None and error_cost_usd is not None:
         cost = float(choice.row["usd_per_1k"]) / 1000
-        break_even = float(break_even_accuracy(value_usd, error_cost_usd, cost))
-        ev = float(expected_value(float(choice.row["accuracy"]), value_usd, error_cost_usd, cost))
+        rate = float(choice.row.get("error_rate", 0.0))
+        rate = 0.0 if math.isnan(rate) else rate
+        break_even = float(break_even_accuracy(value_usd, error_cost_usd, cost, error_rate=rate,
+                                               failure_cost_usd=failure_cost_usd))
+        ev = float(expected_value(float(choice.row["accuracy"]), value_usd, error_cost_usd, cost,
+                                  error_rate=rate, failure_cost_usd=failure_cost_usd))
     return Headline(overview=run_overview(frame, manifest), summary=summary, choice=choice,
                     value_usd=value_usd, error_cost_usd=error_cost_usd, break_even_accuracy=break_even,
-                    ev_usd=ev, prices=describe(prices, _sorted(frame["model"])), frame=frame, labels=labels)
+                    ev_usd=ev, prices=describe(prices, _sorted(frame["model"])), frame=frame, labels=labels,
+                    failure_cost_usd=failure_cost_usd, rules=pricing_rules(frame, prices))
 
 
 def best_by_ratio(sensitivity: pd.DataFrame, *, id_col: str = "config_id") -> pd.DataFrame:
@@ -474,6 +491,15 @@ def reference_points(path: str | None, *, name: str = "reference_points") -> pd.
     points = load_reference_points(found)
     # the 20 cascade budgets would bury the figure in labels: only the single models are named
     return points.assign(label=points["method"].where(points["method"] != "FrugalGPT", ""))
+
+def _answered_any(summary: pd.DataFrame) -> pd.Series:
+    """Configs with at least one answered request: `n` graded answers or ungraded ok rows (all of them
+    when the table does not count answers)."""
+    if "n" not in summary.columns:
+        return pd.Series(True, index=summary.index)
+    answered = summary["n"].fillna(0).astype(int) + summary.get("ungraded", 0)
+    return pd.Series(np.asarray(answered) > 0, index=summary.index)
+
 
 def _public(row: pd.Series) -> pd.Series:
     return row.drop([c for c in row.index if str(c).startswith("_")])
