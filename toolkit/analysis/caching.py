@@ -85,7 +85,8 @@ def response_cache_savings(frame: pd.DataFrame, prices: PriceTable, *, by: Seque
             "e2e_miss_low": e2e_low, "e2e_miss_high": e2e_high,
             "usd_paid": usd_paid, "usd_without_cache": usd_uncached, "usd_saved": usd_uncached - usd_paid,
             "saved_share": (usd_uncached - usd_paid) / usd_uncached if usd_uncached > 0 else math.nan,
-            "usd_saved_per_1k": 1000 * float(np.nanmean(saving)) if len(saving) else math.nan,
+            # a config answered only from the cache has no miss to price a hit by: unknown, not a warning
+            "usd_saved_per_1k": 1000 * float(np.nanmean(saving)) if (~np.isnan(saving)).any() else math.nan,
             "usd_saved_per_1k_low": 1000 * save_low, "usd_saved_per_1k_high": 1000 * save_high,
         })
     rows = [r for r in rows if r["requests"]]
