@@ -9,7 +9,7 @@ import time
 from pathlib import Path
 
 HERE = Path(__file__).resolve().parent
-BENCHMARKS = ("timing_fidelity", "harness_throughput", "memory", "latency_model", "analysis_scale")
+BENCHMARKS = ("timing_fidelity", "harness_throughput", "memory", "latency_model", "analysis_scale", "load_sweep")
 
 
 def main() -> int:
