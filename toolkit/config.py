@@ -71,6 +71,22 @@ class RunConfig:
 
 
 @dataclass(frozen=True)
+class Arrival:
+    """Open-loop load (`grid.arrival`): requests fall due at the times of a seeded Poisson process and
+    are sent when due, whether or not earlier ones have finished.
+
+    `duration_s` sends about rate_per_s x duration_s requests per phase (None: every planned one).
+    `max_in_flight` bounds the requests out at once: a rate the server cannot keep up with would
+    otherwise open connections without end; a request held back by it is sent late, and
+    `send_lag_s` says by how much.  It is the cells' `concurrency` (what is in flight by design).
+    """
+
+    rate_per_s: float
+    duration_s: float | None = None
+    max_in_flight: int = 100
+
+
+@dataclass(frozen=True)
 class Grid:
     prompt_variants: tuple[str, ...]
     max_tokens: tuple[TokenCap, ...]
@@ -79,6 +95,7 @@ class Grid:
     repeats: int = 1
     logprobs: bool = False
     cache: tuple[str, ...] = ("off",)
+    arrival: Arrival | None = None  # None: closed loop, `concurrency` requests in flight at every moment
 
 
 @dataclass(frozen=True)
@@ -112,8 +129,10 @@ class CollectConfig:
             for model, variant, cap, temperature, concurrency, cache in itertools.product(
                     endpoint.models, self.grid.prompt_variants, self.grid.max_tokens,
                     self.grid.temperature, self.grid.concurrency, self.grid.cache):
+                # an open-loop cell's load is its arrival rate; concurrency only bounds it
+                rate = "" if self.grid.arrival is None else f"/r{self.grid.arrival.rate_per_s:g}"
                 name = (f"{model}/{variant}/mt{cap.tokens}{'' if cap.stop else '-nostop'}"
-                        f"/T{temperature:g}/c{concurrency}{'/cache' if cache == 'response' else ''}")
+                        f"/T{temperature:g}{rate}/c{concurrency}{'/cache' if cache == 'response' else ''}")
                 if len(self.endpoints) > 1:
                     name = f"{endpoint.name}:{name}"
                 cells.append(RunConfig(name, endpoint, model, variant, cap.tokens, cap.stop,
@@ -226,7 +245,11 @@ def with_overrides(config: CollectConfig, *, items_per_task: int | None = None, 
     if items_per_task is not None:
         config = dataclasses.replace(config, items_per_task=items_per_task)
     if concurrency is not None:
-        config = dataclasses.replace(config, grid=dataclasses.replace(config.grid, concurrency=(concurrency,)))
+        arrival = config.grid.arrival  # open loop: --concurrency is the bound on requests in flight
+        if arrival is not None:
+            arrival = dataclasses.replace(arrival, max_in_flight=concurrency)
+        config = dataclasses.replace(config, grid=dataclasses.replace(config.grid, concurrency=(concurrency,),
+                                                                      arrival=arrival))
     if max_cost_usd is not None:
         config = dataclasses.replace(config, limits=dataclasses.replace(config.limits, max_cost_usd=max_cost_usd))
     if max_requests is not None:
@@ -256,6 +279,19 @@ def _token_cap(path: Path, raw: Any, where: str) -> TokenCap:
     reader.done()
     _positive(path, f"{where}.tokens", cap.tokens)
     return cap
+
+
+def _arrival(path: Path, raw: Any, where: str) -> Arrival:
+    reader = _Reader(path, raw, where)
+    arrival = Arrival(rate_per_s=float(reader.take("rate_per_s", _NUMBER)),
+                      duration_s=reader.take("duration_s", _NUMBER, None, nullable=True),
+                      max_in_flight=reader.take("max_in_flight", int, Arrival.max_in_flight))
+    reader.done()
+    for name in ("rate_per_s", "duration_s", "max_in_flight"):
+        value = getattr(arrival, name)
+        if value is not None and not (math.isfinite(value) and value > 0):
+            raise ConfigError(path, f"must be a finite number > 0, got {value!r}", field=reader.key(name))
+    return arrival
 
 
 def _endpoint(path: Path, raw: Any, where: str) -> EndpointConfig:
@@ -298,17 +334,24 @@ def parse_config(raw: Any, path: Path) -> CollectConfig:
     if not endpoints:
         raise ConfigError(path, "must list at least one endpoint", field="endpoints")
     grid_reader = _Reader(path, reader.take("grid", dict), "grid")
+    raw_arrival = grid_reader.take("arrival", dict, None, nullable=True)
+    arrival = None if raw_arrival is None else _arrival(path, raw_arrival, "grid.arrival")
+    if arrival is not None and "concurrency" in grid_reader.mapping:
+        raise ConfigError(path, "open-loop grid.arrival sets the load by its rate, not by requests in flight: "
+                                "remove grid.concurrency, or bound the requests in flight with "
+                                "grid.arrival.max_in_flight", field="grid.concurrency")
     grid = Grid(
         prompt_variants=grid_reader.take_list("prompt_variants", str),
         max_tokens=tuple(_token_cap(path, cap, f"grid.max_tokens[{i}]")
                          for i, cap in enumerate(grid_reader.take_list("max_tokens", (int, dict)))),
         temperature=tuple(float(t) for t in grid_reader.take_list("temperature", _NUMBER, (0.0,))),
-        concurrency=grid_reader.take_list("concurrency", int, (1,)),
+        concurrency=(arrival.max_in_flight,) if arrival else grid_reader.take_list("concurrency", int, (1,)),
         repeats=grid_reader.take("repeats", int, 1),
         logprobs=grid_reader.take("logprobs", bool, False),
         # YAML reads a bare `off` as false: accept booleans as off / response
         cache=tuple({False: "off", True: "response"}.get(mode, mode) if isinstance(mode, bool) else mode
                     for mode in grid_reader.take_list("cache", (str, bool), ("off",))),
+        arrival=arrival,
     )
     grid_reader.done()
     for i, mode in enumerate(grid.cache):

@@ -5,12 +5,19 @@ limits, retry what is worth retrying, grade the answers and journal every finish
 ids and sends only those without an `ok` record.  Requests run in one phase per concurrency level;
 within a phase the send order is seeded-shuffled (or grouped by configuration) and recorded in
 `sequence`, because the server's prefix cache makes latency depend on it.
+
+With `grid.arrival` a phase runs open loop: each request falls due at a seeded Poisson arrival time
+(absolute, on the event loop's monotonic clock, so no delay accumulates) and is sent then, whether
+or not earlier requests have finished.  Each record keeps when it was due (`scheduled_at`) and how
+late it went out (`send_lag_s`), so queueing in the client is measured instead of hidden, and the
+phase entry reports the rate achieved against the target.
 """
 from __future__ import annotations
 
 import asyncio
 import datetime as dt
 import hashlib
+import itertools
 import json
 import logging
 import random
@@ -23,7 +30,7 @@ import httpx2
 import openai
 
 from toolkit.cache import ResponseCache, lookup_or_none, request_key
-from toolkit.config import CollectConfig, RunConfig
+from toolkit.config import Arrival, CollectConfig, RunConfig
 from toolkit.datasets import EvalItem, load_eval_set
 from toolkit.endpoints import Connection, TokenCounter
 from toolkit.errors import EndpointError
@@ -110,6 +117,31 @@ class RateLimiter:
                 await asyncio.sleep(max(60 - (now - self._sent[0][0]), 0.01))
 
 
+def arrival_offsets(count: int, rate_per_s: float, rng: random.Random) -> list[float]:
+    """Due times, in seconds after a phase starts, of `count` open-loop requests: the first at 0,
+    then exponential (Poisson) gaps drawn from `rng`, scaled so that the last falls at
+    (count - 1) / rate_per_s.
+
+    The scaling conditions the Poisson process on delivering its rate: unscaled, 200 arrivals miss
+    it by 7% (one standard deviation) by chance alone, and a client falling behind could not be told
+    apart from an unlucky draw.  The gaps stay as irregular as a Poisson process's.
+    """
+    if count <= 0:
+        return []
+    gaps = [rng.expovariate(rate_per_s) for _ in range(count - 1)]
+    total = sum(gaps)
+    scale = (count - 1) / rate_per_s / total if total > 0 else 0.0
+    return list(itertools.accumulate((gap * scale for gap in gaps), initial=0.0))
+
+
+@dataclass(frozen=True)
+class Due:
+    """When an open-loop request falls due: on the event loop's clock and as a UTC time."""
+
+    monotonic_s: float
+    at: dt.datetime
+
+
 @dataclass
 class Outcome:
     result: StreamResult | None
@@ -118,6 +150,8 @@ class Outcome:
     error_type: str | None = None
     http_status: int | None = None
     error_message: str | None = None
+    sent_s: float | None = None  # time.monotonic() at started_at: the send the timings are from
+    first_sent_s: float | None = None  # time.monotonic() at the first attempt's send
 
 
 _RETRYABLE = (openai.RateLimitError, openai.InternalServerError, openai.APITimeoutError,
@@ -205,8 +239,11 @@ class Collector:
             while queue and not self.stop_reason:
                 await self._one(queue.popleft())
 
-        workers = [asyncio.create_task(worker()) for _ in range(min(level, len(phase)))]
+        arrival = self.config.grid.arrival
+        workers = [] if arrival else [asyncio.create_task(worker()) for _ in range(min(level, len(phase)))]
         try:
+            if arrival:
+                entry["arrival"] = await self._open_loop(arrival, level, phase)
             await asyncio.gather(*workers)
         except BaseException:
             for task in workers:
@@ -215,6 +252,52 @@ class Collector:
         finally:
             entry.update(ended_at=dt.datetime.now(dt.UTC).isoformat(), sent=self.sent - sent_before)
             self._phase += 1
+
+    async def _open_loop(self, arrival: Arrival, level: int, phase: list[PlannedRequest]) -> dict:
+        """Send `phase` at seeded Poisson due times, at most `level` in flight; the target and the
+        achieved rate (requests after the first / the schedule's start to the last first send) for
+        the manifest: a client that falls behind sends its last request late and misses the rate."""
+        count = len(phase) if arrival.duration_s is None else min(
+            len(phase), max(1, round(arrival.rate_per_s * arrival.duration_s)))
+        offsets = arrival_offsets(count, arrival.rate_per_s,
+                                  random.Random(f"{self.config.seed}\x1farrival\x1f{self._phase}"))
+        for cell in {p.config.endpoint.name: p.config for p in phase}.values():
+            self._client(cell)  # built now: building one takes ~0.1 s, which would make the first request late
+        loop = asyncio.get_running_loop()
+        slots = asyncio.Semaphore(level)
+        origin, origin_at = loop.time(), dt.datetime.now(dt.UTC)
+        tasks: list[asyncio.Task] = []
+        dues: list[Due] = []
+        try:
+            for planned, offset in zip(phase, offsets):
+                # an absolute due time, so a late wake-up delays one request, not every later one
+                await asyncio.sleep(max(0.0, origin + offset - loop.time()))
+                await slots.acquire()  # the wait for a free slot is part of send_lag_s
+                if self.stop_reason:
+                    slots.release()
+                    break
+                dues.append(Due(origin + offset, origin_at + dt.timedelta(seconds=offset)))
+                tasks.append(asyncio.create_task(self._one(planned, dues[-1])))
+                tasks[-1].add_done_callback(lambda _: slots.release())
+            outcomes = await asyncio.gather(*tasks)
+        except BaseException:
+            for task in tasks:
+                task.cancel()
+            raise
+        if count < len(phase) and not self.stop_reason:
+            self.stop_reason = (f"grid.arrival.duration_s={arrival.duration_s:g} at {arrival.rate_per_s:g}/s "
+                                f"sends {count} of the phase's {len(phase)} planned requests")
+        sent = [(o, due) for o, due in zip(outcomes, dues) if o is not None and o.sent_s is not None]
+        last = max((o.first_sent_s for o, _ in sent), default=origin)
+        achieved = (len(sent) - 1) / (last - origin) if len(sent) > 1 and last > origin else None
+        lags = [o.sent_s - due.monotonic_s for o, due in sent]
+        report = {"target_rate_per_s": arrival.rate_per_s, "achieved_rate_per_s": achieved,
+                  "requests": len(sent), "max_in_flight": level, "max_send_lag_s": max(lags, default=None)}
+        if achieved is not None and achieved < 0.98 * arrival.rate_per_s:
+            log.warning("open-loop phase %d sent %.3g requests/s of the %.3g asked for (largest send lag %.3g s): "
+                        "the client, the rate limits or max_in_flight=%d held requests back",
+                        self._phase, achieved, arrival.rate_per_s, report["max_send_lag_s"], level)
+        return report
 
     def _client(self, cell: RunConfig) -> openai.AsyncOpenAI:
         name = cell.endpoint.name
@@ -227,17 +310,19 @@ class Collector:
                 self._counters[name] = TokenCounter(tokenize_url, self._http)
         return self._clients[name]
 
-    async def _one(self, planned: PlannedRequest) -> None:
+    async def _one(self, planned: PlannedRequest, due: Due | None = None) -> Outcome | None:
+        """Send (or answer from the cache) one request and journal it; None when a limit stopped it."""
         if self.config.limits.max_requests is not None and self.sent >= self.config.limits.max_requests:
             self.stop_reason = f"reached max_requests={self.config.limits.max_requests}"
-            return
+            return None
         request = request_for(planned)
         self.sent += 1
         sequence, self._sequence = self._sequence, self._sequence + 1
         cache_key = request_key(self._cache_endpoint(planned.config), request) if planned.config.cache else None
         hit = lookup_or_none(self.cache, cache_key) if cache_key else None
         if hit is not None:
-            outcome = Outcome(hit.as_result(), 1, dt.datetime.now(dt.UTC))
+            now = time.monotonic()
+            outcome = Outcome(hit.as_result(), 1, dt.datetime.now(dt.UTC), sent_s=now, first_sent_s=now)
             record = replace(await self._record(planned, request, outcome, sequence), cache_hit=True)
         else:
             prompt_chars = len(request.prompt) if isinstance(request.prompt, str) else sum(
@@ -248,8 +333,11 @@ class Collector:
             if cache_key and self.cache is not None and outcome.result is not None:
                 self.cache.put(cache_key, outcome.result)
         record = replace(record, phase=self._phase)
+        if due is not None:
+            record = replace(record, scheduled_at=due.at, send_lag_s=outcome.sent_s - due.monotonic_s)
         self.journal.append(record)
         self._account(record)
+        return outcome
 
     def _cache_endpoint(self, cell: RunConfig) -> str:
         # the embedded server gets a new port every run; its identity is the model it serves
@@ -261,12 +349,15 @@ class Collector:
         policy = self.config.retry
         client = self._client(planned.config)
         connection = self.connections[planned.config.endpoint.name]
+        first_sent_s = None
         for attempt in range(1, policy.max_attempts + 1):
-            started_at = dt.datetime.now(dt.UTC)
+            started_at, sent_s = dt.datetime.now(dt.UTC), time.monotonic()
+            first_sent_s = sent_s if first_sent_s is None else first_sent_s
+            sent = {"sent_s": sent_s, "first_sent_s": first_sent_s}
             try:
                 result = await stream_request(client, request, timeout_s=policy.timeout_s,
                                               request_id=planned.request_id)
-                return Outcome(result, attempt, started_at)
+                return Outcome(result, attempt, started_at, **sent)
             # openai.APIError that is no APIStatusError: an error event inside the stream (vLLM and
             # llama.cpp send `data: {"error": ...}` when generation fails); retried like a 5xx, and
             # recorded, instead of ending the whole run with a raw exception
@@ -277,9 +368,9 @@ class Collector:
                     if kind == "auth":
                         raise EndpointError(f"endpoint {connection.name!r} refused the key (HTTP {status}): "
                                             f"{message}") from None
-                    return Outcome(None, attempt, started_at, kind, status, message)
+                    return Outcome(None, attempt, started_at, kind, status, message, **sent)
                 if attempt == policy.max_attempts:
-                    return Outcome(None, attempt, started_at, kind, status, connection.redact(_describe(exc)))
+                    return Outcome(None, attempt, started_at, kind, status, connection.redact(_describe(exc)), **sent)
                 delay = _retry_after_s(exc)
                 if delay is None:
                     delay = min(policy.backoff_max_s, policy.backoff_base_s * 2 ** (attempt - 1))
