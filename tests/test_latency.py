@@ -5,8 +5,9 @@ import pandas as pd
 import pytest
 from scipy import stats
 
-from toolkit.analysis.latency import (decomposition, fit_e2e, fit_ttft, goodput, latency_cdf,
-                                      percentiles, predict, request_metrics, what_if, what_if_prompt)
+from toolkit.analysis.latency import (arrival_rates, decomposition, fit_e2e, fit_ttft, goodput, latency_cdf,
+                                      latency_split, load_sweep, percentiles, predict, request_metrics, what_if,
+                                      what_if_prompt)
 from toolkit.schema import coerce_requests
 
 T0 = pd.Timestamp("2025-01-01T00:00:00Z")
@@ -192,3 +193,108 @@ def test_what_if_prompt_halves_the_prefill_part_only():
     assert got["ttft_saved_s"] == pytest.approx(0.005 * 275)
     assert got["ratio"] == pytest.approx((0.1 + 0.005 * 275) / (0.1 + 0.005 * 550))
     assert got["e2e_saved_share"] == pytest.approx(0.005 * 275 / 4.0)
+
+
+def test_latency_split_adds_up_to_e2e_with_server_timings_and_says_what_it_cannot_split():
+    frame = requests([
+        # a: network+queue 0.2 and 0.4, prefill 0.3 and 0.6, decode 1.4 and 1.8, overhead 0.1 and 0.2
+        {"config_id": "a", "ttft_s": 0.5, "e2e_s": 2.0, "server_prefill_s": 0.3, "server_decode_s": 1.4,
+         "completion_tokens": 15, "prompt_tokens": 100, "server_cached_tokens": 0},
+        {"config_id": "a", "ttft_s": 1.0, "e2e_s": 3.0, "server_prefill_s": 0.6, "server_decode_s": 1.8,
+         "completion_tokens": 19, "prompt_tokens": 300, "server_cached_tokens": 100},
+        # b: no server timings: decode from the gaps, TTFT not separable
+        {"config_id": "b", "ttft_s": 0.4, "e2e_s": 1.0, "tbt_s": [0.1, 0.2, 0.2], "completion_tokens": 4},
+        {"config_id": "b", "ttft_s": 0.3, "e2e_s": 0.5, "completion_tokens": 1},  # one token: decode 0
+        {"config_id": "b", "ttft_s": 0.2, "e2e_s": 9.0, "completion_tokens": 5},  # gaps lost: decode unknown
+        {"config_id": "b", "status": "error", "ttft_s": 0.1, "e2e_s": 0.2},
+    ])
+    got = latency_split(frame).set_index("config_id")
+    a, b = got.loc["a"], got.loc["b"]
+    assert (a["n"], a["n_server_timed"], b["n"], b["n_server_timed"]) == (2, 2, 3, 0)
+    assert a[["mean_network_queue_s", "mean_prefill_s", "mean_decode_s", "mean_overhead_s"]].tolist() == \
+        pytest.approx([0.3, 0.45, 1.6, 0.15])
+    shares = a[["network_queue_share", "prefill_share", "decode_share", "overhead_share"]].to_numpy(dtype=float)
+    assert shares == pytest.approx([0.3 / 2.5, 0.45 / 2.5, 1.6 / 2.5, 0.15 / 2.5]) and shares.sum() == pytest.approx(1)
+    assert a["ttft_share"] == pytest.approx(0.75 / 2.5) and a["dominant"] == "decode"
+    assert a["cached_prompt_share"] == pytest.approx(100 / 400) and a["mean_prompt_tokens"] == 200
+    assert math.isnan(b["mean_network_queue_s"]) and math.isnan(b["prefill_share"])
+    assert b["mean_decode_s"] == pytest.approx(0.25)  # (0.5 + 0) / 2: the unknown one is left out
+    assert b["decode_share"] == pytest.approx(0.5 / 1.5) and b["overhead_share"] == pytest.approx(0.3 / 1.5)
+    assert b["ttft_share"] == pytest.approx(0.9 / 10.5) and b["dominant"] == "decode"
+    assert math.isnan(b["cached_prompt_share"])
+
+
+def test_latency_split_calls_ttft_dominant_when_it_cannot_be_split():
+    frame = requests([{"ttft_s": 0.9, "e2e_s": 1.0, "tbt_s": [0.05], "completion_tokens": 2}])
+    assert latency_split(frame).iloc[0]["dominant"] == "ttft"
+
+
+def sweep_rows(levels: dict[int, tuple[int, float]], **extra) -> list[dict]:
+    """Requests sent in waves: `concurrency` at once, each taking e2e seconds, the next wave when they end."""
+    rows, phase = [], 0
+    for concurrency, (count, e2e) in levels.items():
+        for i in range(count):
+            start = T0 + pd.Timedelta(hours=phase) + pd.Timedelta(milliseconds=round(1000 * (i // concurrency) * e2e))
+            rows.append({"run_id": "r", "endpoint": "h", "model": "m", "concurrency": concurrency, "phase": phase,
+                         "started_at": start, "ttft_s": e2e / 4, "e2e_s": e2e, "completion_tokens": 10} | extra)
+        phase += 1
+    return rows
+
+
+def test_load_sweep_measures_throughput_over_phase_wall_time_and_finds_the_knee():
+    # level 1: 4 x 1.0 s one after another: 4 s, 1 request/s; level 2: 8 x 1.2 s two at a time:
+    # 4.8 s, 1.667/s (x1.667 for e2e x1.2); level 4: 8 x 3.0 s four at a time: 6 s, 1.333/s
+    # (x0.8 for e2e x2.5): the knee is at 4
+    frame = requests(sweep_rows({1: (4, 1.0), 2: (8, 1.2), 4: (8, 3.0)}))
+    got = load_sweep(frame).set_index("concurrency")
+    assert got["wall_s"].tolist() == pytest.approx([4.0, 4.8, 6.0])
+    assert got["throughput_rps"].tolist() == pytest.approx([1.0, 8 / 4.8, 8 / 6])
+    assert got["throughput_tokens_per_s"].tolist() == pytest.approx([10.0, 80 / 4.8, 80 / 6])
+    assert got["p50_e2e_s"].tolist() == pytest.approx([1.0, 1.2, 3.0])
+    assert got["p95_ttft_s"].tolist() == pytest.approx([0.25, 0.3, 0.75])
+    assert got["throughput_ratio"].tolist()[1:] == pytest.approx([8 / 4.8, (8 / 6) / (8 / 4.8)])
+    assert got["e2e_ratio"].tolist()[1:] == pytest.approx([1.2, 2.5])
+    assert got["knee"].tolist() == [False, False, True]
+    assert set(got["wall_rule"]) == {"phase"} and set(got["config_group"]) == {"m"}
+
+
+def test_load_sweep_without_recorded_phases_takes_one_phase_per_level():
+    with_phases = load_sweep(requests(sweep_rows({1: (4, 1.0), 4: (8, 3.0)})))
+    without = load_sweep(requests(sweep_rows({1: (4, 1.0), 4: (8, 3.0)}, phase=None)))
+    assert without["throughput_rps"].tolist() == pytest.approx(with_phases["throughput_rps"].tolist())
+    assert set(without["wall_rule"]) == {"level"} and without["knee"].tolist() == [False, True]
+    # no send times (llmperf): nothing to measure a wall time by
+    blind = load_sweep(requests(sweep_rows({1: (4, 1.0)}, phase=None, started_at=None)))
+    assert blind["wall_rule"].tolist() == ["none"] and math.isnan(blind.loc[0, "throughput_rps"])
+    assert blind.loc[0, "p50_e2e_s"] == 1.0
+
+
+def test_load_sweep_shares_a_mixed_phase_by_each_request_s_work():
+    # two models in one phase of 4 s: m's requests did 3 times the work of n's, so m gets 3 s of it
+    rows = [{"run_id": "r", "endpoint": "h", "concurrency": 1, "phase": 0, "status": "ok", "completion_tokens": 5,
+             "started_at": T0 + pd.Timedelta(seconds=start), "ttft_s": 0.1, "e2e_s": e2e, "model": model}
+            for model, start, e2e in (("m", 0, 1.5), ("n", 1.5, 0.5), ("m", 2, 1.5), ("n", 3.5, 0.5))]
+    got = load_sweep(requests(rows)).set_index("model")
+    assert got.loc["m", "wall_s"] == pytest.approx(3.0) and got.loc["n", "wall_s"] == pytest.approx(1.0)
+    assert got.loc["m", "throughput_rps"] == pytest.approx(2 / 3) and got["config_group"].tolist() == ["m", "n"]
+
+
+def test_latency_from_the_scheduled_time_adds_the_send_lag():
+    frame = requests([{"ttft_s": 0.2, "e2e_s": 1.0, "send_lag_s": 0.5}, {"ttft_s": 0.4, "e2e_s": 2.0, "send_lag_s": 0.0},
+                      {"ttft_s": 0.3, "e2e_s": 1.5}])
+    got = request_metrics(frame)
+    assert got["ttft_from_scheduled_s"].tolist()[:2] == pytest.approx([0.7, 0.4])
+    assert got["e2e_from_scheduled_s"].tolist()[:2] == pytest.approx([1.5, 2.0])
+    assert math.isnan(got.loc[2, "e2e_from_scheduled_s"])  # closed loop: no due time
+    table = percentiles(frame, metrics=("e2e_s", "e2e_from_scheduled_s"), q=(0.5,)).iloc[0]
+    assert table["p50_e2e_s"] == 1.5 and table["p50_e2e_from_scheduled_s"] == pytest.approx(1.75)
+
+
+def test_arrival_rates_reads_the_open_loop_phases_of_a_manifest():
+    phases = [{"phase": 0, "concurrency": 1},
+              {"phase": 1, "concurrency": 100, "arrival": {"target_rate_per_s": 50.0, "achieved_rate_per_s": 45.0,
+                                                            "requests": 200, "max_in_flight": 100,
+                                                            "max_send_lag_s": 0.25}}]
+    got = arrival_rates(phases)
+    assert got["phase"].tolist() == [1] and got.loc[0, "achieved_share"] == pytest.approx(0.9)
+    assert arrival_rates([{"phase": 0}]).empty and "achieved_rate_per_s" in arrival_rates([]).columns

@@ -1,9 +1,11 @@
-"""Latency metrics, their percentiles, decomposition, goodput and CDFs from the requests table.
+"""Latency metrics, their percentiles, decomposition, goodput and CDFs from the requests table;
+where each request's time went (`latency_split`), and what more requests in flight buy (`load_sweep`).
 
 The metric definitions are the ones in shared/DESIGN.md "Measurement rules", computed from the
 stored timings so that other tools' numbers can be recomputed. Only `status == "ok"` rows with
-both `ttft_s` and `e2e_s` count. The robust fits and what-if predictions live in
-`toolkit.analysis.latency_fit` and are re-exported here.
+both `ttft_s` and `e2e_s` count. Open-loop runs also get latency from the time a request was due
+(`send_lag_s` + `ttft_s` / `e2e_s`), so a client that sent late cannot hide it. The robust fits
+and what-if predictions live in `toolkit.analysis.latency_fit` and are re-exported here.
 """
 from __future__ import annotations
 
@@ -15,13 +17,16 @@ import pyarrow as pa
 import pyarrow.compute as pc
 
 from toolkit.analysis.latency_fit import fit_e2e, fit_robust, fit_ttft, predict, what_if, what_if_prompt
+from toolkit.analysis.overview import LABEL_SEPARATOR
+from toolkit.pricing import machine_seconds
 
 __all__ = [
-    "decomposition", "fit_e2e", "fit_robust", "fit_ttft", "goodput", "latency_cdf", "percentiles",
-    "predict", "request_metrics", "what_if", "what_if_prompt",
+    "arrival_rates", "decomposition", "fit_e2e", "fit_robust", "fit_ttft", "goodput", "latency_cdf",
+    "latency_split", "load_sweep", "percentiles", "predict", "request_metrics", "what_if", "what_if_prompt",
 ]
 
-METRIC_COLUMNS = ("tpot_s", "output_tokens_per_s", "itl_mean_s", "overhead_s", "decode_s")
+METRIC_COLUMNS = ("tpot_s", "output_tokens_per_s", "itl_mean_s", "overhead_s", "decode_s",
+                  "ttft_from_scheduled_s", "e2e_from_scheduled_s")
 SHARE_COLUMNS = ("network_share", "ttft_share", "decode_share")
 ITL = "itl_s"  # a pseudo-metric: one value per gap in `tbt_s`, not one per request
 
@@ -46,24 +51,32 @@ def _gaps(value: object) -> np.ndarray:
     return np.empty(0)
 
 
-def _gap_means(values: pd.Series, chunk: int = 250_000) -> np.ndarray:
-    """Mean of each row's gaps, NaN for none: through Arrow in chunks of rows, because a Python
-    loop over a million lists takes seconds; values that are not lists fall back to that loop."""
+def _gap_sums(values: pd.Series, chunk: int = 250_000) -> tuple[np.ndarray, np.ndarray]:
+    """Sum and number of each row's gaps: through Arrow in chunks of rows, because a Python loop
+    over a million lists takes seconds; values that are not lists fall back to that loop."""
     objects = values.to_numpy(dtype=object)
-    out = np.full(len(objects), np.nan)
+    sums, counts = np.zeros(len(objects)), np.zeros(len(objects), dtype=np.int64)
     for start in range(0, len(objects), chunk):
         part = objects[start:start + chunk]
+        window = slice(start, start + len(part))
         try:
             lists = pa.array(part, type=pa.list_(pa.float64()), from_pandas=True)
         except (pa.ArrowInvalid, pa.ArrowTypeError, TypeError):
-            out[start:start + len(part)] = [float(g.mean()) if len(g := _gaps(v)) else np.nan for v in part]
+            gaps = [_gaps(v) for v in part]
+            sums[window], counts[window] = [float(g.sum()) for g in gaps], [len(g) for g in gaps]
             continue
         lengths = pc.list_value_length(lists).fill_null(0).to_numpy()
-        sums = np.bincount(np.repeat(np.arange(len(part)), lengths), minlength=len(part),
-                           weights=pc.list_flatten(lists).to_numpy(zero_copy_only=False))
-        with np.errstate(invalid="ignore", divide="ignore"):
-            out[start:start + len(part)] = np.where(lengths > 0, sums / lengths, np.nan)
-    return out
+        sums[window] = np.bincount(np.repeat(np.arange(len(part)), lengths), minlength=len(part),
+                                   weights=pc.list_flatten(lists).to_numpy(zero_copy_only=False))
+        counts[window] = lengths
+    return sums, counts
+
+
+def _gap_means(values: pd.Series) -> np.ndarray:
+    """Mean of each row's gaps, NaN for none."""
+    sums, counts = _gap_sums(values)
+    with np.errstate(invalid="ignore", divide="ignore"):
+        return np.where(counts > 0, sums / counts, np.nan)
 
 
 def request_metrics(frame: pd.DataFrame) -> pd.DataFrame:
@@ -72,8 +85,9 @@ def request_metrics(frame: pd.DataFrame) -> pd.DataFrame:
     tpot_s = (e2e - ttft) / (completion_tokens - 1), undefined for <= 1 token (vLLM);
     output_tokens_per_s = (completion_tokens - 1) / (e2e - ttft) (Artificial Analysis);
     itl_mean_s = mean of the `tbt_s` gaps; overhead_s = e2e - server_s (network and client share,
-    only where the server reports its time); decode_s = e2e - ttft. Rows that are not ok or
-    lack timings get NaN for all of them.
+    only where the server reports its time); decode_s = e2e - ttft; ttft_from_scheduled_s and
+    e2e_from_scheduled_s = send_lag_s + ttft / e2e, the latency from the time an open-loop request
+    was due (NaN in closed-loop runs). Rows that are not ok or lack timings get NaN for all of them.
     """
     out = frame.copy()
     timed = _timed(frame)
@@ -87,16 +101,19 @@ def request_metrics(frame: pd.DataFrame) -> pd.DataFrame:
     out["itl_mean_s"] = np.where(timed, _gap_means(frame["tbt_s"]), np.nan)
     out["overhead_s"] = np.where(timed, e2e - server, np.nan)
     out["decode_s"] = decode
+    lag = _floats(frame["send_lag_s"]) if "send_lag_s" in frame.columns else np.full(len(frame), np.nan)
+    out["ttft_from_scheduled_s"] = np.where(timed, lag + ttft, np.nan)
+    out["e2e_from_scheduled_s"] = np.where(timed, lag + e2e, np.nan)
     return out
 
 
-METRIC_INPUTS = ("status", "ttft_s", "e2e_s", "completion_tokens", "server_s", "tbt_s")
+METRIC_INPUTS = ("status", "ttft_s", "e2e_s", "completion_tokens", "server_s", "tbt_s", "send_lag_s")
 
 
 def _timed_metrics(frame: pd.DataFrame, columns: Sequence[str]) -> pd.DataFrame:
     """`request_metrics` of the timed rows, with only `columns` of `frame` beside what the metrics
     read: a copy of every column of a million-row table costs about half a gigabyte."""
-    keep = list(dict.fromkeys([*METRIC_INPUTS, *(c for c in columns if c in frame.columns)]))
+    keep = list(dict.fromkeys(c for c in [*METRIC_INPUTS, *columns] if c in frame.columns))
     return request_metrics(frame.loc[_timed(frame), keep])
 
 
@@ -183,7 +200,8 @@ def goodput(frame: pd.DataFrame, *, ttft_s: float | None = None, tpot_s: float |
     wall_s, throughput_rps (n_ok / wall_s), goodput_rps (n_good / wall_s).
     """
     keys = _keys(by)
-    metrics = request_metrics(frame[list(dict.fromkeys([*METRIC_INPUTS, "started_at", *keys]))])
+    metrics = request_metrics(frame[[c for c in dict.fromkeys([*METRIC_INPUTS, "started_at", *keys])
+                                     if c in frame.columns]])
     metrics["_good"] = _meets(metrics, ttft_s=ttft_s, tpot_s=tpot_s, e2e_s=e2e_s)
     metrics["_ok"] = _timed(metrics)
     metrics["_end"] = metrics["started_at"] + pd.to_timedelta(metrics["e2e_s"], unit="s")
@@ -224,3 +242,177 @@ def latency_cdf(frame: pd.DataFrame, *, metric: str = "e2e_s",
     grouped = values.groupby(keys, dropna=False, sort=False)[metric]
     values["cdf"] = grouped.rank(method="max") / grouped.transform("size")
     return values[keys + [metric, "cdf"]]
+
+
+SPLIT_PARTS = ("network_queue", "prefill", "decode", "overhead")
+
+
+def _split_parts(timed: pd.DataFrame) -> pd.DataFrame:
+    """Per timed request, the seconds of each part of `latency_split` (NaN where not separable)."""
+    ttft, e2e = _floats(timed["ttft_s"]), _floats(timed["e2e_s"])
+    prefill = _floats(timed["server_prefill_s"]) if "server_prefill_s" in timed.columns else np.full(len(timed), np.nan)
+    server_decode = (_floats(timed["server_decode_s"]) if "server_decode_s" in timed.columns
+                     else np.full(len(timed), np.nan))
+    gap_sum, gaps = _gap_sums(timed["tbt_s"])
+    tokens = _floats(timed["completion_tokens"])
+    # the client's own decode time where the server gives none: every gap after the first token;
+    # an answer of one token has none, one of several without gaps recorded is unknown
+    streamed = np.where(gaps > 0, gap_sum, np.where(tokens <= 1, 0.0, np.nan))
+    decode = np.where(np.isnan(server_decode), streamed, server_decode)
+    return pd.DataFrame({"ttft": ttft, "e2e": e2e, "network_queue": ttft - prefill, "prefill": prefill,
+                         "decode": decode, "overhead": e2e - ttft - decode}, index=timed.index)
+
+
+def latency_split(frame: pd.DataFrame, *, by: str | Sequence[str] = ("config_id",)) -> pd.DataFrame:
+    """Per group, where a request's end-to-end time goes, in seconds and shares.
+
+    Per request: network_queue = ttft - server_prefill_s (the trip to the server, the wait for a
+    slot and the first token's way back); prefill = server_prefill_s (prompt processing);
+    decode = server_decode_s, else the sum of the `tbt_s` gaps (TBT x tokens); overhead = e2e -
+    ttft - decode (what follows the last token).  The four add up to e2e.  Without server timings
+    network_queue and prefill are NaN (not separable: both are inside TTFT), never guessed.
+    Columns: keys, n, n_server_timed, mean_/median_ e2e_s, ttft_s and each part's _s, the shares
+    (a part's total over the e2e total of the rows where the part is known, so that they add up to 1
+    where every part is known; ttft_share = network_queue + prefill), mean_prompt_tokens,
+    mean_completion_tokens, cached_prompt_share (server_cached_tokens / prompt_tokens) and
+    `dominant`, the part with the largest share ("ttft" where TTFT cannot be split).
+    """
+    keys = _keys(by)
+    columns = [*keys, "prompt_tokens", "completion_tokens", "server_prefill_s", "server_decode_s",
+               "server_cached_tokens"]
+    timed = frame.loc[_timed(frame), [c for c in dict.fromkeys([*METRIC_INPUTS, *columns]) if c in frame.columns]]
+    parts = _split_parts(timed)
+    parts[keys] = timed[keys]
+    parts["prompt_tokens"] = _floats(timed["prompt_tokens"]) if "prompt_tokens" in timed.columns else np.nan
+    parts["completion_tokens"] = _floats(timed["completion_tokens"])
+    parts["cached_tokens"] = (_floats(timed["server_cached_tokens"]) if "server_cached_tokens" in timed.columns
+                              else np.nan)
+    seconds = ("e2e", "ttft", *SPLIT_PARTS)
+    out = [*keys, "n", "n_server_timed", *(f"{stat}_{name}_s" for name in seconds for stat in ("mean", "median")),
+           "ttft_share", *(f"{name}_share" for name in SPLIT_PARTS), "mean_prompt_tokens",
+           "mean_completion_tokens", "cached_prompt_share", "dominant"]
+    rows = []
+    for group, part in parts.groupby(keys, dropna=False, sort=True):
+        row = dict(zip(keys, group)) | {"n": len(part), "n_server_timed": int(part["prefill"].notna().sum())}
+        for name in seconds:
+            row[f"mean_{name}_s"], row[f"median_{name}_s"] = part[name].mean(), part[name].median()
+        for name in ("ttft", *SPLIT_PARTS):
+            known = part[name].notna()
+            total = part.loc[known, "e2e"].sum()
+            row[f"{name}_share"] = part.loc[known, name].sum() / total if known.any() and total > 0 else np.nan
+        row["mean_prompt_tokens"] = part["prompt_tokens"].mean()
+        row["mean_completion_tokens"] = part["completion_tokens"].mean()
+        cached = part.dropna(subset=["cached_tokens", "prompt_tokens"])
+        row["cached_prompt_share"] = (cached["cached_tokens"].sum() / cached["prompt_tokens"].sum()
+                                      if cached["prompt_tokens"].sum() > 0 else np.nan)
+        row["dominant"] = _dominant(row)
+        rows.append(row)
+    return pd.DataFrame(rows, columns=out)
+
+
+def _dominant(row: dict) -> str | None:
+    """The part with the largest share; TTFT whole where network+queue and prefill are unknown."""
+    names = [*SPLIT_PARTS] if not np.isnan(row["prefill_share"]) else ["ttft", "decode", "overhead"]
+    shares = {name: row[f"{name}_share"] for name in names if not np.isnan(row[f"{name}_share"])}
+    return max(shares, key=shares.get) if shares else None
+
+
+LOAD_GROUP = ("endpoint", "model", "prompt_variant", "max_tokens", "temperature")
+
+
+def _phase_seconds(frame: pd.DataFrame) -> tuple[np.ndarray, np.ndarray]:
+    """Each row's share of its phase's wall time (`pricing.machine_seconds`) and how it was known:
+    "phase"; "level" for rows collected without a recorded phase (older runs, imports), taken as
+    one phase per run, endpoint and concurrency level (the collector has always sent one level at
+    a time, and llmperf does too); "hit" for response-cache hits (0 s: no machine time); "none"
+    where no send time makes a phase (NaN seconds)."""
+    if {"machine_s", "machine_rule"} <= set(frame.columns):  # load_run's, shared over the whole run
+        seconds = _floats(frame["machine_s"]).copy()
+        rule = frame["machine_rule"].astype(object).to_numpy()
+    else:
+        machine = machine_seconds(frame)
+        seconds = machine["machine_s"].to_numpy(dtype=float, copy=True)
+        rule = machine["machine_rule"].astype(object).to_numpy()
+    how = np.where(rule == "phase", "phase", np.where(rule == "cache_hit", "hit", "none")).astype(object)
+    loose = rule == "e2e"
+    if loose.any():
+        part = frame.loc[loose].drop(columns=["machine_s", "machine_rule"], errors="ignore")
+        levels = part.groupby(["run_id", "endpoint", "concurrency"], dropna=False, sort=False).ngroup()
+        stand_in = machine_seconds(part.assign(phase=-1 - levels.to_numpy()))
+        phased = (stand_in["machine_rule"] == "phase").to_numpy()
+        seconds[loose] = np.where(phased, stand_in["machine_s"].to_numpy(dtype=float), np.nan)
+        how[loose] = np.where(phased, "level", "none")
+    seconds = np.where(how == "none", np.nan, seconds)
+    return seconds, how
+
+
+def load_sweep(frame: pd.DataFrame, *, by: str | Sequence[str] = LOAD_GROUP,
+               level: str = "concurrency") -> pd.DataFrame:
+    """What more requests in flight buy: per config group (`by`, every setting but the load) and
+    `level`, the throughput against the latency it costs, and the knee.
+
+    throughput_rps and throughput_tokens_per_s = requests (output tokens) completed over the wall
+    time of the phases they ran in, first send to last byte, shared among a phase's requests as
+    `pricing.machine_seconds` shares it (the same seconds a self-hosted request is priced by).
+    p50/p95 of ttft_s and e2e_s over the timed rows.  e2e_ratio and throughput_ratio are the
+    factors from the previous level; `knee` marks the first level where p50 e2e grows by a larger
+    factor than throughput_rps: past it, more in flight buys latency rather than throughput.
+    Columns: keys, config_group (the varying `by` values joined), level, n, n_ok, wall_s,
+    wall_rule ("phase", "level" or "none": see `_phase_seconds`), throughput_rps,
+    throughput_tokens_per_s, p50_/p95_ ttft_s and e2e_s, e2e_ratio, throughput_ratio, knee.
+    """
+    keys = [k for k in _keys(by) if k in frame.columns and k != level]
+    seconds, how = _phase_seconds(frame)
+    data = frame[[*keys, level, "status", "ttft_s", "e2e_s", "completion_tokens"]].copy()
+    data["_seconds"], data["_how"] = seconds, how
+    # completed: ok and inside a phase whose wall time is known, so that count and seconds match
+    data["_done"] = frame["status"].eq("ok").fillna(False).to_numpy(dtype=bool) & (how != "none")
+    data["_timed"] = _timed(frame)
+    data["_tokens"] = np.where(data["_done"], np.nan_to_num(_floats(frame["completion_tokens"])), 0.0)
+    # a label of what differs between groups; with one group, its model (as `overview.latency_groups`)
+    varying = [k for k in keys if data[k].nunique(dropna=True) > 1] or [k for k in keys if k == "model"] or keys[:1]
+    columns = [*keys, "config_group", level, "n", "n_ok", "wall_s", "wall_rule", "throughput_rps",
+               "throughput_tokens_per_s", "p50_ttft_s", "p95_ttft_s", "p50_e2e_s", "p95_e2e_s", "e2e_ratio",
+               "throughput_ratio", "knee"]
+    rows = []
+    for values, part in data.groupby([*keys, level], dropna=False, sort=True):
+        row = dict(zip([*keys, level], values))
+        row["config_group"] = LABEL_SEPARATOR.join(str(row[k]) for k in varying) if varying else ""
+        wall = part["_seconds"].sum(min_count=1)
+        wall = wall if wall > 0 else np.nan
+        rules = sorted(set(part["_how"]) - {"none", "hit"}) or ["none"]
+        row |= {"n": len(part), "n_ok": int(part["status"].eq("ok").fillna(False).sum()), "wall_s": wall,
+                "wall_rule": "+".join(rules), "throughput_rps": part["_done"].sum() / wall,
+                "throughput_tokens_per_s": part["_tokens"].sum() / wall}
+        timed = part[part["_timed"]]
+        for metric in ("ttft_s", "e2e_s"):
+            values_s = timed[metric].astype(float)
+            for q in (0.5, 0.95):
+                row[f"{_qname(q)}_{metric}"] = float(values_s.quantile(q)) if len(values_s) else np.nan
+        rows.append(row)
+    table = pd.DataFrame(rows, columns=columns)
+    # rows come sorted by group, then level: compare each level with the one before it
+    group = table.groupby(keys, dropna=False, sort=False).ngroup() if keys else pd.Series(0, index=table.index)
+    table["e2e_ratio"] = table["p50_e2e_s"] / table.groupby(group)["p50_e2e_s"].shift()
+    table["throughput_ratio"] = table["throughput_rps"] / table.groupby(group)["throughput_rps"].shift()
+    past = (table["e2e_ratio"] > table["throughput_ratio"]).astype(int)
+    table["knee"] = (past == 1) & (past.groupby(group).cumsum() == 1)
+    return table
+
+
+def arrival_rates(phases: Sequence[dict]) -> pd.DataFrame:
+    """The open-loop phases of a manifest's "phases" list: target and achieved rate, their ratio,
+    requests sent and the largest send lag.  Empty (with the columns) for a closed-loop run."""
+    columns = ["phase", "target_rate_per_s", "achieved_rate_per_s", "achieved_share", "requests",
+               "max_in_flight", "max_send_lag_s"]
+    rows = []
+    for entry in phases:
+        arrival = entry.get("arrival")
+        if not arrival:
+            continue
+        target, achieved = arrival.get("target_rate_per_s"), arrival.get("achieved_rate_per_s")
+        rows.append({"phase": entry.get("phase"), "target_rate_per_s": target, "achieved_rate_per_s": achieved,
+                     "achieved_share": achieved / target if achieved is not None and target else np.nan,
+                     "requests": arrival.get("requests"), "max_in_flight": arrival.get("max_in_flight"),
+                     "max_send_lag_s": arrival.get("max_send_lag_s")})
+    return pd.DataFrame(rows, columns=columns).astype({"achieved_rate_per_s": float, "max_send_lag_s": float})
