@@ -8,7 +8,8 @@ import pandas as pd  # noqa: E402
 import pytest  # noqa: E402
 
 from toolkit import plots  # noqa: E402
-from toolkit.analysis.latency import decomposition, fit_e2e, percentiles, predict  # noqa: E402
+from toolkit.analysis.latency import (decomposition, fit_e2e, latency_split, load_sweep, percentiles,  # noqa: E402
+                                      predict)
 from toolkit.errors import ParameterError  # noqa: E402
 from toolkit.schema import coerce_requests  # noqa: E402
 
@@ -233,6 +234,8 @@ def test_frontier_plot_without_pareto_draws_plain_labelled_points_and_continues_
                                                   ev_low_usd=1.0, ev_high_usd=1.0), ax=ax),
     lambda d, ax: plots.frontier_plot(d.assign(usd_per_1k=1.0, accuracy=1.0, pareto=True), ax=ax),
     lambda d, ax: plots.bar_plot(d.assign(monthly_usd=1.0), x="monthly_usd", y="config_id", ax=ax),
+    lambda d, ax: plots.latency_split_plot(latency_split(d), ax=ax),
+    lambda d, ax: plots.load_sweep_plot(load_sweep(d), ax=ax),
 ])
 def test_empty_data_draws_a_no_data_note(ax, requests, draw):
     assert draw(requests.iloc[0:0], ax) is ax
@@ -252,3 +255,41 @@ def test_bar_plot_draws_one_bar_per_row_in_order(ax):
 def test_missing_column_names_it(ax, requests):
     with pytest.raises(ParameterError, match="frontier_plot: data has no column\\(s\\) usd_per_1k"):
         plots.frontier_plot(requests.assign(pareto=True, accuracy=1.0), ax=ax)
+
+
+def test_latency_split_plot_stacks_seconds_up_to_the_mean_e2e_and_hatches_an_unsplit_ttft(ax):
+    frame = coerce_requests(pd.DataFrame([
+        {"config_id": "timed", "status": "ok", "ttft_s": 0.5, "e2e_s": 2.0, "server_prefill_s": 0.3,
+         "server_decode_s": 1.4, "completion_tokens": 15},
+        {"config_id": "timed", "status": "ok", "ttft_s": 1.0, "e2e_s": 3.0, "server_prefill_s": 0.6,
+         "server_decode_s": 1.8, "completion_tokens": 19},
+        {"config_id": "plain", "status": "ok", "ttft_s": 0.4, "e2e_s": 1.0, "tbt_s": [0.1, 0.2, 0.2],
+         "completion_tokens": 4},
+    ]))
+    table = latency_split(frame)
+    assert plots.latency_split_plot(table, ax=ax) is ax
+    ends: dict[str, float] = {}
+    for bar in ax.patches:
+        row = table["config_id"].iloc[round(bar.get_y() + bar.get_height() / 2)]
+        ends[row] = max(ends.get(row, 0.0), bar.get_x() + bar.get_width())
+    assert ends == pytest.approx({"timed": 2.5, "plain": 1.0})
+    hatched = [bar for bar in ax.patches if bar.get_hatch()]
+    assert [round(bar.get_width(), 6) for bar in hatched if bar.get_width() > 0] == [0.4]  # plain's TTFT
+    assert legend_texts(ax) == [plots.UNSPLIT_TTFT, *plots.SPLIT_PARTS.values()]
+    assert ax.get_xlabel() == "mean seconds per request"
+    with pytest.raises(ParameterError, match="stat must be 'mean' or 'median'"):
+        plots.latency_split_plot(table, stat="p95", ax=ax)
+
+
+def test_load_sweep_plot_draws_a_line_per_group_through_its_levels_and_rings_the_knee(ax):
+    table = pd.DataFrame({"config_group": ["a", "a", "a", "b", "b"], "concurrency": [1, 2, 4, 1, 4],
+                          "throughput_rps": [1.0, 1.8, 2.0, 0.5, 0.9], "p50_e2e_s": [0.5, 0.6, 1.5, 1.0, 1.2],
+                          "knee": [False, False, True, False, False]})
+    assert plots.load_sweep_plot(table.sample(frac=1, random_state=1), ax=ax) is ax
+    assert [list(line.get_xdata()) for line in ax.lines] == [[1.0, 1.8, 2.0], [0.5, 0.9]]
+    assert [list(line.get_ydata()) for line in ax.lines] == [[0.5, 0.6, 1.5], [1.0, 1.2]]
+    rings = [c for c in ax.collections if len(c.get_offsets())]
+    assert len(rings) == 1 and list(rings[0].get_offsets()[0]) == [2.0, 1.5]
+    assert sorted(texts(ax)) == ["1", "1", "2", "4", "4"]
+    assert legend_texts(ax) == ["a", "b", "knee (point labels: concurrency)"]
+    assert (ax.get_xlabel(), ax.get_ylabel()) == ("throughput (requests/s)", "p50 end-to-end latency (s)")

@@ -13,6 +13,7 @@ import numpy as np
 import pandas as pd
 import seaborn as sns
 from matplotlib.axes import Axes
+from matplotlib.lines import Line2D
 from matplotlib.patches import Patch
 from matplotlib.ticker import FuncFormatter
 
@@ -22,7 +23,8 @@ from toolkit.errors import ParameterError
 
 __all__ = [
     "accuracy_plot", "axis_label", "bar_plot", "cost_model_plot", "decomposition_plot", "frontier_plot",
-    "latency_cdf_plot", "merge_labels", "percentile_plot", "regression_plot", "sensitivity_plot", "view_front",
+    "latency_cdf_plot", "latency_split_plot", "load_sweep_plot", "merge_labels", "percentile_plot",
+    "regression_plot", "sensitivity_plot", "view_front",
 ]
 
 LABELS = {
@@ -43,6 +45,10 @@ LABELS = {
     "monthly_ev_usd": "expected value (USD per month)",
     "error_value_ratio": "error cost / value of a success (E/V)",
     "goodput_rps": "goodput (requests/s)",
+    "throughput_rps": "throughput (requests/s)",
+    "throughput_tokens_per_s": "output throughput (tokens/s)",
+    "ttft_from_scheduled_s": "time to first token from the due time (s)",
+    "e2e_from_scheduled_s": "end-to-end latency from the due time (s)",
     "cdf": "share of requests at or below",
     "monthly_usd": "cost (USD per month)",
 }
@@ -221,6 +227,79 @@ def decomposition_plot(data: pd.DataFrame, *, y: str = "config_id",
     notes = [Patch(facecolor="none", edgecolor="none", label=f"{name}: not separable here (inside TTFT)")
              for name in missing]
     _legend(ax, outside=True, extra=notes)
+    return ax
+
+
+# The parts `latency_split_plot` stacks, in order, and the stand-in where TTFT cannot be split.
+SPLIT_PARTS = {"network_queue": "network + queue", "prefill": "prefill (prompt processing)",
+               "decode": "decode (after the first token)", "overhead": "overhead (after the last token)"}
+UNSPLIT_TTFT = "TTFT: network + queue + prefill, not separable (no server timings)"
+
+
+def latency_split_plot(data: pd.DataFrame, *, y: str = "config_id", stat: str = "mean",
+                       ax: Axes | None = None) -> Axes:
+    """Horizontal stacked bars of where a request's time goes (the table `latency_split` returns):
+    network + queue, prefill, decode and overhead, in seconds (`stat`: "mean" adds up to the mean
+    end to end, "median" does not quite).  A row whose TTFT cannot be split draws it as one hatched
+    block; a part below zero (clock noise in the overhead) draws as nothing."""
+    if stat not in ("mean", "median"):
+        raise ParameterError(f"latency_split_plot: stat must be 'mean' or 'median', got {stat!r}")
+    ax = _axes(ax)
+    columns = [f"{stat}_{part}_s" for part in (*SPLIT_PARTS, "ttft")]
+    _require(data, [y, *columns], "latency_split_plot")
+    if data is None or data.empty:
+        return _no_data(ax)
+    labels = data[y].astype(str).tolist()
+    seconds = {part: pd.to_numeric(data[f"{stat}_{part}_s"], errors="coerce").astype(float).to_numpy()
+               for part in (*SPLIT_PARTS, "ttft")}
+    unsplit = np.isnan(seconds["network_queue"]) | np.isnan(seconds["prefill"])
+    colors = dict(zip(SPLIT_PARTS, sns.color_palette(n_colors=len(SPLIT_PARTS))))
+    left = np.zeros(len(data))
+    for part, name in SPLIT_PARTS.items():
+        widths = np.clip(np.nan_to_num(seconds[part]), 0.0, None)
+        if part == "network_queue" and unsplit.any():
+            ttft = np.where(unsplit, np.clip(np.nan_to_num(seconds["ttft"]), 0.0, None), 0.0)
+            ax.barh(labels, ttft, left=left, color="lightgrey", hatch="//", edgecolor="grey", label=UNSPLIT_TTFT)
+            left += ttft
+        if part in ("network_queue", "prefill"):
+            widths = np.where(unsplit, 0.0, widths)
+            if not widths.any():
+                continue
+        ax.barh(labels, widths, left=left, color=colors[part], label=name)
+        left += widths
+    ax.set(xlabel=f"{stat} seconds per request", ylabel="")
+    ax.invert_yaxis()  # first row on top, as in the table
+    _legend(ax, outside=True)
+    return ax
+
+
+def load_sweep_plot(data: pd.DataFrame, *, x: str = "throughput_rps", y: str = "p50_e2e_s",
+                    hue: str | None = "config_group", level: str = "concurrency", ax: Axes | None = None) -> Axes:
+    """Throughput against latency, one line per `hue` through its load levels (the table `load_sweep`
+    returns): each point is labelled with its level, and the knee (where latency grows faster than
+    throughput) is ringed.  Up and to the left is worse: latency bought without throughput."""
+    ax = _axes(ax)
+    _require(data, [x, y, hue, level], "load_sweep_plot")
+    points = _numeric(data, [x, y, level]) if data is not None else None
+    if points is None or points.empty:
+        return _no_data(ax)
+    levels = _levels(points, hue)
+    colors = _palette(levels)
+    for group in levels:
+        part = _subset(points, hue, group).sort_values(level, kind="mergesort")
+        ax.plot(part[x], part[y], marker="o", color=colors[group], label=None if group is None else str(group))
+        for _, row in part.iterrows():
+            ax.annotate(f"{row[level]:g}", (row[x], row[y]), textcoords="offset points", xytext=(4, 4),
+                        fontsize="x-small", color=colors[group])
+        if "knee" in part.columns:
+            knees = part[part["knee"].astype("boolean").fillna(False).to_numpy(dtype=bool)]
+            ax.scatter(knees[x], knees[y], s=160, facecolors="none", edgecolors=colors[group], linewidths=1.5,
+                       label=None)
+    ax.set(xlabel=axis_label(x), ylabel=axis_label(y))
+    ax.set_ylim(bottom=0)
+    extra = [Line2D([], [], marker="o", markersize=10, markerfacecolor="none", markeredgecolor="grey",
+                    linestyle="none", label=f"knee (point labels: {level})")]
+    _legend(ax, title=None if hue is None else _title(hue), outside=True, extra=extra)
     return ax
 
 

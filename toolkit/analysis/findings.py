@@ -674,6 +674,146 @@ def prediction_text(predictions: pd.DataFrame) -> str:
     return text
 
 
+# The parts of `latency.latency_split`, as a sentence names them.
+SPLIT_NAMES = {"network_queue": "network + queue (TTFT - prefill)", "prefill": "prefill (prompt processing)",
+               "decode": "decode (after the first token)", "overhead": "overhead (after the last token)",
+               "ttft": "TTFT (network, queue and prefill: no server timings to split them)"}
+_SPLIT_SHORT = {"network_queue": "network + queue", "prefill": "prefill", "decode": "decode",
+                "overhead": "overhead", "ttft": "TTFT"}
+
+
+def latency_split_text(split: pd.DataFrame, *, id_col: str = "config_id") -> str:
+    """Which part of a request's time dominates, in seconds and shares, and which lever would cut it,
+    from `latency.latency_split`."""
+    known = split.dropna(subset=["dominant"])
+    if known.empty:
+        return NO_TIMINGS
+    counts = known["dominant"].value_counts()
+    lead = "; ".join(f"**{SPLIT_NAMES[part]}** in {n} of {len(known)}" for part, n in counts.items())
+    sentences = [f"The largest part of the mean request: {lead} configurations."]
+    for part in counts.index:
+        rows = known[known["dominant"] == part]
+        top = rows.loc[rows[f"{part}_share"].astype(float).idxmax()]
+        sentences.append(f"Where {_SPLIT_SHORT[part]} weighs most, **{top[id_col]}**: "
+                         f"{secs(top[f'mean_{part}_s'])} of {secs(top['mean_e2e_s'])} "
+                         f"({pct(top[f'{part}_share'])}); {_lever(part, top)}.")
+    unsplit = int(split["prefill_share"].isna().sum())
+    if unsplit:
+        sentences.append(f"In {unsplit} of {len(split)} configurations the endpoint reports no server timings "
+                         "(llama.cpp's `timings`): network + queue and prefill cannot be told apart there.")
+    return " ".join(sentences)
+
+
+def _lever(part: str, row: pd.Series) -> str:
+    """What would cut `part` of `row`'s time, with the measured per-token cost where there is one."""
+    if part == "decode":
+        tokens = float(row["mean_completion_tokens"])
+        per_token = row["mean_decode_s"] / max(tokens - 1, 1)
+        return (f"fewer output tokens cut it ({_ms(per_token)} per token after the first, {_tokens(tokens)} on "
+                f"average: half as many saves about {secs(row['mean_decode_s'] / 2)}), through a lower max_tokens, "
+                "a stop sequence or a terser prompt; a smaller model generates each token faster")
+    if part == "prefill":
+        cached = row.get("cached_prompt_share")
+        reuse = "" if _missing(cached) else f", {pct(cached)} of them already in the server's cache"
+        return (f"a shorter prompt cuts it ({_tokens(float(row['mean_prompt_tokens']))} on average{reuse}: half "
+                f"as long saves about {secs(row['mean_prefill_s'] / 2)}), and so does a prompt whose shared "
+                "prefix comes first, where the server caches it")
+    if part == "network_queue":
+        return ("fewer requests in flight cut the wait for a free server slot that is part of it (or more slots "
+                "on the server); what is left at one in flight is the network")
+    if part == "overhead":
+        return "it comes after the last token (closing the stream, the client's own work): the model is not the lever"
+    return ("a shorter prompt, fewer requests in flight or prompt caching cut it; which of them would help most "
+            "needs the server's timings")
+
+
+def load_sweep_text(sweep: pd.DataFrame, *, id_col: str = "config_group", level: str = "concurrency",
+                    limit: int = 12) -> str:
+    """What more requests in flight bought, per configuration group, and where the knee is, from
+    `latency.load_sweep`."""
+    if sweep.empty or sweep["p50_e2e_s"].isna().all():
+        return NO_TIMINGS
+    groups = [part.sort_values(level, kind="mergesort") for _, part in sweep.groupby(id_col, sort=False)]
+    swept = [g for g in groups if g[level].nunique() > 1]
+    if not swept:
+        levels = ", ".join(f"{v:g}" for v in sorted(sweep[level].dropna().unique()))
+        return (f"Every configuration ran at one {level} level ({levels}): there is no load sweep to read. "
+                "Collect with `grid.concurrency: [1, 2, 4, 8]` to see what more requests in flight buy.")
+    lines = []
+    for g in swept[:limit]:
+        first, last, knee = g.iloc[0], g.iloc[-1], g[g["knee"].astype(bool)]
+        line = (f"- **{first[id_col]}**, {first[level]:g} → {last[level]:g} in flight: throughput "
+                f"{_rate(first['throughput_rps'])} → {_rate(last['throughput_rps'])} requests/s "
+                f"({_times(last['throughput_rps'] / first['throughput_rps'])}), "
+                f"{_rate(first['throughput_tokens_per_s'])} → {_rate(last['throughput_tokens_per_s'])} output "
+                f"tokens/s; p50 e2e {secs(first['p50_e2e_s'])} → {secs(last['p50_e2e_s'])} "
+                f"({_times(last['p50_e2e_s'] / first['p50_e2e_s'])}), p95 {secs(first['p95_e2e_s'])} → "
+                f"{secs(last['p95_e2e_s'])}")
+        if knee.empty:
+            line += (f"; no knee up to {last[level]:g}: throughput grew at least as fast as latency, so more in "
+                     "flight may still pay.")
+        else:
+            k = knee.iloc[0]
+            before = g[g[level] < k[level]].iloc[-1]
+            line += (f"; **knee at {k[level]:g}**: from {before[level]:g} to {k[level]:g} p50 e2e grew "
+                     f"{_times(k['e2e_ratio'])} but throughput {_times(k['throughput_ratio'])}, so run at most "
+                     f"{before[level]:g} in flight per configuration like this one.")
+        lines.append(line)
+    if len(swept) > limit:
+        lines.append(f"- and {len(swept) - limit} more groups (in the table).")
+    kneed = sum(bool(g["knee"].astype(bool).any()) for g in swept)
+    head = (f"Throughput is requests (output tokens) completed over the wall time of their phase, first send to "
+            f"last byte. The knee, where p50 end-to-end latency grows by a larger factor than throughput, lies "
+            f"within the levels measured in {kneed} of {_count(len(swept), 'configuration group')}; past it, "
+            "fewer requests in flight is the lever.")
+    rules = set("+".join(sweep["wall_rule"].astype(str)).split("+"))
+    if "level" in rules:
+        head += (" No phases were recorded (an older run or an import): each concurrency level, first send to "
+                 "last byte, is taken as one phase.")
+    if "none" in rules:
+        head += " Where requests carry no send time, throughput cannot be measured (–)."
+    return head + "\n\n" + "\n".join(lines)
+
+
+def arrival_text(rates: pd.DataFrame, percentiles: pd.DataFrame | None = None, *,
+                 id_col: str = "config_id") -> str:
+    """Open loop: the rate achieved against the target per phase, and latency from the time requests
+    were due against the time they were sent, from `latency.arrival_rates` and a `latency.percentiles`
+    table with `e2e_s` and `e2e_from_scheduled_s`."""
+    if rates.empty:
+        return ("Closed loop: each concurrency level kept that many requests in flight, so each send waited "
+                "for an answer and the load followed the server's speed. `grid.arrival: {rate_per_s: R}` "
+                "sends at a set rate instead (open loop), whatever is in flight.")
+    phases = "; ".join(
+        f"phase {r.phase}: {_rate(r.achieved_rate_per_s)} requests/s sent of {_rate(r.target_rate_per_s)} "
+        f"asked for ({pct(r.achieved_share)}), the latest request {secs(r.max_send_lag_s)} late"
+        for r in rates.itertuples())
+    text = f"Open loop (each request sent when due, whatever was in flight): {phases}."
+    short = rates[rates["achieved_share"] < 0.98]
+    if not short.empty:
+        text += (f" In {_count(len(short), 'phase')} the client fell more than 2% behind: max_in_flight, the "
+                 "rate limits or the client's own CPU held requests back, and their wait counts in the latency "
+                 "from the due time.")
+    columns = {"p50_e2e_s", "p50_e2e_from_scheduled_s"}
+    if percentiles is not None and columns <= set(percentiles.columns):
+        timed = percentiles.dropna(subset=list(columns))
+        if not timed.empty:
+            gap = timed["p50_e2e_from_scheduled_s"] - timed["p50_e2e_s"]
+            worst = timed.loc[gap.idxmax()]
+            text += (f" Measured from the due time, median end-to-end latency is at most {secs(gap.max())} longer "
+                     f"than from the send (**{worst[id_col]}**: {secs(worst['p50_e2e_from_scheduled_s'])} against "
+                     f"{secs(worst['p50_e2e_s'])}).")
+    return text
+
+
+def _rate(value: float) -> str:
+    return "n/a" if _missing(value) else f"{value:.3g}"
+
+
+def _times(value: float) -> str:
+    return "n/a" if _missing(value) else f"x{value:.2g}"
+
+
 # Headers of the tables `show` returns; units live in the cells.
 HEADERS = {
     "config_id": "configuration", "n": "requests", "accuracy": "accuracy", "hit_rate": "cache hit rate",
@@ -701,6 +841,7 @@ HEADERS = {
     "speedup": "speed-up", "prompt_variant": "prompt variant", "monthly_usd": "cost per month",
     "usd_saved": "saved", "saved_share": "saved share", "online_e2e_s": "mean e2e online",
     "deferred_share": "deferred to a batch", "cached_tokens_per_request": "cached tokens per request",
+    "throughput_tokens_per_s": "output throughput",
 }
 _ABBREVIATIONS = {"e2e": "e2e", "ttft": "TTFT", "tpot": "TPOT", "usd": "USD"}
 

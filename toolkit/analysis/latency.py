@@ -377,7 +377,7 @@ def load_sweep(frame: pd.DataFrame, *, by: str | Sequence[str] = LOAD_GROUP,
     rows = []
     for values, part in data.groupby([*keys, level], dropna=False, sort=True):
         row = dict(zip([*keys, level], values))
-        row["config_group"] = LABEL_SEPARATOR.join(str(row[k]) for k in varying) if varying else ""
+        row["config_group"] = LABEL_SEPARATOR.join(_label(k, row[k]) for k in varying)
         wall = part["_seconds"].sum(min_count=1)
         wall = wall if wall > 0 else np.nan
         rules = sorted(set(part["_how"]) - {"none", "hit"}) or ["none"]
@@ -398,6 +398,11 @@ def load_sweep(frame: pd.DataFrame, *, by: str | Sequence[str] = LOAD_GROUP,
     past = (table["e2e_ratio"] > table["throughput_ratio"]).astype(int)
     table["knee"] = (past == 1) & (past.groupby(group).cumsum() == 1)
     return table
+
+
+def _label(column: str, value: object) -> str:
+    """A setting as a group label shows it: names as they are, numbers with their column (`max_tokens 8`)."""
+    return value if isinstance(value, str) else f"{column.replace('_', ' ')} {value}"
 
 
 def arrival_rates(phases: Sequence[dict]) -> pd.DataFrame:
