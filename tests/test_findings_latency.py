@@ -21,15 +21,20 @@ def test_split_text_names_the_dominant_part_in_numbers_and_its_lever():
          "completion_tokens": 3, "prompt_tokens": 400, "server_cached_tokens": 100},
         # no server timings: TTFT stays whole
         {"config_id": "api", "ttft_s": 0.9, "e2e_s": 1.0, "tbt_s": [0.05, 0.05], "completion_tokens": 3},
+        # no token gaps either (llmperf): what follows the first token stays whole
+        {"config_id": "llmperf", "ttft_s": 0.5, "e2e_s": 3.0, "completion_tokens": 151},
     ])
     text = findings.latency_split_text(latency_split(frame))
-    assert "**decode (after the first token)** in 1 of 3" in text
+    assert "**decode (after the first token)** in 1 of 4" in text
     assert "Where decode weighs most, **long**: 1.60 s of 2.00 s (80.0%); fewer output tokens" in text
     assert "100.00 ms per token after the first, 17 tokens on average: half as many saves about 800 ms" in text
     assert "Where prefill weighs most, **rag**: 800 ms of 1.00 s (80.0%); a shorter prompt" in text
     assert "400 tokens on average, 25.0% of them already in the server's cache: half as long saves about 400 ms" in text
     assert "Where TTFT weighs most, **api**: 900 ms of 1.00 s (90.0%)" in text
-    assert "In 1 of 3 configurations the endpoint reports no server timings" in text
+    assert "Where the time after the first token weighs most, **llmperf**: 2.50 s of 3.00 s (83.3%)" in text
+    assert "16.67 ms per token after the first, 151 tokens on average: half as many saves about 1.25 s" in text
+    assert "In 2 of 4 configurations the endpoint reports no server timings" in text
+    assert "In 1 of 4 the token gaps were not recorded either, so decode and overhead cannot be told apart" in text
 
 
 def test_split_text_without_timed_requests_says_so():

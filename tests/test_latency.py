@@ -224,9 +224,13 @@ def test_latency_split_adds_up_to_e2e_with_server_timings_and_says_what_it_canno
     assert math.isnan(b["cached_prompt_share"])
 
 
-def test_latency_split_calls_ttft_dominant_when_it_cannot_be_split():
+def test_latency_split_names_an_unsplit_whole_dominant():
     frame = requests([{"ttft_s": 0.9, "e2e_s": 1.0, "tbt_s": [0.05], "completion_tokens": 2}])
     assert latency_split(frame).iloc[0]["dominant"] == "ttft"
+    # no token gaps (llmperf): decode and overhead stay unknown, their sum is what follows the first token
+    imported = latency_split(requests([{"ttft_s": 0.5, "e2e_s": 3.0, "completion_tokens": 151}])).iloc[0]
+    assert math.isnan(imported["decode_share"]) and math.isnan(imported["mean_overhead_s"])
+    assert imported["after_first_share"] == pytest.approx(2.5 / 3.0) and imported["dominant"] == "after_first"
 
 
 def sweep_rows(levels: dict[int, tuple[int, float]], **extra) -> list[dict]:

@@ -265,6 +265,7 @@ def test_latency_split_plot_stacks_seconds_up_to_the_mean_e2e_and_hatches_an_uns
          "server_decode_s": 1.8, "completion_tokens": 19},
         {"config_id": "plain", "status": "ok", "ttft_s": 0.4, "e2e_s": 1.0, "tbt_s": [0.1, 0.2, 0.2],
          "completion_tokens": 4},
+        {"config_id": "gapless", "status": "ok", "ttft_s": 0.5, "e2e_s": 3.0, "completion_tokens": 151},
     ]))
     table = latency_split(frame)
     assert plots.latency_split_plot(table, ax=ax) is ax
@@ -272,10 +273,11 @@ def test_latency_split_plot_stacks_seconds_up_to_the_mean_e2e_and_hatches_an_uns
     for bar in ax.patches:
         row = table["config_id"].iloc[round(bar.get_y() + bar.get_height() / 2)]
         ends[row] = max(ends.get(row, 0.0), bar.get_x() + bar.get_width())
-    assert ends == pytest.approx({"timed": 2.5, "plain": 1.0})
-    hatched = [bar for bar in ax.patches if bar.get_hatch()]
-    assert [round(bar.get_width(), 6) for bar in hatched if bar.get_width() > 0] == [0.4]  # plain's TTFT
-    assert legend_texts(ax) == [plots.UNSPLIT_TTFT, *plots.SPLIT_PARTS.values()]
+    assert ends == pytest.approx({"timed": 2.5, "plain": 1.0, "gapless": 3.0})
+    hatched = sorted(round(bar.get_width(), 6) for bar in ax.patches if bar.get_hatch() and bar.get_width() > 0)
+    assert hatched == [0.4, 0.5, 2.5]  # plain's and gapless's TTFT, gapless's time after the first token
+    network, prefill, decode, overhead = plots.SPLIT_PARTS.values()
+    assert legend_texts(ax) == [plots.UNSPLIT_TTFT, network, prefill, plots.UNSPLIT_AFTER_FIRST, decode, overhead]
     assert ax.get_xlabel() == "mean seconds per request"
     with pytest.raises(ParameterError, match="stat must be 'mean' or 'median'"):
         plots.latency_split_plot(table, stat="p95", ax=ax)

@@ -234,39 +234,41 @@ def decomposition_plot(data: pd.DataFrame, *, y: str = "config_id",
 SPLIT_PARTS = {"network_queue": "network + queue", "prefill": "prefill (prompt processing)",
                "decode": "decode (after the first token)", "overhead": "overhead (after the last token)"}
 UNSPLIT_TTFT = "TTFT: network + queue + prefill, not separable (no server timings)"
+UNSPLIT_AFTER_FIRST = "after the first token: decode + overhead, not separable (no token gaps)"
 
 
 def latency_split_plot(data: pd.DataFrame, *, y: str = "config_id", stat: str = "mean",
                        ax: Axes | None = None) -> Axes:
     """Horizontal stacked bars of where a request's time goes (the table `latency_split` returns):
     network + queue, prefill, decode and overhead, in seconds (`stat`: "mean" adds up to the mean
-    end to end, "median" does not quite).  A row whose TTFT cannot be split draws it as one hatched
-    block; a part below zero (clock noise in the overhead) draws as nothing."""
+    end to end, "median" does not quite).  A row whose TTFT (or time after the first token) cannot be
+    split draws it as one hatched block; a part below zero (clock noise in the overhead) draws as
+    nothing."""
     if stat not in ("mean", "median"):
         raise ParameterError(f"latency_split_plot: stat must be 'mean' or 'median', got {stat!r}")
     ax = _axes(ax)
-    columns = [f"{stat}_{part}_s" for part in (*SPLIT_PARTS, "ttft")]
+    wholes = {"ttft": (("network_queue", "prefill"), UNSPLIT_TTFT, "//"),
+              "after_first": (("decode", "overhead"), UNSPLIT_AFTER_FIRST, "\\\\")}
+    columns = [f"{stat}_{part}_s" for part in (*SPLIT_PARTS, *wholes)]
     _require(data, [y, *columns], "latency_split_plot")
     if data is None or data.empty:
         return _no_data(ax)
     labels = data[y].astype(str).tolist()
-    seconds = {part: pd.to_numeric(data[f"{stat}_{part}_s"], errors="coerce").astype(float).to_numpy()
-               for part in (*SPLIT_PARTS, "ttft")}
-    unsplit = np.isnan(seconds["network_queue"]) | np.isnan(seconds["prefill"])
+    seconds = {part: np.clip(pd.to_numeric(data[f"{stat}_{part}_s"], errors="coerce").astype(float).to_numpy(),
+                             0.0, None) for part in (*SPLIT_PARTS, *wholes)}
     colors = dict(zip(SPLIT_PARTS, sns.color_palette(n_colors=len(SPLIT_PARTS))))
     left = np.zeros(len(data))
-    for part, name in SPLIT_PARTS.items():
-        widths = np.clip(np.nan_to_num(seconds[part]), 0.0, None)
-        if part == "network_queue" and unsplit.any():
-            ttft = np.where(unsplit, np.clip(np.nan_to_num(seconds["ttft"]), 0.0, None), 0.0)
-            ax.barh(labels, ttft, left=left, color="lightgrey", hatch="//", edgecolor="grey", label=UNSPLIT_TTFT)
-            left += ttft
-        if part in ("network_queue", "prefill"):
-            widths = np.where(unsplit, 0.0, widths)
-            if not widths.any():
-                continue
-        ax.barh(labels, widths, left=left, color=colors[part], label=name)
-        left += widths
+    for whole, (parts, name, hatch) in wholes.items():
+        unsplit = np.isnan(seconds[parts[0]]) | np.isnan(seconds[parts[1]])
+        if unsplit.any():
+            widths = np.where(unsplit, np.nan_to_num(seconds[whole]), 0.0)
+            ax.barh(labels, widths, left=left, color="lightgrey", hatch=hatch, edgecolor="grey", label=name)
+            left += widths
+        for part in parts:
+            widths = np.where(unsplit, 0.0, np.nan_to_num(seconds[part]))
+            if widths.any():
+                ax.barh(labels, widths, left=left, color=colors[part], label=SPLIT_PARTS[part])
+                left += widths
     ax.set(xlabel=f"{stat} seconds per request", ylabel="")
     ax.invert_yaxis()  # first row on top, as in the table
     _legend(ax, outside=True)

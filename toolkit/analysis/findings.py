@@ -677,9 +677,10 @@ def prediction_text(predictions: pd.DataFrame) -> str:
 # The parts of `latency.latency_split`, as a sentence names them.
 SPLIT_NAMES = {"network_queue": "network + queue (TTFT - prefill)", "prefill": "prefill (prompt processing)",
                "decode": "decode (after the first token)", "overhead": "overhead (after the last token)",
-               "ttft": "TTFT (network, queue and prefill: no server timings to split them)"}
+               "ttft": "TTFT (network, queue and prefill: no server timings to split them)",
+               "after_first": "everything after the first token (decode and overhead: no token gaps to split them)"}
 _SPLIT_SHORT = {"network_queue": "network + queue", "prefill": "prefill", "decode": "decode",
-                "overhead": "overhead", "ttft": "TTFT"}
+                "overhead": "overhead", "ttft": "TTFT", "after_first": "the time after the first token"}
 
 
 def latency_split_text(split: pd.DataFrame, *, id_col: str = "config_id") -> str:
@@ -701,17 +702,20 @@ def latency_split_text(split: pd.DataFrame, *, id_col: str = "config_id") -> str
     if unsplit:
         sentences.append(f"In {unsplit} of {len(split)} configurations the endpoint reports no server timings "
                          "(llama.cpp's `timings`): network + queue and prefill cannot be told apart there.")
+    gapless = int(split["decode_share"].isna().sum())
+    if gapless:
+        sentences.append(f"In {gapless} of {len(split)} the token gaps were not recorded either, so decode and "
+                         "overhead cannot be told apart.")
     return " ".join(sentences)
 
 
 def _lever(part: str, row: pd.Series) -> str:
     """What would cut `part` of `row`'s time, with the measured per-token cost where there is one."""
-    if part == "decode":
-        tokens = float(row["mean_completion_tokens"])
-        per_token = row["mean_decode_s"] / max(tokens - 1, 1)
-        return (f"fewer output tokens cut it ({_ms(per_token)} per token after the first, {_tokens(tokens)} on "
-                f"average: half as many saves about {secs(row['mean_decode_s'] / 2)}), through a lower max_tokens, "
-                "a stop sequence or a terser prompt; a smaller model generates each token faster")
+    if part in ("decode", "after_first"):
+        tokens, seconds = float(row["mean_completion_tokens"]), row[f"mean_{part}_s"]
+        return (f"fewer output tokens cut it ({_ms(seconds / max(tokens - 1, 1))} per token after the first, "
+                f"{_tokens(tokens)} on average: half as many saves about {secs(seconds / 2)}), through a lower "
+                "max_tokens, a stop sequence or a terser prompt; a smaller model generates each token faster")
     if part == "prefill":
         cached = row.get("cached_prompt_share")
         reuse = "" if _missing(cached) else f", {pct(cached)} of them already in the server's cache"

@@ -260,7 +260,8 @@ def _split_parts(timed: pd.DataFrame) -> pd.DataFrame:
     streamed = np.where(gaps > 0, gap_sum, np.where(tokens <= 1, 0.0, np.nan))
     decode = np.where(np.isnan(server_decode), streamed, server_decode)
     return pd.DataFrame({"ttft": ttft, "e2e": e2e, "network_queue": ttft - prefill, "prefill": prefill,
-                         "decode": decode, "overhead": e2e - ttft - decode}, index=timed.index)
+                         "decode": decode, "overhead": e2e - ttft - decode, "after_first": e2e - ttft},
+                        index=timed.index)
 
 
 def latency_split(frame: pd.DataFrame, *, by: str | Sequence[str] = ("config_id",)) -> pd.DataFrame:
@@ -270,12 +271,15 @@ def latency_split(frame: pd.DataFrame, *, by: str | Sequence[str] = ("config_id"
     slot and the first token's way back); prefill = server_prefill_s (prompt processing);
     decode = server_decode_s, else the sum of the `tbt_s` gaps (TBT x tokens); overhead = e2e -
     ttft - decode (what follows the last token).  The four add up to e2e.  Without server timings
-    network_queue and prefill are NaN (not separable: both are inside TTFT), never guessed.
-    Columns: keys, n, n_server_timed, mean_/median_ e2e_s, ttft_s and each part's _s, the shares
-    (a part's total over the e2e total of the rows where the part is known, so that they add up to 1
-    where every part is known; ttft_share = network_queue + prefill), mean_prompt_tokens,
-    mean_completion_tokens, cached_prompt_share (server_cached_tokens / prompt_tokens) and
-    `dominant`, the part with the largest share ("ttft" where TTFT cannot be split).
+    network_queue and prefill are NaN (not separable: both are inside TTFT); without them and
+    without token gaps (imports such as llmperf's) decode and overhead are NaN too (both are inside
+    after_first = e2e - ttft).  Nothing is guessed.
+    Columns: keys, n, n_server_timed, mean_/median_ e2e_s, ttft_s, after_first_s and each part's _s,
+    the shares (a part's total over the e2e total of the rows where the part is known, so that they
+    add up to 1 where every part is known; ttft_share = network_queue + prefill, after_first_share =
+    decode + overhead), mean_prompt_tokens, mean_completion_tokens, cached_prompt_share
+    (server_cached_tokens / prompt_tokens) and `dominant`, the part with the largest share among
+    the finest ones known ("ttft" where TTFT cannot be split, "after_first" where decode cannot).
     """
     keys = _keys(by)
     columns = [*keys, "prompt_tokens", "completion_tokens", "server_prefill_s", "server_decode_s",
@@ -287,16 +291,16 @@ def latency_split(frame: pd.DataFrame, *, by: str | Sequence[str] = ("config_id"
     parts["completion_tokens"] = _floats(timed["completion_tokens"])
     parts["cached_tokens"] = (_floats(timed["server_cached_tokens"]) if "server_cached_tokens" in timed.columns
                               else np.nan)
-    seconds = ("e2e", "ttft", *SPLIT_PARTS)
+    seconds = ("e2e", "ttft", "after_first", *SPLIT_PARTS)
     out = [*keys, "n", "n_server_timed", *(f"{stat}_{name}_s" for name in seconds for stat in ("mean", "median")),
-           "ttft_share", *(f"{name}_share" for name in SPLIT_PARTS), "mean_prompt_tokens",
+           "ttft_share", "after_first_share", *(f"{name}_share" for name in SPLIT_PARTS), "mean_prompt_tokens",
            "mean_completion_tokens", "cached_prompt_share", "dominant"]
     rows = []
     for group, part in parts.groupby(keys, dropna=False, sort=True):
         row = dict(zip(keys, group)) | {"n": len(part), "n_server_timed": int(part["prefill"].notna().sum())}
         for name in seconds:
             row[f"mean_{name}_s"], row[f"median_{name}_s"] = part[name].mean(), part[name].median()
-        for name in ("ttft", *SPLIT_PARTS):
+        for name in ("ttft", "after_first", *SPLIT_PARTS):
             known = part[name].notna()
             total = part.loc[known, "e2e"].sum()
             row[f"{name}_share"] = part.loc[known, name].sum() / total if known.any() and total > 0 else np.nan
@@ -311,8 +315,10 @@ def latency_split(frame: pd.DataFrame, *, by: str | Sequence[str] = ("config_id"
 
 
 def _dominant(row: dict) -> str | None:
-    """The part with the largest share; TTFT whole where network+queue and prefill are unknown."""
-    names = [*SPLIT_PARTS] if not np.isnan(row["prefill_share"]) else ["ttft", "decode", "overhead"]
+    """The part with the largest share among the finest known: TTFT whole where network+queue and
+    prefill are unknown, everything after the first token whole where decode is."""
+    names = (["network_queue", "prefill"] if not np.isnan(row["prefill_share"]) else ["ttft"]) + (
+        ["decode", "overhead"] if not np.isnan(row["decode_share"]) else ["after_first"])
     shares = {name: row[f"{name}_share"] for name in names if not np.isnan(row[f"{name}_share"])}
     return max(shares, key=shares.get) if shares else None
 
