@@ -144,3 +144,57 @@ def test_base_url_with_a_key_in_it_is_refused(tmp_path, url):
         "user:password: an API key goes in an environment variable named by the endpoint's api_key_env and is "
         "sent as the Authorization header")
     assert "sk-secret" not in str(caught.value)
+
+
+def with_subgrids(*subgrids: dict) -> dict:
+    raw = yaml.safe_load(yaml.safe_dump(BASE))
+    raw["grid"]["concurrency"] = [8]
+    raw["items_per_task"] = 40
+    raw["subgrids"] = list(subgrids)
+    return raw
+
+
+def test_subgrids_add_cells_with_their_own_items_and_repeats(tmp_path):
+    from toolkit.runner import plan
+
+    raw = with_subgrids({"prompt_variants": ["few_shot_3"], "max_tokens": [8], "concurrency": [1, 2, 4],
+                         "items_per_task": 3, "repeats": 1},
+                        {"prompt_variants": ["zero_shot"], "max_tokens": [8], "cache": ["response"], "items_per_task": 2})
+    raw["endpoints"][0]["models"] = ["m1"]
+    repo = Path(__file__).resolve().parents[1]
+    raw["evals_dir"], raw["prompts_dir"] = str(repo / "data" / "evals"), str(repo / "data" / "prompts")
+    config = load_config(write(tmp_path, raw))
+    cells = config.run_configs()
+    main = [c for c in cells if c.concurrency == 8 and not c.cache]
+    assert len(main) == 4 and all(c.items_per_task is None and c.repeats == 2 for c in main)
+    sweep = [c for c in cells if c.concurrency in (1, 2, 4)]
+    assert [c.concurrency for c in sweep] == [1, 2, 4] and {c.items_per_task for c in sweep} == {3}
+    cached = [c for c in cells if c.cache]
+    assert [c.config_id for c in cached] == ["m1/zero_shot/mt8/T0/c8/cache"] and cached[0].repeats == 2
+    assert config.max_concurrency == 8
+    planned = plan(config)
+    per_cell = {c.config_id: sum(p.config.config_id == c.config_id for p in planned) for c in cells}
+    assert {per_cell[c.config_id] for c in main} == {40 * 2}
+    assert {per_cell[c.config_id] for c in sweep} == {3} and per_cell[cached[0].config_id] == 2 * 2
+    assert [p.config.concurrency for p in planned][:80 * 4 + 4] == [8] * (80 * 4 + 4)  # one phase per level
+    assert len({p.request_id for p in planned}) == len(planned)
+    capped = plan(config, items_per_task=2)  # --limit caps every grid
+    assert {sum(p.config.config_id == c.config_id for p in capped) for c in main} == {2 * 2}
+
+
+def test_a_subgrid_that_repeats_a_cell_of_the_grid_is_refused(tmp_path):
+    raw = with_subgrids({"prompt_variants": ["zero_shot"]})
+    with pytest.raises(ConfigError, match=r"subgrids\[0\].*repeats the cell 'm1/zero_shot/mt8/T0/c8' of grid"):
+        load_config(write(tmp_path, raw))
+
+
+@pytest.mark.parametrize(("subgrid", "message"), [
+    ({"items_per_task": 0}, r"subgrids\[0\]\.items_per_task.*integer > 0"),
+    ({"concurrency": [0]}, r"subgrids\[0\]\.concurrency\[0\]"),
+    ({"arrival": {"rate_per_s": 1}}, r"subgrids\[0\]\.arrival"),
+    ({"colour": "red"}, r"subgrids\[0\]\.colour"),
+    ("c1", r"subgrids\[0\].*mapping"),
+])
+def test_bad_subgrids_name_their_key(tmp_path, subgrid, message):
+    with pytest.raises(ConfigError, match=message):
+        load_config(write(tmp_path, with_subgrids(subgrid)))

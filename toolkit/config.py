@@ -68,6 +68,8 @@ class RunConfig:
     concurrency: int
     logprobs: bool
     cache: bool = False  # answer exact repeats from the response cache
+    repeats: int = 1
+    items_per_task: int | None = None  # None: the config's items_per_task
 
 
 @dataclass(frozen=True)
@@ -96,6 +98,7 @@ class Grid:
     logprobs: bool = False
     cache: tuple[str, ...] = ("off",)
     arrival: Arrival | None = None  # None: closed loop, `concurrency` requests in flight at every moment
+    items_per_task: int | None = None  # a subgrid's own item count; None: the config's
 
 
 @dataclass(frozen=True)
@@ -121,22 +124,38 @@ class CollectConfig:
     retry: RetryPolicy = field(default_factory=RetryPolicy)
     cache: CacheSettings = field(default_factory=CacheSettings)
     raw: dict = field(default_factory=dict, compare=False, repr=False)
+    # more cells beside the grid, each the grid with some keys changed (e.g. a load sweep on a few items)
+    subgrids: tuple[Grid, ...] = ()
 
     def run_configs(self) -> list[RunConfig]:
-        """The grid expanded, in a stable order."""
+        """The grid and then each subgrid expanded, in a stable order; a cell that an earlier grid
+        already has is not repeated (a `--concurrency` override can make two grids meet)."""
+        cells: dict[str, RunConfig] = {}
+        for grid in (self.grid, *self.subgrids):
+            for cell in self._cells(grid):
+                cells.setdefault(cell.config_id, cell)
+        return list(cells.values())
+
+    @property
+    def max_concurrency(self) -> int:
+        """The most requests any cell keeps in flight (what the embedded server needs slots for)."""
+        return max(cell.concurrency for cell in self.run_configs())
+
+    def _cells(self, grid: Grid) -> list[RunConfig]:
         cells = []
         for endpoint in self.endpoints:
             for model, variant, cap, temperature, concurrency, cache in itertools.product(
-                    endpoint.models, self.grid.prompt_variants, self.grid.max_tokens,
-                    self.grid.temperature, self.grid.concurrency, self.grid.cache):
+                    endpoint.models, grid.prompt_variants, grid.max_tokens,
+                    grid.temperature, grid.concurrency, grid.cache):
                 # an open-loop cell's load is its arrival rate; concurrency only bounds it
-                rate = "" if self.grid.arrival is None else f"/r{self.grid.arrival.rate_per_s:g}"
+                rate = "" if grid.arrival is None else f"/r{grid.arrival.rate_per_s:g}"
                 name = (f"{model}/{variant}/mt{cap.tokens}{'' if cap.stop else '-nostop'}"
                         f"/T{temperature:g}{rate}/c{concurrency}{'/cache' if cache == 'response' else ''}")
                 if len(self.endpoints) > 1:
                     name = f"{endpoint.name}:{name}"
                 cells.append(RunConfig(name, endpoint, model, variant, cap.tokens, cap.stop,
-                                       temperature, concurrency, self.grid.logprobs, cache == "response"))
+                                       temperature, concurrency, grid.logprobs, cache == "response",
+                                       grid.repeats, grid.items_per_task))
         return cells
 
 
@@ -249,7 +268,9 @@ def with_overrides(config: CollectConfig, *, items_per_task: int | None = None, 
         if arrival is not None:
             arrival = dataclasses.replace(arrival, max_in_flight=concurrency)
         config = dataclasses.replace(config, grid=dataclasses.replace(config.grid, concurrency=(concurrency,),
-                                                                      arrival=arrival))
+                                                                      arrival=arrival),
+                                     subgrids=tuple(dataclasses.replace(g, concurrency=(concurrency,))
+                                                    for g in config.subgrids))
     if max_cost_usd is not None:
         config = dataclasses.replace(config, limits=dataclasses.replace(config.limits, max_cost_usd=max_cost_usd))
     if max_requests is not None:
@@ -315,6 +336,47 @@ def _endpoint(path: Path, raw: Any, where: str) -> EndpointConfig:
     return EndpointConfig(name, kind, base_url, api_key_env, tuple(models))
 
 
+def _grid(path: Path, raw: Any, where: str) -> Grid:
+    """One grid (`grid`, or a subgrid merged over it) read and checked; errors name `where`."""
+    grid_reader = _Reader(path, raw, where)
+    raw_arrival = grid_reader.take("arrival", dict, None, nullable=True)
+    arrival = None if raw_arrival is None else _arrival(path, raw_arrival, f"{where}.arrival")
+    if arrival is not None and "concurrency" in grid_reader.mapping:
+        raise ConfigError(path, "open-loop grid.arrival sets the load by its rate, not by requests in flight: "
+                                "remove grid.concurrency, or bound the requests in flight with "
+                                "grid.arrival.max_in_flight", field=f"{where}.concurrency")
+    grid = Grid(
+        prompt_variants=grid_reader.take_list("prompt_variants", str),
+        max_tokens=tuple(_token_cap(path, cap, f"{where}.max_tokens[{i}]")
+                         for i, cap in enumerate(grid_reader.take_list("max_tokens", (int, dict)))),
+        temperature=tuple(float(t) for t in grid_reader.take_list("temperature", _NUMBER, (0.0,))),
+        concurrency=(arrival.max_in_flight,) if arrival else grid_reader.take_list("concurrency", int, (1,)),
+        repeats=grid_reader.take("repeats", int, 1),
+        logprobs=grid_reader.take("logprobs", bool, False),
+        # YAML reads a bare `off` as false: accept booleans as off / response
+        cache=tuple({False: "off", True: "response"}.get(mode, mode) if isinstance(mode, bool) else mode
+                    for mode in grid_reader.take_list("cache", (str, bool), ("off",))),
+        arrival=arrival,
+    )
+    grid_reader.done()
+    for i, mode in enumerate(grid.cache):
+        if mode not in ("off", "response"):
+            raise ConfigError(path, f"must be 'off' or 'response', got {mode!r}", field=f"{where}.cache[{i}]")
+    for i, level in enumerate(grid.concurrency):
+        _positive(path, f"{where}.concurrency[{i}]", level)
+    for i, temperature in enumerate(grid.temperature):
+        _positive(path, f"{where}.temperature[{i}]", temperature, allow_zero=True)
+    _positive(path, f"{where}.repeats", grid.repeats)
+    _no_duplicates(path, f"{where}.prompt_variants", grid.prompt_variants)
+    # compared as what is sent: `8` and `{tokens: 8}` are one cap, `0` and `0.0` one temperature
+    _no_duplicates(path, f"{where}.max_tokens", grid.max_tokens,
+                   shown=[c.tokens if c.stop else {"tokens": c.tokens, "stop": False} for c in grid.max_tokens])
+    _no_duplicates(path, f"{where}.temperature", grid.temperature)
+    _no_duplicates(path, f"{where}.concurrency", grid.concurrency)
+    _no_duplicates(path, f"{where}.cache", grid.cache)
+    return grid
+
+
 def parse_config(raw: Any, path: Path) -> CollectConfig:
     reader = _Reader(path, raw, "")
     name = reader.take("name", str)
@@ -333,44 +395,23 @@ def parse_config(raw: Any, path: Path) -> CollectConfig:
     endpoints = tuple(_endpoint(path, item, f"endpoints[{i}]") for i, item in enumerate(raw_endpoints))
     if not endpoints:
         raise ConfigError(path, "must list at least one endpoint", field="endpoints")
-    grid_reader = _Reader(path, reader.take("grid", dict), "grid")
-    raw_arrival = grid_reader.take("arrival", dict, None, nullable=True)
-    arrival = None if raw_arrival is None else _arrival(path, raw_arrival, "grid.arrival")
-    if arrival is not None and "concurrency" in grid_reader.mapping:
-        raise ConfigError(path, "open-loop grid.arrival sets the load by its rate, not by requests in flight: "
-                                "remove grid.concurrency, or bound the requests in flight with "
-                                "grid.arrival.max_in_flight", field="grid.concurrency")
-    grid = Grid(
-        prompt_variants=grid_reader.take_list("prompt_variants", str),
-        max_tokens=tuple(_token_cap(path, cap, f"grid.max_tokens[{i}]")
-                         for i, cap in enumerate(grid_reader.take_list("max_tokens", (int, dict)))),
-        temperature=tuple(float(t) for t in grid_reader.take_list("temperature", _NUMBER, (0.0,))),
-        concurrency=(arrival.max_in_flight,) if arrival else grid_reader.take_list("concurrency", int, (1,)),
-        repeats=grid_reader.take("repeats", int, 1),
-        logprobs=grid_reader.take("logprobs", bool, False),
-        # YAML reads a bare `off` as false: accept booleans as off / response
-        cache=tuple({False: "off", True: "response"}.get(mode, mode) if isinstance(mode, bool) else mode
-                    for mode in grid_reader.take_list("cache", (str, bool), ("off",))),
-        arrival=arrival,
-    )
-    grid_reader.done()
-    for i, mode in enumerate(grid.cache):
-        if mode not in ("off", "response"):
-            raise ConfigError(path, f"must be 'off' or 'response', got {mode!r}", field=f"grid.cache[{i}]")
-    for i, level in enumerate(grid.concurrency):
-        _positive(path, f"grid.concurrency[{i}]", level)
-    for i, temperature in enumerate(grid.temperature):
-        _positive(path, f"grid.temperature[{i}]", temperature, allow_zero=True)
-    _positive(path, "grid.repeats", grid.repeats)
     _no_duplicates(path, "tasks", tasks)
     _no_duplicates(path, "endpoints", [e.name for e in endpoints], shown=[f"name: {e.name}" for e in endpoints])
-    _no_duplicates(path, "grid.prompt_variants", grid.prompt_variants)
-    # compared as what is sent: `8` and `{tokens: 8}` are one cap, `0` and `0.0` one temperature
-    _no_duplicates(path, "grid.max_tokens", grid.max_tokens,
-                   shown=[c.tokens if c.stop else {"tokens": c.tokens, "stop": False} for c in grid.max_tokens])
-    _no_duplicates(path, "grid.temperature", grid.temperature)
-    _no_duplicates(path, "grid.concurrency", grid.concurrency)
-    _no_duplicates(path, "grid.cache", grid.cache)
+    raw_grid = reader.take("grid", dict)
+    grid = _grid(path, raw_grid, "grid")
+    raw_subgrids = reader.take("subgrids", list, None, nullable=True) or []
+    subgrids = []
+    for i, raw_subgrid in enumerate(raw_subgrids):
+        where = f"subgrids[{i}]"
+        if not isinstance(raw_subgrid, dict):
+            raise ConfigError(path, "must be a mapping of grid keys to change", field=where)
+        if "arrival" in raw_subgrid:
+            raise ConfigError(path, "an open-loop arrival belongs to the grid itself", field=f"{where}.arrival")
+        own = dict(raw_subgrid)
+        items = own.pop("items_per_task", None)
+        if items is not None and (not isinstance(items, int) or isinstance(items, bool) or items <= 0):
+            raise ConfigError(path, f"must be an integer > 0, got {items!r}", field=f"{where}.items_per_task")
+        subgrids.append(dataclasses.replace(_grid(path, {**raw_grid, **own}, where), items_per_task=items))
     limits = _dataclass_section(path, reader.take("limits", dict, None, nullable=True), Limits, "limits")
     retry = _dataclass_section(path, reader.take("retry", dict, None, nullable=True), RetryPolicy, "retry")
     cache_reader = _Reader(path, reader.take("cache", dict, None, nullable=True) or {}, "cache")
@@ -383,12 +424,19 @@ def parse_config(raw: Any, path: Path) -> CollectConfig:
     config = CollectConfig(name=name, path=path, tasks=tuple(tasks), endpoints=endpoints, grid=grid,
                            evals_dir=evals_dir, prompts_dir=prompts_dir, items_per_task=items_per_task,
                            seed=seed, order=order, description=description, limits=limits, retry=retry,
-                           cache=cache, raw=raw)
-    counts = Counter(cell.config_id for cell in config.run_configs())
-    twice = [config_id for config_id, count in counts.items() if count > 1]
-    if twice:  # temperatures that differ only past the 6 digits the id shows
-        raise ConfigError(path, f"two grid cells share the config_id {twice[0]!r}; make their settings differ "
-                                "visibly (temperature is shown to 6 significant digits)", field="grid")
+                           cache=cache, raw=raw, subgrids=tuple(subgrids))
+    seen: dict[str, str] = {}
+    for where, one in (("grid", grid), *((f"subgrids[{i}]", g) for i, g in enumerate(subgrids))):
+        cells = [cell.config_id for cell in config._cells(one)]
+        twice = [config_id for config_id, count in Counter(cells).items() if count > 1]
+        if twice:  # temperatures that differ only past the 6 digits the id shows
+            raise ConfigError(path, f"two grid cells share the config_id {twice[0]!r}; make their settings differ "
+                                    "visibly (temperature is shown to 6 significant digits)", field=where)
+        for config_id in cells:
+            if config_id in seen:
+                raise ConfigError(path, f"repeats the cell {config_id!r} of {seen[config_id]}: every request would "
+                                        "be planned twice; change a setting or drop it", field=where)
+            seen[config_id] = where
     return config
 
 

@@ -57,13 +57,15 @@ def request_id_for(config_id: str, dataset: str, item_id: str, repeat: int) -> s
 
 def plan(config: CollectConfig, *, items_per_task: int | None = None) -> list[PlannedRequest]:
     """Every request the config asks for, grouped by concurrency phase, in send order."""
-    limit = items_per_task or config.items_per_task
     tasks = []
     for name in config.tasks:
         spec = load_task(config.prompts_dir, name)
-        items = load_eval_set(config.evals_dir / f"{name}.jsonl").items[:limit]
-        tasks.append((spec, items))
+        tasks.append((spec, load_eval_set(config.evals_dir / f"{name}.jsonl").items))
     cells = config.run_configs()
+    # each cell's items: its subgrid's count, else the config's; an `items_per_task` argument caps both
+    limits = {cell.config_id: min((n for n in (cell.items_per_task or config.items_per_task, items_per_task) if n),
+                                  default=None) for cell in cells}
+    tasks = [(spec, items[:max((n or len(items) for n in limits.values()), default=0)]) for spec, items in tasks]
     # Fail before anything is sent on an unknown variant or an item its template cannot render
     # (a field missing from one item would otherwise stop the run when that item's turn comes).
     for variant_name in dict.fromkeys(cell.prompt_variant for cell in cells):
@@ -73,11 +75,12 @@ def plan(config: CollectConfig, *, items_per_task: int | None = None) -> list[Pl
                 render(variant, item)
     planned: list[PlannedRequest] = []
     rng = random.Random(config.seed)
-    for level in config.grid.concurrency:
+    for level in dict.fromkeys(cell.concurrency for cell in cells):
         phase = [PlannedRequest(request_id_for(cell.config_id, spec.name, item.item_id, repeat),
                                 cell, spec, item, repeat)
                  for cell in cells if cell.concurrency == level
-                 for spec, items in tasks for item in items for repeat in range(config.grid.repeats)]
+                 for spec, items in tasks for item in items[:limits[cell.config_id]]
+                 for repeat in range(cell.repeats)]
         if config.order == "shuffled":
             rng.shuffle(phase)
         planned.extend(phase)
@@ -302,7 +305,7 @@ class Collector:
     def _client(self, cell: RunConfig) -> openai.AsyncOpenAI:
         name = cell.endpoint.name
         if name not in self._clients:
-            levels = max(self.config.grid.concurrency)
+            levels = self.config.max_concurrency
             self._clients[name] = self.connections[name].client(
                 timeout_s=self.config.retry.timeout_s, max_connections=max(levels, 1))
             tokenize_url = self.connections[name].tokenize_url
