@@ -80,12 +80,14 @@ class Arrival:
     `duration_s` sends about rate_per_s x duration_s requests per phase (None: every planned one).
     `max_in_flight` bounds the requests out at once: a rate the server cannot keep up with would
     otherwise open connections without end; a request held back by it is sent late, and
-    `send_lag_s` says by how much.  It is the cells' `concurrency` (what is in flight by design).
+    `send_lag_s` says by how much.  It is the cells' `concurrency` (what is in flight by design),
+    so it is also the embedded server's number of slots, each with its own context: hence 32 by
+    default rather than hundreds.
     """
 
     rate_per_s: float
     duration_s: float | None = None
-    max_in_flight: int = 100
+    max_in_flight: int = 32
 
 
 @dataclass(frozen=True)

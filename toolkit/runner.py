@@ -23,7 +23,7 @@ import logging
 import random
 import time
 from collections import deque
-from collections.abc import Callable, Iterator
+from collections.abc import Callable, Iterator, Sequence
 from dataclasses import dataclass, replace
 
 import httpx2
@@ -135,6 +135,17 @@ def arrival_offsets(count: int, rate_per_s: float, rng: random.Random) -> list[f
     total = sum(gaps)
     scale = (count - 1) / rate_per_s / total if total > 0 else 0.0
     return list(itertools.accumulate((gap * scale for gap in gaps), initial=0.0))
+
+
+def achieved_rate(sent_s: Sequence[float], origin_s: float) -> float | None:
+    """Requests sent per second: the requests after the first over the time from the schedule's
+    start (when the first was due) to the last send, as the target counts them (`arrival_offsets`
+    puts the last due time at (count - 1) / rate).  Every delay of the client up to its last send
+    counts against it, so a client that falls behind cannot report the target.  None for fewer than
+    two requests."""
+    if len(sent_s) < 2 or max(sent_s) <= origin_s:
+        return None
+    return (len(sent_s) - 1) / (max(sent_s) - origin_s)
 
 
 @dataclass(frozen=True)
@@ -257,9 +268,8 @@ class Collector:
             self._phase += 1
 
     async def _open_loop(self, arrival: Arrival, level: int, phase: list[PlannedRequest]) -> dict:
-        """Send `phase` at seeded Poisson due times, at most `level` in flight; the target and the
-        achieved rate (requests after the first / the schedule's start to the last first send) for
-        the manifest: a client that falls behind sends its last request late and misses the rate."""
+        """Send `phase` at seeded Poisson due times, at most `level` in flight; for the manifest, the
+        target and the achieved rate (`achieved_rate`) and the largest send lag."""
         count = len(phase) if arrival.duration_s is None else min(
             len(phase), max(1, round(arrival.rate_per_s * arrival.duration_s)))
         offsets = arrival_offsets(count, arrival.rate_per_s,
@@ -291,8 +301,7 @@ class Collector:
             self.stop_reason = (f"grid.arrival.duration_s={arrival.duration_s:g} at {arrival.rate_per_s:g}/s "
                                 f"sends {count} of the phase's {len(phase)} planned requests")
         sent = [(o, due) for o, due in zip(outcomes, dues) if o is not None and o.sent_s is not None]
-        last = max((o.first_sent_s for o, _ in sent), default=origin)
-        achieved = (len(sent) - 1) / (last - origin) if len(sent) > 1 and last > origin else None
+        achieved = achieved_rate([o.first_sent_s for o, _ in sent], origin)
         lags = [o.sent_s - due.monotonic_s for o, due in sent]
         report = {"target_rate_per_s": arrival.rate_per_s, "achieved_rate_per_s": achieved,
                   "requests": len(sent), "max_in_flight": level, "max_send_lag_s": max(lags, default=None)}
