@@ -12,6 +12,7 @@ import matplotlib.pyplot as plt
 import numpy as np
 import pandas as pd
 import seaborn as sns
+from matplotlib.artist import Artist
 from matplotlib.axes import Axes
 from matplotlib.lines import Line2D
 from matplotlib.patches import Patch
@@ -118,7 +119,7 @@ def _title(column: str) -> str:
 
 
 def _legend(ax: Axes, *, title: str | None = None, outside: bool = False,
-            extra: Sequence[Patch] = ()) -> None:
+            extra: Sequence[Artist] = ()) -> None:
     """Every labelled artist on `ax` (earlier calls' too) plus `extra`; outside on the right when asked."""
     handles, labels = ax.get_legend_handles_labels()
     handles, labels = [*handles, *extra], [*labels, *(p.get_label() for p in extra)]
