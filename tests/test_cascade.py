@@ -378,3 +378,15 @@ def test_pooling_keeps_the_configs_in_every_dataset_and_else_the_largest_dataset
     assert POOLED not in split.summary["dataset"].tolist() and split.overall == "d1"
     assert "no configuration answered every dataset, so the datasets cannot be pooled" in " ".join(split.notes["note"])
     assert not overall_points(split).empty
+
+
+def test_a_config_asked_on_a_few_items_does_not_shrink_the_study():
+    frame = variant_frame(seed=1)
+    full = study_cascades(frame, frame["usd"], seed=4)
+    first = frame["config_id"].iloc[0]
+    few_items = sorted(frame["item_id"].unique())[:3]
+    sweep = frame[(frame["config_id"] == first) & frame["item_id"].isin(few_items)].assign(config_id=first + "/c1")
+    with_sweep = pd.concat([frame, sweep], ignore_index=True)
+    study = study_cascades(with_sweep, with_sweep["usd"], seed=4)
+    assert study.summary["n"].tolist() == full.summary["n"].tolist()  # the same held-out items
+    assert study.notes["note"].str.contains(f"asked on fewer are left out: {first}/c1").any()

@@ -396,6 +396,7 @@ def _study_one(rows: pd.DataFrame, stages: Sequence[str] | None, signal: str | N
     configs = _eligible(rows, notes, name, priced_models)
     if name == POOLED:
         configs = _in_every_dataset(rows, configs, notes)
+    configs = _with_most_items(rows, configs, notes, name)
     if stages is not None:
         unknown = [c for c in stages if c not in configs]
         if unknown:
@@ -420,6 +421,20 @@ def _study_one(rows: pd.DataFrame, stages: Sequence[str] | None, signal: str | N
     frontier["label"] = ["oracle" if kind == "oracle" else _cascade_label([short[c] for c in ids.split(" > ")])
                          for kind, ids in zip(frontier["kind"], frontier["stages"])]
     return frontier, _summary(frontier, test, budget)
+
+
+def _with_most_items(rows: pd.DataFrame, configs: list[str], notes: list[dict], name: str) -> list[str]:
+    """The configs that answered the most items: an item matrix keeps only the items every config
+    answered, so one asked on a few items (a load-sweep cell, say) would shrink the study to those."""
+    counts = rows[rows["config_id"].isin(configs)].drop_duplicates(KEY + ["config_id"]).groupby("config_id").size()
+    if counts.empty:
+        return configs
+    kept = [c for c in configs if counts.get(c, 0) == counts.max()]
+    if len(kept) < len(configs):
+        notes.append({"dataset": name, "note": f"only the {len(kept)} configuration(s) asked on all {counts.max()} "
+                      f"items take part; {len(configs) - len(kept)} asked on fewer are left out: "
+                      f"{_some([c for c in configs if c not in kept])}"})
+    return kept
 
 
 def _in_every_dataset(rows: pd.DataFrame, configs: list[str], notes: list[dict]) -> list[str]:
