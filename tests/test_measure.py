@@ -127,6 +127,9 @@ def test_chunk_logprobs_are_read_for_both_apis():
     text = {"choices": [{"index": 0, "text": "ris", "finish_reason": "stop",
                          "logprobs": {"tokens": ["ri", "s"], "token_logprobs": [None, -0.75]}}]}
     assert _chunk_content(text, "completions") == ("ris", "stop", [-0.75])  # llama.cpp: null for a first token
+    llama_server = {"choices": [{"index": 0, "text": " Lima", "finish_reason": None,
+                                 "logprobs": {"content": [{"id": 1, "token": " Lima", "logprob": -0.25}]}}]}
+    assert _chunk_content(llama_server, "completions") == (" Lima", None, [-0.25])
     role_only = {"choices": [{"index": 0, "delta": {"role": "assistant", "content": ""}, "finish_reason": None}]}
     assert _chunk_content(role_only, "chat") == ("", None, [])
     assert _chunk_content({"choices": [], "usage": {"prompt_tokens": 1}}, "chat") == ("", None, [])

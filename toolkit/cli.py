@@ -35,7 +35,7 @@ COLLECT_EXIT_STATUSES = f"""exit status:
 def _serve(args: argparse.Namespace) -> int:
     from toolkit.local_server import EmbeddedServer
 
-    with EmbeddedServer(port=args.port, log_path=args.log) as server:
+    with EmbeddedServer(port=args.port, log_path=args.log, slots=args.slots) as server:
         print(f"embedded LLM {server.model} serving at {server.base_url} (Ctrl-C stops it)", flush=True)
         try:
             while True:
@@ -152,6 +152,8 @@ def build_parser() -> argparse.ArgumentParser:
 
     serve = sub.add_parser("serve", help="start the embedded LLM and print its base_url")
     serve.add_argument("--port", type=int, default=None)
+    serve.add_argument("--slots", type=int, default=4,
+                       help="requests decoded together; at least the highest concurrency you will send")
     serve.add_argument("--log", type=Path, default=None, help="file for the server's own log")
     serve.set_defaults(func=_serve)
 

@@ -167,6 +167,7 @@ def collect(config: CollectConfig | str | Path, *, runs_root: Path = Path("data/
                 # one slot per request in flight, so the server batches them instead of queueing
                 server = stack.enter_context(EmbeddedServer(log_path=run_dir / "server.log",
                                                             slots=config.max_concurrency))
+                manifest.setdefault("embedded_server", []).append(server.settings())  # one per session
                 url = server.base_url
             if url is None and endpoint.kind == "embedded":
                 url = "http://127.0.0.1:0/v1"  # nothing pending: no server started, nothing sent

@@ -3,6 +3,7 @@
 """
 from __future__ import annotations
 
+import json
 import logging
 import os
 import re
@@ -29,7 +30,11 @@ class Connection:
     name: str
     base_url: str
     api_key: str
-    tokenize_url: str | None = None  # llama-cpp-python's /extras/tokenize, for exact token counts
+    tokenize_url: str | None = None  # llama-server's /tokenize, for exact token counts
+    # llama-server closes the connection after every streamed response while announcing keep-alive,
+    # so a reused connection can close under the next request ("Server disconnected"): the embedded
+    # server gets a new connection per request (on loopback that costs about 0.1 ms)
+    keep_alive: bool = True
 
     @property
     def host(self) -> str:
@@ -43,7 +48,8 @@ class Connection:
         return _KEY_SHAPES.sub("[redacted]", text)
 
     def client(self, *, timeout_s: float, max_connections: int) -> AsyncOpenAI:
-        limits = httpx2.Limits(max_connections=max_connections, max_keepalive_connections=max_connections)
+        limits = httpx2.Limits(max_connections=max_connections,
+                               max_keepalive_connections=max_connections if self.keep_alive else 0)
         http = httpx2.AsyncClient(limits=limits, timeout=timeout_s, event_hooks={"request": [stamp_send]})
         return AsyncOpenAI(base_url=self.base_url, api_key=self.api_key, max_retries=0, timeout=timeout_s,
                            http_client=http)
@@ -65,38 +71,32 @@ def connect(endpoint: EndpointConfig, *, base_url: str | None = None) -> Connect
                             "(e.g. OPENAI_API_KEY) in the config")
     else:
         key = "none"  # local servers accept any key, but the client insists on one
-    tokenize_url = url.removesuffix("/v1") + "/extras/tokenize" if endpoint.kind == "embedded" else None
-    return Connection(endpoint.name, url, key, tokenize_url)
+    embedded = endpoint.kind == "embedded"
+    tokenize_url = url.removesuffix("/v1") + "/tokenize" if embedded else None
+    return Connection(endpoint.name, url, key, tokenize_url, keep_alive=not embedded)
 
 
 class TokenCounter:
-    """Exact token counts from llama-cpp-python's tokenizer endpoint, for servers that send no usage."""
+    """Exact token counts from llama-server's `POST /tokenize`, for a server that sends no usage; chat
+    prompts are first rendered by the server's own chat template (`POST /apply-template`)."""
 
     def __init__(self, url: str, client: httpx2.AsyncClient) -> None:
         self.url, self._client = url, client
+        self._template_url = url.rpartition("/")[0] + "/apply-template"
         self._prompt_counts: dict[str, int] = {}
 
     async def count(self, text: str, *, with_bos: bool) -> int:
-        response = await self._client.post(self.url, json={"input": text})
+        response = await self._client.post(self.url, json={"content": text, "add_special": with_bos})
         response.raise_for_status()
-        tokens = len(response.json()["tokens"])
-        return tokens if with_bos else max(tokens - 1, 0)  # the endpoint always adds BOS
+        return len(response.json()["tokens"])
 
     async def prompt_tokens(self, prompt: str | list[dict[str, str]]) -> int:
-        text = prompt if isinstance(prompt, str) else gemma_transcript(prompt)
-        if text not in self._prompt_counts:
-            self._prompt_counts[text] = await self.count(text, with_bos=True)
-        return self._prompt_counts[text]
-
-
-def gemma_transcript(messages: list[dict[str, str]]) -> str:
-    """The text Gemma's chat format feeds the model (system folds into the first user turn)."""
-    system = " ".join(m["content"] for m in messages if m["role"] == "system")
-    turns = []
-    for message in messages:
-        if message["role"] == "system":
-            continue
-        role = "model" if message["role"] == "assistant" else "user"
-        content = f"{system}\n\n{message['content']}" if system and role == "user" and not turns else message["content"]
-        turns.append(f"<start_of_turn>{role}\n{content}<end_of_turn>\n")
-    return "".join(turns) + "<start_of_turn>model\n"
+        key = prompt if isinstance(prompt, str) else json.dumps(prompt)
+        if key not in self._prompt_counts:
+            text = prompt
+            if not isinstance(prompt, str):
+                response = await self._client.post(self._template_url, json={"messages": prompt})
+                response.raise_for_status()
+                text = response.json()["prompt"]
+            self._prompt_counts[key] = await self.count(text, with_bos=True)  # the server adds BOS to both
+        return self._prompt_counts[key]

@@ -146,12 +146,13 @@ def _chunk_content(chunk: dict[str, Any], api: Api) -> tuple[str, str | None, li
         return "", None, []
     choice = choices[0]
     logprobs = choice.get("logprobs") or {}
+    # chat, and llama-server's completions: {"content": [{"token", "logprob"}, ...]};
+    # OpenAI's legacy completions: {"tokens": [...], "token_logprobs": [...]}
+    values = logprobs.get("token_logprobs") or [entry.get("logprob") for entry in logprobs.get("content") or []]
     if api == "chat":
         text = (choice.get("delta") or {}).get("content") or ""
-        values = [entry.get("logprob") for entry in logprobs.get("content") or []]
     else:
         text = choice.get("text") or ""
-        values = logprobs.get("token_logprobs") or []
     return text, choice.get("finish_reason"), [value for value in values if value is not None]
 
 
