@@ -58,11 +58,17 @@ ARROW_SCHEMA = pa.schema([
     ("error_message", pa.string()),  # beyond DESIGN: why an error row failed, keys redacted
     ("scheduled_at", pa.timestamp("us", tz="UTC")),  # open-loop runs: when the request was due
     ("send_lag_s", pa.float64()),  # open-loop runs: started_at - scheduled_at, on the monotonic clock
+    # imported traffic: prefix-block hashes, each covering its block and every block before it
+    # (Mooncake's hash_ids), so two requests sharing the first k hashes share k blocks of KV cache
+    ("prefix_hashes", pa.list_(pa.int64())),
+    ("prompt_hash", pa.string()),  # imported traffic: a hash of the prompt, equal for equal prompts
+    ("reported_cost_usd", pa.float64()),  # the cost a foreign tool stored, kept beside ours to compare
 ])
 REQUEST_COLUMNS: tuple[str, ...] = tuple(ARROW_SCHEMA.names)
 # Columns added after the first release: a run dir written before them reads them as null.
 LATER_COLUMNS = frozenset({"phase", "server_prefill_s", "server_decode_s", "server_cached_tokens",
-                           "scheduled_at", "send_lag_s"})
+                           "scheduled_at", "send_lag_s", "prefix_hashes", "prompt_hash",
+                           "reported_cost_usd"})
 TIMESTAMP_COLUMNS = ("started_at", "scheduled_at")
 
 _PANDAS_DTYPES: dict[pa.DataType, object] = {
@@ -118,6 +124,9 @@ class RequestRecord:
     error_message: str | None = None
     scheduled_at: dt.datetime | None = None
     send_lag_s: float | None = None
+    prefix_hashes: list[int] | None = None
+    prompt_hash: str | None = None
+    reported_cost_usd: float | None = None
 
     def to_json_dict(self) -> dict:
         row = dataclasses.asdict(self)
