@@ -20,6 +20,7 @@ from toolkit.importers.frugalgpt_summary import load_reference_points
 from toolkit.importers.generic import import_generic
 from toolkit.importers.llmperf import import_llmperf
 from toolkit.importers.openai_batch import import_openai_batch, parse_batch_output
+from toolkit.importers.otel import import_otel
 from toolkit.importers.traces import import_azure2023, import_mooncake
 from toolkit.store import save_run
 
@@ -33,11 +34,12 @@ IMPORTERS: dict[str, Importer] = {
     "generic": import_generic,
     "azure2023": import_azure2023,
     "mooncake": import_mooncake,
+    "otel": import_otel,
 }
 
 __all__ = [
     "IMPORTERS", "import_alpacaeval", "import_azure2023", "import_frugalgpt", "import_generic",
-    "import_llmperf", "import_mooncake", "import_openai_batch", "import_to_run_dir",
+    "import_llmperf", "import_mooncake", "import_openai_batch", "import_otel", "import_to_run_dir",
     "load_reference_points", "load_reported_costs", "parse_batch_output",
 ]
 

@@ -68,8 +68,8 @@ def read_records(path: Path, *, list_keys: tuple[str, ...] = ("data",),
         raise DataFileError(path, "expected a JSON array or object, or JSON lines")
     if isinstance(document, dict):
         key = next((k for k in list_keys if isinstance(document.get(k), list)), None)
-        if key is None:  # one record alone on its one line
-            yield Where(path, line=1), document
+        if key is None:  # one record: its line only if it is written on one
+            yield Where(path, line=1 if "\n" not in text.strip() else None), document
             return
         document = document[key]
     if isinstance(document, list):
