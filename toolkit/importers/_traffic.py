@@ -174,7 +174,7 @@ def first_token_seconds(start: pd.Timestamp, first: pd.Timestamp | None, end: pd
         return None
     ttft = (first - start).total_seconds()
     if ttft < 0 or (end is not None and first > end):
-        raise where.error(field, f"({first.isoformat()}) is outside the request's start and end")
+        raise where.error(field, f"is outside the request's start and end ({first.isoformat()})")
     return ttft
 
 
