@@ -130,6 +130,21 @@ def non_negative(value: object, where: Where, field: str, *, scale: float = 1.0)
     return number
 
 
+def setting(value: object, *, whole: bool = False) -> float | int | None:
+    """A model setting (max_tokens, temperature) if it is a finite non-negative number, else None.
+    These columns describe a request and are never required; the tools store them free-form
+    (LangChain writes max_tokens "Infinity", None or -1 for "no limit")."""
+    try:
+        number = float(value)  # type: ignore[arg-type]
+    except (TypeError, ValueError):
+        return None
+    if isinstance(value, bool) or not math.isfinite(number) or number < 0:
+        return None
+    if whole:
+        return int(number) if number == int(number) else None
+    return number
+
+
 def _number(value: object, where: Where, field: str) -> float:
     if isinstance(value, bool):
         raise where.error(field, f"not a number ({value!r})")

@@ -28,7 +28,6 @@ Files: the API's JSON page (`{"data": [...]}`), a JSON array, or JSON lines (the
 """
 from __future__ import annotations
 
-import math
 import os
 from collections import Counter
 from pathlib import Path
@@ -38,8 +37,8 @@ import pandas as pd
 from toolkit.errors import DataFileError
 from toolkit.importers._common import build_manifest, finish
 from toolkit.importers._traffic import (Where, compare_reported_costs, count, first_token_seconds, non_negative,
-                                        prompt_hash, read_records, require_object, send_order, span_seconds,
-                                        timestamp)
+                                        prompt_hash, read_records, require_object, send_order, setting,
+                                        span_seconds, timestamp)
 
 KIND = "langfuse"
 VERSION = "1"
@@ -108,8 +107,8 @@ def _row(record: dict, where: Where, unclassified: Counter[str]) -> dict:
         "ttft_s": first_token_seconds(start, first, end, where, "completionStartTime"),
         **tokens,
         "usage_source": "server" if usage else None,
-        "max_tokens": _parameter(parameters.get("max_tokens"), whole=True),
-        "temperature": _parameter(parameters.get("temperature")),
+        "max_tokens": setting(parameters.get("max_tokens"), whole=True),
+        "temperature": setting(parameters.get("temperature")),
         "status": "error" if failed else "ok",
         "error_type": "reported_error" if failed else None,
         "error_message": (record.get("statusMessage") or None) if failed else None,
@@ -155,16 +154,3 @@ def _reported_cost(record: dict, where: Where) -> float | None:
             return cost
     return None
 
-
-def _parameter(value: object, *, whole: bool = False) -> float | int | None:
-    """A model parameter if it is a finite number; modelParameters is free-form (LangChain stores
-    max_tokens "Infinity" or -1), and these two columns are descriptive, so anything else is null."""
-    try:
-        number = float(value)  # type: ignore[arg-type]
-    except (TypeError, ValueError):
-        return None
-    if isinstance(value, bool) or not math.isfinite(number) or number < 0:
-        return None
-    if whole:
-        return int(number) if number == int(number) else None
-    return number
