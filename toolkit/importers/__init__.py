@@ -18,6 +18,7 @@ from toolkit.importers.alpacaeval import import_alpacaeval
 from toolkit.importers.frugalgpt import import_frugalgpt, load_reported_costs
 from toolkit.importers.frugalgpt_summary import load_reference_points
 from toolkit.importers.generic import import_generic
+from toolkit.importers.helicone import import_helicone
 from toolkit.importers.langfuse import import_langfuse
 from toolkit.importers.langsmith import import_langsmith
 from toolkit.importers.llmperf import import_llmperf
@@ -39,12 +40,14 @@ IMPORTERS: dict[str, Importer] = {
     "otel": import_otel,
     "langfuse": import_langfuse,
     "langsmith": import_langsmith,
+    "helicone": import_helicone,
 }
 
 __all__ = [
     "IMPORTERS", "import_alpacaeval", "import_azure2023", "import_frugalgpt", "import_generic",
-    "import_langfuse", "import_langsmith", "import_llmperf", "import_mooncake", "import_openai_batch",
-    "import_otel", "import_to_run_dir", "load_reference_points", "load_reported_costs", "parse_batch_output",
+    "import_helicone", "import_langfuse", "import_langsmith", "import_llmperf", "import_mooncake",
+    "import_openai_batch", "import_otel", "import_to_run_dir", "load_reference_points", "load_reported_costs",
+    "parse_batch_output",
 ]
 
 
