@@ -177,3 +177,14 @@ def test_a_broken_csv_row_names_its_line(tmp_path):
     ])
     with pytest.raises(DataFileError, match=r'output.csv line 3: field "latency": not a number \(\'slow\'\)'):
         import_helicone(path)
+
+
+def test_csv_lines_count_quoted_newlines_and_blank_lines(tmp_path):
+    path = tmp_path / "output.csv"
+    path.write_text('response_id,response_status,request_created_at,latency,request_body\n'
+                    '"a",200,2025-03-04T10:00:00Z,5,"{""messages"": ""two\nlines""}"\n'
+                    '\n'
+                    '"b",200,2025-03-04T10:00:01Z,-7,\n')
+    with pytest.raises(DataFileError) as caught:
+        import_helicone(path)
+    assert caught.value.line == 5 and caught.value.field == "latency"

@@ -88,12 +88,13 @@ def read_records(path: Path, *, list_keys: tuple[str, ...] = ("data",),
 
 
 def _csv_lines(path: Path) -> list[int]:
-    """The physical line (1-based) where each data row starts; quoted newlines counted."""
+    """The physical line (1-based) where each data row starts; quoted newlines counted, blank lines
+    skipped as pandas skips them."""
     starts, start = [], 1
     with path.open(newline="", encoding="utf-8-sig") as handle:
         reader = csv_module.reader(handle)
-        for index, _ in enumerate(reader):
-            if index > 0:
+        for index, row in enumerate(reader):
+            if index > 0 and row:
                 starts.append(start)
             start = reader.line_num + 1
     return starts
@@ -235,7 +236,7 @@ def compare_reported_costs(table: pd.DataFrame) -> list[dict]:
         try:
             matched, price = resolve_price(prices, str(model))
         except PriceError as exc:
-            comparison.append({**entry, "priced_usd": None, "why": str(exc).split(":")[0]})
+            comparison.append({**entry, "priced_usd": None, "why": str(exc)})
             continue
         if isinstance(price, MachinePrice):
             comparison.append({**entry, "priced_usd": None, "why": "priced by machine time, not tokens"})

@@ -41,7 +41,6 @@ from urllib.parse import urlparse
 
 import pandas as pd
 
-from toolkit.errors import DataFileError
 from toolkit.importers._common import build_manifest, finish
 from toolkit.importers._traffic import (Where, compare_reported_costs, count, non_negative, prompt_hash,
                                         read_records, require_object, send_order, span_seconds, timestamp)
@@ -71,7 +70,8 @@ def import_helicone(path: str | os.PathLike, *, run_id: str | None = None,
     table = finish(frame, path=path)
     notes = [
         "e2e_s = delay_ms (CSV: latency) / 1000 where present, else response_created_at - request_created_at; "
-        "ttft_s = time_to_first_token / 1000, a 0 read as not measured.",
+        "ttft_s = time_to_first_token / 1000, a 0 read as not measured. Both are the proxy's times: from the "
+        "request reaching Helicone, so the client's network leg to the proxy is not in them.",
         "prompt_tokens includes cache reads and writes: added back where Helicone stored them apart, settled "
         "per row by total_tokens (cache_parts in the manifest counts how each row was read).",
         "status ok for 2xx response_status, else error with http_status.",

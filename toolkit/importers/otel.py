@@ -100,8 +100,9 @@ def import_otel(path: str | os.PathLike, *, run_id: str | None = None) -> tuple[
         "config_id = gen_ai.request.model else gen_ai.response.model.",
         "prompt_tokens = gen_ai.usage.input_tokens, which includes cached tokens by the conventions; "
         "cached_tokens = gen_ai.usage.cache_read.input_tokens.",
-        "ttft_s = gen_ai.response.time_to_first_chunk where present; e2e_s = span end - start (the span "
-        "covers retries, which are not visible: attempts is null).",
+        "ttft_s = gen_ai.response.time_to_first_chunk where present: the first chunk, which may carry no "
+        "content yet (a role-only chunk), so it can be earlier than the first content token the toolkit times; "
+        "e2e_s = span end - start (the span covers retries, which are not visible: attempts is null).",
         "status error where the span status code is ERROR or error.type is set.",
     ]
     manifest = build_manifest(kind=KIND, version=VERSION, run_id=run_id, sources=[path], table=table,
