@@ -233,7 +233,8 @@ def price_requests(frame: pd.DataFrame, table: PriceTable) -> pd.Series:
 MACHINE_RULES = {
     "phase": "machine time by phase: the wall time of the phase a request ran in (one concurrency level "
              "of one collection session, first send to last byte), shared among the phase's requests in "
-             "proportion to their end-to-end times; what the machine delivered at that load",
+             "proportion to the work each did (the server's prefill + decode time where it reports it, else "
+             "end-to-end time); what the machine delivered at that load",
     "e2e": "machine time by request: no phase was recorded (imported data), so each request is charged "
            "its own end-to-end time as if the machine served it alone (exact for a server that runs one "
            "request at a time, an upper bound for one that batches)",
