@@ -18,7 +18,7 @@ import numpy as np
 import pandas as pd
 
 from toolkit.errors import DataFileError, PriceError
-from toolkit.importers._common import read_table
+from toolkit.importers._common import finish, read_table
 
 PROMPT_HASH_HEX = 16  # 64 bits of SHA-256: collisions are negligible below billions of prompts
 
@@ -206,6 +206,14 @@ def prompt_hash(prompt: object) -> str | None:
             pass  # plain text: hash it as the JSON string it is
     canonical = json.dumps(prompt, sort_keys=True, separators=(",", ":"), ensure_ascii=False)
     return hashlib.sha256(canonical.encode("utf-8")).hexdigest()[:PROMPT_HASH_HEX]
+
+
+def traffic_table(rows: list[dict], run_id: str, path: Path) -> pd.DataFrame:
+    """The requests table of a trace's rows: its run id, send order by start time, DESIGN dtypes."""
+    frame = pd.DataFrame(rows)
+    frame["run_id"] = run_id
+    frame["sequence"] = send_order(frame["started_at"])
+    return finish(frame, path=path)
 
 
 def send_order(started_at: pd.Series) -> pd.Series:

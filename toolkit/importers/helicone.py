@@ -41,9 +41,9 @@ from urllib.parse import urlparse
 
 import pandas as pd
 
-from toolkit.importers._common import build_manifest, finish
-from toolkit.importers._traffic import (Where, compare_reported_costs, count, non_negative, prompt_hash,
-                                        read_records, require_object, send_order, span_seconds, timestamp)
+from toolkit.importers._common import build_manifest
+from toolkit.importers._traffic import (Where, compare_reported_costs, count, non_negative, prompt_hash, read_records,
+                                        require_object, span_seconds, timestamp, traffic_table)
 
 KIND = "helicone"
 VERSION = "1"
@@ -64,10 +64,7 @@ def import_helicone(path: str | os.PathLike, *, run_id: str | None = None,
     rows = [_row(require_object(record, where), where, cache_in_prompt_tokens, tally)
             for where, record in read_records(path, list_keys=("data",), csv=True)]
     run_id = run_id or f"{KIND}-{path.stem}"
-    frame = pd.DataFrame(rows)
-    frame["run_id"] = run_id
-    frame["sequence"] = send_order(frame["started_at"])
-    table = finish(frame, path=path)
+    table = traffic_table(rows, run_id, path)
     notes = [
         "e2e_s = delay_ms (CSV: latency) / 1000 where present, else response_created_at - request_created_at; "
         "ttft_s = time_to_first_token / 1000, a 0 read as not measured. Both are the proxy's times: from the "

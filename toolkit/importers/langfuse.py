@@ -35,10 +35,10 @@ from pathlib import Path
 import pandas as pd
 
 from toolkit.errors import DataFileError
-from toolkit.importers._common import build_manifest, finish
+from toolkit.importers._common import build_manifest
 from toolkit.importers._traffic import (Where, compare_reported_costs, count, first_token_seconds, non_negative,
-                                        prompt_hash, read_records, require_object, send_order, setting,
-                                        span_seconds, timestamp)
+                                        prompt_hash, read_records, require_object, setting, span_seconds,
+                                        timestamp, traffic_table)
 
 KIND = "langfuse"
 VERSION = "1"
@@ -63,10 +63,7 @@ def import_langfuse(path: str | os.PathLike, *, run_id: str | None = None) -> tu
     if not rows:
         raise DataFileError(path, f"no generations in this file (skipped: {dict(skipped) or 'none'})")
     run_id = run_id or f"{KIND}-{path.stem}"
-    frame = pd.DataFrame(rows)
-    frame["run_id"] = run_id
-    frame["sequence"] = send_order(frame["started_at"])
-    table = finish(frame, path=path)
+    table = traffic_table(rows, run_id, path)
     notes = [
         "One row per observation of type GENERATION; other types are skipped and counted (skipped_observations).",
         "prompt_tokens = the usageDetails keys containing 'input' (cached ones included), cached_tokens = those "

@@ -44,9 +44,9 @@ from pathlib import Path
 import pandas as pd
 
 from toolkit.errors import DataFileError
-from toolkit.importers._common import build_manifest, finish
+from toolkit.importers._common import build_manifest
 from toolkit.importers._traffic import (Where, count, non_negative, prompt_hash, read_records, require_object,
-                                        send_order)
+                                        traffic_table)
 
 KIND = "otel"
 VERSION = "1"
@@ -89,10 +89,7 @@ def import_otel(path: str | os.PathLike, *, run_id: str | None = None) -> tuple[
     if not rows:
         raise DataFileError(path, f"no GenAI inference spans in this file (skipped: {dict(skipped) or 'none'})")
     run_id = run_id or f"{KIND}-{path.stem}"
-    frame = pd.DataFrame(rows)
-    frame["run_id"] = run_id
-    frame["sequence"] = send_order(frame["started_at"])
-    table = finish(frame, path=path)
+    table = traffic_table(rows, run_id, path)
     notes = [
         "One row per GenAI inference span (gen_ai.operation.name chat, text_completion or generate_content, "
         "or gen_ai.request.model without an operation name); other spans are skipped and counted.",
