@@ -427,3 +427,13 @@ def test_cost_basis_text_says_what_costs_stand_on():
         "Costs come from each model's own prices (table frontier-default); 1 model priced through "
         "data/model_aliases.yaml as a model a provider lists, 0 of them approximately (a fine-tune at its base "
         "model's price, or a model at the price its size costs to serve: each price's source says which).")
+
+
+def test_accuracy_text_says_when_the_most_accurate_was_measured_on_few_answers():
+    table = pd.DataFrame({"config_id": ["sweep", "main", "other"], "accuracy": [0.6, 0.55, 0.3], "n": [24, 256, 256],
+                          "accuracy_low": [0.4, 0.49, 0.25], "accuracy_high": [0.77, 0.61, 0.36]})
+    text = findings.accuracy_text(table, confidence=0.95)
+    assert text.startswith("Most accurate: **sweep** at 60.0%")
+    assert "It was measured on only 24 answers; of the configurations measured on the most (256), **main** leads " \
+           "at 55.0% (95% interval 49.0% to 61.0%, n = 256)." in text
+    assert "measured on only" not in findings.accuracy_text(table.iloc[1:], confidence=0.95)

@@ -144,6 +144,10 @@ def accuracy_text(table: pd.DataFrame, *, confidence: float, id_col: str = "conf
         text += (f"{len(overlap)} of the other {len(known) - 1} configurations have {level} intervals that "
                  "overlap the best one's, so this data cannot tell them apart from it by accuracy alone"
                  if len(overlap) else f"Every other configuration's {level} interval lies below the best one's")
+        if "n" in known and best["n"] < known["n"].max() / 2:
+            most = known[known["n"] == known["n"].max()].iloc[0]
+            text += (f". It was measured on only {int(best['n'])} answers; of the configurations measured on the "
+                     f"most ({int(most['n'])}), **{most[id_col]}** leads at {_interval(most, level)}")
     return text + "."
 
 
