@@ -92,6 +92,8 @@ def imported(scratch: Path) -> dict[str, Path]:
         "alpacaeval": (write_alpacaeval(scratch / "alpacaeval"), []),
         "frugalgpt": (write_frugalgpt(scratch / "HEADLINES.csv"), []),
         "openai_batch": (write_batch(scratch / "batch_output.jsonl"), ["-O", f"id_pattern={BATCH_PATTERN}"]),
+        "azure2023": (PUBLIC / "traces" / "azure2023", []),
+        "mooncake": (PUBLIC / "traces" / "mooncake", []),
     }
     runs = {}
     for kind, (path, options) in sources.items():
@@ -132,8 +134,10 @@ def errors(nb: nbformat.NotebookNode) -> list[str]:
 
 
 def test_every_public_folder_imports(imported: dict[str, Path]):
-    folders = {p.name for p in PUBLIC.iterdir() if p.is_dir()}
+    folders = {p.name for p in PUBLIC.iterdir() if p.is_dir() and p.name != "traces"}
+    folders |= {p.name for p in (PUBLIC / "traces").iterdir() if p.is_dir()}
     assert folders <= set(imported)  # a new public data set needs its importer here
+    assert len(load_run(imported["azure2023"])) == 8819 and len(load_run(imported["mooncake"])) == 12031
     llmperf = load_run(imported["llmperf"])
     assert len(llmperf) == 2100 and llmperf["config_id"].nunique() == 14
     assert (llmperf["prompt_tokens"].dropna() == 550).all() and llmperf["correct"].isna().all()

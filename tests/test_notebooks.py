@@ -18,11 +18,11 @@ from toolkit.params import REPO_ROOT
 NOTEBOOK_DIR = REPO_ROOT / "notebooks"
 PARAMETERS = {
     "01_accuracy": ["run_dir", "dataset", "confidence", "alpha"],
-    "02_cost_model": ["run_dir", "value_usd", "error_cost_usd", "human_accuracy", "human_cost_usd",
+    "02_cost_model": ["run_dir", "value_usd", "error_cost_usd", "failure_cost_usd", "human_accuracy", "human_cost_usd",
                       "monthly_volume", "machine_usd_per_hour", "model_prices"],
     "03_latency": ["run_dir", "ttft_target_s", "tpot_target_s", "e2e_target_s", "what_if_output_tokens",
                    "what_if_prompt_tokens"],
-    "04_frontier": ["run_dir", "target_accuracy", "value_usd", "error_cost_usd", "latency_budget_s",
+    "04_frontier": ["run_dir", "target_accuracy", "value_usd", "error_cost_usd", "failure_cost_usd", "latency_budget_s",
                     "latency_quantile", "machine_usd_per_hour", "model_prices", "cost_basis", "basis_usd_per_mtok",
                     "reference_points"],
 }
@@ -34,7 +34,8 @@ KEY_OUTPUTS = {
     "03_latency": ["Fastest: **", "Claim: 100 output tokens are ~10x faster than 1000.",
                    "so 1000 tokens take", "Measured directly in this run", "**Answer:**"],
     "04_frontier": ["configurations are on the Pareto front (accuracy up, p90 end-to-end latency down",
-                    "Rule: ", "its break-even accuracy (E + c) / (V + E), with V = 2.50 USD, E = 2.00 USD"],
+                    "Rule: ", "its break-even accuracy (E + (f·F + c) / (1 − f)) / (V + E), with V = 2.50 USD, E = 2.00 USD",
+                    "Self-hosted cost: "],
     "05_caching_batch": ["Baseline ", "USD a month"],
 }
 
