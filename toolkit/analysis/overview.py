@@ -40,7 +40,8 @@ from toolkit.importers.frugalgpt_summary import load_reference_points
 from toolkit.params import REPO_ROOT
 from toolkit.pricing import MachinePrice, Price, PriceTable, describe, load_price_table, pricing_rules, resolve_price
 
-NO_PRICE = "no price known: add the model to data/prices.yaml or pass machine_usd_per_hour"
+NO_PRICE = ("no price known: pass --price MODEL=IN,OUT (or the model_prices parameter), add the model to "
+            "data/prices.yaml, or pass machine_usd_per_hour")
 
 
 def graded_mask(frame: pd.DataFrame) -> pd.Series:
