@@ -78,11 +78,7 @@ def describe_config(config: CollectConfig, connections: dict[str, Connection]) -
         "endpoints": [{"name": e.name, "kind": e.kind, "host": connections[e.name].host if e.name in connections
                        else None, "api_key_env": e.api_key_env, "models": list(e.models)}
                       for e in config.endpoints],
-        "configs": [{"config_id": c.config_id, "endpoint": c.endpoint.name, "model": c.model,
-                     "prompt_variant": c.prompt_variant, "max_tokens": c.max_tokens, "stop": c.stop,
-                     "temperature": c.temperature, "concurrency": c.concurrency, "logprobs": c.logprobs,
-                     "cache": c.cache}
-                    for c in config.run_configs()],
+        "configs": [c.columns() for c in config.run_configs()],
     }
 
 

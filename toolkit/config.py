@@ -70,6 +70,16 @@ class RunConfig:
     cache: bool = False  # answer exact repeats from the response cache
     repeats: int = 1
     items_per_task: int | None = None  # None: the config's items_per_task
+    arrival_rate_per_s: float | None = None  # open loop: the grid's arrival rate; None: closed loop
+
+    def columns(self) -> dict[str, object]:
+        """The requests-table columns that say which configuration sent a request: every setting
+        that can tell two configurations apart has a column, so analysis never parses `config_id`."""
+        return {"config_id": self.config_id, "endpoint_name": self.endpoint.name, "model": self.model,
+                "prompt_variant": self.prompt_variant, "max_tokens": self.max_tokens,
+                "stop_sequences": self.stop, "temperature": self.temperature, "concurrency": self.concurrency,
+                "logprobs": self.logprobs, "response_cache": self.cache,
+                "arrival_rate_per_s": self.arrival_rate_per_s}
 
 
 @dataclass(frozen=True)
@@ -157,7 +167,8 @@ class CollectConfig:
                     name = f"{endpoint.name}:{name}"
                 cells.append(RunConfig(name, endpoint, model, variant, cap.tokens, cap.stop,
                                        temperature, concurrency, grid.logprobs, cache == "response",
-                                       grid.repeats, grid.items_per_task))
+                                       grid.repeats, grid.items_per_task,
+                                       None if grid.arrival is None else grid.arrival.rate_per_s))
         return cells
 
 

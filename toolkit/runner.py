@@ -395,11 +395,9 @@ class Collector:
                       sequence: int) -> RequestRecord:
         cell, item = planned.config, planned.item
         base = RequestRecord(
-            run_id=self.run_id, request_id=planned.request_id, config_id=cell.config_id, model=cell.model,
-            prompt_variant=cell.prompt_variant, max_tokens=cell.max_tokens, temperature=cell.temperature,
-            dataset=planned.task.name, item_id=item.item_id, repeat=planned.repeat,
+            run_id=self.run_id, request_id=planned.request_id, **cell.columns(), dataset=planned.task.name, item_id=item.item_id, repeat=planned.repeat,
             endpoint=self.connections[cell.endpoint.name].host, started_at=outcome.started_at,
-            status="error", attempts=outcome.attempts, concurrency=cell.concurrency, sequence=sequence,
+            status="error", attempts=outcome.attempts, sequence=sequence,
             expected=item.expected, error_type=outcome.error_type, http_status=outcome.http_status,
             error_message=outcome.error_message)
         result = outcome.result

@@ -63,12 +63,20 @@ ARROW_SCHEMA = pa.schema([
     ("prefix_hashes", pa.list_(pa.int64())),
     ("prompt_hash", pa.string()),  # imported traffic: a hash of the prompt, equal for equal prompts
     ("reported_cost_usd", pa.float64()),  # the cost a foreign tool stored, kept beside ours to compare
+    # the grid's own settings that config_id encodes, each a column (null where a source has no grid)
+    ("endpoint_name", pa.string()),  # the config's endpoint name (`endpoint` is its host)
+    ("stop_sequences", pa.bool_()),  # the dataset's stop sequences were sent
+    ("logprobs", pa.bool_()),  # token log-probabilities were requested
+    ("response_cache", pa.bool_()),  # exact repeats may be answered from the response cache
+    ("arrival_rate_per_s", pa.float64()),  # open loop: the arrival rate the config was sent at
 ])
 REQUEST_COLUMNS: tuple[str, ...] = tuple(ARROW_SCHEMA.names)
+# Settings a run dir written before they were columns gets back from its manifest's configs.
+SETTING_COLUMNS = ("endpoint_name", "stop_sequences", "logprobs", "response_cache", "arrival_rate_per_s")
 # Columns added after the first release: a run dir written before them reads them as null.
 LATER_COLUMNS = frozenset({"phase", "server_prefill_s", "server_decode_s", "server_cached_tokens",
                            "scheduled_at", "send_lag_s", "prefix_hashes", "prompt_hash",
-                           "reported_cost_usd"})
+                           "reported_cost_usd", *SETTING_COLUMNS})
 TIMESTAMP_COLUMNS = ("started_at", "scheduled_at")
 
 _PANDAS_DTYPES: dict[pa.DataType, object] = {
@@ -127,6 +135,11 @@ class RequestRecord:
     prefix_hashes: list[int] | None = None
     prompt_hash: str | None = None
     reported_cost_usd: float | None = None
+    endpoint_name: str | None = None
+    stop_sequences: bool | None = None
+    logprobs: bool | None = None
+    response_cache: bool | None = None
+    arrival_rate_per_s: float | None = None
 
     def to_json_dict(self) -> dict:
         row = dataclasses.asdict(self)

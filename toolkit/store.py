@@ -23,8 +23,8 @@ import pyarrow.parquet as pq
 
 from toolkit.errors import DataFileError, RunDirError
 from toolkit.pricing import machine_seconds
-from toolkit.schema import (ARROW_SCHEMA, LATER_COLUMNS, REQUEST_COLUMNS, RequestRecord, coerce_requests, empty_requests, from_arrow,
-                            to_arrow)
+from toolkit.schema import (ARROW_SCHEMA, LATER_COLUMNS, REQUEST_COLUMNS, SETTING_COLUMNS, RequestRecord,
+                            coerce_requests, empty_requests, from_arrow, to_arrow)
 
 MANIFEST = "manifest.json"
 JOURNAL = "journal.jsonl"
@@ -160,9 +160,34 @@ def load_run(run_dir: str | os.PathLike) -> pd.DataFrame:
         return empty_requests()
     merged = pd.concat(parts, ignore_index=True) if len(parts) > 1 else parts[0]
     merged = merged.drop_duplicates("request_id", keep="last").reset_index(drop=True)
+    merged = _with_settings(merged, run_dir)
     # each request's share of its phase's machine time, over the whole run: a subset (one dataset,
     # the ok rows) keeps the shares it had, where computing them on the subset would not
     return pd.concat([merged, machine_seconds(merged)], axis=1)
+
+
+# a manifest written before the settings were columns names them so
+_OLD_SETTING_KEYS = {"endpoint_name": "endpoint", "stop_sequences": "stop", "response_cache": "cache"}
+
+
+def _with_settings(frame: pd.DataFrame, run_dir: Path) -> pd.DataFrame:
+    """Fill setting columns a run written before they existed left null, from its manifest's configs."""
+    unknown = frame[list(SETTING_COLUMNS)].isna().all(axis=1)
+    manifest_path = run_dir / MANIFEST
+    if not unknown.any() or not manifest_path.exists():
+        return frame
+    configs = (read_manifest(run_dir).get("config") or {}).get("configs") or []
+    settings = {entry["config_id"]: entry for entry in configs if "config_id" in entry}
+    rows = frame.loc[unknown, "config_id"].map(settings)
+    known = rows.notna()
+    if not known.any():
+        return frame
+    frame = frame.copy()
+    for column in SETTING_COLUMNS:
+        old_key = _OLD_SETTING_KEYS.get(column, column)
+        values = rows[known].map(lambda entry: entry.get(column, entry.get(old_key)))
+        frame.loc[values.index, column] = values.astype(frame[column].dtype)
+    return frame
 
 
 def _parquet_frame(path: Path) -> pd.DataFrame:
