@@ -9,13 +9,14 @@ import pandas as pd
 import pytest
 import yaml
 
-from toolkit.batch import (BatchProgress, build_batch_input, download, ingest, read_batch_input, register_cli,
-                           request_for, run_batch_file, split_batch_input, submit, wait, write_jsonl)
+from toolkit.batch import (BatchProgress, build_batch_input, download, ingest, read_batch_input, run_batch_file,
+                           split_batch_input, submit, wait, write_jsonl)
+from toolkit.cli_batch import register_cli
 from toolkit.collect import collect
 from toolkit.config import load_config
 from toolkit.errors import DataFileError
 from toolkit.runner import plan
-from toolkit.store import load_run, read_manifest
+from toolkit.store import REQUESTS, load_run, read_manifest
 from toolkit.testing.batch_server import BatchServer
 from toolkit.testing.scripted_server import Behaviour, Script, ScriptedServer
 
@@ -23,12 +24,12 @@ REPO = Path(__file__).resolve().parents[1]
 MODEL = "scripted-model"
 
 
-def write_config(tmp_path: Path, *, variants=("zero_shot", "chat"), items=4, endpoint=None) -> Path:
+def write_config(tmp_path: Path, *, variants=("zero_shot", "chat"), items=4, endpoint=None, **grid) -> Path:
     raw = {"name": "batchtest", "tasks": ["capitals"], "items_per_task": items, "seed": 1,
            "evals_dir": str(REPO / "data" / "evals"), "prompts_dir": str(REPO / "data" / "prompts"),
            "endpoints": [endpoint or {"name": "scripted", "kind": "openai", "base_url": "http://127.0.0.1:9/v1",
                                       "models": [MODEL]}],
-           "grid": {"prompt_variants": list(variants), "max_tokens": [8]}}
+           "grid": {"prompt_variants": list(variants), "max_tokens": [8], **grid}}
     path = tmp_path / "batchtest.yaml"
     path.write_text(yaml.safe_dump(raw))
     return path
@@ -91,6 +92,29 @@ def test_run_batch_file_then_ingest_equals_the_online_run_item_by_item(tmp_path)
     manifest = read_manifest(tmp_path / "runs" / "batch")
     assert manifest["source"] == "batch" and manifest["batch"]["request_counts"]["total"] == 8
     assert 0 <= manifest["batch"]["turnaround_s"] < 30 and manifest["missing_requests"] == 0
+
+
+def test_a_batch_row_and_an_online_row_agree_on_every_configuration_column_and_the_grade(tmp_path):
+    # settings away from their defaults, so a column left null or defaulted in either table shows
+    config_path = write_config(tmp_path, variants=("chat",), max_tokens=[{"tokens": 8, "stop": False}, 16],
+                               temperature=[0.5], concurrency=[2], logprobs=True)
+    script, planned = script_for(config_path)
+    with ScriptedServer(script) as server:
+        collect(config_path, runs_root=tmp_path / "runs", run_id="online", base_url=server.base_url)
+        input_path = write_jsonl(build_batch_input(load_config(config_path)), tmp_path / "in.jsonl")
+        run_batch_file(input_path, tmp_path / "out.jsonl", base_url=server.base_url)
+    ingest((tmp_path / "out.jsonl").read_text().splitlines(), [], config_path, tmp_path / "runs" / "batch")
+    # the stored tables: load_run would fill missing setting columns from the manifest
+    online, batch = (pd.read_parquet(tmp_path / "runs" / name / REQUESTS) for name in ("online", "batch"))
+    joined = online.merge(batch, on="request_id", suffixes=("_online", "_batch"))
+    assert len(joined) == len(planned) == 8 and batch["batch"].all()
+    columns = [*planned[0].config.columns(), "score", "correct", "grader"]
+    for column in columns:
+        online_values, batch_values = joined[f"{column}_online"], joined[f"{column}_batch"]
+        assert online_values.equals(batch_values), column
+        assert column == "arrival_rate_per_s" or batch_values.notna().all(), column  # closed loop: no rate
+    assert set(joined["stop_sequences_batch"]) == {True, False} and joined["logprobs_batch"].all()
+    assert set(joined["correct_batch"]) == {True, False} and (joined["temperature_batch"] == 0.5).all()
 
 
 def test_failed_lines_become_error_rows_with_their_code(tmp_path):

@@ -109,3 +109,18 @@ def test_bad_lines(tmp_path):
     empty.write_text("\n")
     with pytest.raises(DataFileError, match="the file is empty"):
         import_openai_batch(empty)
+
+
+def test_output_and_error_files_import_together_and_a_request_in_both_is_named(tmp_path):
+    output, errors = tmp_path / "out.jsonl", tmp_path / "err.jsonl"
+    output.write_text("\n".join(lines(CHAT, BAD_REQUEST)) + "\n")
+    errors.write_text("\n".join(lines(EXPIRED)) + "\n")
+    table, manifest = import_openai_batch(output, errors=errors)
+    assert table["request_id"].tolist() == [CHAT["custom_id"], BAD_REQUEST["custom_id"], EXPIRED["custom_id"]]
+    assert table["status"].tolist() == ["ok", "error", "error"] and (table["model"] == "gpt-4o-mini").all()
+    assert [source["path"] for source in manifest["source_files"]] == [str(output), str(errors)]
+    errors.write_text("\n".join(lines(EXPIRED, {**EXPIRED, "custom_id": CHAT["custom_id"]})) + "\n")
+    with pytest.raises(DataFileError) as caught:
+        import_openai_batch(output, errors=errors)
+    assert str(caught.value).startswith(f"{errors} line 2: field \"custom_id\": duplicate request id "
+                                        f"'{CHAT['custom_id']}' (first at {output} line 1)")

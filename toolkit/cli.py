@@ -189,10 +189,10 @@ def build_parser() -> argparse.ArgumentParser:
                           help="importer option, value read as YAML (e.g. -O 'mapping={latency_ms: e2e_s}')")
     importer.set_defaults(func=_import)
 
-    from toolkit import batch, cache, report
+    from toolkit import cache, cli_batch, report
 
     report.register_cli(sub)
-    batch.register_cli(sub)
+    cli_batch.register_cli(sub)
     cache.register_cli(sub)
     return parser
 

@@ -36,6 +36,7 @@ from toolkit.endpoints import Connection, TokenCounter
 from toolkit.errors import EndpointError
 from toolkit.measure import DroppedStream, Request, StreamResult, stream_request
 from toolkit.prompts import TaskSpec, load_task, render
+from toolkit.records import Answer, Failure, request_record
 from toolkit.schema import RequestRecord
 from toolkit.store import Journal
 
@@ -393,36 +394,30 @@ class Collector:
 
     async def _record(self, planned: PlannedRequest, request: Request, outcome: Outcome,
                       sequence: int) -> RequestRecord:
-        cell, item = planned.config, planned.item
-        base = RequestRecord(
-            run_id=self.run_id, request_id=planned.request_id, **cell.columns(), dataset=planned.task.name, item_id=item.item_id, repeat=planned.repeat,
-            endpoint=self.connections[cell.endpoint.name].host, started_at=outcome.started_at,
-            status="error", attempts=outcome.attempts, sequence=sequence,
-            expected=item.expected, error_type=outcome.error_type, http_status=outcome.http_status,
-            error_message=outcome.error_message)
-        result = outcome.result
-        if result is None:
-            return base
-        grade = planned.task.grader(result.text, item.expected)
+        cell = planned.config
+        answer = (Failure(outcome.error_type, outcome.http_status, outcome.error_message) if outcome.result is None
+                  else await self._answer(cell, request, outcome.result))
+        return request_record(planned, answer, run_id=self.run_id, sequence=sequence,
+                              endpoint=self.connections[cell.endpoint.name].host, started_at=outcome.started_at,
+                              attempts=outcome.attempts)
+
+    async def _answer(self, cell: RunConfig, request: Request, result: StreamResult) -> Answer:
+        """`result` with its usage: the server's, else counted by the endpoint's tokenizer, else estimated."""
         usage, timings = result.usage, result.timings
         counter = self._counters.get(cell.endpoint.name)
         prompt_tokens = usage.prompt_tokens if usage else None
         completion_tokens = usage.completion_tokens if usage else None
-        source = "server" if usage else "estimated"
         if usage is None and counter is not None:
             prompt_tokens = await counter.prompt_tokens(request.prompt)
             completion_tokens = result.logprob_tokens if result.logprob_tokens is not None else (
                 await counter.count(result.text, with_bos=False) if result.text else 0)
         elif usage is None:
             prompt_tokens, completion_tokens = None, len(result.tbt_s) + (1 if result.ttft_s else 0)
-        return replace(
-            base, status="ok", error_type=None, error_message=None, ttft_s=result.ttft_s, e2e_s=result.e2e_s,
-            tbt_s=result.tbt_s, server_s=self._server_seconds(result), prompt_tokens=prompt_tokens,
-            cached_tokens=(usage.cached_tokens or 0) if usage else None,
-            completion_tokens=completion_tokens,
-            reasoning_tokens=(usage.reasoning_tokens or 0) if usage else None,
-            usage_source=source, output_text=result.text, score=grade.score, correct=grade.correct,
-            grader=planned.task.grader.name, logprob_mean=result.logprob_mean,
+        return Answer(
+            text=result.text, prompt_tokens=prompt_tokens, cached_tokens=(usage.cached_tokens or 0) if usage else None,
+            completion_tokens=completion_tokens, reasoning_tokens=(usage.reasoning_tokens or 0) if usage else None,
+            usage_source="server" if usage else "estimated", logprob_mean=result.logprob_mean,
+            ttft_s=result.ttft_s, e2e_s=result.e2e_s, tbt_s=result.tbt_s, server_s=self._server_seconds(result),
             server_prefill_s=timings.prefill_s if timings else None,
             server_decode_s=timings.decode_s if timings else None,
             server_cached_tokens=timings.cached_tokens if timings else None)

@@ -2,16 +2,20 @@
 
 A batch gives no timings (ttft/e2e null) but exact usage from each response body.  `custom_id` is
 the request id; with `id_pattern` (a regex with named groups config_id, dataset, item_id, repeat)
-it also says which eval item a line answers.  `parse_batch_output` is shared with the batch module.
+it also says which eval item a line answers.  This module is the one reader of Batch output and error
+files: `frontier batch ingest` (toolkit.batch.ingest) reads them with `read_batch_lines` and joins
+the lines to the grid that built the batch.
 """
 from __future__ import annotations
 
+import contextlib
 import datetime as dt
 import json
 import logging
 import os
 import re
 from collections.abc import Iterable
+from dataclasses import dataclass
 from pathlib import Path
 
 import numpy as np
@@ -19,6 +23,7 @@ import pandas as pd
 
 from toolkit.errors import DataFileError
 from toolkit.importers._common import build_manifest, finish
+from toolkit.records import Answer, Failure, outcome_columns
 
 KIND = "openai_batch"
 VERSION = "1"
@@ -36,20 +41,36 @@ NOTES = [
 ]
 
 
-def import_openai_batch(path: str | os.PathLike, *, run_id: str | None = None,
-                        endpoint: str = DEFAULT_ENDPOINT, model: str | None = None,
+@dataclass(frozen=True)
+class BatchLine:
+    """One line of a Batch output or error file: which request it answers and what came back."""
+
+    custom_id: str
+    model: str | None  # the model the response body names; None on a failed line without a body
+    created: dt.datetime | None  # when the server made the answer (the body's `created`)
+    outcome: Answer | Failure
+    source: str | os.PathLike
+    line: int
+
+
+def import_openai_batch(path: str | os.PathLike, *, errors: str | os.PathLike | None = None,
+                        run_id: str | None = None, endpoint: str = DEFAULT_ENDPOINT, model: str | None = None,
                         config_id: str | None = None, id_pattern: str | None = None,
                         dataset: str | None = None) -> tuple[pd.DataFrame, dict]:
-    """Read a Batch output (or error) JSONL file into a requests table with batch = True."""
-    path = Path(path)
-    if not path.is_file():
-        raise DataFileError(path, "no such file")
-    with path.open(encoding="utf-8") as handle:
-        table = parse_batch_output(handle, source=path, endpoint=endpoint, model=model,
-                                   config_id=config_id, id_pattern=id_pattern, dataset=dataset)
-    run_id = run_id or f"{KIND}-{path.stem}"
+    """Read a Batch output (or error) JSONL file, and its error file when given, into a requests table
+    with batch = True.  (A batch built from a frontier config: `frontier batch ingest` joins it to the
+    grid and grades it.)"""
+    paths = [Path(p) for p in (path, errors) if p is not None]
+    for each in paths:
+        if not each.is_file():
+            raise DataFileError(each, "no such file")
+    with contextlib.ExitStack() as stack:
+        lines = read_batch_lines(*((stack.enter_context(p.open(encoding="utf-8")), p) for p in paths))
+    table = batch_table(lines, source=paths[0], endpoint=endpoint, model=model, config_id=config_id,
+                        id_pattern=id_pattern, dataset=dataset)
+    run_id = run_id or f"{KIND}-{paths[0].stem}"
     table["run_id"] = run_id
-    manifest = build_manifest(kind=KIND, version=VERSION, run_id=run_id, sources=[path], table=table,
+    manifest = build_manifest(kind=KIND, version=VERSION, run_id=run_id, sources=paths, table=table,
                               notes=NOTES, endpoint=endpoint)
     return table, manifest
 
@@ -59,14 +80,46 @@ def parse_batch_output(lines: Iterable[str], *, source: str | os.PathLike = "bat
                        config_id: str | None = None, id_pattern: str | None = None,
                        dataset: str | None = None) -> pd.DataFrame:
     """Rows of the requests table (run_id unset) from Batch output lines; bad lines raise DataFileError."""
+    return batch_table(read_batch_lines((lines, source)), source=source, endpoint=endpoint, model=model,
+                       config_id=config_id, id_pattern=id_pattern, dataset=dataset)
+
+
+def read_batch_lines(*files: tuple[Iterable[str], str | os.PathLike]) -> list[BatchLine]:
+    """The lines of Batch output and error files (each given as (lines, source name)), in order.
+
+    One file may be empty (an error file often is), not all; a custom_id answered twice, in one file
+    or across the two, is a DataFileError naming both places.
+    """
+    parsed: list[BatchLine] = []
+    first: dict[str, BatchLine] = {}
+    for lines, source in files:
+        for number, text in enumerate(lines, start=1):
+            if not text.strip():
+                continue
+            line = _line(_parse_line(text, source, number), source, number)
+            if line.custom_id in first:
+                before = first[line.custom_id]
+                raise DataFileError(source, f"duplicate request id {line.custom_id!r} (first at {before.source} "
+                                    f"line {before.line})", line=number, field="custom_id")
+            first[line.custom_id] = line
+            parsed.append(line)
+    if not parsed:
+        names = " and ".join(str(source) for _, source in files)
+        raise DataFileError(names, "the file is empty" if len(files) == 1 else "the files are empty")
+    return parsed
+
+
+def batch_table(lines: list[BatchLine], *, source: str | os.PathLike, endpoint: str = DEFAULT_ENDPOINT,
+                model: str | None = None, config_id: str | None = None, id_pattern: str | None = None,
+                dataset: str | None = None) -> pd.DataFrame:
+    """Requests-table rows (run_id unset) of Batch lines that no frontier plan describes: the model
+    from each body, item identity only as far as `id_pattern` reads it from the custom_id."""
     pattern = re.compile(id_pattern) if id_pattern else None
-    rows = []
-    for number, line in enumerate(lines, start=1):
-        if line.strip():
-            rows.append(_row(_parse_line(line, source, number), source, number, pattern))
-    if not rows:
-        raise DataFileError(source, "the file is empty")
-    frame = pd.DataFrame(rows)
+    rows = [{"request_id": line.custom_id, "model": line.model, "batch": True, "cache_hit": False,
+             "started_at": line.created, **outcome_columns(line.outcome), **_id_fields(line, pattern)}
+            for line in lines]
+    # object columns: an ok row's null tbt_s beside an error row's missing one must not become a float
+    frame = pd.DataFrame(rows, dtype=object)
     models = frame["model"].dropna().unique()
     fallback = model or (models[0] if len(models) == 1 else None)
     if fallback is None and frame["model"].isna().any():
@@ -96,7 +149,7 @@ def _parse_line(line: str, source: str | os.PathLike, number: int) -> dict:
     return obj
 
 
-def _row(obj: dict, source: str | os.PathLike, number: int, pattern: re.Pattern | None) -> dict:
+def _line(obj: dict, source: str | os.PathLike, number: int) -> BatchLine:
     response = obj.get("response") or {}
     body = response.get("body") or {}
     if not isinstance(body, dict):
@@ -106,32 +159,31 @@ def _row(obj: dict, source: str | os.PathLike, number: int, pattern: re.Pattern 
         raise DataFileError(source, f"not an integer ({status_code!r})", line=number,
                             field="response.status_code")
     error = obj.get("error") or body.get("error")
-    ok = error is None and status_code is not None and 200 <= status_code < 300
-    row = {
-        "request_id": obj["custom_id"],
-        "model": body.get("model"),
-        "batch": True,
-        "cache_hit": False,
-        "status": "ok" if ok else "error",
-        "error_type": None if ok else _error_type(error, status_code),
-        "http_status": status_code,
-        "started_at": _created(body),
-        "output_text": _output_text(body),
-        "logprob_mean": _logprob_mean(body),
-        **_usage(body.get("usage"), source, number),
-    }
-    if pattern is not None:
-        match = pattern.fullmatch(obj["custom_id"])
-        if match is None:
-            raise DataFileError(source, f"{obj['custom_id']!r} does not match id_pattern {pattern.pattern!r}",
-                                line=number, field="custom_id")
-        row.update({k: v for k, v in match.groupdict().items() if k in ID_FIELDS})
-        if row.get("repeat") is not None:
-            if not row["repeat"].isdigit():
-                raise DataFileError(source, f"repeat {row['repeat']!r} in custom_id is not an integer",
-                                    line=number, field="custom_id")
-            row["repeat"] = int(row["repeat"])
-    return row
+    usage = _usage(body.get("usage"), source, number)  # checked on failed lines too: a bad file is bad
+    outcome: Answer | Failure
+    if error is None and status_code is not None and 200 <= status_code < 300:
+        outcome = Answer(text=_output_text(body), http_status=status_code, logprob_mean=_logprob_mean(body),
+                         **usage)
+    else:
+        outcome = Failure(_error_type(error, status_code), status_code)
+    return BatchLine(obj["custom_id"], body.get("model"), _created(body), outcome, source, number)
+
+
+def _id_fields(line: BatchLine, pattern: re.Pattern | None) -> dict:
+    """config_id, dataset, item_id and repeat as `pattern`'s named groups read them from the custom_id."""
+    if pattern is None:
+        return {}
+    match = pattern.fullmatch(line.custom_id)
+    if match is None:
+        raise DataFileError(line.source, f"{line.custom_id!r} does not match id_pattern {pattern.pattern!r}",
+                            line=line.line, field="custom_id")
+    fields = {k: v for k, v in match.groupdict().items() if k in ID_FIELDS}
+    if fields.get("repeat") is not None:
+        if not fields["repeat"].isdigit():
+            raise DataFileError(line.source, f"repeat {fields['repeat']!r} in custom_id is not an integer",
+                                line=line.line, field="custom_id")
+        fields["repeat"] = int(fields["repeat"])
+    return fields
 
 
 def _error_type(error: object, status_code: int | None) -> str:

@@ -1,0 +1,80 @@
+"""One request's row of the requests table, built one way whichever path sent the request.
+
+The collector (a streamed answer) and batch ingest (a Batch output line) both hand over the planned
+request and what came back, an `Answer` or a `Failure`; `request_record` adds the configuration
+(`RunConfig.columns()`), the item and the grade from the dataset's grader, so an online row and a
+batch row of the same item and configuration agree on everything but how the answer was sent.
+"""
+from __future__ import annotations
+
+import dataclasses
+import datetime as dt
+from dataclasses import dataclass
+from typing import TYPE_CHECKING
+
+from toolkit.schema import RequestRecord
+
+if TYPE_CHECKING:  # the runner builds its rows here, so only the type comes from there
+    from toolkit.runner import PlannedRequest
+
+
+@dataclass(frozen=True)
+class Answer:
+    """What an endpoint answered: the text, its usage as counted (`usage_source` says by whom) and the
+    timings where they were measured (a batch measures none)."""
+
+    text: str | None  # None: the response held no text (a Batch body without content)
+    prompt_tokens: int | None = None
+    cached_tokens: int | None = None
+    completion_tokens: int | None = None
+    reasoning_tokens: int | None = None
+    usage_source: str | None = None
+    http_status: int | None = None
+    logprob_mean: float | None = None
+    ttft_s: float | None = None
+    e2e_s: float | None = None
+    tbt_s: list[float] | None = None
+    server_s: float | None = None
+    server_prefill_s: float | None = None
+    server_decode_s: float | None = None
+    server_cached_tokens: int | None = None
+
+
+@dataclass(frozen=True)
+class Failure:
+    """A request that finally failed: what went wrong, the HTTP status where there was one, and the
+    (redacted) message."""
+
+    error_type: str | None
+    http_status: int | None = None
+    error_message: str | None = None
+
+
+def outcome_columns(outcome: Answer | Failure) -> dict[str, object]:
+    """The requests-table columns `outcome` fills: status, the answer or the error, usage, timings."""
+    columns = dataclasses.asdict(outcome)
+    if isinstance(outcome, Failure):
+        return {"status": "error", **columns}
+    columns["output_text"] = columns.pop("text")
+    return {"status": "ok", **columns}
+
+
+def request_record(planned: PlannedRequest, outcome: Answer | Failure, *, run_id: str, sequence: int,
+                   endpoint: str, started_at: dt.datetime | None, attempts: int = 1,
+                   batch: bool = False) -> RequestRecord:
+    """The row of `planned` (sent as number `sequence` of its run to the host `endpoint`), graded with
+    its dataset's grader when it has an answer.
+
+    `started_at` is None only for a batch error line of a batch whose creation time is unknown.
+    """
+    cell, item = planned.config, planned.item
+    columns = outcome_columns(outcome)
+    if isinstance(outcome, Answer):
+        grade = planned.task.grader(outcome.text or "", item.expected)
+        columns.update(score=grade.score, correct=grade.correct, grader=planned.task.grader.name)
+    if batch:  # a batch has no per-request timings: no list of gaps at all, not an empty one
+        columns["tbt_s"] = None
+    return RequestRecord(
+        run_id=run_id, request_id=planned.request_id, **cell.columns(), dataset=planned.task.name,
+        item_id=item.item_id, repeat=planned.repeat, expected=item.expected, endpoint=endpoint,
+        started_at=started_at, attempts=attempts, sequence=sequence, batch=batch, **columns)
