@@ -12,7 +12,6 @@ from __future__ import annotations
 
 import asyncio
 import json
-import threading
 import time
 import uuid
 from collections.abc import Callable, Mapping
@@ -21,6 +20,7 @@ from dataclasses import dataclass
 from aiohttp import web
 
 from toolkit.batch import answer_lines, is_success
+from toolkit.testing.background import BackgroundServer
 
 Responder = Callable[[dict], tuple[int, dict]]
 
@@ -62,7 +62,14 @@ class _App:
         app.router.add_get("/v1/files/{file_id}/content", self.file_content)
         app.router.add_post("/v1/batches", self.create_batch)
         app.router.add_get("/v1/batches/{batch_id}", self.get_batch)
+        app.on_shutdown.append(self.cancel_batches)
         return app
+
+    async def cancel_batches(self, app: web.Application) -> None:
+        """Stop the batches still being processed, so stopping the server does not wait on upstream."""
+        for task in list(self.tasks):
+            task.cancel()
+        await asyncio.gather(*self.tasks, return_exceptions=True)
 
     @web.middleware
     async def auth(self, request: web.Request, handler: Callable) -> web.StreamResponse:
@@ -167,7 +174,7 @@ class _App:
                 "error": None}
 
 
-class BatchServer:
+class BatchServer(BackgroundServer):
     """The Files + Batches stand-in on a background thread: `with BatchServer(upstream=url) as srv:`
     then `openai.OpenAI(base_url=srv.base_url, api_key="k")`.  `srv.batches` holds the batch objects."""
 
@@ -175,47 +182,8 @@ class BatchServer:
                  fail: Mapping[str, tuple[str, str]] | None = None, api_key: str | None = None,
                  delay_s: float = 0.0, concurrency: int = 8, host: str = "127.0.0.1", port: int = 0) -> None:
         self._app = _App(upstream, responder, fail or {}, api_key, delay_s, concurrency)
-        self.host, self.port = host, port
-        self._loop = asyncio.new_event_loop()
-        self._thread = threading.Thread(target=self._loop.run_forever, name="batch-server", daemon=True)
-        self._runner: web.AppRunner | None = None
-
-    @property
-    def base_url(self) -> str:
-        return f"http://{self.host}:{self.port}/v1"
+        super().__init__(self._app.build(), name="batch server", host=host, port=port)
 
     @property
     def batches(self) -> dict[str, dict]:
         return self._app.batches
-
-    async def _start(self) -> tuple[web.AppRunner, int]:
-        runner = web.AppRunner(self._app.build(), access_log=None, shutdown_timeout=0.5)
-        await runner.setup()
-        site = web.TCPSite(runner, self.host, self.port)
-        await site.start()
-        return runner, runner.addresses[0][1]
-
-    async def _stop(self) -> None:
-        for task in list(self._app.tasks):
-            task.cancel()
-        await asyncio.gather(*self._app.tasks, return_exceptions=True)
-        if self._runner is not None:
-            await self._runner.cleanup()
-
-    def start(self) -> BatchServer:
-        self._thread.start()
-        self._runner, self.port = asyncio.run_coroutine_threadsafe(self._start(), self._loop).result(timeout=10)
-        return self
-
-    def stop(self) -> None:
-        asyncio.run_coroutine_threadsafe(self._stop(), self._loop).result(timeout=10)
-        self._runner = None
-        self._loop.call_soon_threadsafe(self._loop.stop)
-        self._thread.join(timeout=10)
-        self._loop.close()
-
-    def __enter__(self) -> BatchServer:
-        return self.start()
-
-    def __exit__(self, *exc: object) -> None:
-        self.stop()
