@@ -1,10 +1,12 @@
+import shutil
 from pathlib import Path
 
 import pytest
 import yaml
 
+from toolkit import resources
 from toolkit.config import load_config
-from toolkit.errors import ConfigError
+from toolkit.errors import ConfigError, DataFileError
 
 BASE = {
     "name": "t",
@@ -39,7 +41,7 @@ def test_grid_expands_to_every_combination(tmp_path):
     assert len({c.config_id for c in cells}) == len(cells)
     loose = [c for c in cells if c.max_tokens == 32]
     assert all(not c.stop for c in loose) and all(c.config_id.endswith(("c1", "c4")) for c in cells)
-    assert config.evals_dir == (tmp_path / "evals").resolve()
+    assert (config.evals_dir, config.prompts_dir) == (resources.evals_dir(), resources.prompts_dir())  # the shipped ones
     assert config.grid.repeats == 2
 
 
@@ -198,3 +200,61 @@ def test_a_subgrid_that_repeats_a_cell_of_the_grid_is_refused(tmp_path):
 def test_bad_subgrids_name_their_key(tmp_path, subgrid, message):
     with pytest.raises(ConfigError, match=message):
         load_config(write(tmp_path, with_subgrids(subgrid)))
+
+
+# -- where a config's paths point -------------------------------------------------------------------
+
+def test_relative_paths_are_read_from_the_config_files_folder(tmp_path, monkeypatch):
+    project = tmp_path / "project"
+    for folder in ("my_evals", "my_prompts"):
+        (project / folder).mkdir(parents=True)
+    raw = {**BASE, "evals_dir": "../my_evals", "prompts_dir": "../my_prompts", "cache": {"path": "cache/r.sqlite"}}
+    path = write(project, raw)
+    elsewhere = tmp_path / "elsewhere"
+    elsewhere.mkdir()
+    monkeypatch.chdir(elsewhere)  # the command's cwd does not matter
+    config = load_config(path)
+    assert config.evals_dir == project / "my_evals" and config.prompts_dir == project / "my_prompts"
+    assert config.cache.path == project / "configs" / "cache" / "r.sqlite"
+
+
+def test_a_folder_that_is_not_there_says_where_it_was_looked_for(tmp_path, monkeypatch):
+    monkeypatch.chdir(tmp_path)
+    path = write(tmp_path, {**BASE, "evals_dir": "evals"})
+    with pytest.raises(ConfigError) as caught:
+        load_config(path)
+    assert str(caught.value) == (
+        f"{path}: field \"evals_dir\": folder 'evals' not found: looked for {tmp_path / 'configs' / 'evals'} (a "
+        f"relative path is read from the config file's folder; leave evals_dir out for the shipped "
+        f"{resources.evals_dir()})")
+
+
+def test_a_missing_eval_set_says_where_it_was_looked_for(tmp_path):
+    """A config outside data/configs with prompts of its own but no evals_dir reads the shipped eval sets."""
+    from toolkit.runner import plan
+
+    shutil.copytree(resources.prompts_dir() / "capitals", tmp_path / "prompts" / "mytask")
+    raw = {**BASE, "tasks": ["mytask"], "prompts_dir": "../prompts"}
+    with pytest.raises(DataFileError) as caught:
+        plan(load_config(write(tmp_path, raw)))
+    shipped = ", ".join(sorted(p.stem for p in resources.evals_dir().glob("*.jsonl")))
+    assert shipped.startswith("arithmetic, capitals")
+    assert str(caught.value) == (
+        f"{resources.evals_dir() / 'mytask.jsonl'}: file not found among the eval sets shipped with the package "
+        f"({shipped}); for your own, set evals_dir in the config to the folder holding mytask.jsonl")
+    (tmp_path / "evals").mkdir()
+    (tmp_path / "evals" / "other.jsonl").write_text('{"id": "1", "input": "x", "expected": "y"}\n')
+    with pytest.raises(DataFileError) as caught:
+        plan(load_config(write(tmp_path, {**raw, "evals_dir": "../evals"})))
+    assert str(caught.value) == f"{tmp_path / 'evals' / 'mytask.jsonl'}: file not found ({tmp_path / 'evals'} holds other)"
+
+
+def test_a_shipped_config_is_found_from_any_folder(tmp_path, monkeypatch):
+    monkeypatch.chdir(tmp_path)
+    config = load_config("data/configs/smoke.yaml")
+    assert config.path == resources.configs_dir() / "smoke.yaml"
+    assert config.evals_dir == resources.evals_dir()
+    with pytest.raises(ConfigError) as caught:
+        load_config("data/configs/nope.yaml")
+    assert str(caught.value) == (f"data/configs/nope.yaml: config file not found (looked for "
+                                 f"{tmp_path / 'data/configs/nope.yaml'} and {resources.configs_dir() / 'nope.yaml'})")

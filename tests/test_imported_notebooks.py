@@ -21,10 +21,10 @@ import pandas as pd
 import pytest
 
 from public_data import PUBLIC, write_alpacaeval
+from toolkit import resources
 from toolkit.analysis import findings
 from toolkit.analysis.cascade import NO_SIGNAL
 from toolkit.cli import main as frontier
-from toolkit.params import REPO_ROOT
 from toolkit.report import build_report
 from toolkit.store import load_run
 
@@ -113,7 +113,7 @@ def reports(scratch: Path, imported: dict[str, Path]):
             notebooks = scratch / "notebooks" / kind
             notebooks.mkdir(parents=True, exist_ok=True)  # a retry after a failed build shows its own error
             for name in NOTEBOOKS[kind]:
-                shutil.copy(REPO_ROOT / "notebooks" / f"{name}.ipynb", notebooks)
+                shutil.copy(resources.notebooks_dir() / f"{name}.ipynb", notebooks)
             parameters = {"reference_points": str(REFERENCE)} if kind == "frugalgpt" else {}
             index = build_report(imported[kind], out_root=scratch / "reports", parameters=parameters,
                                  notebooks_dir=notebooks)

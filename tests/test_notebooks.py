@@ -13,9 +13,8 @@ from papermill.exceptions import PapermillExecutionError
 
 from synthetic_runs import REPORT_PARAMETERS, built_report, main_run_dir, make_run, scratch_dir
 from toolkit.analysis import findings
-from toolkit.params import REPO_ROOT
 
-NOTEBOOK_DIR = REPO_ROOT / "notebooks"
+NOTEBOOK_DIR = Path(__file__).resolve().parents[1] / "notebooks"
 PARAMETERS = {
     "01_accuracy": ["run_dir", "dataset", "confidence", "alpha"],
     "02_cost_model": ["run_dir", "value_usd", "error_cost_usd", "failure_cost_usd", "human_accuracy", "human_cost_usd",

@@ -3,7 +3,8 @@ from pathlib import Path
 import pytest
 
 from toolkit.errors import ParameterError, RunDirError
-from toolkit.params import REPO_ROOT, check, resolve_run_dir, run_checks
+from toolkit import resources
+from toolkit.params import check, resolve_run_dir, run_checks
 
 
 def test_numbers_accept_ints_and_return_floats():
@@ -82,10 +83,14 @@ def test_run_dir_relative_to_cwd_wins(tmp_path: Path, monkeypatch: pytest.Monkey
     assert resolve_run_dir("toolkit") == (tmp_path / "toolkit").resolve()
 
 
-def test_run_dir_relative_to_repo_root(tmp_path: Path, monkeypatch: pytest.MonkeyPatch):
-    # the notebooks' default works from notebooks/ (papermill's cwd) because of this fallback
+def test_run_dir_under_data_falls_back_to_the_shipped_data(tmp_path: Path, monkeypatch: pytest.MonkeyPatch):
+    # the notebooks' default works from any folder (a copy made by `frontier notebooks`, an installed package)
     monkeypatch.chdir(tmp_path)
-    assert resolve_run_dir("toolkit/analysis") == REPO_ROOT / "toolkit" / "analysis"
+    assert resolve_run_dir("data/runs/sample") == resources.sample_run()
+    assert (resources.sample_run() / "requests.parquet").is_file()
+    with pytest.raises(RunDirError) as info:  # only paths under data/ fall back
+        resolve_run_dir("toolkit/analysis")
+    assert str(info.value).endswith(f"({tmp_path / 'toolkit/analysis'} does not exist)")
 
 
 def test_missing_run_dir_names_the_parameter_and_every_place_tried(tmp_path: Path,
@@ -94,7 +99,7 @@ def test_missing_run_dir_names_the_parameter_and_every_place_tried(tmp_path: Pat
     with pytest.raises(RunDirError) as info:
         resolve_run_dir("data/runs/nope")
     assert str(info.value) == (f"parameter run_dir: run directory 'data/runs/nope' not found "
-                               f"({tmp_path / 'data/runs/nope'} nor {REPO_ROOT / 'data/runs/nope'} exists)")
+                               f"({tmp_path / 'data/runs/nope'} nor {resources.data_dir() / 'runs/nope'} exists)")
 
 
 def test_run_dir_must_be_a_path():

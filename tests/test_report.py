@@ -15,10 +15,10 @@ from nbformat.v4 import new_code_cell, new_markdown_cell, new_notebook
 
 from synthetic_runs import built_report, main_run_dir, make_run
 from toolkit.errors import NotebookError, ParameterError, RunDirError
-from toolkit.params import REPO_ROOT
 from toolkit.report import (build_report, effective_parameters, find_kernel, notebook_title, parse_parameters,
                             register_cli, render_html)
 
+REPO_ROOT = Path(__file__).resolve().parents[1]
 NOTEBOOKS = sorted((REPO_ROOT / "notebooks").glob("[0-9]*.ipynb"))
 
 

@@ -130,6 +130,16 @@ def _import(args: argparse.Namespace) -> int:
     return 0
 
 
+def _notebooks(args: argparse.Namespace) -> int:
+    from toolkit.resources import copy_notebooks
+
+    copies = copy_notebooks(args.dir, force=args.force)
+    print("\n".join(map(str, copies)))
+    print(f"open them with: jupyter lab {args.dir} (run_dir = \"data/runs/sample\" is the shipped sample run; "
+          f"set it to your own run directory)")
+    return 0
+
+
 def _positive(kind: type[int] | type[float]) -> Callable[[str], int | float]:
     """An argparse type: a finite number > 0 of `kind` (argparse names the option in its error)."""
     def parse(text: str) -> int | float:
@@ -188,6 +198,11 @@ def build_parser() -> argparse.ArgumentParser:
     importer.add_argument("--option", "-O", action="append", default=[], metavar="NAME=VALUE",
                           help="importer option, value read as YAML (e.g. -O 'mapping={latency_ms: e2e_s}')")
     importer.set_defaults(func=_import)
+
+    notebooks = sub.add_parser("notebooks", help="copy the analysis notebooks into a folder to open in JupyterLab")
+    notebooks.add_argument("dir", type=Path, metavar="DIR", help="folder to copy them into (created if missing)")
+    notebooks.add_argument("--force", action="store_true", help="overwrite notebooks of the same name in DIR")
+    notebooks.set_defaults(func=_notebooks)
 
     from toolkit import cache, cli_batch, report
 

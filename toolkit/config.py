@@ -18,6 +18,7 @@ from urllib.parse import urlsplit
 
 import yaml
 
+from toolkit import resources
 from toolkit.errors import ConfigError, ParameterError
 
 
@@ -390,14 +391,33 @@ def _grid(path: Path, raw: Any, where: str) -> Grid:
     return grid
 
 
+def _folder(reader: _Reader, path: Path, name: str, shipped: Path) -> Path:
+    """A folder key: relative to the config file's folder (wherever the command runs), the package's
+    shipped folder when absent; a folder that does not exist is an error saying where it was looked for."""
+    given = reader.take(name, str, None, nullable=True)
+    if given is None:
+        return shipped
+    folder = (path.parent / Path(given).expanduser()).resolve()
+    if not folder.is_dir():
+        raise ConfigError(path, f"folder {given!r} not found: looked for {folder} (a relative path is read "
+                                f"from the config file's folder; leave {name} out for the shipped {shipped})",
+                          field=name)
+    return folder
+
+
 def parse_config(raw: Any, path: Path) -> CollectConfig:
+    """A checked `CollectConfig` from a config's YAML document `raw` read from `path`.
+
+    Relative paths in it (evals_dir, prompts_dir, cache.path) are read from the config file's folder;
+    without evals_dir or prompts_dir, the eval sets and prompts shipped with the package are used.
+    """
     reader = _Reader(path, raw, "")
     name = reader.take("name", str)
     description = reader.take("description", str, "")
     tasks = reader.take_list("tasks", str)
     base = path.parent
-    evals_dir = (base / reader.take("evals_dir", str, "../evals")).resolve()
-    prompts_dir = (base / reader.take("prompts_dir", str, "../prompts")).resolve()
+    evals_dir = _folder(reader, path, "evals_dir", resources.evals_dir())
+    prompts_dir = _folder(reader, path, "prompts_dir", resources.prompts_dir())
     items_per_task = reader.take("items_per_task", int, None, nullable=True)
     _positive(path, "items_per_task", items_per_task)
     seed = reader.take("seed", int, 0)
@@ -429,7 +449,7 @@ def parse_config(raw: Any, path: Path) -> CollectConfig:
     retry = _dataclass_section(path, reader.take("retry", dict, None, nullable=True), RetryPolicy, "retry")
     cache_reader = _Reader(path, reader.take("cache", dict, None, nullable=True) or {}, "cache")
     cache_path = cache_reader.take("path", str, None, nullable=True)
-    cache = CacheSettings(path=(base / cache_path).resolve() if cache_path else None,
+    cache = CacheSettings(path=(base / Path(cache_path).expanduser()).resolve() if cache_path else None,
                           ttl_s=cache_reader.take("ttl_s", _NUMBER, None, nullable=True))
     cache_reader.done()
     _positive(path, "cache.ttl_s", cache.ttl_s)
@@ -454,10 +474,18 @@ def parse_config(raw: Any, path: Path) -> CollectConfig:
 
 
 def load_config(path: str | Path) -> CollectConfig:
-    """Read and validate a collection config YAML file."""
+    """Read and validate a collection config YAML file.
+
+    A relative path is read from the cwd, else, under `data/`, from the package's shipped data
+    (`resources.candidates`), so `data/configs/smoke.yaml` names the shipped config from any folder.
+    """
     path = Path(path)
     if not path.exists():
-        raise ConfigError(path, "config file not found")
+        tried = resources.candidates(path)
+        path = next((p for p in tried[1:] if p.is_file()), path)
+    if not path.exists():
+        where = "" if len(tried) == 1 else f" (looked for {' and '.join(map(str, tried))})"
+        raise ConfigError(path, f"config file not found{where}")
     try:
         raw = yaml.safe_load(path.read_text(encoding="utf-8"))
     except yaml.YAMLError as exc:

@@ -15,6 +15,7 @@ from dataclasses import dataclass
 from pathlib import Path
 from types import MappingProxyType
 
+from toolkit import resources
 from toolkit.errors import DataFileError
 
 REQUIRED_FIELDS = ("id", "input", "expected")
@@ -65,6 +66,18 @@ def _parse_row(path: Path, lineno: int, raw: bytes) -> dict[str, str] | None:
     return row
 
 
+def _beside(path: Path) -> str:
+    """What the folder of a missing eval set holds, so the message says where else to look."""
+    folder = path.parent
+    if not folder.is_dir():
+        return f" (no folder {folder})"
+    sets = ", ".join(sorted(p.stem for p in folder.glob("*.jsonl")))
+    if folder.resolve() == resources.evals_dir():
+        return (f" among the eval sets shipped with the package ({sets}); for your own, set evals_dir in the "
+                f"config to the folder holding {path.name}")
+    return f" ({folder} holds {sets})" if sets else ""
+
+
 def load_eval_set(path: str | Path) -> EvalSet:
     """Read and validate a JSONL eval set; its name is the file stem, its hash the file's SHA-256.
 
@@ -77,7 +90,7 @@ def load_eval_set(path: str | Path) -> EvalSet:
     try:
         data = path.read_bytes()
     except FileNotFoundError as exc:
-        raise DataFileError(path, "file not found") from exc
+        raise DataFileError(path, f"file not found{_beside(path)}") from exc
     except OSError as exc:
         raise DataFileError(path, f"cannot read the file: {exc.strerror}") from exc
     items: list[EvalItem] = []

@@ -15,9 +15,8 @@ import typing
 from collections.abc import Mapping, Sequence
 from pathlib import Path
 
+from toolkit import resources
 from toolkit.errors import ParameterError, RunDirError
-
-REPO_ROOT = Path(__file__).resolve().parent.parent
 
 _NAMES = {float: "a number", int: "an integer", str: "a string", bool: "true or false"}
 _PLURALS = {float: "numbers", int: "integers", str: "strings", bool: "booleans"}
@@ -89,21 +88,27 @@ def run_checks(source: str, values: Mapping[str, object]) -> dict[str, object]:
 
 
 def resolve_run_dir(run_dir: object, *, name: str = "run_dir") -> Path:
-    """The run directory `run_dir` names: absolute, else relative to the cwd, else to the repo root.
+    """The run directory `run_dir` names: absolute, else relative to the cwd, else (a path under
+    `data/`) in the package's shipped data (`resources.candidates`).
 
-    Trying the repo root second is what lets one default (`data/runs/sample`) work both in
-    JupyterLab and under papermill, whose cwd is the notebook's folder.  A missing directory is
+    The shipped fallback is what lets the notebooks' one default (`data/runs/sample`) work from any
+    folder, in JupyterLab and under papermill, installed or in a checkout.  A missing directory is
     a `RunDirError` naming the parameter and every place tried.
     """
     if not isinstance(run_dir, (str, os.PathLike)) or not str(run_dir):
         raise _error(name, str, run_dir)
-    path = Path(run_dir).expanduser()
-    tried = [path] if path.is_absolute() else [Path.cwd() / path, REPO_ROOT / path]
+    tried = resources.candidates(run_dir)
     for candidate in tried:
         if candidate.is_dir():
             return candidate.resolve()
-    places = " nor ".join(str(p) for p in tried)
-    raise RunDirError(f"parameter {name}: run directory {str(run_dir)!r} not found ({places} exists)")
+    raise RunDirError(f"parameter {name}: run directory {str(run_dir)!r} not found ({not_found(tried)})")
+
+
+def not_found(tried: Sequence[Path]) -> str:
+    """The places a path was looked for, as an error message says them: "A nor B exists", "A does not exist"."""
+    if len(tried) == 1:
+        return f"{tried[0]} does not exist"
+    return f"{' nor '.join(map(str, tried))} exists"
 
 
 def _split_optional(kind: object) -> tuple[bool, object]:

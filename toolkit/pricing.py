@@ -29,12 +29,13 @@ import numpy as np
 import pandas as pd
 import yaml
 
+from toolkit import resources
 from toolkit.errors import DataFileError, ParameterError, PriceError
 
 log = logging.getLogger("toolkit")
 
-DEFAULT_PRICES = Path(__file__).resolve().parent.parent / "data" / "prices.yaml"
-DEFAULT_ALIASES = DEFAULT_PRICES.with_name("model_aliases.yaml")
+DEFAULT_PRICES = resources.prices_file()
+DEFAULT_ALIASES = resources.aliases_file()
 ALIAS_FIELDS = {"model", "price_as", "note"}
 UNPRICED_FIELDS = {"model", "why"}
 COST_BASES = ("auto", "prices", "output_tokens")

@@ -30,7 +30,8 @@ from typing import TYPE_CHECKING
 import yaml
 
 from toolkit.errors import FrontierError, NotebookError, ParameterError
-from toolkit.params import REPO_ROOT, ModelPrices, check, resolve_run_dir, run_checks
+from toolkit import resources
+from toolkit.params import ModelPrices, check, resolve_run_dir, run_checks
 from toolkit.store import load_run, read_manifest
 
 if TYPE_CHECKING:
@@ -45,7 +46,6 @@ log = logging.getLogger("toolkit")
 _nbconvert_log = logging.getLogger("toolkit.nbconvert")
 _nbconvert_log.setLevel(logging.ERROR)
 
-NOTEBOOKS_DIR = REPO_ROOT / "notebooks"
 NOTEBOOK_GLOB = "[0-9]*.ipynb"
 # Parameters the index's headline reads, with the checks the notebooks apply to them.
 HEADLINE_PARAMETERS: dict[str, tuple[object, float | None, float | None]] = {
@@ -70,10 +70,11 @@ class NotebookRun:
 
 
 def build_report(run_dir: str | os.PathLike, *, out_root: Path = Path("reports"),
-                 parameters: Mapping[str, object] | None = None, notebooks_dir: Path = NOTEBOOKS_DIR,
+                 parameters: Mapping[str, object] | None = None, notebooks_dir: Path | None = None,
                  kernel_name: str | None = None, timeout_s: float = 600,
                  progress_bar: bool = False) -> Path:
-    """Execute and render every `notebooks_dir/[0-9]*.ipynb` on `run_dir`; return the index path.
+    """Execute and render every `notebooks_dir/[0-9]*.ipynb` (default: the shipped notebooks) on `run_dir`;
+    return the index path.
 
     `parameters` go to each notebook that declares them (papermill's `inspect_notebook`); a name
     no notebook declares is a `ParameterError`, as is a value that a notebook's own checks (the
@@ -86,6 +87,7 @@ def build_report(run_dir: str | os.PathLike, *, out_root: Path = Path("reports")
     """
     import papermill
 
+    notebooks_dir = Path(notebooks_dir) if notebooks_dir is not None else resources.notebooks_dir()
     run_path = resolve_run_dir(run_dir)
     frame = load_run(run_path)
     manifest = read_manifest(run_path)
@@ -219,7 +221,9 @@ def register_cli(subparsers: argparse._SubParsersAction) -> argparse.ArgumentPar
     """Add `frontier report RUN_DIR [-p name=value ...] [--price MODEL=IN,OUT ...] [--out reports]` to a
     CLI's subcommands."""
     parser = subparsers.add_parser("report", help="execute the notebooks on a run dir into HTML reports")
-    parser.add_argument("run_dir", metavar="RUN_DIR", help="the run directory to report on")
+    parser.add_argument("run_dir", metavar="RUN_DIR",
+                        help="the run directory to report on; data/runs/sample is the shipped sample run "
+                             "(unless the current directory has its own)")
     parser.add_argument("-p", "--parameter", dest="parameters", action="append", default=[],
                         metavar="NAME=VALUE", help="a notebook parameter, value read as YAML (repeatable)")
     parser.add_argument("--price", dest="prices", action="append", default=[], metavar="MODEL=IN,OUT",
@@ -227,7 +231,7 @@ def register_cli(subparsers: argparse._SubParsersAction) -> argparse.ArgumentPar
                              "number: cached input); wins over every other price; repeatable; the same "
                              "as -p model_prices='[\"MODEL=IN,OUT\", ...]'")
     parser.add_argument("--out", type=Path, default=Path("reports"), help="folder for reports/<run_id>/")
-    parser.add_argument("--notebooks", type=Path, default=NOTEBOOKS_DIR, help=argparse.SUPPRESS)
+    parser.add_argument("--notebooks", type=Path, default=None, help=argparse.SUPPRESS)
     parser.set_defaults(func=_report_command)
     return parser
 
@@ -292,8 +296,10 @@ def _execute(notebook: Path, out_dir: Path, final_dir: Path, parameters: dict[st
     started = time.perf_counter()
     error = None
     try:
+        # run in the caller's cwd, so a relative parameter (online_run_dir, reference_points) means what it
+        # meant on the command line, wherever the notebooks are installed
         papermill.execute_notebook(str(notebook), str(ipynb), parameters=parameters, kernel_name=kernel,
-                                   cwd=str(notebook.parent), progress_bar=progress_bar,
+                                   cwd=os.getcwd(), progress_bar=progress_bar,
                                    execution_timeout=timeout_s)
     except PapermillExecutionError as exc:
         first_line = next((line for line in exc.source.splitlines() if line.strip()), "").strip()

@@ -37,7 +37,8 @@ from toolkit.analysis.cost_model import break_even_accuracy, expected_value
 from toolkit.analysis.frontier import best_under, config_summary, quantile_column
 from toolkit.errors import ParameterError, PriceError
 from toolkit.importers.frugalgpt_summary import load_reference_points
-from toolkit.params import REPO_ROOT
+from toolkit.params import not_found
+from toolkit.resources import candidates
 from toolkit.pricing import MachinePrice, Price, PriceTable, describe, load_price_table, pricing_rules, resolve_price
 
 NO_PRICE = ("no price known: pass --price MODEL=IN,OUT (or the model_prices parameter), add the model to "
@@ -486,14 +487,14 @@ def observed_range(frame: pd.DataFrame, column: str) -> tuple[float, float]:
 
 def reference_points(path: str | None, *, name: str = "reference_points") -> pd.DataFrame | None:
     """Published FrugalGPT points (`importers.load_reference_points`) for a frontier figure, with a
-    `label` column (the model; empty for cascade points); None for None.  A relative path is tried from the cwd, then the repo root."""
+    `label` column (the model; empty for cascade points); None for None.  A relative path is read from the
+    cwd (a path under `data/`, else from the package's data, like a run dir: `resources.candidates`)."""
     if path is None:
         return None
-    given = Path(path).expanduser()
-    tried = [given] if given.is_absolute() else [Path.cwd() / given, REPO_ROOT / given]
+    tried = candidates(path)
     found = next((p for p in tried if p.is_file()), None)
     if found is None:
-        raise ParameterError(f"parameter {name}: file {path!r} not found ({' nor '.join(map(str, tried))} exists)")
+        raise ParameterError(f"parameter {name}: file {path!r} not found ({not_found(tried)})")
     points = load_reference_points(found)
     # the 20 cascade budgets would bury the figure in labels: only the single models are named
     return points.assign(label=points["method"].where(points["method"] != "FrugalGPT", ""))
