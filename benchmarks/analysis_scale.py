@@ -36,8 +36,8 @@ import matplotlib.pyplot as plt  # noqa: E402
 import psutil  # noqa: E402
 
 from _common import REPO, write_result  # noqa: E402
-from toolkit import plots, store  # noqa: E402
-from toolkit.analysis import overview  # noqa: E402
+from toolkit import plots, present, pricing, store  # noqa: E402
+from toolkit.analysis import frontier  # noqa: E402
 from toolkit.testing.synthetic import synthetic_requests  # noqa: E402
 
 TARGET_S = 60.0
@@ -154,8 +154,9 @@ def notebook_process(path: Path, run_dir: Path, profile: Path | None, results: m
         wall, cpu = time.perf_counter(), time.process_time()
         loaded = store.load_run(run_dir)
         record.add("report", "load_run", 0.0, time.process_time() - cpu, load_s=time.perf_counter() - wall)
-        record.time("report", "overview.headline", lambda: overview.headline(
-            loaded, overview.price_table_for(loaded), manifest=store.read_manifest(run_dir), short_names=True,
+        record.time("report", "frontier.headline", lambda: frontier.headline(
+            loaded, pricing.price_table_for(loaded), manifest=store.read_manifest(run_dir),
+            labels=present.config_labels(loaded),
             **HEADLINE))
     else:
         run_notebook(path, run_dir, record)

@@ -9,11 +9,11 @@ import papermill
 import pytest
 from scipy import stats
 
-from toolkit.analysis.caching import (LatencyModel, LeverPrices, TrafficMix, batch_savings, batch_text,
-                                      batch_vs_online, cacheable_tokens, lever_prices, mark_prefix_reuse,
-                                      prefix_reuse, prefix_reuse_text, prompt_caching_savings, prompt_caching_text,
-                                      response_cache_savings, response_cache_text, simulate, simulate_text)
-from toolkit.analysis.findings import usd
+from toolkit.analysis.caching import (LatencyModel, LeverPrices, TrafficMix, batch_savings, batch_vs_online,
+                                      cacheable_tokens, lever_prices, mark_prefix_reuse, prefix_reuse,
+                                      prompt_caching_savings, response_cache_savings, simulate)
+from toolkit.present import (batch_text, prefix_reuse_text, prompt_caching_text, response_cache_text, simulate_text,
+                             usd)
 from toolkit.errors import ParameterError, PriceError
 from toolkit.pricing import MachinePrice, Price, load_price_table
 from toolkit.schema import coerce_requests

@@ -21,9 +21,8 @@ import pandas as pd
 import pytest
 
 from public_data import PUBLIC, write_alpacaeval
-from toolkit import resources
-from toolkit.analysis import findings
-from toolkit.analysis.cascade import NO_SIGNAL
+from toolkit import present, resources
+from toolkit.analysis.cascade_study import NO_SIGNAL
 from toolkit.cli import main as frontier
 from toolkit.report import build_report
 from toolkit.store import load_run
@@ -183,5 +182,5 @@ def test_frugalgpt_cascades_and_published_points(reports):
 
 def test_openai_batch_says_what_it_lacks(reports):
     latency, cascades = (markdown(reports("openai_batch")[n]) for n in ("03_latency", "06_cascades"))
-    assert findings.NO_TIMINGS in latency
+    assert present.NO_TIMINGS in latency
     assert "**No cascades**: no graded requests, so there is nothing to cascade." in cascades

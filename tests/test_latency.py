@@ -5,9 +5,10 @@ import pandas as pd
 import pytest
 from scipy import stats
 
-from toolkit.analysis.latency import (arrival_rates, decomposition, fit_e2e, fit_ttft, goodput, latency_cdf,
-                                      latency_split, load_sweep, percentiles, predict, request_metrics, what_if,
-                                      what_if_prompt)
+from toolkit import present
+from toolkit.analysis.latency import (decomposition, fit_e2e, fit_ttft, goodput, latency_cdf, latency_split,
+                                      percentiles, predict, request_metrics, what_if, what_if_prompt)
+from toolkit.analysis.load import arrival_rates, load_sweep
 from toolkit.schema import coerce_requests
 
 T0 = pd.Timestamp("2025-01-01T00:00:00Z")
@@ -250,7 +251,7 @@ def test_load_sweep_measures_throughput_over_phase_wall_time_and_finds_the_knee(
     # 4.8 s, 1.667/s (x1.667 for e2e x1.2); level 4: 8 x 3.0 s four at a time: 6 s, 1.333/s
     # (x0.8 for e2e x2.5): the knee is at 4
     frame = requests(sweep_rows({1: (4, 1.0), 2: (8, 1.2), 4: (8, 3.0)}))
-    got = load_sweep(frame).set_index("concurrency")
+    got = present.name_load_groups(load_sweep(frame)).set_index("concurrency")
     assert got["wall_s"].tolist() == pytest.approx([4.0, 4.8, 6.0])
     assert got["throughput_rps"].tolist() == pytest.approx([1.0, 8 / 4.8, 8 / 6])
     assert got["throughput_tokens_per_s"].tolist() == pytest.approx([10.0, 80 / 4.8, 80 / 6])
@@ -278,7 +279,7 @@ def test_load_sweep_shares_a_mixed_phase_by_each_request_s_work():
     rows = [{"run_id": "r", "endpoint": "h", "concurrency": 1, "phase": 0, "status": "ok", "completion_tokens": 5,
              "started_at": T0 + pd.Timedelta(seconds=start), "ttft_s": 0.1, "e2e_s": e2e, "model": model}
             for model, start, e2e in (("m", 0, 1.5), ("n", 1.5, 0.5), ("m", 2, 1.5), ("n", 3.5, 0.5))]
-    got = load_sweep(requests(rows)).set_index("model")
+    got = present.name_load_groups(load_sweep(requests(rows))).set_index("model")
     assert got.loc["m", "wall_s"] == pytest.approx(3.0) and got.loc["n", "wall_s"] == pytest.approx(1.0)
     assert got.loc["m", "throughput_rps"] == pytest.approx(2 / 3) and got["config_group"].tolist() == ["m", "n"]
 

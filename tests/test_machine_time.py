@@ -7,6 +7,7 @@ import pandas as pd
 import pytest
 
 from scripted_runs import write_config
+from toolkit import pricing
 from toolkit.collect import collect
 from toolkit.pricing import load_price_table, machine_seconds, price_requests, pricing_rules
 from toolkit.schema import coerce_requests

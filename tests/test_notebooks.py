@@ -12,7 +12,7 @@ import pytest
 from papermill.exceptions import PapermillExecutionError
 
 from synthetic_runs import REPORT_PARAMETERS, built_report, main_run_dir, make_run, scratch_dir
-from toolkit.analysis import findings
+from toolkit import present
 
 NOTEBOOK_DIR = Path(__file__).resolve().parents[1] / "notebooks"
 PARAMETERS = {
@@ -112,10 +112,10 @@ def import_shaped_runs() -> dict[str, Path]:
 
 
 @pytest.mark.parametrize(("run", "name", "expected"), [
-    ("latency-only", "01_accuracy", findings.NO_GRADES),
-    ("latency-only", "02_cost_model", findings.NO_GRADES),
+    ("latency-only", "01_accuracy", present.NO_GRADES),
+    ("latency-only", "02_cost_model", present.NO_GRADES),
     ("latency-only", "04_frontier", "(no graded requests, so accuracy is not checked)"),
-    ("accuracy-only", "03_latency", findings.NO_TIMINGS),
+    ("accuracy-only", "03_latency", present.NO_TIMINGS),
 ])
 def test_notebooks_say_what_an_imported_run_lacks(import_shaped_runs, tmp_path: Path, run: str, name: str,
                                                   expected: str):

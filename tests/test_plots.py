@@ -7,9 +7,10 @@ import numpy as np  # noqa: E402
 import pandas as pd  # noqa: E402
 import pytest  # noqa: E402
 
-from toolkit import plots  # noqa: E402
-from toolkit.analysis.latency import (decomposition, fit_e2e, latency_split, load_sweep, percentiles,  # noqa: E402
-                                      predict)
+from toolkit import plots, present  # noqa: E402
+from toolkit.analysis.frontier import on_front  # noqa: E402
+from toolkit.analysis.latency import decomposition, fit_e2e, latency_split, percentiles, predict  # noqa: E402
+from toolkit.analysis.load import load_sweep  # noqa: E402
 from toolkit.errors import ParameterError  # noqa: E402
 from toolkit.schema import coerce_requests  # noqa: E402
 
@@ -158,12 +159,12 @@ def test_points_at_the_same_place_share_one_label(ax):
 
 
 def test_merge_labels_keeps_the_shared_parts_and_the_leading_alternatives():
-    assert plots.merge_labels(["few_shot_5 · mt16 · c1", "few_shot_5 · mt16 · c4 · cache"]) == (
+    assert present.merge_labels(["few_shot_5 · mt16 · c1", "few_shot_5 · mt16 · c4 · cache"]) == (
         "few_shot_5 · mt16 (2 configurations)")
-    assert plots.merge_labels(["zero_shot · mt8 · c1", "few_shot_1 · mt8 · c4", "zero_shot · mt8 · c4"]) == (
+    assert present.merge_labels(["zero_shot · mt8 · c1", "few_shot_1 · mt8 · c4", "zero_shot · mt8 · c4"]) == (
         "zero_shot/few_shot_1 · mt8 (3 configurations)")
-    assert plots.merge_labels(["a", "a", ""]) == "a"
-    assert plots.merge_labels([]) == ""
+    assert present.merge_labels(["a", "a", ""]) == "a"
+    assert present.merge_labels([]) == ""
 
 
 def test_sensitivity_plot_draws_a_band_per_config_on_log_x(ax):
@@ -184,10 +185,10 @@ def test_sensitivity_plot_symlog_keeps_the_region_around_zero_linear(ax):
     assert ax.get_ylabel() == "expected value (USD per request) (log scale beyond ±1)"
 
 
-def test_view_front_is_the_two_dimensional_pareto_set():
+def test_a_figure_s_front_is_the_two_dimensional_pareto_set():
     table = pd.DataFrame({"x": [1.0, 2.0, 0.5, 3.0, 2.0, 0.5], "y": [0.7, 0.6, 0.5, 0.9, 0.7, 0.5]})
     # (2.0, 0.6) and (2.0, 0.7) are beaten by (1.0, 0.7); the two (0.5, 0.5) tie and both stay
-    assert plots.view_front(table, x="x", y="y").tolist() == [True, False, True, True, False, True]
+    assert on_front(table, maximize=["y"], minimize=["x"]).tolist() == [True, False, True, True, False, True]
 
 
 def test_frontier_plot_draws_this_views_staircase_and_fills_the_overall_front(ax):
@@ -235,7 +236,7 @@ def test_frontier_plot_without_pareto_draws_plain_labelled_points_and_continues_
     lambda d, ax: plots.frontier_plot(d.assign(usd_per_1k=1.0, accuracy=1.0, pareto=True), ax=ax),
     lambda d, ax: plots.bar_plot(d.assign(monthly_usd=1.0), x="monthly_usd", y="config_id", ax=ax),
     lambda d, ax: plots.latency_split_plot(latency_split(d), ax=ax),
-    lambda d, ax: plots.load_sweep_plot(load_sweep(d), ax=ax),
+    lambda d, ax: plots.load_sweep_plot(present.name_load_groups(load_sweep(d)), ax=ax),
 ])
 def test_empty_data_draws_a_no_data_note(ax, requests, draw):
     assert draw(requests.iloc[0:0], ax) is ax

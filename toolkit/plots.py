@@ -18,14 +18,15 @@ from matplotlib.lines import Line2D
 from matplotlib.patches import Patch
 from matplotlib.ticker import FuncFormatter
 
+from toolkit.analysis.frontier import on_front
 from toolkit.analysis.latency_fit import predict
-from toolkit.analysis.overview import LABEL_SEPARATOR, shared_parts
 from toolkit.errors import ParameterError
+from toolkit.present.labels import merge_labels
 
 __all__ = [
     "accuracy_plot", "axis_label", "bar_plot", "cost_model_plot", "decomposition_plot", "frontier_plot",
-    "latency_cdf_plot", "latency_split_plot", "load_sweep_plot", "merge_labels", "percentile_plot",
-    "regression_plot", "sensitivity_plot", "view_front",
+    "latency_cdf_plot", "latency_split_plot", "load_sweep_plot", "percentile_plot",
+    "regression_plot", "sensitivity_plot",
 ]
 
 LABELS = {
@@ -319,7 +320,6 @@ def bar_plot(data: pd.DataFrame | None, *, x: str, y: str, ax: Axes | None = Non
     return ax
 
 
-
 def _errors(part: pd.DataFrame, center: str, bounds: tuple[str, str] | None) -> np.ndarray | None:
     """Asymmetric error-bar lengths from interval columns, clipped at 0 for matplotlib."""
     if bounds is None:
@@ -327,22 +327,6 @@ def _errors(part: pd.DataFrame, center: str, bounds: tuple[str, str] | None) -> 
     low, high = (pd.to_numeric(part[b], errors="coerce").astype(float).to_numpy() for b in bounds)
     value = part[center].to_numpy(dtype=float)
     return np.clip(np.vstack([value - low, high - value]), 0.0, None)
-
-
-def merge_labels(labels: Sequence[str]) -> str:
-    """One label for points drawn at the same place: the name parts they share, preceded by the
-    alternatives of the leading part when it differs (the model or prompt, the most telling), and
-    how many they are: `few_shot_5 · mt16 · c1` and `few_shot_5 · mt16 · c4` -> `few_shot_5 · mt16
-    (2 configurations)`; `zero_shot · mt8 · c1` and `few_shot_1 · mt8 · c4` -> `zero_shot/few_shot_1 · mt8
-    (2 configurations)`."""
-    unique = list(dict.fromkeys(str(label) for label in labels if str(label)))
-    if len(unique) <= 1:
-        return unique[0] if unique else ""
-    common, _ = shared_parts(unique)
-    split = [label.split(LABEL_SEPARATOR) for label in unique]
-    leading = "/".join(dict.fromkeys(parts[0] for parts in split if parts[0] not in common.split(LABEL_SEPARATOR)))
-    name = LABEL_SEPARATOR.join(p for p in (leading, common) if p)
-    return f"{name} ({len(unique)} configurations)"
 
 
 def _annotate(ax: Axes, rows: pd.DataFrame, x: str, y: str, label: str, dy: int = 4) -> None:
@@ -538,7 +522,7 @@ def frontier_plot(data: pd.DataFrame, *, x: str = "usd_per_1k", y: str = "accura
     if logx:  # before labelling: where a label goes depends on the scale
         ax.set_xscale("log")
     if pareto is not None:
-        on_view = view_front(points, x=x, y=y)
+        on_view = on_front(points, maximize=(y,), minimize=(x,))
         steps = points[on_view].sort_values([x, y])
         xs = [*steps[x], float(points[x].max())]
         ys = [*steps[y], float(steps[y].iloc[-1])]
@@ -561,10 +545,3 @@ def frontier_plot(data: pd.DataFrame, *, x: str = "usd_per_1k", y: str = "accura
     return ax
 
 
-def view_front(data: pd.DataFrame, *, x: str, y: str) -> pd.Series:
-    """Which rows no other row beats in the (`x` down, `y` up) plane: at most its `x`, at least its `y`,
-    strictly better on one.  Identical rows are all on the front."""
-    xs, ys = data[x].to_numpy(dtype=float), data[y].to_numpy(dtype=float)
-    no_worse = (xs[None, :] <= xs[:, None]) & (ys[None, :] >= ys[:, None])
-    better = (xs[None, :] < xs[:, None]) | (ys[None, :] > ys[:, None])
-    return pd.Series(~(no_worse & better).any(axis=1), index=data.index)

@@ -595,3 +595,27 @@ def _genai_price(model: str, as_of: dt.datetime, provider_id: str | None = None)
                  output_usd_per_mtok=as_float["output_mtok"] or 0.0,
                  source=f"genai-prices {_genai_version()} {provider.id}/{info.id}{note}")
 
+NO_PRICE = ("no price known: pass --price MODEL=IN,OUT (or the model_prices parameter), add the model to "
+            "data/prices.yaml, or pass machine_usd_per_hour")
+
+
+def price_table_for(frame: pd.DataFrame, machine_usd_per_hour: float | None = None, *,
+                    path: Path | None = None,
+                    overrides: Mapping[str, Price | MachinePrice] | None = None) -> PriceTable:
+    """The price table for a run: data/prices.yaml + genai-prices, with unknown models priced NaN.
+
+    Any run must be reportable, so a model no price source knows gets an explicit NaN machine
+    price whose source says so (`pricing.describe` shows it) instead of a `PriceError`.
+    `overrides` (e.g. a user's `model_prices`) win over every other source.
+    """
+    table = load_price_table(path, machine_usd_per_hour=machine_usd_per_hour, overrides=overrides)
+    unknown = {}
+    for model in sorted({str(m) for m in frame["model"].dropna().unique()}):
+        try:
+            resolve_price(table, model)
+        except PriceError:
+            unknown[model] = MachinePrice(math.nan, NO_PRICE)
+    if not unknown:
+        return table
+    return load_price_table(path, machine_usd_per_hour=machine_usd_per_hour,
+                            overrides={**(overrides or {}), **unknown}, as_of=table.as_of)

@@ -2,7 +2,7 @@
 
 `build_report` writes `reports/<run_id>/<notebook>.ipynb` (executed) and `<notebook>.html` (code
 hidden, figures embedded as base64 PNG), then `index.html` with the headline numbers
-(`overview.headline`: the best configuration by the documented rule, its accuracy, latency and
+(`frontier.headline`: the best configuration by the documented rule, its accuracy, latency and
 cost, its break-even accuracy and the prices used) and links to every notebook.  The headline
 uses the same parameter values as the notebooks: each notebook's defaults, overridden by
 `parameters`.  A report holds only what the run dir holds; run dirs never contain keys.
@@ -35,7 +35,7 @@ from toolkit.params import ModelPrices, check, resolve_run_dir, run_checks
 from toolkit.store import load_run, read_manifest
 
 if TYPE_CHECKING:
-    from toolkit.analysis.overview import Headline
+    from toolkit.analysis.frontier import Headline
 
 # papermill, nbconvert, nbformat, jupyter_client and the analysis modules are imported inside the
 # functions that use them: the CLI registers this module on every start, and they take seconds.
@@ -270,18 +270,19 @@ def _check_declared(given: Mapping[str, object], declared: Mapping[Path, Mapping
 
 
 def _headline(frame, manifest: dict, values: Mapping[str, object]) -> Headline:
-    from toolkit.analysis import overview
+    from toolkit import present, pricing
+    from toolkit.analysis import frontier
 
     checked = {name: check(name, values[name], kind, min=low, max=high)
                for name, (kind, low, high) in HEADLINE_PARAMETERS.items() if name in values}
-    prices = overview.price_table_for(frame, checked.get("machine_usd_per_hour"),
-                                      overrides=checked.get("model_prices"))
-    return overview.headline(frame, prices, manifest=manifest, value_usd=checked.get("value_usd"),
+    prices = pricing.price_table_for(frame, checked.get("machine_usd_per_hour"),
+                                     overrides=checked.get("model_prices"))
+    return frontier.headline(frame, prices, manifest=manifest, value_usd=checked.get("value_usd"),
                              error_cost_usd=checked.get("error_cost_usd"),
                              target_accuracy=checked.get("target_accuracy"),
                              latency_budget_s=checked.get("latency_budget_s"),
-                             latency_quantile=checked.get("latency_quantile", 0.95), short_names=True,
-                             failure_cost_usd=checked.get("failure_cost_usd"))
+                             latency_quantile=checked.get("latency_quantile", 0.95),
+                             labels=present.config_labels(frame), failure_cost_usd=checked.get("failure_cost_usd"))
 
 
 def _execute(notebook: Path, out_dir: Path, final_dir: Path, parameters: dict[str, object], *, kernel: str,
@@ -360,11 +361,11 @@ def render_index(head: Headline, runs: Sequence[NotebookRun], values: Mapping[st
     import pandas as pd
     from nbconvert.filters import markdown2html
 
-    from toolkit.analysis import findings, overview
+    from toolkit import present
     run_id = str(head.overview.iloc[0]["run_id"])
-    paragraphs = [findings.choice_text(head.choice), findings.break_even_text(head),
-                  findings.prices_text(head.prices),
-                  findings.pricing_rules_text(head.rules) if head.rules is not None else ""]
+    paragraphs = [present.choice_text(head.choice), present.break_even_text(head),
+                  present.prices_text(head.prices),
+                  present.pricing_rules_text(head.rules) if head.rules is not None else ""]
     links = []
     for run in runs:
         status = ("" if run.error is None else
@@ -379,16 +380,16 @@ def render_index(head: Headline, runs: Sequence[NotebookRun], values: Mapping[st
     numbers = ""
     if best is not None:
         cells = {"configuration": str(head.choice.config_id),
-                 "accuracy": (findings.show(best.to_frame().T, ["accuracy"], index=None).iloc[0, 0]
+                 "accuracy": (present.show(best.to_frame().T, ["accuracy"], index=None).iloc[0, 0]
                               if pd.notna(best.get("accuracy")) else "not graded"),
-                 "break-even accuracy": findings.pct(head.break_even_accuracy),
-                 overview.latency_name(head.choice.latency_col): findings.secs(best.get(head.choice.latency_col)),
-                 "error rate": findings.pct(best.get("error_rate", float("nan"))),
-                 "cost per 1,000 requests": findings.usd(best["usd_per_1k"]),
-                 "expected value per request": findings.usd(head.ev_usd)}
+                 "break-even accuracy": present.pct(head.break_even_accuracy),
+                 present.latency_name(head.choice.latency_col): present.secs(best.get(head.choice.latency_col)),
+                 "error rate": present.pct(best.get("error_rate", float("nan"))),
+                 "cost per 1,000 requests": present.usd(best["usd_per_1k"]),
+                 "expected value per request": present.usd(head.ev_usd)}
         numbers = ("<table class='numbers'><tr>" + "".join(f"<th>{html.escape(k)}</th>" for k in cells)
                    + "</tr><tr>" + "".join(f"<td>{html.escape(v)}</td>" for v in cells.values()) + "</tr></table>")
-    notes = [findings.cache_note(head.frame)] if head.frame is not None else []
+    notes = [present.cache_note(head.frame)] if head.frame is not None else []
     return f"""<!DOCTYPE html>
 <html lang="en"><head><meta charset="utf-8"><title>frontier report: {html.escape(run_id)}</title>
 <style>
@@ -397,8 +398,8 @@ table {{ border-collapse: collapse; margin: 1rem 0; }} td, th {{ border: 1px sol
 .failed {{ color: #b00; }} .meta {{ color: #666; font-size: .9em; }} .notes {{ color: #333; font-size: .95em; }}
 </style></head><body>
 <h1>frontier report: {html.escape(run_id)}</h1>
-{markdown2html(findings.run_text(head.overview))}
-{markdown2html(findings.labels_text(head.labels)) if head.labels else ""}
+{markdown2html(present.run_text(head.overview))}
+{markdown2html(present.labels_text(head.labels)) if head.labels else ""}
 <h2>Headline</h2>
 {numbers}
 {"".join(markdown2html(p) for p in paragraphs if p)}
@@ -421,14 +422,15 @@ def render_unanswered_index(frame, run_id: str) -> str:
     happened and what to do, instead of notebooks that would have nothing to show."""
     from nbconvert.filters import markdown2html
 
-    from toolkit.analysis import findings, overview
-    summary = findings.run_text(overview.run_overview(frame)) if len(frame) else ""
+    from toolkit import present
+    from toolkit.analysis import rows
+    summary = present.run_text(rows.run_overview(frame)) if len(frame) else ""
     return f"""<!DOCTYPE html>
 <html lang="en"><head><meta charset="utf-8"><title>frontier report: {html.escape(str(run_id))}</title>
 <style>{_PAGE_STYLE}</style></head><body>
 <h1>frontier report: {html.escape(str(run_id))}</h1>
 {markdown2html(summary) if summary else ""}
-{markdown2html(findings.failures_text(frame))}
+{markdown2html(present.failures_text(frame))}
 <p>No notebook was run: with no answered request there is no accuracy, latency or cost to show.</p>
 </body></html>
 """

@@ -22,6 +22,7 @@ from statsmodels.stats.proportion import proportion_confint
 
 from toolkit.errors import ParameterError
 
+
 PAIR_KEY = ("dataset", "item_id", "repeat")
 
 
@@ -294,3 +295,39 @@ def _require(frame: pd.DataFrame, columns: Sequence[str]) -> None:
     missing = [c for c in columns if c not in frame.columns]
     if missing:
         raise ParameterError(f"frame is missing column(s) {', '.join(missing)}")
+
+
+def answer_groups(frame: pd.DataFrame, *, id_col: str = "config_id") -> pd.DataFrame:
+    """Configs that got every item (dataset, item, repeat) exactly as right or wrong as each other.
+
+    Such configs are one treatment as far as accuracy goes (e.g. the same prompt at another
+    concurrency, at temperature 0): comparing them with each other only adds tests.  Columns:
+    id_col, group (numbered in order of each group's first member), members (how many configs in
+    it), in id order.  Failed requests are no answers and leave the signature; a config with no
+    graded request is its own group.  `present.name_answer_groups` names the groups.
+    """
+    rows = graded_outcomes(frame[[id_col, *PAIR_KEY, "status", "correct", "score"]])
+    rows = rows[rows["graded"]].sort_values([*PAIR_KEY], kind="mergesort")
+    # each row's (item, outcome) as text, numbered, so a config's answers compare as one byte string
+    shown = rows[[*PAIR_KEY, "is_correct", "graded_score"]].astype(str)
+    codes = shown.groupby(list(shown.columns), sort=False, dropna=False).ngroup().to_numpy()
+    signature = {config: codes[where].tobytes() for config, where in rows.groupby(id_col, sort=True).indices.items()}
+    configs = sorted(str(c) for c in frame[id_col].dropna().unique())
+    groups: dict[object, list[str]] = {}
+    for config in configs:
+        groups.setdefault(signature.get(config, config), []).append(config)
+    out = [{id_col: member, "group": number, "members": len(members)}
+           for number, members in enumerate(groups.values()) for member in members]
+    table = pd.DataFrame(out, columns=[id_col, "group", "members"])
+    return table.sort_values(id_col, kind="mergesort").reset_index(drop=True)
+
+
+def one_per_answer_group(frame: pd.DataFrame, groups: pd.DataFrame, *, id_col: str = "config_id") -> pd.DataFrame:
+    """The rows of the first config of each named `answer_groups` group, its id replaced by the group's
+    name (the `answers` column of `present.name_answer_groups`)."""
+    first = groups.drop_duplicates("answers")
+    names = dict(zip(first[id_col], first["answers"]))
+    kept = frame[frame[id_col].astype(object).isin(set(names))]
+    return kept.assign(**{id_col: kept[id_col].astype(object).map(names)})
+
+

@@ -12,8 +12,10 @@ from pathlib import Path
 
 import pandas as pd
 
-from toolkit.errors import DataFileError
+from toolkit.errors import DataFileError, ParameterError
 from toolkit.importers._common import numeric, read_table, require_columns, require_text
+from toolkit.params import not_found
+from toolkit.resources import candidates
 
 REQUIRED = ("Test_acc", "Test_cost", "Test_size", "Budget", "Method", "Provider")
 NAME = re.compile(r"summary_(?P<dataset>[A-Za-z0-9]+)_e\d+_full_\d{4}\.csv")
@@ -51,3 +53,18 @@ def load_reference_points(path: str | os.PathLike, *, dataset: str | None = None
         "kind": "published",
         "source": f"FrugalGPT {path.name}",
     })
+
+
+def reference_points(path: str | None, *, name: str = "reference_points") -> pd.DataFrame | None:
+    """Published FrugalGPT points (`importers.load_reference_points`) for a frontier figure, with a
+    `label` column (the model; empty for cascade points); None for None.  A relative path is read from the
+    cwd (a path under `data/`, else from the package's data, like a run dir: `resources.candidates`)."""
+    if path is None:
+        return None
+    tried = candidates(path)
+    found = next((p for p in tried if p.is_file()), None)
+    if found is None:
+        raise ParameterError(f"parameter {name}: file {path!r} not found ({not_found(tried)})")
+    points = load_reference_points(found)
+    # the 20 cascade budgets would bury the figure in labels: only the single models are named
+    return points.assign(label=points["method"].where(points["method"] != "FrugalGPT", ""))

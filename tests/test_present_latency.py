@@ -1,9 +1,10 @@
 """The sentences on where latency goes, what load buys and whether an open-loop run kept its rate
-(`findings.latency_split_text`, `load_sweep_text`, `arrival_text`), on tables with known numbers."""
+(`present.latency_split_text`, `load_sweep_text`, `arrival_text`), on tables with known numbers."""
 import pandas as pd
 
-from toolkit.analysis import findings
-from toolkit.analysis.latency import arrival_rates, latency_split, percentiles
+from toolkit import present
+from toolkit.analysis.latency import latency_split, percentiles
+from toolkit.analysis.load import arrival_rates
 from toolkit.schema import coerce_requests
 
 
@@ -24,7 +25,7 @@ def test_split_text_names_the_dominant_part_in_numbers_and_its_lever():
         # no token gaps either (llmperf): what follows the first token stays whole
         {"config_id": "llmperf", "ttft_s": 0.5, "e2e_s": 3.0, "completion_tokens": 151},
     ])
-    text = findings.latency_split_text(latency_split(frame))
+    text = present.latency_split_text(latency_split(frame))
     assert "**decode (after the first token)** in 1 of 4" in text
     assert "Where decode weighs most, **long**: 1.60 s of 2.00 s (80.0%); fewer output tokens" in text
     assert "100.00 ms per token after the first, 17 tokens on average: half as many saves about 800 ms" in text
@@ -38,8 +39,8 @@ def test_split_text_names_the_dominant_part_in_numbers_and_its_lever():
 
 
 def test_split_text_without_timed_requests_says_so():
-    assert findings.latency_split_text(latency_split(requests([{"config_id": "a", "status": "error"}]))) == \
-        findings.NO_TIMINGS
+    assert present.latency_split_text(latency_split(requests([{"config_id": "a", "status": "error"}]))) == \
+        present.NO_TIMINGS
 
 
 def sweep(rows: list[tuple]) -> pd.DataFrame:
@@ -56,7 +57,7 @@ def test_sweep_text_reads_the_knee_and_the_level_to_keep():
         ("b", 1, 3.0, 30.0, 0.3, 0.4, None, None, False, "phase"),
         ("b", 4, 11.0, 110.0, 0.33, 0.5, 1.1, 3.67, False, "phase"),
     ])
-    text = findings.load_sweep_text(table)
+    text = present.load_sweep_text(table)
     assert "within the levels measured in 1 of 2 configuration groups" in text
     assert ("- **a**, 1 → 4 in flight: throughput 1 → 2 requests/s (x2), 10 → 20 output tokens/s; p50 e2e "
             "1.00 s → 2.20 s (x2.2), p95 1.50 s → 3.00 s; **knee at 4**: from 2 to 4 p50 e2e grew x2 but "
@@ -67,10 +68,10 @@ def test_sweep_text_reads_the_knee_and_the_level_to_keep():
 
 def test_sweep_text_with_one_level_asks_for_a_sweep_and_names_stand_in_phases():
     one = sweep([("a", 1, 1.0, 10.0, 1.0, 1.5, None, None, False, "level")])
-    assert findings.load_sweep_text(one).startswith("Every configuration ran at one concurrency level (1)")
+    assert present.load_sweep_text(one).startswith("Every configuration ran at one concurrency level (1)")
     two = sweep([("a", 1, 1.0, 10.0, 1.0, 1.5, None, None, False, "level"),
                  ("a", 2, 1.0, 10.0, 2.0, 2.5, 2.0, 1.0, True, "level")])
-    assert "each concurrency level, first send to last byte, is taken as one phase" in findings.load_sweep_text(two)
+    assert "each concurrency level, first send to last byte, is taken as one phase" in present.load_sweep_text(two)
 
 
 def test_arrival_text_gives_achieved_against_target_and_latency_from_the_due_time():
@@ -79,8 +80,8 @@ def test_arrival_text_gives_achieved_against_target_and_latency_from_the_due_tim
                                                      "max_send_lag_s": 0.25}}])
     frame = requests([{"config_id": "a", "ttft_s": 0.1, "e2e_s": 1.0, "send_lag_s": lag} for lag in (0.0, 0.2, 0.3)])
     table = percentiles(frame, metrics=("e2e_s", "e2e_from_scheduled_s"), q=(0.5,))
-    text = findings.arrival_text(rates, table)
+    text = present.arrival_text(rates, table)
     assert "phase 0: 45 requests/s sent of 50 asked for (90.0%), the latest request 250 ms late" in text
     assert "In 1 phase the client fell more than 2% behind" in text
     assert "median end-to-end latency is at most 200 ms longer than from the send (**a**: 1.20 s against 1.00 s)" in text
-    assert findings.arrival_text(arrival_rates([{"phase": 0}])).startswith("Closed loop")
+    assert present.arrival_text(arrival_rates([{"phase": 0}])).startswith("Closed loop")

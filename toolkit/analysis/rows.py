@@ -1,0 +1,72 @@
+"""Which rows of a requests table count for what: graded, timed, answered by the model or the cache."""
+from __future__ import annotations
+
+from collections.abc import Sequence
+
+import pandas as pd
+
+from toolkit.errors import ParameterError
+
+
+def graded_mask(frame: pd.DataFrame) -> pd.Series:
+    """Rows that carry a grade: status ok and `correct` not null."""
+    return frame["status"].eq("ok").fillna(False).astype(bool) & frame["correct"].notna()
+
+
+def timed_mask(frame: pd.DataFrame) -> pd.Series:
+    """Rows that carry timings: status ok with both `ttft_s` and `e2e_s`."""
+    ok = frame["status"].eq("ok").fillna(False).astype(bool)
+    return ok & frame["ttft_s"].notna() & frame["e2e_s"].notna()
+
+
+def cache_hit_mask(frame: pd.DataFrame) -> pd.Series:
+    """Rows the response cache answered (`cache_hit` true); all False when the column is absent."""
+    if "cache_hit" not in frame.columns:
+        return pd.Series(False, index=frame.index)
+    return frame["cache_hit"].astype("boolean").fillna(False).astype(bool)
+
+
+def model_answered(frame: pd.DataFrame) -> pd.DataFrame:
+    """The rows the model itself answered: response-cache hits left out (their time is a lookup's)."""
+    return frame.loc[~cache_hit_mask(frame)]
+
+
+def cache_hits(frame: pd.DataFrame, *, id_col: str = "config_id") -> pd.DataFrame:
+    """Per config: requests, hits (answered by the response cache) and hit_rate, in id order."""
+    hits = cache_hit_mask(frame)
+    table = hits.groupby(frame[id_col], sort=True).agg(["size", "sum"]).reset_index()
+    table.columns = [id_col, "requests", "hits"]
+    table["hits"] = table["hits"].astype(int)
+    table["hit_rate"] = table["hits"] / table["requests"]
+    return table
+
+
+def run_overview(frame: pd.DataFrame, manifest: dict | None = None) -> pd.DataFrame:
+    """One row describing a run: id, requests, ok, errors, graded, timed, configs, models, datasets, span."""
+    ids = frame["run_id"].dropna().unique()
+    run_id = (manifest or {}).get("run_id") or (ids[0] if len(ids) else None)
+    ok = frame["status"].eq("ok").fillna(False).astype(bool)
+    started = frame["started_at"].dropna()
+    return pd.DataFrame([{
+        "run_id": run_id, "requests": len(frame), "ok": int(ok.sum()), "errors": int((~ok).sum()),
+        "graded": int(graded_mask(frame).sum()), "timed": int(timed_mask(frame).sum()),
+        "configs": frame["config_id"].nunique(), "models": ", ".join(sorted_values(frame["model"])),
+        "datasets": ", ".join(sorted_values(frame["dataset"])),
+        "first_request": started.min() if len(started) else pd.NaT,
+        "last_request": started.max() if len(started) else pd.NaT,
+    }])
+
+
+def select_dataset(frame: pd.DataFrame, dataset: str | None) -> pd.DataFrame:
+    """Rows of one dataset (all rows for None); an unknown name is a `ParameterError` listing the known ones."""
+    if dataset is None:
+        return frame
+    selected = frame[frame["dataset"].eq(dataset).fillna(False).astype(bool)]
+    if selected.empty:
+        raise ParameterError(f"parameter dataset: {dataset!r} has no rows in this run; known: "
+                             f"{', '.join(sorted_values(frame['dataset'])) or 'none'}")
+    return selected
+
+
+def sorted_values(values: Sequence[object] | pd.Series) -> list[str]:
+    return sorted({str(v) for v in pd.Series(values).dropna().unique()})
