@@ -25,7 +25,7 @@ from toolkit.endpoints import Connection, TokenCounter, connect
 from toolkit.errors import EndpointError
 from toolkit.local_server import EmbeddedServer
 from toolkit.measure import Request, StreamResult, stream_request
-from toolkit.runner import _error_kind
+from toolkit.retries import error_kind
 
 REPO = Path(__file__).resolve().parents[1]
 
@@ -177,7 +177,7 @@ def test_a_prompt_longer_than_a_slot_is_refused_with_http_400(server):
         run(server, [Request("completions", server.model, long_prompt, 8, 0.0)])
     assert caught.value.status_code == 400
     assert "exceeds the available context size" in str(caught.value)
-    assert _error_kind(caught.value) == ("bad_request", 400)
+    assert error_kind(caught.value) == ("bad_request", 400)
 
 
 @pytest.mark.llm

@@ -16,7 +16,7 @@ from toolkit.analysis.latency import request_metrics
 from toolkit.collect import collect
 from toolkit.config import load_config, with_overrides
 from toolkit.errors import ConfigError
-from toolkit.runner import achieved_rate, arrival_offsets
+from toolkit.pacing import achieved_rate, arrival_offsets
 from toolkit.store import load_run
 from toolkit.testing import Behaviour, Script, ScriptedServer
 

@@ -1,7 +1,7 @@
 """The collector's own logic: plan, ids, send order, concurrency, retries, stops and rate limits.
 
 Fault injection at scale is in test_faults.py, kill/resume in test_crash_resume.py; here each test
-pins one rule of runner.py against the scripted server's log or a closed form.
+pins one rule of runner.py, pacing.py or retries.py against the scripted server's log or a closed form.
 """
 from __future__ import annotations
 
@@ -17,10 +17,12 @@ import openai
 import pytest
 
 from scripted_runs import write_config
-from toolkit import runner
+from toolkit import pacing
 from toolkit.collect import collect
 from toolkit.config import load_config
-from toolkit.runner import RateLimiter, _error_kind, _retry_after_s, plan, request_id_for
+from toolkit.pacing import RateLimiter
+from toolkit.retries import error_kind, retry_after_s
+from toolkit.runner import plan, request_id_for
 from toolkit.store import load_run
 from toolkit.testing import Behaviour, Script, ScriptedServer
 
@@ -107,17 +109,17 @@ def test_error_kinds_and_retry_after_parsing():
         response = httpx2.Response(code, request=request, headers={"retry-after": retry_after} if retry_after else {})
         return openai.OpenAI(api_key="k", base_url="http://x/v1")._make_status_error_from_response(response)
 
-    assert _error_kind(status(429)) == ("rate_limited", 429)
-    assert _error_kind(status(503)) == ("server_error", 503)
-    assert _error_kind(status(401)) == ("auth", 401)
-    assert _error_kind(status(404)) == ("bad_request", 404)
-    assert _error_kind(openai.APITimeoutError(request=request)) == ("timeout", None)
-    assert _error_kind(openai.APIConnectionError(request=request)) == ("connection", None)
-    assert _error_kind(httpx2.RemoteProtocolError("peer closed")) == ("connection", None)
-    assert _error_kind(json.JSONDecodeError("x", "{", 1)) == ("malformed_stream", None)
-    assert _retry_after_s(status(429, "2.5")) == 2.5 and _retry_after_s(status(429, "-1")) == 0.0
-    assert _retry_after_s(status(429, "Wed, 21 Oct 2015 07:28:00 GMT")) is None  # falls back to backoff
-    assert _retry_after_s(status(429)) is None
+    assert error_kind(status(429)) == ("rate_limited", 429)
+    assert error_kind(status(503)) == ("server_error", 503)
+    assert error_kind(status(401)) == ("auth", 401)
+    assert error_kind(status(404)) == ("bad_request", 404)
+    assert error_kind(openai.APITimeoutError(request=request)) == ("timeout", None)
+    assert error_kind(openai.APIConnectionError(request=request)) == ("connection", None)
+    assert error_kind(httpx2.RemoteProtocolError("peer closed")) == ("connection", None)
+    assert error_kind(json.JSONDecodeError("x", "{", 1)) == ("malformed_stream", None)
+    assert retry_after_s(status(429, "2.5")) == 2.5 and retry_after_s(status(429, "-1")) == 0.0
+    assert retry_after_s(status(429, "Wed, 21 Oct 2015 07:28:00 GMT")) is None  # falls back to backoff
+    assert retry_after_s(status(429)) is None
 
 
 def test_rate_limiter_keeps_a_sliding_minute(monkeypatch):
@@ -128,8 +130,8 @@ def test_rate_limiter_keeps_a_sliding_minute(monkeypatch):
         slept.append(seconds)
         clock[0] += seconds
 
-    monkeypatch.setattr(runner.time, "monotonic", lambda: clock[0])
-    monkeypatch.setattr(runner.asyncio, "sleep", fake_sleep)
+    monkeypatch.setattr(pacing.time, "monotonic", lambda: clock[0])
+    monkeypatch.setattr(pacing.asyncio, "sleep", fake_sleep)
 
     async def scenario() -> None:
         limiter = RateLimiter(requests_per_minute=2, tokens_per_minute=None)

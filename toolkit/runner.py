@@ -17,13 +17,11 @@ from __future__ import annotations
 import asyncio
 import datetime as dt
 import hashlib
-import itertools
-import json
 import logging
 import random
 import time
 from collections import deque
-from collections.abc import Callable, Iterator, Sequence
+from collections.abc import Callable, Iterator
 from dataclasses import dataclass, replace
 
 import httpx2
@@ -34,9 +32,11 @@ from toolkit.config import Arrival, CollectConfig, RunConfig
 from toolkit.datasets import EvalItem, load_eval_set
 from toolkit.endpoints import Connection, TokenCounter
 from toolkit.errors import EndpointError
-from toolkit.measure import DroppedStream, Request, StreamResult, stream_request
+from toolkit.measure import Request, StreamResult, stream_request
+from toolkit.pacing import Due, RateLimiter, achieved_rate, arrival_offsets
 from toolkit.prompts import TaskSpec, load_task, render
 from toolkit.records import Answer, Failure, request_record
+from toolkit.retries import RETRYABLE, describe_error, error_kind, retry_delay_s
 from toolkit.schema import RequestRecord
 from toolkit.store import Journal
 
@@ -97,66 +97,6 @@ def request_for(planned: PlannedRequest) -> Request:
                    cell.temperature, stop, cell.logprobs)
 
 
-class RateLimiter:
-    """Requests-per-minute and tokens-per-minute budgets as a sliding one-minute window."""
-
-    def __init__(self, requests_per_minute: float | None, tokens_per_minute: float | None) -> None:
-        self.rpm, self.tpm = requests_per_minute, tokens_per_minute
-        self._sent: deque[tuple[float, int]] = deque()
-        self._lock = asyncio.Lock()
-
-    async def acquire(self, tokens: int) -> None:
-        if self.rpm is None and self.tpm is None:
-            return
-        async with self._lock:
-            while True:
-                now = time.monotonic()
-                while self._sent and now - self._sent[0][0] >= 60:
-                    self._sent.popleft()
-                requests_ok = self.rpm is None or len(self._sent) < self.rpm
-                tokens_ok = self.tpm is None or sum(t for _, t in self._sent) + tokens <= self.tpm or not self._sent
-                if requests_ok and tokens_ok:
-                    self._sent.append((now, tokens))
-                    return
-                await asyncio.sleep(max(60 - (now - self._sent[0][0]), 0.01))
-
-
-def arrival_offsets(count: int, rate_per_s: float, rng: random.Random) -> list[float]:
-    """Due times, in seconds after a phase starts, of `count` open-loop requests: the first at 0,
-    then exponential (Poisson) gaps drawn from `rng`, scaled so that the last falls at
-    (count - 1) / rate_per_s.
-
-    The scaling conditions the Poisson process on delivering its rate: unscaled, 200 arrivals miss
-    it by 7% (one standard deviation) by chance alone, and a client falling behind could not be told
-    apart from an unlucky draw.  The gaps stay as irregular as a Poisson process's.
-    """
-    if count <= 0:
-        return []
-    gaps = [rng.expovariate(rate_per_s) for _ in range(count - 1)]
-    total = sum(gaps)
-    scale = (count - 1) / rate_per_s / total if total > 0 else 0.0
-    return list(itertools.accumulate((gap * scale for gap in gaps), initial=0.0))
-
-
-def achieved_rate(sent_s: Sequence[float], origin_s: float) -> float | None:
-    """Requests sent per second: the requests after the first over the time from the schedule's
-    start (when the first was due) to the last send, as the target counts them (`arrival_offsets`
-    puts the last due time at (count - 1) / rate).  Every delay of the client up to its last send
-    counts against it, so a client that falls behind cannot report the target.  None for fewer than
-    two requests."""
-    if len(sent_s) < 2 or max(sent_s) <= origin_s:
-        return None
-    return (len(sent_s) - 1) / (max(sent_s) - origin_s)
-
-
-@dataclass(frozen=True)
-class Due:
-    """When an open-loop request falls due: on the event loop's clock and as a UTC time."""
-
-    monotonic_s: float
-    at: dt.datetime
-
-
 @dataclass
 class Outcome:
     result: StreamResult | None
@@ -167,45 +107,6 @@ class Outcome:
     error_message: str | None = None
     sent_s: float | None = None  # time.monotonic() at started_at: the send the timings are from
     first_sent_s: float | None = None  # time.monotonic() at the first attempt's send
-
-
-_RETRYABLE = (openai.RateLimitError, openai.InternalServerError, openai.APITimeoutError,
-              openai.APIConnectionError, httpx2.TransportError, json.JSONDecodeError, DroppedStream)
-
-
-def _error_kind(exc: BaseException) -> tuple[str, int | None]:
-    status = getattr(exc, "status_code", None)
-    if isinstance(exc, openai.RateLimitError):
-        return "rate_limited", status
-    if isinstance(exc, openai.APITimeoutError | httpx2.TimeoutException):
-        return "timeout", None
-    if isinstance(exc, openai.APIConnectionError | httpx2.TransportError):
-        return "connection", None
-    if isinstance(exc, json.JSONDecodeError):
-        return "malformed_stream", None
-    if isinstance(exc, DroppedStream):
-        return "dropped_stream", None
-    if isinstance(exc, openai.AuthenticationError | openai.PermissionDeniedError):
-        return "auth", status
-    if isinstance(exc, openai.APIStatusError):
-        return ("server_error" if status and status >= 500 else "bad_request"), status
-    if isinstance(exc, openai.APIError):
-        return "stream_error", None
-    return type(exc).__name__, status
-
-
-def _describe(exc: BaseException) -> str:
-    # a connection reset mid-stream raises httpx2.ReadError with an empty message
-    return str(exc) or type(exc).__name__
-
-
-def _retry_after_s(exc: BaseException) -> float | None:
-    response = getattr(exc, "response", None)
-    value = response.headers.get("retry-after") if response is not None else None
-    try:
-        return max(float(value), 0.0) if value is not None else None
-    except ValueError:
-        return None
 
 
 class Collector:
@@ -374,20 +275,17 @@ class Collector:
             # openai.APIError that is no APIStatusError: an error event inside the stream (vLLM and
             # llama.cpp send `data: {"error": ...}` when generation fails); retried like a 5xx, and
             # recorded, instead of ending the whole run with a raw exception
-            except (*_RETRYABLE, openai.APIError) as exc:
-                kind, status = _error_kind(exc)
-                if isinstance(exc, openai.APIStatusError) and not isinstance(exc, _RETRYABLE):
-                    message = connection.redact(_describe(exc))
+            except (*RETRYABLE, openai.APIError) as exc:
+                kind, status = error_kind(exc)
+                if isinstance(exc, openai.APIStatusError) and not isinstance(exc, RETRYABLE):
+                    message = connection.redact(describe_error(exc))
                     if kind == "auth":
                         raise EndpointError(f"endpoint {connection.name!r} refused the key (HTTP {status}): "
                                             f"{message}") from None
                     return Outcome(None, attempt, started_at, kind, status, message, **sent)
                 if attempt == policy.max_attempts:
-                    return Outcome(None, attempt, started_at, kind, status, connection.redact(_describe(exc)), **sent)
-                delay = _retry_after_s(exc)
-                if delay is None:
-                    delay = min(policy.backoff_max_s, policy.backoff_base_s * 2 ** (attempt - 1))
-                    delay *= random.uniform(0.5, 1.0)  # jitter spreads retries of concurrent requests
+                    return Outcome(None, attempt, started_at, kind, status, connection.redact(describe_error(exc)), **sent)
+                delay = retry_delay_s(exc, attempt, policy)
                 log.debug("request %s attempt %d: %s; retrying in %.2f s", planned.request_id, attempt, kind, delay)
                 await asyncio.sleep(delay)
         raise AssertionError("unreachable: the last attempt returns")
