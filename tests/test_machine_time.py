@@ -1,4 +1,4 @@
-"""Self-hosted cost by phase (pricing.machine_seconds): a request pays its share of the wall time of
+"""Self-hosted cost by phase (machine_time.machine_seconds): a request pays its share of the wall time of
 the phase it ran in, so more requests in flight are cheaper only when the server really serves them
 at once.  Checked against the scripted server run serially (one slot) and in parallel."""
 from __future__ import annotations
@@ -7,9 +7,9 @@ import pandas as pd
 import pytest
 
 from scripted_runs import write_config
-from toolkit import pricing
 from toolkit.collect import collect
-from toolkit.pricing import load_price_table, machine_seconds, price_requests, pricing_rules
+from toolkit.machine_time import machine_seconds, pricing_rules
+from toolkit.pricing import load_price_table, price_requests
 from toolkit.schema import coerce_requests
 from toolkit.store import load_run, read_manifest
 from toolkit.testing import Behaviour, Script, ScriptedServer

@@ -1,86 +1,38 @@
 """Dollars from the requests table: token prices for API models, machine time for self-hosted ones.
 
-Cost is derived, never stored: a `PriceTable` names where each price came from and which version,
-so a report can say its prices and be re-priced.  Lookup order for a model name: `overrides`
-(e.g. a user's `--price MODEL=IN,OUT`), then the entries of `data/prices.yaml` (fnmatch patterns,
-case-insensitive, first match wins), then `data/model_aliases.yaml` (a leaderboard name such as
-AlpacaEval's `llama-2-70b-chat-hf` -> the genai-prices entry it is priced as, with a note where that
-is approximate), then the genai-prices package's bundled snapshot by the name itself, then
-`machine_usd_per_hour` if given.  `price_coverage` says which models got no price and why;
+Cost is derived, never stored: the prices come from a named, versioned `PriceTable`
+(`toolkit.price_table`: data/prices.yaml, user prices, model aliases, genai-prices), so a report
+can say its prices and be re-priced; a self-hosted request is charged its share of its phase's wall
+time (`toolkit.machine_time`).  `price_coverage` says which models got no price and why;
 `choose_cost_basis` falls back to a stated basis (output tokens x one price) when none did.
-
-genai-prices 0.2.3 works offline: `calc_price` and the lookups used here read the snapshot shipped
-inside the package; it only fetches prices when an `UpdatePrices` updater is started, which this
-module never does.
 """
 from __future__ import annotations
 
-import dataclasses
-import datetime as dt
-import fnmatch
-import functools
 import logging
 import math
 from collections.abc import Iterable, Mapping
-from dataclasses import dataclass, field
+from dataclasses import dataclass
 from pathlib import Path
 
 import numpy as np
 import pandas as pd
-import yaml
 
-from toolkit import resources
-from toolkit.errors import DataFileError, ParameterError, PriceError
+from toolkit.errors import ParameterError, PriceError
+from toolkit.machine_time import machine_seconds, pricing_rules
+from toolkit.price_table import (DEFAULT_PRICES, TOKEN_FIELDS, MachinePrice, Price, PriceTable, load_aliases,
+                                 load_price_table, no_price_reason, resolve_price)
+
+# the price table's names (and `pricing_rules`, which notebooks call as pricing.pricing_rules) are offered here
+# too, so a notebook imports one module for prices
+__all__ = [
+    "COST_BASES", "DEFAULT_PRICES", "NO_PRICE", "TOKEN_FIELDS", "CostBasis", "MachinePrice", "Price", "PriceTable",
+    "choose_cost_basis", "describe", "load_aliases", "load_price_table", "output_token_basis", "parse_user_price",
+    "price_coverage", "price_requests", "price_table_for", "pricing_rules", "resolve_price", "user_prices",
+]
 
 log = logging.getLogger("toolkit")
 
-DEFAULT_PRICES = resources.prices_file()
-DEFAULT_ALIASES = resources.aliases_file()
-ALIAS_FIELDS = {"model", "price_as", "note"}
-UNPRICED_FIELDS = {"model", "why"}
 COST_BASES = ("auto", "prices", "output_tokens")
-TOKEN_FIELDS = ("input_usd_per_mtok", "cached_input_usd_per_mtok", "output_usd_per_mtok")
-ENTRY_FIELDS = {"match", "source", "usd_per_hour", *TOKEN_FIELDS}
-
-
-@dataclass(frozen=True)
-class Price:
-    """Token prices of an API model in USD per million tokens."""
-
-    model: str
-    input_usd_per_mtok: float
-    cached_input_usd_per_mtok: float | None
-    output_usd_per_mtok: float
-    source: str
-
-
-@dataclass(frozen=True)
-class MachinePrice:
-    """Price of the machine serving a self-hosted model, in USD per hour of wall time."""
-
-    usd_per_hour: float
-    source: str
-
-
-@dataclass(frozen=True)
-class Alias:
-    """A model name priced as a genai-prices entry under another name (`data/model_aliases.yaml`).
-
-    `price_as` is "provider:model id" in genai-prices' snapshot, or None for a name the file leaves
-    unpriced on purpose.  `note` says why the match is approximate (None: it is the same model) or,
-    when unpriced, why no price fits.  `file`, `line` and `version` say where, for reviewers.
-    """
-
-    model: str
-    price_as: str | None
-    note: str | None
-    file: str
-    line: int
-    version: str
-
-    @property
-    def where(self) -> str:
-        return f"{self.file} line {self.line}, version {self.version}"
 
 
 @dataclass(frozen=True)
@@ -93,94 +45,6 @@ class CostBasis:
     requested: str
     usd_per_mtok: float | None
     table: PriceTable
-
-
-@dataclass(frozen=True)
-class PriceTable:
-    """Named, versioned prices: explicit entries keyed by model-name pattern, plus genai-prices.
-
-    `batch_discount` is the fraction taken off token prices for `batch` rows (0.5 = half price).
-    `as_of` picks among genai-prices' dated prices; `fallback` prices models nothing else knows.
-    """
-
-    name: str
-    version: str
-    prices: Mapping[str, Price | MachinePrice]
-    batch_discount: float = 0.5
-    use_genai_prices: bool = True
-    as_of: dt.datetime = field(default_factory=lambda: dt.datetime.now(dt.UTC))
-    fallback: MachinePrice | None = None
-    path: str | None = None
-    aliases: Mapping[str, Alias] = field(default_factory=dict)  # keyed by lower-case model name
-
-
-def load_price_table(path: Path | None = None, *, machine_usd_per_hour: float | None = None,
-                     overrides: Mapping[str, Price | MachinePrice] | None = None,
-                     use_genai_prices: bool = True, as_of: dt.datetime | None = None,
-                     aliases_path: Path | None = None) -> PriceTable:
-    """Read a prices YAML (default `data/prices.yaml`) and combine it with genai-prices.
-
-    `machine_usd_per_hour` replaces the hourly rate of every machine entry and prices any model
-    that is otherwise unknown as self-hosted at that rate.  `overrides` (pattern -> price) win
-    over everything.  `as_of` (default now, UTC) selects genai-prices' price at that date.
-    `aliases_path` (default `data/model_aliases.yaml`) maps names to genai-prices entries; it
-    is read only when genai-prices is used, since every alias points into it.
-    """
-    path = Path(path) if path is not None else DEFAULT_PRICES
-    document, section_lines = _read_yaml(path)
-    lines = section_lines["models"]
-    name = str(document.get("name", path.stem))
-    version = str(document.get("version", "unversioned"))
-    discount = document.get("batch_discount", 0.5)
-    if not isinstance(discount, (int, float)) or not 0 <= discount <= 1:
-        raise DataFileError(path, f"must be a number in [0, 1], got {discount!r}", field="batch_discount")
-    prices: dict[str, Price | MachinePrice] = dict(overrides or {})
-    for entry, line in zip(document.get("models") or [], lines):
-        pattern, price = _parse_entry(entry, path, line)
-        if isinstance(price, MachinePrice) and machine_usd_per_hour is not None:
-            price = MachinePrice(machine_usd_per_hour, "machine_usd_per_hour argument")
-        prices.setdefault(pattern, price)
-    if use_genai_prices:
-        version = f"{version}; genai-prices {_genai_version()}"
-    fallback = (MachinePrice(machine_usd_per_hour, "machine_usd_per_hour argument")
-                if machine_usd_per_hour is not None else None)
-    aliases = load_aliases(aliases_path) if use_genai_prices else {}
-    return PriceTable(name=name, version=version, prices=prices, batch_discount=float(discount),
-                      use_genai_prices=use_genai_prices, as_of=as_of or dt.datetime.now(dt.UTC),
-                      fallback=fallback, path=str(path), aliases=aliases)
-
-
-def resolve_price(table: PriceTable, model: str) -> tuple[str, Price | MachinePrice]:
-    """The price `table` uses for `model`, with what it matched: a pattern, "alias -> provider:id"
-    (data/model_aliases.yaml) or a genai-prices "provider:id"."""
-    for pattern, price in table.prices.items():
-        if fnmatch.fnmatchcase(model.lower(), pattern.lower()):
-            return pattern, price
-    alias = table.aliases.get(model.lower())
-    if table.use_genai_prices and alias is not None and alias.price_as is not None:
-        provider, model_id = alias.price_as.split(":", 1)
-        found = _genai_price(model_id, table.as_of, provider)
-        if found is None:
-            raise PriceError(f"{alias.where}: price_as {alias.price_as!r} is not a priced model in "
-                             f"genai-prices {_genai_version()}")
-        note = f": {alias.note}" if alias.note else "; the same model"
-        return f"alias -> {found.model}", dataclasses.replace(
-            found, source=f"{found.source}, for {alias.model} per {alias.where}{note}")
-    if table.use_genai_prices:
-        found = _genai_price(model, table.as_of)
-        if found is not None:
-            return found.model, found
-    if table.fallback is not None:
-        return "*", table.fallback
-    where = table.path or "data/prices.yaml"
-    why = f" ({alias.where}: {alias.note})" if alias is not None and alias.note else ""
-    raise PriceError(
-        f"no price for model {model!r} in price table {table.name!r} (nor in genai-prices){why}: pass "
-        f"--price {model}=IN,OUT to frontier report (USD per million input and output tokens; "
-        f"model_prices in a notebook); or add an entry "
-        f"to {where} under models: with match: {model!r}, input_usd_per_mtok, output_usd_per_mtok, "
-        f"optional cached_input_usd_per_mtok and source; or, for a self-hosted model, usd_per_hour and "
-        f"source; or pass load_price_table(machine_usd_per_hour=...)")
 
 
 def price_requests(frame: pd.DataFrame, table: PriceTable) -> pd.Series:
@@ -231,111 +95,6 @@ def price_requests(frame: pd.DataFrame, table: PriceTable) -> pd.Series:
     return pd.Series(usd, index=frame.index, name="usd")
 
 
-MACHINE_RULES = {
-    "phase": "machine time by phase: the wall time of the phase a request ran in (one concurrency level "
-             "of one collection session, first send to last byte), shared among the phase's requests in "
-             "proportion to the work each did (the server's prefill + decode time where it reports it, else "
-             "end-to-end time); what the machine delivered at that load",
-    "e2e": "machine time by request: no phase was recorded (imported data), so each request is charged "
-           "its own end-to-end time as if the machine served it alone (exact for a server that runs one "
-           "request at a time, an upper bound for one that batches)",
-    "batch": "machine time by batch: a batch answer has no time of its own, so the span from the batch's "
-             "first answer to its last is shared equally among its answers",
-    "cache_hit": "response-cache hit: no machine time",
-}
-
-
-def machine_seconds(frame: pd.DataFrame) -> pd.DataFrame:
-    """Each request's share of a self-hosted machine's wall time, and the rule that gave it.
-
-    Columns `machine_s` and `machine_rule` (a key of `MACHINE_RULES`), on `frame`'s index.  Rows
-    with a `phase` share the wall time of (run_id, endpoint, phase), from its first send to its last
-    byte, in proportion to the work each did (the server's prefill + decode seconds where it reports
-    them, else e2e_s): a serial server at concurrency 4 queues every request four deep but takes
-    the same wall time per request, so a request costs what it costs at concurrency 1; a server
-    that truly runs four at once finishes the phase sooner and each request costs less in
-    proportion to the measured throughput.  Rows without a phase pay their own e2e_s.  Batch
-    answers without times share their batch's span equally.  Response-cache hits use no machine time.
-    """
-    index = frame.index
-    e2e = frame["e2e_s"].astype("Float64").to_numpy(dtype=float, na_value=np.nan)
-    hit = (frame["cache_hit"].astype("boolean").fillna(False).to_numpy(dtype=bool)
-           if "cache_hit" in frame.columns else np.zeros(len(frame), dtype=bool))
-    phase = (frame["phase"].astype("Float64").to_numpy(dtype=float, na_value=np.nan)
-             if "phase" in frame.columns else np.full(len(frame), np.nan))
-    if "started_at" in frame.columns:
-        started = pd.to_datetime(frame["started_at"], utc=True)
-        sent_s = (started - pd.Timestamp(0, tz="UTC")).dt.total_seconds().to_numpy(dtype=float, na_value=np.nan)
-    else:  # no send times: nothing to measure a phase or a batch by
-        sent_s = np.full(len(frame), np.nan)
-    by_phase = ~np.isnan(phase) & ~np.isnan(sent_s)
-    # the server's own prefill + decode time is the work a request did; e2e adds queueing, so it
-    # is the weight only where the server reports no timings
-    work = e2e
-    if {"server_prefill_s", "server_decode_s"} <= set(frame.columns):
-        served = (frame["server_prefill_s"].astype("Float64").to_numpy(dtype=float, na_value=np.nan)
-                  + frame["server_decode_s"].astype("Float64").to_numpy(dtype=float, na_value=np.nan))
-        work = np.where(np.isnan(served), e2e, served)
-    batch = (frame["batch"].astype("boolean").fillna(False).to_numpy(dtype=bool) if "batch" in frame.columns
-             else np.zeros(len(frame), dtype=bool))
-    by_batch = batch & np.isnan(e2e) & ~np.isnan(sent_s) & ~hit
-    by_phase &= ~by_batch
-    machine = np.where(hit, 0.0, e2e)
-    rule = np.where(hit, "cache_hit", np.where(by_phase, "phase", np.where(by_batch, "batch", "e2e"))).astype(object)
-    if by_batch.any():
-        answers = pd.DataFrame({"run_id": _column(frame, "run_id")[by_batch],
-                                "endpoint": _column(frame, "endpoint")[by_batch], "sent": sent_s[by_batch]})
-        groups = answers.groupby(["run_id", "endpoint"], sort=False, dropna=False)["sent"]
-        machine[by_batch] = (groups.transform("max") - groups.transform("min")) / groups.transform("size")
-    if by_phase.any():
-        phased = pd.DataFrame({
-            "run_id": _column(frame, "run_id")[by_phase], "endpoint": _column(frame, "endpoint")[by_phase],
-            "phase": phase[by_phase], "sent": sent_s[by_phase],
-            "done": np.fmax(sent_s[by_phase] + np.nan_to_num(e2e[by_phase]), sent_s[by_phase]),
-            "weight": np.where(hit[by_phase], 0.0, np.nan_to_num(work[by_phase]))})
-        groups = phased.groupby(["run_id", "endpoint", "phase"], sort=False, dropna=False)
-        wall = groups["done"].transform("max") - groups["sent"].transform("min")
-        busy = groups["weight"].transform("sum")
-        with np.errstate(divide="ignore", invalid="ignore"):
-            share = np.where(busy > 0, wall * phased["weight"] / busy, 0.0)
-        machine[by_phase] = np.where(hit[by_phase], 0.0, np.where(np.isnan(e2e[by_phase]), np.nan, share))
-    return pd.DataFrame({"machine_s": machine, "machine_rule": pd.Categorical(rule, categories=list(MACHINE_RULES))},
-                        index=index)
-
-
-def _column(frame: pd.DataFrame, name: str) -> np.ndarray:
-    """A grouping key as objects, "" where missing (a group key must not be NaN)."""
-    if name not in frame.columns:
-        return np.full(len(frame), "", dtype=object)
-    return frame[name].astype(object).fillna("").to_numpy()
-
-
-def pricing_rules(frame: pd.DataFrame, table: PriceTable) -> pd.DataFrame:
-    """Which rule priced which requests: one row per (model, rule) with its request count.
-
-    Columns: model, kind ("tokens" or "machine"), rule (a `MACHINE_RULES` key, "tokens" or
-    "batch tokens"), requests, description.  A report shows this so a reader knows whether a
-    self-hosted cost came from measured phases or from the per-request fallback.
-    """
-    if frame.empty:
-        return pd.DataFrame(columns=["model", "kind", "rule", "requests", "description"])
-    rules = (frame["machine_rule"].astype(object) if "machine_rule" in frame.columns
-             else machine_seconds(frame)["machine_rule"].astype(object))
-    kinds = {m: isinstance(resolve_price(table, m)[1], MachinePrice) for m in frame["model"].dropna().unique()}
-    machine = frame["model"].map(kinds).fillna(False).to_numpy(dtype=bool)
-    batch = frame["batch"].astype("boolean").fillna(False).to_numpy(dtype=bool)
-    token_rule = np.where(batch, "batch tokens", "tokens")
-    token_rule = np.where(rules.to_numpy() == "cache_hit", "cache_hit", token_rule)
-    rule = np.where(machine, rules.to_numpy(), token_rule)
-    counts = (pd.DataFrame({"model": frame["model"].astype(object), "kind": np.where(machine, "machine", "tokens"),
-                            "rule": rule}).groupby(["model", "kind", "rule"], sort=True).size()
-              .rename("requests").reset_index())
-    token_words = {"tokens": "token prices x the request's tokens",
-                   "batch tokens": f"token prices less the batch discount ({table.batch_discount:.0%})"}
-    counts["description"] = counts["rule"].map(lambda r: MACHINE_RULES.get(r) or token_words[r])
-    return counts
-
-
 def describe(table: PriceTable, models: Iterable[str] | None = None) -> pd.DataFrame:
     """Which prices a report used: one row per model (or per table entry when `models` is None).
 
@@ -356,44 +115,6 @@ def describe(table: PriceTable, models: Iterable[str] | None = None) -> pd.DataF
     columns = ["model", "matched", "kind", *TOKEN_FIELDS, "usd_per_hour", "batch_discount", "source",
                "table", "version", "as_of"]
     return pd.DataFrame(rows, columns=columns)
-
-
-def load_aliases(path: Path | None = None) -> dict[str, Alias]:
-    """Read `data/model_aliases.yaml` (or `path`) into model name -> `Alias`, keyed by lower-case name.
-
-    `aliases:` entries have `model`, `price_as` ("provider:model id" as genai-prices names them)
-    and, where the match is approximate, a `note` saying why it is the closest listed price;
-    `unpriced:` entries have `model` and `why` no listed price fits.  A name listed twice, an
-    unknown key or a malformed `price_as` is a `DataFileError` naming the line and field.
-    """
-    path = Path(path) if path is not None else DEFAULT_ALIASES
-    document, lines = _read_yaml(path, ("aliases", "unpriced"), what="the model aliases",
-                                 shape="name, version, aliases and unpriced")
-    version = str(document.get("version", "unversioned"))
-    found: dict[str, Alias] = {}
-    for section, fields, reason in (("aliases", ALIAS_FIELDS, "note"), ("unpriced", UNPRICED_FIELDS, "why")):
-        for entry, line in zip(document.get(section) or [], lines[section]):
-            if not isinstance(entry, dict):
-                raise DataFileError(path, "each entry must be a mapping", line=line, field=section)
-            unknown = sorted(set(entry) - fields)
-            if unknown:
-                raise DataFileError(path, f"unknown key; allowed: {', '.join(sorted(fields))}", line=line,
-                                    field=str(unknown[0]))
-            required = ("model", "price_as") if section == "aliases" else ("model", "why")
-            for name in {*required, *(f for f in fields if f in entry)}:
-                if not isinstance(entry.get(name), str) or not entry[name].strip():
-                    raise DataFileError(path, "must be a non-empty string", line=line, field=name)
-            target = entry.get("price_as")
-            if target is not None and not all(part.strip() for part in target.partition(":")[::2]):
-                raise DataFileError(path, "must be provider:model id as genai-prices names them, e.g. "
-                                    f"together:meta-llama/Llama-2-70b-chat-hf; got {target!r}", line=line,
-                                    field="price_as")
-            key = entry["model"].lower()
-            if key in found:
-                raise DataFileError(path, f"{entry['model']!r} is listed twice (first at {found[key].where})",
-                                    line=line, field="model")
-            found[key] = Alias(entry["model"], target, entry.get(reason), path.name, line, version)
-    return found
 
 
 def parse_user_price(text: str) -> tuple[str, Price]:
@@ -456,7 +177,7 @@ def price_coverage(table: PriceTable, models: Iterable[str], *, reported: Iterab
         elif model in reported:
             rows.append((model, True, "reported", False, "the cost the import reported per query", None))
         else:
-            rows.append((model, False, None, False, None, _no_price_reason(table, model)))
+            rows.append((model, False, None, False, None, no_price_reason(table, model)))
     return pd.DataFrame(rows, columns=["model", "priced", "matched", "approximate", "source", "reason"])
 
 
@@ -500,100 +221,6 @@ def _has_rates(price: Price | MachinePrice) -> bool:
         return not math.isnan(price.usd_per_hour)
     return not (math.isnan(price.input_usd_per_mtok) and math.isnan(price.output_usd_per_mtok))
 
-
-def _no_price_reason(table: PriceTable, model: str) -> str:
-    alias = table.aliases.get(model.lower())
-    if alias is not None and alias.price_as is None:
-        return f"{alias.file}: {alias.note}"
-    prices = Path(table.path).name if table.path else "the price table"
-    listed = (f", genai-prices {_genai_version()} does not list it" if table.use_genai_prices
-              else ", genai-prices not used")
-    return f"not in {prices} or {DEFAULT_ALIASES.name}{listed}"
-
-
-def _read_yaml(path: Path, sections: tuple[str, ...] = ("models",), *, what: str = "the price table",
-               shape: str = "name, version, batch_discount and models") -> tuple[dict, dict[str, list[int]]]:
-    """The document and, per list-valued section, the line where each of its entries starts."""
-    try:
-        text = path.read_text(encoding="utf-8")
-        document = yaml.safe_load(text) or {}
-        root = yaml.compose(text)
-    except OSError as exc:
-        raise DataFileError(path, f"cannot read {what}: {exc}") from exc
-    except yaml.YAMLError as exc:
-        line = exc.problem_mark.line + 1 if getattr(exc, "problem_mark", None) else None
-        raise DataFileError(path, f"is not valid YAML: {exc}", line=line) from exc
-    if not isinstance(document, dict):
-        raise DataFileError(path, f"must be a mapping with {shape}")
-    lines = {}
-    for section in sections:
-        if not isinstance(document.get(section) or [], list):
-            raise DataFileError(path, "must be a list of entries", field=section)
-        nodes = next((v for k, v in root.value if k.value == section), None) if root is not None else None
-        lines[section] = [item.start_mark.line + 1 for item in nodes.value] if nodes is not None else []
-    return document, lines
-
-
-def _parse_entry(entry: object, path: Path, line: int) -> tuple[str, Price | MachinePrice]:
-    if not isinstance(entry, dict):
-        raise DataFileError(path, "each entry must be a mapping", line=line, field="models")
-    unknown = sorted(set(entry) - ENTRY_FIELDS)
-    if unknown:
-        raise DataFileError(path, f"unknown key; allowed: {', '.join(sorted(ENTRY_FIELDS))}",
-                            line=line, field=str(unknown[0]))
-    for required in ("match", "source"):
-        if not isinstance(entry.get(required), str) or not entry[required]:
-            raise DataFileError(path, "is required and must be a non-empty string", line=line, field=required)
-    numbers = {}
-    for name in ("usd_per_hour", *TOKEN_FIELDS):
-        value = entry.get(name)
-        if value is not None and (not isinstance(value, (int, float)) or value < 0):
-            raise DataFileError(path, f"must be a number >= 0, got {value!r}", line=line, field=name)
-        numbers[name] = None if value is None else float(value)
-    has_tokens = numbers["input_usd_per_mtok"] is not None or numbers["output_usd_per_mtok"] is not None
-    if (numbers["usd_per_hour"] is not None) == has_tokens:
-        raise DataFileError(path, "give either usd_per_hour (self-hosted) or input_usd_per_mtok and "
-                            "output_usd_per_mtok (API)", line=line, field="usd_per_hour")
-    if numbers["usd_per_hour"] is not None:
-        return entry["match"], MachinePrice(numbers["usd_per_hour"], entry["source"])
-    for name in ("input_usd_per_mtok", "output_usd_per_mtok"):
-        if numbers[name] is None:
-            raise DataFileError(path, "is required for a token-priced model", line=line, field=name)
-    return entry["match"], Price(entry["match"], numbers["input_usd_per_mtok"],
-                                 numbers["cached_input_usd_per_mtok"], numbers["output_usd_per_mtok"],
-                                 entry["source"])
-
-
-def _genai_version() -> str:
-    import genai_prices
-
-    return genai_prices.__version__
-
-
-@functools.lru_cache(maxsize=512)
-def _genai_price(model: str, as_of: dt.datetime, provider_id: str | None = None) -> Price | None:
-    from genai_prices import data_snapshot
-    from genai_prices.types import TieredPrices
-
-    try:
-        provider, info = data_snapshot.get_snapshot().find_provider_model(model, None, provider_id, None)
-    except LookupError:
-        return None
-    # a provider's match rules can map an id to a different entry: an alias must name the entry itself
-    if provider_id is not None and info.id.lower() != model.lower():
-        return None
-    price = info.get_prices(as_of)
-    rates = {k: getattr(price, k) for k in ("input_mtok", "cache_read_mtok", "output_mtok")}
-    if rates["input_mtok"] is None and rates["output_mtok"] is None:
-        return None
-    tiered = any(isinstance(v, TieredPrices) for v in rates.values())
-    as_float = {k: None if v is None else float(v.base if isinstance(v, TieredPrices) else v)
-                for k, v in rates.items()}
-    note = " (tiered; base rate used)" if tiered else ""
-    return Price(model=f"{provider.id}:{info.id}", input_usd_per_mtok=as_float["input_mtok"] or 0.0,
-                 cached_input_usd_per_mtok=as_float["cache_read_mtok"],
-                 output_usd_per_mtok=as_float["output_mtok"] or 0.0,
-                 source=f"genai-prices {_genai_version()} {provider.id}/{info.id}{note}")
 
 NO_PRICE = ("no price known: pass --price MODEL=IN,OUT (or the model_prices parameter), add the model to "
             "data/prices.yaml, or pass machine_usd_per_hour")

@@ -22,7 +22,7 @@ import pyarrow.json as pa_json
 import pyarrow.parquet as pq
 
 from toolkit.errors import DataFileError, RunDirError
-from toolkit.pricing import machine_seconds
+from toolkit.machine_time import machine_seconds
 from toolkit.schema import (ARROW_SCHEMA, LATER_COLUMNS, REQUEST_COLUMNS, SETTING_COLUMNS, RequestRecord,
                             coerce_requests, empty_requests, from_arrow, to_arrow)
 
@@ -143,7 +143,7 @@ DERIVED_COLUMNS = ("machine_s", "machine_rule")  # added by load_run, never stor
 
 def load_run(run_dir: str | os.PathLike) -> pd.DataFrame:
     """The requests table of a run dir (finished or interrupted), with DESIGN dtypes, plus the derived
-    `machine_s` and `machine_rule` columns of `pricing.machine_seconds` (never stored)."""
+    `machine_s` and `machine_rule` columns of `machine_time.machine_seconds` (never stored)."""
     run_dir = Path(run_dir)
     if not run_dir.is_dir():
         raise RunDirError(f"{run_dir}: no such run directory")

@@ -37,7 +37,8 @@ from toolkit.analysis.accuracy import accuracy_table
 from toolkit.analysis.cost_model import break_even_accuracy, expected_value
 from toolkit.analysis.rows import cache_hit_mask, cache_hits, model_answered, run_overview, sorted_values
 from toolkit.errors import ParameterError
-from toolkit.pricing import PriceTable, describe, price_requests, pricing_rules
+from toolkit.machine_time import pricing_rules
+from toolkit.pricing import PriceTable, describe, price_requests
 
 
 CONFIG_ATTRIBUTES = ("model", "prompt_variant", "max_tokens", "temperature", "concurrency")
@@ -311,7 +312,7 @@ class Headline:
     frame: pd.DataFrame | None = None  # the requests, under the names the other fields use
     labels: Mapping[str, str] | None = None  # config id -> name, when short names are used
     failure_cost_usd: float | None = None
-    rules: pd.DataFrame | None = None  # which pricing rule priced which requests (`pricing.pricing_rules`)
+    rules: pd.DataFrame | None = None  # which pricing rule priced which requests (`machine_time.pricing_rules`)
 
 
 def headline(frame: pd.DataFrame, prices: PriceTable, *, manifest: dict | None = None,

@@ -8,14 +8,14 @@ import numpy as np
 import pandas as pd
 
 from toolkit.analysis.latency import _floats, _keys, _qname, _timed
-from toolkit.pricing import machine_seconds
+from toolkit.machine_time import machine_seconds
 
 LOAD_GROUP = ("endpoint", "model", "prompt_variant", "max_tokens", "stop_sequences", "temperature",
               "response_cache")
 
 
 def _phase_seconds(frame: pd.DataFrame) -> tuple[np.ndarray, np.ndarray]:
-    """Each row's share of its phase's wall time (`pricing.machine_seconds`) and how it was known:
+    """Each row's share of its phase's wall time (`machine_time.machine_seconds`) and how it was known:
     "phase"; "level" for rows collected without a recorded phase (older runs, imports), taken as
     one phase per run, endpoint and concurrency level (the collector has always sent one level at
     a time, and llmperf does too); "hit" for response-cache hits (0 s: no machine time); "none"
@@ -47,7 +47,7 @@ def load_sweep(frame: pd.DataFrame, *, by: str | Sequence[str] = LOAD_GROUP,
 
     throughput_rps and throughput_tokens_per_s = requests (output tokens) completed over the wall
     time of the phases they ran in, first send to last byte, shared among a phase's requests as
-    `pricing.machine_seconds` shares it (the same seconds a self-hosted request is priced by).
+    `machine_time.machine_seconds` shares it (the same seconds a self-hosted request is priced by).
     p50/p95 of ttft_s and e2e_s over the timed rows.  e2e_ratio and throughput_ratio are the
     factors from the previous level; `knee` marks the first level where p50 e2e grows by a larger
     factor than throughput_rps: past it, more in flight buys latency rather than throughput.
