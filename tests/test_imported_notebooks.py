@@ -33,6 +33,8 @@ NOTEBOOKS = {
     "alpacaeval": ["01_accuracy", "06_cascades"],
     "frugalgpt": ["04_frontier", "06_cascades"],
     "openai_batch": ["03_latency", "06_cascades"],
+    "azure2023": ["07_traffic"],
+    "mooncake": ["07_traffic"],
 }
 # service -> share of items it gets right (simulated); the prices are FrugalGPT's serviceinfo.json
 SERVICES = {"google/gemini-1.5-flash-8b": 0.55, "openaichat/gpt-4o-mini": 0.72, "openaichat/gpt-4-turbo": 0.86}
@@ -184,3 +186,12 @@ def test_openai_batch_says_what_it_lacks(reports):
     latency, cascades = (markdown(reports("openai_batch")[n]) for n in ("03_latency", "06_cascades"))
     assert present.NO_TIMINGS in latency
     assert "**No cascades**: no graded requests, so there is nothing to cascade." in cascades
+
+
+def test_traffic_notebook_on_the_public_traces(reports):
+    azure, mooncake = (markdown(reports(kind)["07_traffic"]) for kind in ("azure2023", "mooncake"))
+    assert "**Arrivals**: 8819 requests over" in azure and "bursty" in azure
+    assert "priced as **gpt-4o-mini**" in azure and "prompt caching (no prefix hashes" in azure
+    assert "**Arrivals**: 12031 requests over" in mooncake
+    assert "**prompt caching** saves" in mooncake and "touching 30.3% of the requests" in mooncake
+    assert "an extrapolation" in mooncake  # its prompts are far longer than the sample's

@@ -36,6 +36,7 @@ KEY_OUTPUTS = {
                     "Rule: ", "its break-even accuracy (E + (f·F + c) / (1 − f)) / (V + E), with V = 2.50 USD, E = 2.00 USD",
                     "Self-hosted cost: "],
     "05_caching_batch": ["Baseline ", "USD a month"],
+    "07_traffic": ["**Arrivals**: ", "**Cost**: priced as **", "**batch** saves"],
 }
 
 

@@ -57,11 +57,17 @@ def price_requests(frame: pd.DataFrame, table: PriceTable) -> pd.Series:
     e2e / nominal concurrency).  The `machine_s` column is used when the frame has it (`load_run`
     adds it over the whole run, so a subset keeps its shares), else computed from `frame`.
     `cache_hit` rows cost 0.  Missing token counts or times count as 0 on error rows and give NaN
-    on ok rows (unknown, not free).
+    on ok rows (unknown, not free); so does a row that names no model (a public trace: price it
+    as a model of your choice, e.g. with `frame.assign(model=...)`).
     """
-    if frame["model"].isna().any():
-        row = frame.index[frame["model"].isna()][0]
-        raise PriceError(f"requests table row {row}: field \"model\" is empty, so it cannot be priced")
+    unnamed = frame["model"].isna().to_numpy(dtype=bool)
+    if unnamed.any():
+        log.warning("%d rows name no model and are priced NaN", int(unnamed.sum()))
+        usd = pd.Series(np.nan, index=frame.index, name="usd")
+        if not unnamed.all():
+            shares = frame["machine_s"] if "machine_s" in frame.columns else machine_seconds(frame)["machine_s"]
+            usd[~unnamed] = price_requests(frame.loc[~unnamed].assign(machine_s=shares[~unnamed]), table)
+        return usd
     resolved = {m: resolve_price(table, m)[1] for m in frame["model"].unique()}
     is_error = (frame["status"] != "ok").fillna(True).to_numpy(dtype=bool)
 

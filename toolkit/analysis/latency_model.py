@@ -151,6 +151,18 @@ def fit_latency_model(frame: pd.DataFrame, *, by: Sequence[str] = DEFAULT_BY,
     return pd.DataFrame(rows, columns=[*keys, *MODEL_COLUMNS])
 
 
+def main_group_model(frame: pd.DataFrame, *, by: Sequence[str] = DEFAULT_BY) -> tuple[GroupModel, str] | None:
+    """The fitted model of the group with the most usable requests and its label; None without any
+    (e.g. a trace with no timings)."""
+    keys = _present(frame, by)
+    groups = list(_groups(usable(_narrow(frame, keys)), keys))
+    if not groups:
+        return None
+    group, part = max(groups, key=lambda item: len(item[1]))
+    model, _ = fit_group(part)
+    return model, _label(group)
+
+
 def predict_latency(frame: pd.DataFrame, *, prompt_tokens: Sequence[float] | None = None,
                     output_tokens: Sequence[float], by: Sequence[str] = DEFAULT_BY,
                     q: Sequence[float] = (0.5, 0.95)) -> pd.DataFrame:

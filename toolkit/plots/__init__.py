@@ -14,9 +14,10 @@ from toolkit.plots.frontier import frontier_plot
 from toolkit.plots.latency import (SPLIT_PARTS, UNSPLIT_AFTER_FIRST, UNSPLIT_TTFT, decomposition_plot,
                                    latency_cdf_plot, latency_split_plot, load_sweep_plot, percentile_plot,
                                    regression_plot)
+from toolkit.plots.traffic import arrivals_plot, token_histogram
 
 __all__ = [
-    "accuracy_plot", "axis_label", "bar_plot", "cost_model_plot", "decomposition_plot", "frontier_plot",
+    "accuracy_plot", "arrivals_plot", "axis_label", "bar_plot", "cost_model_plot", "decomposition_plot", "frontier_plot",
     "latency_cdf_plot", "latency_split_plot", "load_sweep_plot", "percentile_plot",
-    "regression_plot", "sensitivity_plot",
+    "regression_plot", "sensitivity_plot", "token_histogram",
 ]
