@@ -16,9 +16,9 @@ import yaml
 
 REPO = Path(__file__).resolve().parents[1]
 RESULTS = REPO / "benchmarks" / "results"
-TASKS = ("capitals", "sentiment", "dates", "arithmetic")
+DATASETS = ("capitals", "sentiment", "dates", "arithmetic")
 VARIANTS = ("zero_shot", "few_shot_1", "few_shot_3", "few_shot_5", "chat")
-ITEMS_PER_REPEAT = 788 * len(VARIANTS)  # every item of the four eval sets in every variant
+ITEMS_PER_REPEAT = 788 * len(VARIANTS)  # every item of the four datasets in every variant
 
 
 def parse_args(description: str) -> argparse.Namespace:
@@ -27,11 +27,11 @@ def parse_args(description: str) -> argparse.Namespace:
     return parser.parse_args()
 
 
-def write_config(directory: Path, base_url: str, *, concurrency: int, items_per_task: int | None = None,
-                 repeats: int = 1, max_requests: int | None = None, tasks: Sequence[str] = TASKS) -> Path:
-    """A collection config over the repo's eval sets, aimed at `base_url`, with errors never stopping it."""
+def write_config(directory: Path, base_url: str, *, concurrency: int, items_per_dataset: int | None = None,
+                 repeats: int = 1, max_requests: int | None = None, datasets: Sequence[str] = DATASETS) -> Path:
+    """A collect config over the repo's datasets, aimed at `base_url`, with errors never stopping it."""
     raw = {
-        "name": "bench", "tasks": list(tasks), "items_per_task": items_per_task, "seed": 1,
+        "name": "bench", "datasets": list(datasets), "items_per_dataset": items_per_dataset, "seed": 1,
         "evals_dir": str(REPO / "data" / "evals"), "prompts_dir": str(REPO / "data" / "prompts"),
         "endpoints": [{"name": "scripted", "base_url": base_url, "models": ["scripted"]}],
         "grid": {"prompt_variants": list(VARIANTS), "max_tokens": [32], "concurrency": [concurrency],

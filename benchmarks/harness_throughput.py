@@ -24,7 +24,7 @@ import openai
 
 from _common import ITEMS_PER_REPEAT, REPO, parse_args, write_config, write_result
 from toolkit.collect import collect
-from toolkit.config import load_config
+from toolkit.config_file import load_config
 from toolkit.runner import plan, request_for
 from toolkit.testing import ScriptedProcess
 

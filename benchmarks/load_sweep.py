@@ -1,6 +1,6 @@
 """The embedded server under load: throughput and latency at 1, 2, 4 and 8 requests in flight.
 
-Collects few-shot answers (capitals and sentiment, `few_shot_3`, at most 16 tokens with the task's
+Collects few-shot answers (capitals and sentiment, `few_shot_3`, at most 16 tokens with the dataset's
 stop sequence) from the real embedded llama-server through the full collector, one phase per level,
 then reads each level's throughput off the requests table: requests (and output tokens) completed
 per second of the phase's wall time (first send to last byte), with p50/p95 TTFT and e2e and the
@@ -28,7 +28,7 @@ TARGET_RATIO = 1.6
 
 def write_config(directory: Path, items: int) -> Path:
     raw = {
-        "name": "load-sweep", "tasks": ["capitals", "sentiment"], "items_per_task": items, "seed": 3,
+        "name": "load-sweep", "datasets": ["capitals", "sentiment"], "items_per_dataset": items, "seed": 3,
         "order": "shuffled", "evals_dir": str(REPO / "data" / "evals"), "prompts_dir": str(REPO / "data" / "prompts"),
         "endpoints": [{"name": "embedded", "kind": "embedded"}],
         "grid": {"prompt_variants": ["few_shot_3"], "max_tokens": [16], "concurrency": list(LEVELS)},
@@ -63,7 +63,7 @@ def per_level(table: pd.DataFrame) -> list[dict]:
 
 def main() -> int:
     args = parse_args(__doc__.splitlines()[0])
-    items = 8 if args.quick else 40  # per task: 16 or 80 requests per level
+    items = 8 if args.quick else 40  # per dataset: 16 or 80 requests per level
     started = time.perf_counter()
     with tempfile.TemporaryDirectory() as scratch:
         summary = collect(write_config(Path(scratch), items), runs_root=Path(scratch) / "runs", run_id="sweep")

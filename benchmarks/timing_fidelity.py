@@ -35,7 +35,7 @@ from toolkit.store import load_run
 from toolkit.testing import Behaviour, ScriptedProcess
 
 TTFT_S, TOKENS = 0.05, 20
-# (concurrency, gap between tokens, items per task): 4 tasks x 5 variants x items requests per level
+# (concurrency, gap between tokens, items per dataset): 4 datasets x 5 variants x items requests per level
 LEVELS_QUICK = ((1, 0.01, 1), (16, 0.01, 8), (64, 0.01, 32), (64, 0.04, 32))
 LEVELS_FULL = ((1, 0.01, 5), (16, 0.01, 40), (64, 0.01, 160), (64, 0.04, 160))
 
@@ -43,7 +43,7 @@ LEVELS_FULL = ((1, 0.01, 5), (16, 0.01, 40), (64, 0.01, 160), (64, 0.04, 160))
 def measure_level(level: int, gap_s: float, items: int, tmp: Path) -> dict:
     args = ["--ttft", str(TTFT_S), "--gap", str(gap_s), "--tokens", str(TOKENS)]
     with ScriptedProcess(args) as server:
-        config = write_config(tmp / f"c{level}-{gap_s}", server.base_url, concurrency=level, items_per_task=items)
+        config = write_config(tmp / f"c{level}-{gap_s}", server.base_url, concurrency=level, items_per_dataset=items)
         me = psutil.Process()
         (child,) = me.children()  # the server
         cpu_before = sum(me.cpu_times()[:2]), sum(child.cpu_times()[:2])

@@ -1,7 +1,7 @@
 """Collection configs aimed at the scripted server, and the ground truth a fault script implies.
 
 Shared by the reliability tests (faults, crash/resume, bad input, secrets, measure): each writes
-a config into a tmp dir that reads the repo's eval sets and prompts and talks to one endpoint
+a config into a tmp dir that reads the repo's datasets and prompts and talks to one endpoint
 `{name: scripted, base_url: <server>, models: [scripted]}`.
 """
 from __future__ import annotations
@@ -13,7 +13,7 @@ import yaml
 from toolkit.testing import Script
 
 REPO = Path(__file__).resolve().parents[1]
-TASKS = ("capitals", "sentiment", "dates", "arithmetic")
+DATASETS = ("capitals", "sentiment", "dates", "arithmetic")
 VARIANTS = ("zero_shot", "few_shot_1", "few_shot_3", "few_shot_5", "chat")
 # Faults after which the attempt fails and the collector retries; no_usage and empty_choices
 # still deliver an answer (a stall fails only when it outlasts the client's timeout).
@@ -23,7 +23,7 @@ ERROR_TYPE = {"429": "rate_limited", "500": "server_error", "502": "server_error
               "stall": "timeout", "malformed": "malformed_stream", "truncated": "dropped_stream"}
 
 
-def write_config(directory: Path, base_url: str | None, *, tasks=TASKS, items: int = 5,
+def write_config(directory: Path, base_url: str | None, *, datasets=DATASETS, items: int = 5,
                  variants=VARIANTS, repeats: int = 1, concurrency: int | list[int] = 4, max_tokens: int = 8,
                  retry: dict | None = None, limits: dict | None = None, api_key_env: str | None = None,
                  name: str = "scripted", **extra) -> Path:
@@ -32,7 +32,7 @@ def write_config(directory: Path, base_url: str | None, *, tasks=TASKS, items: i
     if api_key_env:
         endpoint["api_key_env"] = api_key_env
     raw = {
-        "name": name, "tasks": list(tasks), "items_per_task": items, "seed": 7,
+        "name": name, "datasets": list(datasets), "items_per_dataset": items, "seed": 7,
         "evals_dir": str(REPO / "data" / "evals"), "prompts_dir": str(REPO / "data" / "prompts"),
         "endpoints": [endpoint],
         "grid": {"prompt_variants": list(variants), "max_tokens": [max_tokens],

@@ -6,16 +6,16 @@ the message and that the table already collected is still there, row for row.
 
 | # | kind of bad input                                | tested in                                                  |
 |---|--------------------------------------------------|------------------------------------------------------------|
-| 1 | malformed JSONL row in an eval set               | here: test_malformed_eval_row                              |
-| 2 | missing field in an eval row                     | here: test_missing_eval_field                              |
+| 1 | malformed JSONL row in a dataset                 | here: test_malformed_dataset_row                           |
+| 2 | missing field in a dataset row                   | here: test_missing_dataset_field                           |
 | 3 | duplicate item ids                               | here: test_duplicate_item_ids                              |
-| 4 | empty eval set                                   | here: test_empty_eval_set                                  |
-| 5 | eval set that is not UTF-8                       | here: test_non_utf8_eval_set                               |
+| 4 | empty dataset                                    | here: test_empty_dataset                                   |
+| 5 | dataset that is not UTF-8                        | here: test_non_utf8_dataset                                |
 | 6 | unknown config key                               | test_config.py::test_bad_values_name_the_key               |
 | 7 | config value of the wrong type                   | test_config.py::test_bad_values_name_the_key               |
 | 8 | API key written in the config file               | test_config.py::test_api_key_in_config_is_refused          |
 | 9 | config file missing (CLI)                        | here: test_cli_reports_a_missing_config_without_traceback  |
-|10 | unknown task                                     | here: test_unknown_task                                    |
+|10 | unknown dataset                                  | here: test_unknown_dataset                                 |
 |11 | unknown grader                                   | here: test_unknown_grader                                  |
 |12 | unknown prompt template variable                 | here: test_unknown_template_variable                       |
 |13 | item without a field its template uses           | here: test_item_missing_a_template_field                   |
@@ -43,7 +43,7 @@ the message and that the table already collected is still there, row for row.
 |35 | base_url with a query string (config, --base-url)| test_config.py::test_base_url_with_a_key_in_it_is_refused; here: test_base_url_override_with_a_query_string |
 |36 | report parameter only some notebooks use         | test_report.py::test_every_notebook_checks_its_parameters_before_any_runs |
 |37 | Ctrl-C during a report                           | test_report.py::test_a_stopped_report_leaves_the_previous_one |
-|38 | UTF-8 byte order mark in an eval set             | test_datasets.py::test_a_byte_order_mark_is_skipped        |
+|38 | UTF-8 byte order mark in a dataset               | test_datasets.py::test_a_byte_order_mark_is_skipped        |
 """
 from __future__ import annotations
 
@@ -66,13 +66,13 @@ import pytest
 from scripted_runs import REPO, write_config
 from toolkit import cli
 from toolkit.collect import collect
-from toolkit.config import load_config
+from toolkit.config_file import load_config
 from toolkit.errors import ConfigError, DataFileError, EndpointError, ParameterError, RunDirError
 from toolkit.runner import plan
 from toolkit.store import JOURNAL, LOCK, MANIFEST, REQUESTS, Journal, load_run, read_manifest
 from toolkit.testing import Behaviour, Script, ScriptedServer
 
-TASK = "capitals"
+DATASET = "capitals"
 ITEMS = 12
 DONE = 6  # requests the first session collects before each test breaks something
 
@@ -91,19 +91,19 @@ class Started:
     table: pd.DataFrame
 
     @property
-    def evals(self) -> Path:
-        return self.data / "evals" / f"{TASK}.jsonl"
+    def dataset_file(self) -> Path:
+        return self.data / "evals" / f"{DATASET}.jsonl"
 
     @property
     def prompts(self) -> Path:
-        return self.data / "prompts" / TASK
+        return self.data / "prompts" / DATASET
 
     def rewrite_config(self, base_url: str | None, **changes) -> Path:
         return write_config(self.config.parent, base_url, **{**self.config_args, **changes})
 
     @property
     def config_args(self) -> dict:
-        return {"tasks": [TASK], "items": ITEMS, "variants": ["zero_shot", "chat"], "concurrency": 2,
+        return {"datasets": [DATASET], "items": ITEMS, "variants": ["zero_shot", "chat"], "concurrency": 2,
                 "evals_dir": str(self.data / "evals"), "prompts_dir": str(self.data / "prompts")}
 
     def assert_nothing_lost(self) -> None:
@@ -117,9 +117,9 @@ def started(tmp_path, server) -> Started:
     """A run that collected DONE requests from a private copy of the capitals data."""
     data = tmp_path / "data"
     (data / "evals").mkdir(parents=True)
-    lines = (REPO / "data" / "evals" / f"{TASK}.jsonl").read_text(encoding="utf-8").splitlines()[:ITEMS]
-    (data / "evals" / f"{TASK}.jsonl").write_text("\n".join(lines) + "\n", encoding="utf-8")
-    shutil.copytree(REPO / "data" / "prompts" / TASK, data / "prompts" / TASK)
+    lines = (REPO / "data" / "evals" / f"{DATASET}.jsonl").read_text(encoding="utf-8").splitlines()[:ITEMS]
+    (data / "evals" / f"{DATASET}.jsonl").write_text("\n".join(lines) + "\n", encoding="utf-8")
+    shutil.copytree(REPO / "data" / "prompts" / DATASET, data / "prompts" / DATASET)
     run = Started(data, tmp_path / "configs" / "scripted.yaml", tmp_path / "runs" / "first", pd.DataFrame())
     config = run.rewrite_config(server.base_url, limits={"max_requests": DONE})
     collect(config, runs_root=tmp_path / "runs", run_id="first")
@@ -142,46 +142,46 @@ def edit_line(path: Path, number: int, new: str) -> None:
     path.write_text("\n".join(lines) + "\n", encoding="utf-8")
 
 
-# -- eval sets ------------------------------------------------------------------------------------
+# -- datasets -------------------------------------------------------------------------------------
 
-def test_malformed_eval_row(started):
-    edit_line(started.evals, 4, '{"id": "capitals-0004", "input": "Andorra", "expected": "Andorra la Vella"')
+def test_malformed_dataset_row(started):
+    edit_line(started.dataset_file, 4, '{"id": "capitals-0004", "input": "Andorra", "expected": "Andorra la Vella"')
     resume_fails(started, DataFileError, r"capitals.jsonl line 4: not valid JSON")
 
 
-def test_missing_eval_field(started):
-    edit_line(started.evals, 9, '{"id": "capitals-0009", "input": "Argentina"}')
+def test_missing_dataset_field(started):
+    edit_line(started.dataset_file, 9, '{"id": "capitals-0009", "input": "Argentina"}')
     resume_fails(started, DataFileError, r'capitals.jsonl line 9: field "expected": missing')
 
 
 def test_duplicate_item_ids(started):
-    edit_line(started.evals, 7, started.evals.read_text(encoding="utf-8").splitlines()[1])
+    edit_line(started.dataset_file, 7, started.dataset_file.read_text(encoding="utf-8").splitlines()[1])
     resume_fails(started, DataFileError, r"capitals.jsonl line 7: field \"id\": duplicate id 'capitals-0002' "
                                          r"\(first on line 2\)")
 
 
-def test_empty_eval_set(started):
-    started.evals.write_text("\n\n", encoding="utf-8")
+def test_empty_dataset(started):
+    started.dataset_file.write_text("\n\n", encoding="utf-8")
     resume_fails(started, DataFileError, r"capitals.jsonl: no items \(the file is empty\)")
 
 
-def test_non_utf8_eval_set(started):
-    data = started.evals.read_bytes().replace("Kabul".encode(), "K\xe4bul".encode("latin-1"))
-    started.evals.write_bytes(data)
+def test_non_utf8_dataset(started):
+    data = started.dataset_file.read_bytes().replace("Kabul".encode(), "K\xe4bul".encode("latin-1"))
+    started.dataset_file.write_bytes(data)
     resume_fails(started, DataFileError, r"capitals.jsonl line 1: not valid UTF-8 \(byte 0xe4 at column \d+\)")
 
 
-# -- tasks, graders, prompts ----------------------------------------------------------------------
+# -- graders and prompts --------------------------------------------------------------------------
 
-def test_unknown_task(started, server):
-    config = started.rewrite_config(server.base_url, tasks=["capital"])
-    resume_fails(started, ConfigError, r"prompts/capital/task.yaml: no such task 'capital' \(available: capitals\)",
-                 config)
+def test_unknown_dataset(started, server):
+    config = started.rewrite_config(server.base_url, datasets=["capital"])
+    resume_fails(started, ConfigError,
+                 r"prompts/capital/dataset.yaml: no such dataset 'capital' \(available: capitals\)", config)
 
 
 def test_unknown_grader(started):
-    (started.prompts / "task.yaml").write_text('grader: {name: fuzzy}\nstop: ["\\n"]\n', encoding="utf-8")
-    resume_fails(started, ConfigError, r"capitals/task.yaml: .*unknown grader 'fuzzy' \(valid: exact, label")
+    (started.prompts / "dataset.yaml").write_text('grader: {name: fuzzy}\nstop: ["\\n"]\n', encoding="utf-8")
+    resume_fails(started, ConfigError, r"capitals/dataset.yaml: .*unknown grader 'fuzzy' \(valid: exact, label")
 
 
 def test_unknown_template_variable(started):
@@ -191,11 +191,11 @@ def test_unknown_template_variable(started):
 
 
 def test_item_missing_a_template_field(started, server):
-    (started.prompts / "task.yaml").write_text('grader: {name: normalized}\nstop: ["\\n"]\nfields: [kind]\n',
+    (started.prompts / "dataset.yaml").write_text('grader: {name: normalized}\nstop: ["\\n"]\nfields: [kind]\n',
                                               encoding="utf-8")
     (started.prompts / "zero_shot.txt").write_text("Q: capital of the {{ kind }} {{ input }}?\nA:",
                                                   encoding="utf-8")
-    edit_line(started.evals, 11, '{"id": "capitals-0011", "input": "Australia", "expected": "Canberra"}')
+    edit_line(started.dataset_file, 11, '{"id": "capitals-0011", "input": "Australia", "expected": "Canberra"}')
     sent = len(server.log)
     resume_fails(started, ConfigError, r"capitals/zero_shot.txt: item 'capitals-0011': 'kind' is undefined")
     assert len(server.log) == sent  # found before the first request, not when item 11's turn comes
@@ -469,7 +469,7 @@ def test_cli_refuses_non_positive_overrides(started, capsys, option, value):
     assert [p.name for p in started.run_dir.parent.iterdir()] == ["first"]
 
 
-@pytest.mark.parametrize("override", [{"concurrency": 0}, {"items_per_task": -1}, {"max_requests": 0},
+@pytest.mark.parametrize("override", [{"concurrency": 0}, {"items_per_dataset": -1}, {"max_requests": 0},
                                       {"max_cost_usd": float("inf")}, {"concurrency": 2.5}, {"concurrency": True}])
 def test_non_positive_overrides_leave_no_run_dir(started, override):
     (name, value), = override.items()

@@ -13,7 +13,7 @@ from toolkit.batch import (BatchProgress, build_batch_input, download, ingest, r
                            split_batch_input, submit, wait, write_jsonl)
 from toolkit.cli_batch import register_cli
 from toolkit.collect import collect
-from toolkit.config import load_config
+from toolkit.config_file import load_config
 from toolkit.errors import DataFileError
 from toolkit.runner import plan
 from toolkit.store import REQUESTS, load_run, read_manifest
@@ -25,7 +25,7 @@ MODEL = "scripted-model"
 
 
 def write_config(tmp_path: Path, *, variants=("zero_shot", "chat"), items=4, endpoint=None, **grid) -> Path:
-    raw = {"name": "batchtest", "tasks": ["capitals"], "items_per_task": items, "seed": 1,
+    raw = {"name": "batchtest", "datasets": ["capitals"], "items_per_dataset": items, "seed": 1,
            "evals_dir": str(REPO / "data" / "evals"), "prompts_dir": str(REPO / "data" / "prompts"),
            "endpoints": [endpoint or {"name": "scripted", "kind": "openai", "base_url": "http://127.0.0.1:9/v1",
                                       "models": [MODEL]}],
@@ -58,7 +58,7 @@ def test_input_lines_are_the_collector_requests_without_stream(tmp_path):
     assert completion["body"] == {"model": MODEL, "max_tokens": 8, "temperature": 0.0, "stop": ["\n"],
                                   "prompt": completion["body"]["prompt"]}
     assert sorted(split_batch_input(lines)) == [("/v1/chat/completions", MODEL), ("/v1/completions", MODEL)]
-    assert len(build_batch_input(config, items_per_task=2)) == 4
+    assert len(build_batch_input(config, items_per_dataset=2)) == 4
 
 
 def test_run_batch_file_then_ingest_equals_the_online_run_item_by_item(tmp_path):

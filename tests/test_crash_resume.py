@@ -21,7 +21,7 @@ import pytest
 
 from scripted_runs import REPO, write_config
 from toolkit.collect import collect
-from toolkit.config import load_config
+from toolkit.config_file import load_config
 from toolkit.runner import plan
 from toolkit.store import JOURNAL, REQUESTS, Journal, _drop_cut_last_line, load_run, read_journal, read_manifest
 from toolkit.testing import Behaviour, Script, ScriptedServer
@@ -59,7 +59,7 @@ def test_sigkill_at_random_points_then_resume_loses_and_doubles_nothing(tmp_path
     behaviour = Behaviour(tokens=5, ttft_s=0.01, gap_s=0.004)
     with ScriptedServer(Script(behaviour)) as server:
         # the config names no server: each session is pointed at it with --base-url
-        config = write_config(tmp_path, None, tasks=["capitals", "sentiment"], items=30, concurrency=8)
+        config = write_config(tmp_path, None, datasets=["capitals", "sentiment"], items=30, concurrency=8)
         planned = {p.request_id for p in plan(load_config(config))}
         run_dir = tmp_path / "runs" / "crashy"
         kill_times_ns, journaled_before_kill = [], []
@@ -107,7 +107,7 @@ def test_sigkill_at_random_points_then_resume_loses_and_doubles_nothing(tmp_path
 
 def test_a_journal_cut_mid_line_is_read_and_resumed(tmp_path):
     with ScriptedServer(Script(Behaviour(tokens=3))) as server:
-        config = write_config(tmp_path, server.base_url, tasks=["capitals"], items=12, variants=["zero_shot"],
+        config = write_config(tmp_path, server.base_url, datasets=["capitals"], items=12, variants=["zero_shot"],
                               concurrency=2, limits={"max_requests": 5})
         first = collect(config, runs_root=tmp_path / "runs", run_id="cut")
         ids = {p.request_id for p in plan(load_config(config))}
@@ -118,7 +118,7 @@ def test_a_journal_cut_mid_line_is_read_and_resumed(tmp_path):
         (first.run_dir / JOURNAL).write_text(fragment, encoding="utf-8")
         assert read_journal(first.run_dir / JOURNAL) == []
         assert set(load_run(first.run_dir)["request_id"]) == set(kept["request_id"])
-        config = write_config(tmp_path, server.base_url, tasks=["capitals"], items=12, variants=["zero_shot"],
+        config = write_config(tmp_path, server.base_url, datasets=["capitals"], items=12, variants=["zero_shot"],
                               concurrency=2)
         summary = collect(config, resume=first.run_dir)
         sent = Counter(a.key for a in server.log)
@@ -129,7 +129,7 @@ def test_a_journal_cut_mid_line_is_read_and_resumed(tmp_path):
 
 def test_sigterm_stops_cleanly_and_folds_the_journal(tmp_path):
     with ScriptedServer(Script(Behaviour(tokens=3, ttft_s=0.02))) as server:
-        config = write_config(tmp_path, server.base_url, tasks=["capitals"], items=100, variants=["zero_shot"],
+        config = write_config(tmp_path, server.base_url, datasets=["capitals"], items=100, variants=["zero_shot"],
                               concurrency=2)
         run_dir = tmp_path / "runs" / "term"
         process = cli(config, "--runs-root", str(tmp_path / "runs"), "--run-id", "term")

@@ -5,11 +5,11 @@ from pathlib import Path
 
 import pytest
 
-from toolkit.datasets import EvalItem, load_eval_set
+from toolkit.datasets import Item, load_dataset
 from toolkit.errors import DataFileError
 
 EVALS = Path(__file__).resolve().parents[1] / "data" / "evals"
-TASKS = ("capitals", "sentiment", "dates", "arithmetic")
+DATASETS = ("capitals", "sentiment", "dates", "arithmetic")
 
 
 def write(tmp_path: Path, text: str | bytes, name: str = "toy.jsonl") -> Path:
@@ -24,20 +24,20 @@ def row(**fields: object) -> str:
 
 def error_of(path: Path) -> DataFileError:
     with pytest.raises(DataFileError) as err:
-        load_eval_set(path)
+        load_dataset(path)
     return err.value
 
 
 def test_loads_items_extra_fields_name_and_hash(tmp_path):
     text = row(kind="country") + "\n\n" + json.dumps({"id": "toy-2", "input": "Peru", "expected": "Lima"}) + "\n"
     path = write(tmp_path, text)
-    evals = load_eval_set(path)
-    assert evals.name == "toy" and evals.path == path
-    assert evals.sha256 == hashlib.sha256(text.encode()).hexdigest()
-    assert evals.items == (EvalItem("toy-1", "France", "Paris", {"kind": "country"}),
-                           EvalItem("toy-2", "Peru", "Lima", {}))
+    dataset = load_dataset(path)
+    assert dataset.name == "toy" and dataset.path == path
+    assert dataset.sha256 == hashlib.sha256(text.encode()).hexdigest()
+    assert dataset.items == (Item("toy-1", "France", "Paris", {"kind": "country"}),
+                           Item("toy-2", "Peru", "Lima", {}))
     with pytest.raises(TypeError):
-        evals.items[0].fields["kind"] = "city"  # read-only, like the frozen dataclass around it
+        dataset.items[0].fields["kind"] = "city"  # read-only, like the frozen dataclass around it
 
 
 def test_malformed_json_names_line_and_column(tmp_path):
@@ -103,23 +103,23 @@ def test_missing_file(tmp_path):
     assert str(error_of(path)) == f"{path}: file not found"
 
 
-@pytest.mark.parametrize("task", TASKS)
-def test_shipped_eval_sets_are_valid_and_large_enough(task):
-    evals = load_eval_set(EVALS / f"{task}.jsonl")
-    assert evals.name == task
-    assert len(evals.items) >= 150
-    assert all(item.item_id.startswith(f"{task}-") for item in evals.items)
-    assert len({item.input for item in evals.items}) == len(evals.items)
+@pytest.mark.parametrize("name", DATASETS)
+def test_shipped_datasets_are_valid_and_large_enough(name):
+    dataset = load_dataset(EVALS / f"{name}.jsonl")
+    assert dataset.name == name
+    assert len(dataset.items) >= 150
+    assert all(item.item_id.startswith(f"{name}-") for item in dataset.items)
+    assert len({item.input for item in dataset.items}) == len(dataset.items)
 
 
 def test_shipped_answers_are_right_where_they_can_be_recomputed():
-    for item in load_eval_set(EVALS / "arithmetic.jsonl").items:
+    for item in load_dataset(EVALS / "arithmetic.jsonl").items:
         a, op, b = item.input.split()
         assert int(item.expected) == (int(a) + int(b) if op == "+" else int(a) - int(b)) >= 0
         assert 1 <= int(a) <= 99 and 1 <= int(b) <= 99
-    labels = [item.expected for item in load_eval_set(EVALS / "sentiment.jsonl").items]
+    labels = [item.expected for item in load_dataset(EVALS / "sentiment.jsonl").items]
     assert labels.count("positive") == labels.count("negative")
-    for item in load_eval_set(EVALS / "dates.jsonl").items:
+    for item in load_dataset(EVALS / "dates.jsonl").items:
         year, month, day = item.expected.split("-")
         assert year in item.input and str(int(day)) in item.input
 
@@ -130,16 +130,16 @@ def test_generator_is_deterministic_and_shipped_files_are_current(tmp_path, monk
     spec.loader.exec_module(generate)
     monkeypatch.setattr(generate, "OUT_DIR", tmp_path)
     generate.main()
-    for task in TASKS:
-        assert (tmp_path / f"{task}.jsonl").read_bytes() == (EVALS / f"{task}.jsonl").read_bytes()
+    for name in DATASETS:
+        assert (tmp_path / f"{name}.jsonl").read_bytes() == (EVALS / f"{name}.jsonl").read_bytes()
 
 
 def test_a_byte_order_mark_is_skipped(tmp_path):
     """Editors (Notepad, Excel's CSV UTF-8) start files with a BOM: it is not part of the first row."""
     data = b"\xef\xbb\xbf" + (row() + "\n" + row(id="toy-2") + "\n").encode("utf-8")
-    evals = load_eval_set(write(tmp_path, data))
-    assert [item.item_id for item in evals.items] == ["toy-1", "toy-2"]
-    assert evals.sha256 == hashlib.sha256(data).hexdigest()  # the hash is of the file as it is
+    dataset = load_dataset(write(tmp_path, data))
+    assert [item.item_id for item in dataset.items] == ["toy-1", "toy-2"]
+    assert dataset.sha256 == hashlib.sha256(data).hexdigest()  # the hash is of the file as it is
     # only at the start: a BOM inside the file is still a character of that line, and not JSON
     assert str(error_of(write(tmp_path, row() + "\n\ufeff" + row(id="toy-2") + "\n"))).startswith(
         f"{tmp_path / 'toy.jsonl'} line 2: not valid JSON")

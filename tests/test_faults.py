@@ -1,6 +1,6 @@
 """Fault injection through the whole collector: every fault the scripted server knows, at once.
 
-A 1,000-request run (4 tasks x 50 items x 5 prompt variants) meets a seeded mix of 429s with
+A 1,000-request run (4 datasets x 50 items x 5 prompt variants) meets a seeded mix of 429s with
 Retry-After, 500/502/503, resets before the first byte and mid-stream, stalls longer than the client
 timeout, broken SSE lines, streams without usage and empty-choices chunks.  The script says, per
 request, which attempt succeeds (`Script.plan`), so the recorded `status`, `attempts`, `error_type`
@@ -16,7 +16,7 @@ import pytest
 
 from scripted_runs import ERROR_TYPE, FAILING, expected_outcome, write_config
 from toolkit.collect import collect
-from toolkit.config import load_config
+from toolkit.config_file import load_config
 from toolkit.errors import EndpointError
 from toolkit.runner import plan
 from toolkit.store import load_run, read_manifest
@@ -107,13 +107,13 @@ def test_retry_after_is_honoured_between_attempts(faulty_run):
 
 
 def test_retry_after_beyond_backoff_max_wins_and_without_it_backoff_is_used(tmp_path):
-    path = write_config(tmp_path, None, tasks=["capitals"], items=6, variants=["zero_shot"], concurrency=6)
+    path = write_config(tmp_path, None, datasets=["capitals"], items=6, variants=["zero_shot"], concurrency=6)
     keys = [p.request_id for p in plan(load_config(path))]
     told, untold = keys[:3], keys[3:]
     rules = {**{k: [Behaviour(fault="429", retry_after_s=0.4)] for k in told},
              **{k: [Behaviour(fault="503"), Behaviour(fault="reset")] for k in untold}}
     with ScriptedServer(Script(Behaviour(tokens=2), rules=rules)) as server:
-        path = write_config(tmp_path, server.base_url, tasks=["capitals"], items=6, variants=["zero_shot"],
+        path = write_config(tmp_path, server.base_url, datasets=["capitals"], items=6, variants=["zero_shot"],
                             concurrency=6, retry={"backoff_base_s": 0.02, "backoff_max_s": 0.05})
         collect(path, runs_root=tmp_path / "runs", run_id="retry-after")
         log = list(server.log)
@@ -139,12 +139,12 @@ def test_the_timing_kept_is_the_successful_attempts(faulty_run):
 
 
 def test_a_401_mid_run_stops_with_endpoint_error_and_keeps_what_was_collected(tmp_path):
-    path = write_config(tmp_path, None, tasks=["capitals"], items=40, variants=["zero_shot", "chat"],
+    path = write_config(tmp_path, None, datasets=["capitals"], items=40, variants=["zero_shot", "chat"],
                         concurrency=4)
     order = [p.request_id for p in plan(load_config(path))]
     script = Script(Behaviour(tokens=3), rules={order[50]: [Behaviour(fault="401")]})
     with ScriptedServer(script) as server:
-        path = write_config(tmp_path, server.base_url, tasks=["capitals"], items=40,
+        path = write_config(tmp_path, server.base_url, datasets=["capitals"], items=40,
                             variants=["zero_shot", "chat"], concurrency=4)
         with pytest.raises(EndpointError, match=r"endpoint 'scripted' refused the key \(HTTP 401\)"):
             collect(path, runs_root=tmp_path / "runs", run_id="auth")

@@ -286,6 +286,6 @@ def test_top_configs_keeps_one_per_accuracy():
 
 def test_the_closest_configuration_is_judged_by_the_low_end_of_its_interval():
     table = summary_table(accuracy=[0.58, 0.60, 0.40], usd_per_1k=[1.0, 1.0, 1.0], p95_e2e_s=[1.0, 1.0, 1.0])
-    table["accuracy_low"] = [0.52, 0.39, 0.30]  # "b" is a few-item cell whose point estimate came out higher
+    table["accuracy_low"] = [0.52, 0.39, 0.30]  # "b" is a few-item config whose point estimate came out higher
     choice = frontier.choose_best(table, target_accuracy=0.9, latency_budget_s=2.0)
     assert (choice.config_id, choice.met) == ("a", False)

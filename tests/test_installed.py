@@ -97,7 +97,7 @@ def test_the_wheel_holds_the_package_its_data_and_nothing_else(installed):
     assert "toolkit/resources.py" in names
     assert names - metadata - installed.modules == installed.expected_data
     assert {"toolkit/data/prices.yaml", "toolkit/data/model_aliases.yaml", "toolkit/data/evals/capitals.jsonl",
-            "toolkit/data/evals/SOURCE.md", "toolkit/data/prompts/capitals/task.yaml",
+            "toolkit/data/evals/SOURCE.md", "toolkit/data/prompts/capitals/dataset.yaml",
             "toolkit/data/configs/sample.yaml", "toolkit/data/runs/sample/requests.parquet",
             "toolkit/data/runs/sample/manifest.json", "toolkit/notebooks/01_accuracy.ipynb"} <= names
     unwanted = [n for n in names if "demo-" in n or "__pycache__" in n or n.endswith(".pyc") or ".venv" in n
@@ -153,7 +153,7 @@ def test_collect_with_a_config_outside_the_repository(installed):
     lines = (REPO / "data" / "evals" / "capitals.jsonl").read_text(encoding="utf-8").splitlines()[:3]
     (project / "evals" / "capitals.jsonl").write_text("\n".join(lines) + "\n", encoding="utf-8")
     with ScriptedServer(Script(default=Behaviour(tokens=3))) as server:
-        raw = {"name": "mine", "tasks": ["capitals"], "evals_dir": "evals",  # prompts: the shipped ones
+        raw = {"name": "mine", "datasets": ["capitals"], "evals_dir": "evals",  # prompts: the shipped ones
                "endpoints": [{"name": "scripted", "base_url": server.base_url, "models": ["scripted"]}],
                "grid": {"prompt_variants": ["zero_shot"], "max_tokens": [8]}}
         (project / "mine.yaml").write_text(yaml.safe_dump(raw))
@@ -163,9 +163,9 @@ def test_collect_with_a_config_outside_the_repository(installed):
     run_dir = installed.cwd / "runs" / "r"
     table = pd.read_parquet(run_dir / "requests.parquet")
     assert len(table) == sent == 3 and (table["status"] == "ok").all()
-    (eval_set,) = json.loads((run_dir / "manifest.json").read_text())["eval_sets"]
-    assert eval_set["path"] == str(project / "evals" / "capitals.jsonl")
+    (dataset,) = json.loads((run_dir / "manifest.json").read_text())["datasets"]
+    assert dataset["path"] == str(project / "evals" / "capitals.jsonl")
     shipped_prompt = installed.venv.glob("lib/python*/site-packages/toolkit/data/prompts/capitals/zero_shot.txt")
-    assert next(shipped_prompt).is_file() and "zero_shot.txt" in eval_set["prompt_files"]
+    assert next(shipped_prompt).is_file() and "zero_shot.txt" in dataset["prompt_files"]
     missing = installed.run("frontier", "collect", "../project/none.yaml")
     assert missing.returncode == 2 and "../project/none.yaml: config file not found" in missing.stderr

@@ -23,7 +23,7 @@ def collect_levels(tmp_path, *, serial: bool, name: str) -> pd.DataFrame:
     # which is machine time the server spends idle and is rightly charged
     script = Script(Behaviour(ttft_s=0.2, gap_s=0.1, tokens=4))
     with ScriptedServer(script, serial=serial) as server:
-        path = write_config(tmp_path / name, server.base_url, tasks=["capitals"], items=8,
+        path = write_config(tmp_path / name, server.base_url, datasets=["capitals"], items=8,
                             variants=["zero_shot"], concurrency=[1, 4])
         collect(path, runs_root=tmp_path / "runs", run_id=name)
     return load_run(tmp_path / "runs" / name)
@@ -64,7 +64,7 @@ def test_a_parallel_server_is_cheaper_in_proportion_to_its_throughput(tmp_path):
 
 def test_a_resumed_session_gets_phases_of_its_own(tmp_path):
     with ScriptedServer(Script(Behaviour(tokens=2))) as server:
-        path = write_config(tmp_path, server.base_url, tasks=["capitals"], items=6, variants=["zero_shot"],
+        path = write_config(tmp_path, server.base_url, datasets=["capitals"], items=6, variants=["zero_shot"],
                             concurrency=[1, 2])
         collect(path, runs_root=tmp_path / "runs", run_id="r", max_requests=3)
         collect(path, resume=tmp_path / "runs" / "r")

@@ -14,7 +14,8 @@ import yaml
 from scripted_runs import write_config
 from toolkit.analysis.latency import request_metrics
 from toolkit.collect import collect
-from toolkit.config import load_config, with_overrides
+from toolkit.config import with_overrides
+from toolkit.config_file import load_config
 from toolkit.errors import ConfigError
 from toolkit.pacing import achieved_rate, arrival_offsets
 from toolkit.store import load_run
@@ -56,16 +57,16 @@ def test_achieved_rate_counts_every_delay_up_to_the_last_send():
 
 def test_arrival_config_sets_the_bound_and_the_config_id(tmp_path):
     path = arrival_config(tmp_path, "http://127.0.0.1:9/v1", {"rate_per_s": 2.5, "max_in_flight": 16},
-                          tasks=["capitals"], variants=["zero_shot"])
+                          datasets=["capitals"], variants=["zero_shot"])
     config = load_config(path)
     assert config.grid.arrival.rate_per_s == 2.5 and config.grid.concurrency == (16,)
-    (cell,) = config.run_configs()
-    assert cell.concurrency == 16 and cell.config_id == "scripted/zero_shot/mt8/T0/r2.5/c16"
+    (only,) = config.configs()
+    assert only.concurrency == 16 and only.config_id == "scripted/zero_shot/mt8/T0/r2.5/c16"
     default = load_config(arrival_config(tmp_path / "default", "http://127.0.0.1:9/v1", {"rate_per_s": 1}))
     assert default.grid.concurrency == (32,)  # also the embedded server's slots: not hundreds
     # --concurrency bounds an open-loop run's requests in flight
     override = with_overrides(config, concurrency=4)
-    assert override.grid.arrival.max_in_flight == 4 and override.run_configs()[0].concurrency == 4
+    assert override.grid.arrival.max_in_flight == 4 and override.configs()[0].concurrency == 4
 
 
 @pytest.mark.parametrize("arrival, message", [
@@ -91,7 +92,7 @@ def test_arrival_and_concurrency_levels_exclude_each_other(tmp_path):
 
 
 def open_loop_config(tmp_path, base_url: str, **arrival) -> Path:
-    """200 requests: 4 tasks x 25 items x 2 prompt variants."""
+    """200 requests: 4 datasets x 25 items x 2 prompt variants."""
     return arrival_config(tmp_path, base_url, arrival, items=25, variants=["zero_shot", "chat"])
 
 
@@ -142,7 +143,7 @@ def test_a_full_in_flight_bound_makes_requests_late_and_the_lag_says_how_late(tm
 
 def test_closed_loop_rows_have_no_schedule(tmp_path):
     with ScriptedServer(Script(Behaviour(tokens=2))) as server:
-        path = write_config(tmp_path, server.base_url, tasks=["capitals"], items=4, variants=["zero_shot"],
+        path = write_config(tmp_path, server.base_url, datasets=["capitals"], items=4, variants=["zero_shot"],
                             concurrency=2)
         collect(path, runs_root=tmp_path / "runs", run_id="closed")
     table = load_run(tmp_path / "runs" / "closed")

@@ -4,7 +4,7 @@ import datetime as dt
 import pytest
 
 from scripted_runs import write_config
-from toolkit.config import load_config
+from toolkit.config_file import load_config
 from toolkit.records import Answer, Failure, outcome_columns, request_record
 from toolkit.runner import plan
 from toolkit.schema import REQUEST_COLUMNS
@@ -14,7 +14,7 @@ WHEN = dt.datetime(2025, 1, 2, 3, 4, 5, tzinfo=dt.UTC)
 
 @pytest.fixture
 def planned(tmp_path):
-    path = write_config(tmp_path, "http://127.0.0.1:9/v1", tasks=["capitals"], items=1, variants=["chat"],
+    path = write_config(tmp_path, "http://127.0.0.1:9/v1", datasets=["capitals"], items=1, variants=["chat"],
                         max_tokens=16, concurrency=3)
     (only,) = plan(load_config(path))
     return only
@@ -24,7 +24,7 @@ def test_an_answer_is_graded_by_the_datasets_grader_and_carries_its_configuratio
     text = f"{planned.item.expected}\nmore"
     right = request_record(planned, Answer(text, completion_tokens=3, usage_source="server", tbt_s=[0.1, 0.2]),
                            run_id="r", sequence=7, endpoint="127.0.0.1:9", started_at=WHEN, attempts=2)
-    assert (right.status, right.score, right.correct, right.grader) == ("ok", 1.0, True, planned.task.grader.name)
+    assert (right.status, right.score, right.correct, right.grader) == ("ok", 1.0, True, planned.dataset.grader.name)
     assert (right.output_text, right.completion_tokens, right.tbt_s) == (text, 3, [0.1, 0.2])
     assert (right.run_id, right.request_id, right.sequence, right.attempts, right.batch) == (
         "r", planned.request_id, 7, 2, False)

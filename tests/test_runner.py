@@ -19,7 +19,7 @@ import pytest
 from scripted_runs import write_config
 from toolkit import pacing
 from toolkit.collect import collect
-from toolkit.config import load_config
+from toolkit.config_file import load_config
 from toolkit.pacing import RateLimiter
 from toolkit.retries import error_kind, retry_after_s
 from toolkit.runner import plan, request_id_for
@@ -34,12 +34,12 @@ def test_request_id_is_a_stable_hash_of_config_item_and_repeat():
 
 
 def test_plan_is_the_full_grid_seeded_shuffled_or_grouped(tmp_path):
-    path = write_config(tmp_path, "http://127.0.0.1:9/v1", tasks=["capitals", "dates"], items=3,
+    path = write_config(tmp_path, "http://127.0.0.1:9/v1", datasets=["capitals", "dates"], items=3,
                         variants=["zero_shot", "chat"], repeats=2)
     shuffled = plan(load_config(path))
     assert len(shuffled) == 2 * 3 * 2 * 2 and len({p.request_id for p in shuffled}) == 24
     assert [p.request_id for p in plan(load_config(path))] == [p.request_id for p in shuffled]
-    grouped = plan(load_config(write_config(tmp_path, "http://127.0.0.1:9/v1", tasks=["capitals", "dates"],
+    grouped = plan(load_config(write_config(tmp_path, "http://127.0.0.1:9/v1", datasets=["capitals", "dates"],
                                             items=3, variants=["zero_shot", "chat"], repeats=2,
                                             order="grouped")))
     assert {p.request_id for p in grouped} == {p.request_id for p in shuffled}
@@ -50,7 +50,7 @@ def test_plan_is_the_full_grid_seeded_shuffled_or_grouped(tmp_path):
 
 def test_sequence_is_the_send_order_and_in_flight_matches_each_concurrency_level(tmp_path):
     with ScriptedServer(Script(Behaviour(tokens=2, ttft_s=0.03))) as server:
-        path = write_config(tmp_path, server.base_url, tasks=["capitals"], items=12, variants=["zero_shot"],
+        path = write_config(tmp_path, server.base_url, datasets=["capitals"], items=12, variants=["zero_shot"],
                             concurrency=[1, 4])
         collect(path, runs_root=tmp_path / "runs", run_id="levels")
         log = list(server.log)
@@ -75,11 +75,11 @@ def test_sequence_is_the_send_order_and_in_flight_matches_each_concurrency_level
 
 def test_max_requests_and_cost_budget_stop_the_run_and_say_why(tmp_path):
     with ScriptedServer(Script(Behaviour(tokens=2))) as server:
-        path = write_config(tmp_path, server.base_url, tasks=["capitals"], items=20, variants=["zero_shot"],
+        path = write_config(tmp_path, server.base_url, datasets=["capitals"], items=20, variants=["zero_shot"],
                             concurrency=1, limits={"max_requests": 7})
         summary = collect(path, runs_root=tmp_path / "runs", run_id="capped")
         assert summary.sent == 7 and summary.stop_reason == "reached max_requests=7"
-        path = write_config(tmp_path, server.base_url, tasks=["capitals"], items=20, variants=["zero_shot"],
+        path = write_config(tmp_path, server.base_url, datasets=["capitals"], items=20, variants=["zero_shot"],
                             concurrency=1, limits={"max_cost_usd": 0.05})
         summary = collect(path, runs_root=tmp_path / "runs", run_id="budget", cost_of=lambda record: 0.01)
     assert summary.sent == 5 and summary.stop_reason == "spent 0.0500 USD, reaching max_cost_usd=0.05"
@@ -88,10 +88,10 @@ def test_max_requests_and_cost_budget_stop_the_run_and_say_why(tmp_path):
 
 def test_error_rate_stop_needs_the_minimum_number_of_requests(tmp_path):
     keys = [p.request_id for p in plan(load_config(write_config(
-        tmp_path, None, tasks=["capitals"], items=40, variants=["zero_shot"], concurrency=1)))]
+        tmp_path, None, datasets=["capitals"], items=40, variants=["zero_shot"], concurrency=1)))]
     failing = {k: [Behaviour(fault="400")] for k in keys[::2]}  # every other request is refused
     with ScriptedServer(Script(Behaviour(tokens=2), rules=failing)) as server:
-        path = write_config(tmp_path, server.base_url, tasks=["capitals"], items=40, variants=["zero_shot"],
+        path = write_config(tmp_path, server.base_url, datasets=["capitals"], items=40, variants=["zero_shot"],
                             concurrency=1, limits={"max_error_rate": 0.4, "min_requests_for_error_rate": 10})
         summary = collect(path, runs_root=tmp_path / "runs", run_id="errors")
     # after 10 requests 5 failed: 5/10 > 0.4 stops the run, not request 1 (1/1) nor later
@@ -174,12 +174,12 @@ class _ErrorEventHandler(BaseHTTPRequestHandler):
 
 def test_an_error_event_inside_the_stream_is_retried_and_recorded_not_raised(tmp_path):
     keys = [p.request_id for p in plan(load_config(write_config(
-        tmp_path, None, tasks=["capitals"], items=4, variants=["zero_shot"])))]
+        tmp_path, None, datasets=["capitals"], items=4, variants=["zero_shot"])))]
     _ErrorEventHandler.heal = set(keys[:2])
     server = ThreadingHTTPServer(("127.0.0.1", 0), _ErrorEventHandler)
     threading.Thread(target=server.serve_forever, daemon=True).start()
     try:
-        path = write_config(tmp_path, f"http://127.0.0.1:{server.server_port}/v1", tasks=["capitals"],
+        path = write_config(tmp_path, f"http://127.0.0.1:{server.server_port}/v1", datasets=["capitals"],
                             items=4, variants=["zero_shot"], retry={"max_attempts": 3})
         summary = collect(path, runs_root=tmp_path / "runs", run_id="events")
     finally:
@@ -227,7 +227,7 @@ def test_a_dropped_keep_alive_connection_is_retried_and_each_request_recorded_on
     threading.Thread(target=server.serve_forever, daemon=True).start()
     journaled = []
     try:
-        path = write_config(tmp_path, f"http://127.0.0.1:{server.server_port}/v1", tasks=["capitals"], items=4,
+        path = write_config(tmp_path, f"http://127.0.0.1:{server.server_port}/v1", datasets=["capitals"], items=4,
                             variants=["zero_shot"], concurrency=1,
                             retry={"max_attempts": 3, "backoff_base_s": 0.01})
         summary = collect(path, runs_root=tmp_path / "runs", run_id="dropped", on_record=journaled.append)

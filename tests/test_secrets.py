@@ -22,7 +22,7 @@ import pytest
 from scripted_runs import write_config
 from toolkit import cli
 from toolkit.batch import build_batch_input, ingest, run_batch_file, write_jsonl
-from toolkit.config import load_config
+from toolkit.config_file import load_config
 from toolkit.runner import plan
 from toolkit.store import load_run
 from toolkit.testing import Behaviour, Script, ScriptedServer
@@ -127,7 +127,7 @@ def scan_tree(root: Path) -> dict[str, list[str]]:
 
 def test_collect_keeps_the_key_out_of_every_file_message_and_log(tmp_path, echoing, key_in_env, capsys, caplog):
     caplog.set_level(logging.DEBUG)  # openai, httpx and httpcore debug records included
-    config = write_config(tmp_path / "configs", echoing, tasks=["capitals"], items=10,
+    config = write_config(tmp_path / "configs", echoing, datasets=["capitals"], items=10,
                           variants=["zero_shot", "chat"], concurrency=1, api_key_env=ENV,
                           retry={"max_attempts": 2})
     order = [p.request_id for p in plan(load_config(config))]
@@ -160,7 +160,7 @@ def test_collect_keeps_the_key_out_of_every_file_message_and_log(tmp_path, echoi
 
 def test_batch_file_run_and_ingest_keep_the_key_out(tmp_path, echoing, key_in_env, caplog):
     caplog.set_level(logging.DEBUG)
-    config = write_config(tmp_path / "configs", echoing, tasks=["capitals"], items=4, variants=["chat"],
+    config = write_config(tmp_path / "configs", echoing, datasets=["capitals"], items=4, variants=["chat"],
                           api_key_env=ENV)
     lines = build_batch_input(load_config(config))
     ids = [line["custom_id"] for line in lines]
@@ -180,7 +180,7 @@ def test_report_and_server_log_of_a_run_collected_with_the_key_hold_no_key(tmp_p
     from toolkit.collect import collect
     from toolkit.report import build_report
 
-    grid = {"tasks": ["capitals"], "items": 10, "variants": ["zero_shot", "chat"], "concurrency": 2,
+    grid = {"datasets": ["capitals"], "items": 10, "variants": ["zero_shot", "chat"], "concurrency": 2,
             "api_key_env": ENV}
     first = plan(load_config(write_config(tmp_path / "configs", None, **grid)))[0].request_id
     script = Script(Behaviour(tokens=2, text="Paris"), rules={first: [Behaviour(fault="429", retry_after_s=0)]})

@@ -19,13 +19,13 @@ log = logging.getLogger("toolkit")
 
 # exit statuses of `frontier collect` (2 and 130 hold for every command)
 EXIT_COMPLETE = 0
-EXIT_ERROR = 2  # a FrontierError (bad option, config, eval set, run dir in use, refused key) or a usage error
+EXIT_ERROR = 2  # a FrontierError (bad option, config, dataset, run dir in use, refused key) or a usage error
 EXIT_STOPPED = 3  # stopped early on a limit (max_error_rate, max_cost_usd, max_requests): the run is incomplete
 EXIT_ALL_FAILED = 4  # every request this session sent failed
 EXIT_INTERRUPTED = 130  # Ctrl-C or SIGTERM
 COLLECT_EXIT_STATUSES = f"""exit status:
   {EXIT_COMPLETE}    every planned request has a record (some may be errors, below max_error_rate)
-  {EXIT_ERROR}    an error: a bad option, config, eval set or run directory (found before anything is
+  {EXIT_ERROR}    an error: a bad option, config, dataset or run directory (found before anything is
        sent), a run directory another process is collecting into, a refused key, a full disk
   {EXIT_STOPPED}    stopped early on a limit (max_error_rate, max_cost_usd, max_requests); continue with --resume
   {EXIT_ALL_FAILED}    every request sent failed (an unreachable endpoint, a wrong model name, ...)
@@ -65,7 +65,7 @@ def _collect(args: argparse.Namespace) -> int:
             bar.set_postfix(errors=errors, refresh=False)
 
     try:
-        summary = collect(args.config, runs_root=args.runs_root, resume=args.resume, items_per_task=args.limit,
+        summary = collect(args.config, runs_root=args.runs_root, resume=args.resume, items_per_dataset=args.limit,
                           concurrency=args.concurrency, base_url=args.base_url, run_id=args.run_id, on_start=on_start,
                           max_cost_usd=args.max_cost, max_requests=args.max_requests,
                           on_record=on_record)
@@ -167,12 +167,13 @@ def build_parser() -> argparse.ArgumentParser:
     serve.add_argument("--log", type=Path, default=None, help="file for the server's own log")
     serve.set_defaults(func=_serve)
 
-    collect = sub.add_parser("collect", help="run a config grid into a run directory", epilog=COLLECT_EXIT_STATUSES,
+    collect = sub.add_parser("collect", help="run a collect config's grid into a run directory",
+                             epilog=COLLECT_EXIT_STATUSES,
                              formatter_class=argparse.RawDescriptionHelpFormatter)
     collect.add_argument("config", type=Path)
     collect.add_argument("--resume", type=Path, default=None, metavar="RUN_DIR",
                          help="continue a run: send only requests without an ok record")
-    collect.add_argument("--limit", type=_positive(int), default=None, help="items per task (first N)")
+    collect.add_argument("--limit", type=_positive(int), default=None, help="items per dataset (first N)")
     collect.add_argument("--concurrency", type=_positive(int), default=None,
                          help="one concurrency level for all configs")
     collect.add_argument("--base-url", default=None, help="use this server instead of starting the embedded one")

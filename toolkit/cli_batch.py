@@ -17,7 +17,7 @@ import openai
 from toolkit.batch import (BatchProgress, build_batch_input, download_finished, group_path, ingest,
                            read_batch_input, read_sidecar, run_batch_file, split_batch_input, submit, wait,
                            write_jsonl, write_sidecar)
-from toolkit.config import load_config
+from toolkit.config_file import load_config
 from toolkit.endpoints import OPENAI_BASE_URL
 from toolkit.errors import EndpointError
 
@@ -59,7 +59,7 @@ def _wait_with_bar(client: openai.OpenAI, batch_id: str, poll_s: float) -> Any:
 
 
 def _build_command(args: argparse.Namespace) -> int:
-    groups = split_batch_input(build_batch_input(load_config(args.config), items_per_task=args.limit))
+    groups = split_batch_input(build_batch_input(load_config(args.config), items_per_dataset=args.limit))
     for (url, model), lines in groups.items():
         path = group_path(args.output, url, model) if len(groups) > 1 else args.output
         write_jsonl(lines, path)
@@ -100,7 +100,8 @@ def _ingest_command(args: argparse.Namespace) -> int:
         client = _client(args)
         batch, output, errors = download_finished(client, args.source)
         endpoint = args.endpoint or urlsplit(str(client.base_url)).netloc
-    table = ingest(output, errors, args.config, args.output, items_per_task=args.limit, batch=batch, endpoint=endpoint)
+    table = ingest(output, errors, args.config, args.output, items_per_dataset=args.limit, batch=batch,
+                   endpoint=endpoint)
     print(f"{args.output}: {len(table)} requests, {int((table['status'] != 'ok').sum())} errors")
     return 0
 
@@ -137,11 +138,11 @@ def register_cli(subparsers: argparse._SubParsersAction) -> None:
         command.add_argument("--api-key-env", default="OPENAI_API_KEY", help="environment variable holding the key")
         command.add_argument("--poll-s", type=float, default=30.0, help="seconds between status checks")
 
-    build = commands.add_parser("build", help="write a config grid as Batch input JSONL")
+    build = commands.add_parser("build", help="write a collect config's grid as Batch input JSONL")
     build.add_argument("config", type=Path)
     build.add_argument("-o", "--output", type=Path, required=True, metavar="INPUT.jsonl",
                        help="one file per (url, model) when the grid needs several: INPUT.chat.MODEL.jsonl, ...")
-    build.add_argument("--limit", type=int, default=None, help="items per task (first N)")
+    build.add_argument("--limit", type=int, default=None, help="items per dataset (first N)")
     build.set_defaults(func=_build_command)
 
     submit_ = commands.add_parser("submit", help="upload an input file and create a batch; prints its id")
@@ -163,7 +164,7 @@ def register_cli(subparsers: argparse._SubParsersAction) -> None:
     ingest_.add_argument("--config", type=Path, required=True)
     ingest_.add_argument("-o", "--output", type=Path, required=True, metavar="RUN_DIR")
     ingest_.add_argument("--errors", type=Path, default=None, help="error JSONL (with an output file)")
-    ingest_.add_argument("--limit", type=int, default=None, help="items per task used when building")
+    ingest_.add_argument("--limit", type=int, default=None, help="items per dataset used when building")
     ingest_.add_argument("--endpoint", default=None, help="host recorded in the rows")
     remote(ingest_)
     ingest_.set_defaults(func=_ingest_command)

@@ -22,7 +22,8 @@ from pathlib import Path
 import pandas as pd
 
 from toolkit.cache import ResponseCache
-from toolkit.config import CollectConfig, load_config, with_overrides
+from toolkit.config import CollectConfig, with_overrides
+from toolkit.config_file import load_config
 from toolkit.endpoints import Connection, connect
 from toolkit.errors import RunDirError
 from toolkit.local_server import EmbeddedServer
@@ -67,32 +68,35 @@ def _file_hash(path: Path) -> str:
 
 
 def describe_config(config: CollectConfig, connections: dict[str, Connection]) -> dict:
-    """The manifest's picture of a config: everything needed to rerun it, and no secret."""
+    """The manifest's picture of a collect config: everything needed to rerun it, and no secret."""
     return {
         "name": config.name, "description": config.description, "path": str(config.path),
-        "seed": config.seed, "order": config.order, "tasks": list(config.tasks),
-        "items_per_task": config.items_per_task,
+        "seed": config.seed, "order": config.order, "datasets": list(config.datasets),
+        "items_per_dataset": config.items_per_dataset,
         "grid": dataclasses.asdict(config.grid), "subgrids": [dataclasses.asdict(g) for g in config.subgrids],
         "limits": dataclasses.asdict(config.limits), "retry": dataclasses.asdict(config.retry),
         "cache": dataclasses.asdict(config.cache),
         "endpoints": [{"name": e.name, "kind": e.kind, "host": connections[e.name].host if e.name in connections
                        else None, "api_key_env": e.api_key_env, "models": list(e.models)}
                       for e in config.endpoints],
-        "configs": [c.columns() for c in config.run_configs()],
+        "configs": [c.columns() for c in config.configs()],
     }
 
 
-def _eval_sets(config: CollectConfig, planned: list[PlannedRequest]) -> list[dict]:
+def _datasets(config: CollectConfig, planned: list[PlannedRequest]) -> list[dict]:
+    """The manifest's `datasets`: each one's file and hash, the items used and its prompt files' hashes
+    (run dirs written before the rename call this `eval_sets`)."""
     used: dict[str, set[str]] = {}
     for request in planned:
-        used.setdefault(request.task.name, set()).add(request.item.item_id)
-    sets = []
-    for task in config.tasks:
-        path = config.evals_dir / f"{task}.jsonl"
-        prompts = sorted((config.prompts_dir / task).iterdir())
-        sets.append({"name": task, "path": str(path), "sha256": _file_hash(path), "items_used": len(used.get(task, ())),
-                     "prompt_files": {p.name: _file_hash(p) for p in prompts if p.is_file()}})
-    return sets
+        used.setdefault(request.dataset.name, set()).add(request.item.item_id)
+    entries = []
+    for name in config.datasets:
+        path = config.evals_dir / f"{name}.jsonl"
+        prompts = sorted((config.prompts_dir / name).iterdir())
+        entries.append({"name": name, "path": str(path), "sha256": _file_hash(path),
+                        "items_used": len(used.get(name, ())),
+                        "prompt_files": {p.name: _file_hash(p) for p in prompts if p.is_file()}})
+    return entries
 
 
 def _record_pricer(config: CollectConfig) -> Callable[[RequestRecord], float]:
@@ -115,16 +119,16 @@ def _remove_if_empty(directory: Path) -> None:
 
 
 def collect(config: CollectConfig | str | Path, *, runs_root: Path = Path("data/runs"),
-            resume: Path | None = None, items_per_task: int | None = None, concurrency: int | None = None,
+            resume: Path | None = None, items_per_dataset: int | None = None, concurrency: int | None = None,
             run_id: str | None = None, base_url: str | None = None,
             max_cost_usd: float | None = None, max_requests: int | None = None,
             cost_of: Callable[[RequestRecord], float] | None = None,
             on_record: Callable[[RequestRecord], None] | None = None,
             on_start: Callable[[int], None] | None = None) -> CollectSummary:
-    """Collect a config's grid into a run dir; with `resume`, send only what has no `ok` record yet."""
+    """Collect a collect config's grid into a run dir; with `resume`, send only what has no `ok` record yet."""
     if not isinstance(config, CollectConfig):
         config = load_config(config)
-    config = with_overrides(config, items_per_task=items_per_task, concurrency=concurrency,
+    config = with_overrides(config, items_per_dataset=items_per_dataset, concurrency=concurrency,
                             max_cost_usd=max_cost_usd, max_requests=max_requests)
     if config.limits.max_cost_usd is not None and cost_of is None:
         cost_of = _record_pricer(config)
@@ -169,8 +173,9 @@ def collect(config: CollectConfig | str | Path, *, runs_root: Path = Path("data/
                 url = "http://127.0.0.1:0/v1"  # nothing pending: no server started, nothing sent
             # url None lets connect() use the endpoint's own base_url from the config
             connections[endpoint.name] = connect(endpoint, base_url=url)
+        manifest.pop("eval_sets", None)  # a resumed run dir from before the rename: `datasets` replaces it
         manifest.update({
-            "config": describe_config(config, connections), "eval_sets": _eval_sets(config, planned),
+            "config": describe_config(config, connections), "datasets": _datasets(config, planned),
             "versions": _versions(), "git_commit": _git_commit(config.path.parent),
             "machine": {"platform": platform.platform(), "python": platform.python_version(),
                         "cpus": os.cpu_count()},
@@ -182,7 +187,7 @@ def collect(config: CollectConfig | str | Path, *, runs_root: Path = Path("data/
         if on_start is not None:
             on_start(len(pending))
         status = "interrupted"
-        if any(cell.cache for cell in config.run_configs()):
+        if any(c.cache for c in config.configs()):
             cache = stack.enter_context(ResponseCache(config.cache.path or run_dir / "responses.sqlite",
                                                       ttl_s=config.cache.ttl_s))
         else:

@@ -1,4 +1,4 @@
-"""Eval sets: JSONL files of items with an id, an input and the expected answer.
+"""Datasets: JSONL files of items with an id, an input and the expected answer (in `data/evals/`).
 
 One JSON object per line: `{"id": "capitals-0001", "input": "France", "expected": "Paris"}`; any
 other string fields (say `"style": "long"`) travel with the item so prompt templates can use them.
@@ -22,7 +22,7 @@ REQUIRED_FIELDS = ("id", "input", "expected")
 
 
 @dataclass(frozen=True)
-class EvalItem:
+class Item:
     item_id: str
     input: str
     expected: str
@@ -30,11 +30,11 @@ class EvalItem:
 
 
 @dataclass(frozen=True)
-class EvalSet:
+class Dataset:
     name: str
     path: Path
     sha256: str
-    items: tuple[EvalItem, ...]
+    items: tuple[Item, ...]
 
 
 def _parse_row(path: Path, lineno: int, raw: bytes) -> dict[str, str] | None:
@@ -67,19 +67,19 @@ def _parse_row(path: Path, lineno: int, raw: bytes) -> dict[str, str] | None:
 
 
 def _beside(path: Path) -> str:
-    """What the folder of a missing eval set holds, so the message says where else to look."""
+    """What the folder of a missing dataset holds, so the message says where else to look."""
     folder = path.parent
     if not folder.is_dir():
         return f" (no folder {folder})"
-    sets = ", ".join(sorted(p.stem for p in folder.glob("*.jsonl")))
+    names = ", ".join(sorted(p.stem for p in folder.glob("*.jsonl")))
     if folder.resolve() == resources.evals_dir():
-        return (f" among the eval sets shipped with the package ({sets}); for your own, set evals_dir in the "
+        return (f" among the datasets shipped with the package ({names}); for your own, set evals_dir in the "
                 f"config to the folder holding {path.name}")
-    return f" ({folder} holds {sets})" if sets else ""
+    return f" ({folder} holds {names})" if names else ""
 
 
-def load_eval_set(path: str | Path) -> EvalSet:
-    """Read and validate a JSONL eval set; its name is the file stem, its hash the file's SHA-256.
+def load_dataset(path: str | Path) -> Dataset:
+    """Read and validate a JSONL dataset; its name is the file stem, its hash the file's SHA-256.
 
     A UTF-8 byte order mark at the start is skipped (the hash still covers it).
     Raises DataFileError naming the file, line and field for: a missing file, bytes that are not
@@ -93,7 +93,7 @@ def load_eval_set(path: str | Path) -> EvalSet:
         raise DataFileError(path, f"file not found{_beside(path)}") from exc
     except OSError as exc:
         raise DataFileError(path, f"cannot read the file: {exc.strerror}") from exc
-    items: list[EvalItem] = []
+    items: list[Item] = []
     first_line_of: dict[str, int] = {}
     # editors (Notepad, Excel's "CSV UTF-8") start a file with a byte order mark; it is not part of row 1
     text = data.removeprefix(codecs.BOM_UTF8)
@@ -107,7 +107,7 @@ def load_eval_set(path: str | Path) -> EvalSet:
                                       f"{first_line_of[item_id]})", line=lineno, field="id")
         first_line_of[item_id] = lineno
         extra = {k: v for k, v in row.items() if k not in REQUIRED_FIELDS}
-        items.append(EvalItem(item_id, row["input"], row["expected"], MappingProxyType(extra)))
+        items.append(Item(item_id, row["input"], row["expected"], MappingProxyType(extra)))
     if not items:
         raise DataFileError(path, "no items (the file is empty)")
-    return EvalSet(path.stem, path, hashlib.sha256(data).hexdigest(), tuple(items))
+    return Dataset(path.stem, path, hashlib.sha256(data).hexdigest(), tuple(items))

@@ -7,7 +7,7 @@ class FrontierError(Exception):
 
 
 class DataFileError(FrontierError, ValueError):
-    """A data file (eval set, config, journal, import) has a bad row or field."""
+    """A data file (dataset, config, journal, import) has a bad row or field."""
 
     def __init__(self, path: object, message: str, *, line: int | None = None,
                  field: str | None = None) -> None:

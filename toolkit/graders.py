@@ -2,7 +2,7 @@
 
 A grader is a small frozen dataclass: its parameters are its fields, `name` spells them out (that
 string goes into the requests table's `grader` column), and calling it grades one answer.
-`make_grader` builds one from a task's YAML (`grader: {name: numeric, abs_tol: 0.5}`).
+`make_grader` builds one from a dataset's dataset.yaml (`grader: {name: numeric, abs_tol: 0.5}`).
 """
 from __future__ import annotations
 
@@ -42,7 +42,7 @@ def first_line(text: str) -> str:
 def normalize(text: str) -> str:
     """Casefold, drop accents, collapse whitespace and strip surrounding punctuation.
 
-    Accents are dropped because eval sets spell answers in ASCII ("Bogota") while a model may
+    Accents are dropped because the datasets spell answers in ASCII ("Bogota") while a model may
     answer "Bogotá"; both name the same city.
     """
     text = unicodedata.normalize("NFKD", text)
@@ -182,7 +182,7 @@ GRADERS: dict[str, type] = {"exact": Exact, "label": Label, "normalized": Normal
 
 
 def make_grader(name: str, **params: object) -> Grader:
-    """Build the grader called `name` with `params` (as written in a task's YAML).
+    """Build the grader called `name` with `params` (as written in a dataset's dataset.yaml).
 
     Raises ConfigError naming the unknown grader or parameter and listing the valid ones, or the
     parameter with an impossible value.

@@ -1,11 +1,11 @@
 """Prompt variants: Jinja2 template files a user can read, edit or replace.
 
-    data/prompts/<task>/task.yaml      grader, stop sequences, extra item fields the templates use
-    data/prompts/<task>/<variant>.txt  a completion prompt (/v1/completions)
-    data/prompts/<task>/<variant>.yaml `system:` and `user:` templates (/v1/chat/completions)
+    data/prompts/<dataset>/dataset.yaml    grader, stop sequences, extra item fields the templates use
+    data/prompts/<dataset>/<variant>.txt   a completion prompt (/v1/completions)
+    data/prompts/<dataset>/<variant>.yaml  `system:` and `user:` templates (/v1/chat/completions)
 
 Templates see `{{ input }}` and the item's extra fields by name, never `expected`.  They render with
-StrictUndefined, and `load_task` renders each one against a dummy item, so a misspelt variable fails
+StrictUndefined, and `load_dataset_spec` renders each one against a dummy item, so a misspelt variable fails
 at load time, naming the file and the variable, before any request is sent.
 """
 from __future__ import annotations
@@ -21,12 +21,13 @@ import jinja2
 import jinja2.meta
 import yaml
 
-from toolkit.datasets import EvalItem
+from toolkit.datasets import Item
 from toolkit.errors import ConfigError
 from toolkit.graders import Grader, make_grader
 
-TASK_FILE = "task.yaml"
-TASK_KEYS = ("grader", "stop", "fields")
+SPEC_FILE = "dataset.yaml"
+SPEC_KEYS = ("grader", "stop", "fields")
+_OLD_SPEC_FILE = "task.yaml"  # its name before "task" became "dataset"
 CHAT_KEYS = ("system", "user")
 MAX_STOP = 4  # the OpenAI API accepts at most four stop sequences
 
@@ -35,7 +36,7 @@ _ENV = jinja2.Environment(undefined=jinja2.StrictUndefined, autoescape=False)
 
 @dataclass(frozen=True)
 class PromptVariant:
-    task: str
+    dataset: str
     name: str
     api: Literal["completions", "chat"]
     path: Path
@@ -45,7 +46,9 @@ class PromptVariant:
 
 
 @dataclass(frozen=True)
-class TaskSpec:
+class DatasetSpec:
+    """What a dataset's prompts folder says: its grader, stop sequences and prompt variants."""
+
     name: str
     grader: Grader
     stop: tuple[str, ...]
@@ -65,18 +68,18 @@ def _compile(source: str) -> jinja2.Template:
     return _ENV.from_string(source)
 
 
-def _context(item: EvalItem) -> dict[str, str]:
+def _context(item: Item) -> dict[str, str]:
     return {**item.fields, "input": item.input}
 
 
-def _render_one(path: Path, field: str | None, source: str, item: EvalItem) -> str:
+def _render_one(path: Path, field: str | None, source: str, item: Item) -> str:
     try:
         return _compile(source).render(_context(item))
     except jinja2.UndefinedError as exc:
         raise ConfigError(path, f"item {item.item_id!r}: {exc.message}", field=field) from exc
 
 
-def render(variant: PromptVariant, item: EvalItem) -> str | list[dict[str, str]]:
+def render(variant: PromptVariant, item: Item) -> str | list[dict[str, str]]:
     """The prompt for one item: a string for completions, OpenAI chat messages for chat.
 
     Raises ConfigError naming the template file when the item lacks a field the template uses.
@@ -93,8 +96,8 @@ def render(variant: PromptVariant, item: EvalItem) -> str | list[dict[str, str]]
     return messages
 
 
-def _check_template(path: Path, field: str | None, source: str, dummy: EvalItem) -> None:
-    """Fail now, with file and variable named, if `source` cannot render an item of this task."""
+def _check_template(path: Path, field: str | None, source: str, dummy: Item) -> None:
+    """Fail now, with file and variable named, if `source` cannot render an item of this dataset."""
     try:  # compiling also catches unknown filters and tests (TemplateAssertionError)
         template, parsed = _compile(source), _ENV.parse(source)
     except jinja2.TemplateSyntaxError as exc:
@@ -105,7 +108,7 @@ def _check_template(path: Path, field: str | None, source: str, dummy: EvalItem)
     unknown = sorted(jinja2.meta.find_undeclared_variables(parsed) - known)
     if unknown:
         raise ConfigError(path, f"unknown template variable {unknown[0]!r} (available: "
-                                f"{', '.join(sorted(known))}; add item fields to {TASK_FILE} "
+                                f"{', '.join(sorted(known))}; add item fields to {SPEC_FILE} "
                                 f"`fields`)", field=field)
     try:
         template.render(_context(dummy))
@@ -124,7 +127,7 @@ def _read_yaml(path: Path) -> dict[str, Any]:
         raise ConfigError(path, "not valid UTF-8") from exc
     if not isinstance(data, dict):
         raise ConfigError(path, f"must be a YAML mapping, got {type(data).__name__}")
-    valid = TASK_KEYS if path.name == TASK_FILE else CHAT_KEYS
+    valid = SPEC_KEYS if path.name == SPEC_FILE else CHAT_KEYS
     unknown = sorted(str(key) for key in data if key not in valid)
     if unknown:
         raise ConfigError(path, f"unknown key (valid: {', '.join(valid)})", field=unknown[0])
@@ -151,14 +154,14 @@ def _grader(path: Path, spec: object) -> Grader:
         raise ConfigError(path, str(exc)) from exc
 
 
-def _load_variant(task: str, path: Path, dummy: EvalItem) -> PromptVariant:
+def _load_variant(dataset: str, path: Path, dummy: Item) -> PromptVariant:
     if path.suffix == ".txt":
         try:
             template = path.read_text(encoding="utf-8")
         except UnicodeDecodeError as exc:
             raise ConfigError(path, "not valid UTF-8") from exc
         _check_template(path, None, template, dummy)
-        return PromptVariant(task, path.stem, "completions", path, template, None, None)
+        return PromptVariant(dataset, path.stem, "completions", path, template, None, None)
     data = _read_yaml(path)
     for key in CHAT_KEYS:
         value = data.get(key)
@@ -169,34 +172,37 @@ def _load_variant(task: str, path: Path, dummy: EvalItem) -> PromptVariant:
                               if value is None else f"must be a string, got {type(value).__name__}",
                               field=key)
         _check_template(path, key, value, dummy)
-    return PromptVariant(task, path.stem, "chat", path, None, data.get("system"), data["user"])
+    return PromptVariant(dataset, path.stem, "chat", path, None, data.get("system"), data["user"])
 
 
-def load_task(prompts_dir: str | Path, task: str) -> TaskSpec:
-    """Load `<prompts_dir>/<task>/`: its task.yaml and every variant file, each checked by rendering.
+def load_dataset_spec(prompts_dir: str | Path, dataset: str) -> DatasetSpec:
+    """Load `<prompts_dir>/<dataset>/`: its dataset.yaml and every variant file, each checked by rendering.
 
-    `.txt` files are completion variants, `.yaml` files (other than task.yaml) chat variants,
+    `.txt` files are completion variants, `.yaml` files (other than dataset.yaml) chat variants,
     `.md` files are notes and ignored.  Raises ConfigError naming the file, line or field at fault.
     """
-    task_dir = Path(prompts_dir) / task
-    if not (task_dir / TASK_FILE).is_file():
-        available = sorted(p.parent.name for p in Path(prompts_dir).glob(f"*/{TASK_FILE}"))
-        raise ConfigError(task_dir / TASK_FILE, f"no such task {task!r} "
-                                                f"(available: {', '.join(available) or 'none'})")
-    config = _read_yaml(task_dir / TASK_FILE)
-    if "grader" not in config:
-        raise ConfigError(task_dir / TASK_FILE, "missing", field="grader")
-    grader = _grader(task_dir / TASK_FILE, config["grader"])
-    stop = _string_list(task_dir / TASK_FILE, config, "stop")
+    folder = Path(prompts_dir) / dataset
+    spec_file = folder / SPEC_FILE
+    if (folder / _OLD_SPEC_FILE).is_file():
+        fix = f"remove it ({SPEC_FILE} is there)" if spec_file.is_file() else "rename it"
+        raise ConfigError(folder / _OLD_SPEC_FILE, f"this file is now called {SPEC_FILE}: {fix}")
+    if not spec_file.is_file():
+        available = sorted(p.parent.name for p in Path(prompts_dir).glob(f"*/{SPEC_FILE}"))
+        raise ConfigError(spec_file, f"no such dataset {dataset!r} "
+                                     f"(available: {', '.join(available) or 'none'})")
+    spec = _read_yaml(spec_file)
+    if "grader" not in spec:
+        raise ConfigError(spec_file, "missing", field="grader")
+    grader = _grader(spec_file, spec["grader"])
+    stop = _string_list(spec_file, spec, "stop")
     if len(stop) > MAX_STOP:
-        raise ConfigError(task_dir / TASK_FILE, f"at most {MAX_STOP} stop sequences, got {len(stop)}",
-                          field="stop")
-    fields = _string_list(task_dir / TASK_FILE, config, "fields")
-    dummy = EvalItem(f"{task}-dummy", "dummy input", "dummy expected",
-                     MappingProxyType({f: f"dummy {f}" for f in fields}))
+        raise ConfigError(spec_file, f"at most {MAX_STOP} stop sequences, got {len(stop)}", field="stop")
+    fields = _string_list(spec_file, spec, "fields")
+    dummy = Item(f"{dataset}-dummy", "dummy input", "dummy expected",
+                 MappingProxyType({f: f"dummy {f}" for f in fields}))
     variants: dict[str, PromptVariant] = {}
-    for path in sorted(task_dir.iterdir()):
-        if path.name == TASK_FILE or path.name.startswith(".") or path.suffix == ".md":
+    for path in sorted(folder.iterdir()):
+        if path.name == SPEC_FILE or path.name.startswith(".") or path.suffix == ".md":
             continue
         if path.suffix not in (".txt", ".yaml"):
             raise ConfigError(path, "not a prompt variant: name it .txt (completion template) or "
@@ -204,7 +210,7 @@ def load_task(prompts_dir: str | Path, task: str) -> TaskSpec:
         if path.stem in variants:
             raise ConfigError(path, f"variant {path.stem!r} is defined twice "
                                     f"(also {variants[path.stem].path.name})")
-        variants[path.stem] = _load_variant(task, path, dummy)
+        variants[path.stem] = _load_variant(dataset, path, dummy)
     if not variants:
-        raise ConfigError(task_dir, "no prompt variants (.txt or .yaml files)")
-    return TaskSpec(task, grader, stop, MappingProxyType(variants))
+        raise ConfigError(folder, "no prompt variants (.txt or .yaml files)")
+    return DatasetSpec(dataset, grader, stop, MappingProxyType(variants))

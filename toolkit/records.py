@@ -2,7 +2,7 @@
 
 The collector (a streamed answer) and batch ingest (a Batch output line) both hand over the planned
 request and what came back, an `Answer` or a `Failure`; `request_record` adds the configuration
-(`RunConfig.columns()`), the item and the grade from the dataset's grader, so an online row and a
+(`Config.columns()`), the item and the grade from the dataset's grader, so an online row and a
 batch row of the same item and configuration agree on everything but how the answer was sent.
 """
 from __future__ import annotations
@@ -67,14 +67,14 @@ def request_record(planned: PlannedRequest, outcome: Answer | Failure, *, run_id
 
     `started_at` is None only for a batch error line of a batch whose creation time is unknown.
     """
-    cell, item = planned.config, planned.item
+    config, item, grader = planned.config, planned.item, planned.dataset.grader
     columns = outcome_columns(outcome)
     if isinstance(outcome, Answer):
-        grade = planned.task.grader(outcome.text or "", item.expected)
-        columns.update(score=grade.score, correct=grade.correct, grader=planned.task.grader.name)
+        grade = grader(outcome.text or "", item.expected)
+        columns.update(score=grade.score, correct=grade.correct, grader=grader.name)
     if batch:  # a batch has no per-request timings: no list of gaps at all, not an empty one
         columns["tbt_s"] = None
     return RequestRecord(
-        run_id=run_id, request_id=planned.request_id, **cell.columns(), dataset=planned.task.name,
+        run_id=run_id, request_id=planned.request_id, **config.columns(), dataset=planned.dataset.name,
         item_id=item.item_id, repeat=planned.repeat, expected=item.expected, endpoint=endpoint,
         started_at=started_at, attempts=attempts, sequence=sequence, batch=batch, **columns)

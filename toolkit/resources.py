@@ -1,4 +1,4 @@
-"""The files the package ships: notebooks, prices, eval sets, prompt templates, configs, the sample run.
+"""The files the package ships: notebooks, prices, datasets, prompt templates, configs, the sample run.
 
 Their single copy is the repository's top-level `notebooks/` and `data/`; `toolkit/notebooks` and
 `toolkit/data` are symlinks to them.  A checkout (or editable install) reads them through the links,
@@ -29,7 +29,7 @@ def notebooks_dir() -> Path:
 
 
 def data_dir() -> Path:
-    """The shipped `data/` folder: prices, eval sets, prompts, configs and `runs/sample`."""
+    """The shipped `data/` folder: prices, datasets, prompts, configs and `runs/sample`."""
     return _shipped("data")
 
 

@@ -28,13 +28,13 @@ import httpx2
 import openai
 
 from toolkit.cache import ResponseCache, lookup_or_none, request_key
-from toolkit.config import Arrival, CollectConfig, RunConfig
-from toolkit.datasets import EvalItem, load_eval_set
+from toolkit.config import Arrival, CollectConfig, Config
+from toolkit.datasets import Item, load_dataset
 from toolkit.endpoints import Connection, TokenCounter
 from toolkit.errors import EndpointError
 from toolkit.measure import Request, StreamResult, stream_request
 from toolkit.pacing import Due, RateLimiter, achieved_rate, arrival_offsets
-from toolkit.prompts import TaskSpec, load_task, render
+from toolkit.prompts import DatasetSpec, load_dataset_spec, render
 from toolkit.records import Answer, Failure, request_record
 from toolkit.retries import RETRYABLE, describe_error, error_kind, retry_delay_s
 from toolkit.schema import RequestRecord
@@ -46,9 +46,9 @@ log = logging.getLogger("toolkit")
 @dataclass(frozen=True)
 class PlannedRequest:
     request_id: str
-    config: RunConfig
-    task: TaskSpec
-    item: EvalItem
+    config: Config
+    dataset: DatasetSpec
+    item: Item
     repeat: int
 
 
@@ -56,32 +56,32 @@ def request_id_for(config_id: str, dataset: str, item_id: str, repeat: int) -> s
     return hashlib.sha1(f"{config_id}\x1f{dataset}\x1f{item_id}\x1f{repeat}".encode()).hexdigest()[:16]
 
 
-def plan(config: CollectConfig, *, items_per_task: int | None = None) -> list[PlannedRequest]:
-    """Every request the config asks for, grouped by concurrency phase, in send order."""
-    tasks = []
-    for name in config.tasks:
-        spec = load_task(config.prompts_dir, name)
-        tasks.append((spec, load_eval_set(config.evals_dir / f"{name}.jsonl").items))
-    cells = config.run_configs()
-    # each cell's items: its subgrid's count, else the config's; an `items_per_task` argument caps both
-    limits = {cell.config_id: min((n for n in (cell.items_per_task or config.items_per_task, items_per_task) if n),
-                                  default=None) for cell in cells}
-    tasks = [(spec, items[:max((n or len(items) for n in limits.values()), default=0)]) for spec, items in tasks]
+def plan(config: CollectConfig, *, items_per_dataset: int | None = None) -> list[PlannedRequest]:
+    """Every request the collect config asks for, grouped by concurrency phase, in send order."""
+    datasets = []
+    for name in config.datasets:
+        spec = load_dataset_spec(config.prompts_dir, name)
+        datasets.append((spec, load_dataset(config.evals_dir / f"{name}.jsonl").items))
+    configs = config.configs()
+    # each config's items: its subgrid's count, else the collect config's; an `items_per_dataset`
+    # argument caps both
+    limits = {c.config_id: min((n for n in (c.items_per_dataset or config.items_per_dataset, items_per_dataset) if n),
+                               default=None) for c in configs}
+    datasets = [(spec, items[:max((n or len(items) for n in limits.values()), default=0)]) for spec, items in datasets]
     # Fail before anything is sent on an unknown variant or an item its template cannot render
     # (a field missing from one item would otherwise stop the run when that item's turn comes).
-    for variant_name in dict.fromkeys(cell.prompt_variant for cell in cells):
-        for spec, items in tasks:
+    for variant_name in dict.fromkeys(c.prompt_variant for c in configs):
+        for spec, items in datasets:
             variant = spec.variant(variant_name)
             for item in items:
                 render(variant, item)
     planned: list[PlannedRequest] = []
     rng = random.Random(config.seed)
-    for level in dict.fromkeys(cell.concurrency for cell in cells):
-        phase = [PlannedRequest(request_id_for(cell.config_id, spec.name, item.item_id, repeat),
-                                cell, spec, item, repeat)
-                 for cell in cells if cell.concurrency == level
-                 for spec, items in tasks for item in items[:limits[cell.config_id]]
-                 for repeat in range(cell.repeats)]
+    for level in dict.fromkeys(c.concurrency for c in configs):
+        phase = [PlannedRequest(request_id_for(c.config_id, spec.name, item.item_id, repeat), c, spec, item, repeat)
+                 for c in configs if c.concurrency == level
+                 for spec, items in datasets for item in items[:limits[c.config_id]]
+                 for repeat in range(c.repeats)]
         if config.order == "shuffled":
             rng.shuffle(phase)
         planned.extend(phase)
@@ -90,11 +90,11 @@ def plan(config: CollectConfig, *, items_per_task: int | None = None) -> list[Pl
 
 def request_for(planned: PlannedRequest) -> Request:
     """The request the collector sends for `planned` (Batch input files use the same)."""
-    cell = planned.config
-    variant = planned.task.variant(cell.prompt_variant)
-    stop = planned.task.stop if cell.stop else ()
-    return Request(variant.api, cell.model, render(variant, planned.item), cell.max_tokens,
-                   cell.temperature, stop, cell.logprobs)
+    config = planned.config
+    variant = planned.dataset.variant(config.prompt_variant)
+    stop = planned.dataset.stop if config.stop else ()
+    return Request(variant.api, config.model, render(variant, planned.item), config.max_tokens,
+                   config.temperature, stop, config.logprobs)
 
 
 @dataclass
@@ -117,7 +117,7 @@ class Collector:
                  cost_of: Callable[[RequestRecord], float] | None = None,
                  on_record: Callable[[RequestRecord], None] | None = None,
                  cache: ResponseCache | None = None) -> None:
-        self.config, self.run_id, self.connections, self.journal = config, run_id, connections, journal
+        self.collect_config, self.run_id, self.connections, self.journal = config, run_id, connections, journal
         self.cache = cache
         self.cost_of, self.on_record = cost_of, on_record
         self.limiter = RateLimiter(config.limits.requests_per_minute, config.limits.tokens_per_minute)
@@ -155,7 +155,7 @@ class Collector:
             while queue and not self.stop_reason:
                 await self._one(queue.popleft())
 
-        arrival = self.config.grid.arrival
+        arrival = self.collect_config.grid.arrival
         workers = [] if arrival else [asyncio.create_task(worker()) for _ in range(min(level, len(phase)))]
         try:
             if arrival:
@@ -175,9 +175,9 @@ class Collector:
         count = len(phase) if arrival.duration_s is None else min(
             len(phase), max(1, round(arrival.rate_per_s * arrival.duration_s)))
         offsets = arrival_offsets(count, arrival.rate_per_s,
-                                  random.Random(f"{self.config.seed}\x1farrival\x1f{self._phase}"))
-        for cell in {p.config.endpoint.name: p.config for p in phase}.values():
-            self._client(cell)  # built now: building one takes ~0.1 s, which would make the first request late
+                                  random.Random(f"{self.collect_config.seed}\x1farrival\x1f{self._phase}"))
+        for config in {p.config.endpoint.name: p.config for p in phase}.values():
+            self._client(config)  # built now: building one takes ~0.1 s, which would make the first request late
         loop = asyncio.get_running_loop()
         slots = asyncio.Semaphore(level)
         origin, origin_at = loop.time(), dt.datetime.now(dt.UTC)
@@ -213,12 +213,12 @@ class Collector:
                         self._phase, achieved, arrival.rate_per_s, report["max_send_lag_s"], level)
         return report
 
-    def _client(self, cell: RunConfig) -> openai.AsyncOpenAI:
-        name = cell.endpoint.name
+    def _client(self, config: Config) -> openai.AsyncOpenAI:
+        name = config.endpoint.name
         if name not in self._clients:
-            levels = self.config.max_concurrency
+            levels = self.collect_config.max_concurrency
             self._clients[name] = self.connections[name].client(
-                timeout_s=self.config.retry.timeout_s, max_connections=max(levels, 1))
+                timeout_s=self.collect_config.retry.timeout_s, max_connections=max(levels, 1))
             tokenize_url = self.connections[name].tokenize_url
             if tokenize_url:
                 self._counters[name] = TokenCounter(tokenize_url, self._http)
@@ -226,8 +226,8 @@ class Collector:
 
     async def _one(self, planned: PlannedRequest, due: Due | None = None) -> Outcome | None:
         """Send (or answer from the cache) one request and journal it; None when a limit stopped it."""
-        if self.config.limits.max_requests is not None and self.sent >= self.config.limits.max_requests:
-            self.stop_reason = f"reached max_requests={self.config.limits.max_requests}"
+        if self.collect_config.limits.max_requests is not None and self.sent >= self.collect_config.limits.max_requests:
+            self.stop_reason = f"reached max_requests={self.collect_config.limits.max_requests}"
             return None
         request = request_for(planned)
         self.sent += 1
@@ -253,14 +253,14 @@ class Collector:
         self._account(record)
         return outcome
 
-    def _cache_endpoint(self, cell: RunConfig) -> str:
+    def _cache_endpoint(self, config: Config) -> str:
         # the embedded server gets a new port every run; its identity is the model it serves
-        if cell.endpoint.kind == "embedded":
-            return f"embedded:{cell.model}"
-        return self.connections[cell.endpoint.name].host
+        if config.endpoint.kind == "embedded":
+            return f"embedded:{config.model}"
+        return self.connections[config.endpoint.name].host
 
     async def _send_with_retries(self, planned: PlannedRequest, request: Request) -> Outcome:
-        policy = self.config.retry
+        policy = self.collect_config.retry
         client = self._client(planned.config)
         connection = self.connections[planned.config.endpoint.name]
         first_sent_s = None
@@ -292,17 +292,17 @@ class Collector:
 
     async def _record(self, planned: PlannedRequest, request: Request, outcome: Outcome,
                       sequence: int) -> RequestRecord:
-        cell = planned.config
+        config = planned.config
         answer = (Failure(outcome.error_type, outcome.http_status, outcome.error_message) if outcome.result is None
-                  else await self._answer(cell, request, outcome.result))
+                  else await self._answer(config, request, outcome.result))
         return request_record(planned, answer, run_id=self.run_id, sequence=sequence,
-                              endpoint=self.connections[cell.endpoint.name].host, started_at=outcome.started_at,
+                              endpoint=self.connections[config.endpoint.name].host, started_at=outcome.started_at,
                               attempts=outcome.attempts)
 
-    async def _answer(self, cell: RunConfig, request: Request, result: StreamResult) -> Answer:
+    async def _answer(self, config: Config, request: Request, result: StreamResult) -> Answer:
         """`result` with its usage: the server's, else counted by the endpoint's tokenizer, else estimated."""
         usage, timings = result.usage, result.timings
-        counter = self._counters.get(cell.endpoint.name)
+        counter = self._counters.get(config.endpoint.name)
         prompt_tokens = usage.prompt_tokens if usage else None
         completion_tokens = usage.completion_tokens if usage else None
         if usage is None and counter is not None:
@@ -332,7 +332,7 @@ class Collector:
         return timings.prefill_s + timings.decode_s
 
     def _account(self, record: RequestRecord) -> None:
-        limits = self.config.limits
+        limits = self.collect_config.limits
         if record.status != "ok":
             self.errors += 1
         if self.cost_of is not None:

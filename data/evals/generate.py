@@ -1,4 +1,4 @@
-"""Write the four eval sets in data/evals/ (capitals, sentiment, dates, arithmetic).
+"""Write the four datasets in data/evals/ (capitals, sentiment, dates, arithmetic).
 
 Re-runnable and deterministic: `python data/evals/generate.py` rewrites identical files (fixed seeds,
 no clock, no network).  Capitals come from the hand-written table below; the other three sets are
@@ -119,7 +119,7 @@ EXCLUDED_CAPITALS: dict[str, str] = {
     "Falkland Islands": "sovereignty disputed",
 }
 
-# Worked examples in data/prompts/<task>/few_shot_*.txt: never eval items.
+# Worked examples in data/prompts/<dataset>/few_shot_*.txt: never dataset items.
 FEW_SHOT_INPUTS: dict[str, frozenset[str]] = {
     "capitals": frozenset({"France", "Japan", "Kenya", "Canada", "Peru"}),
     "sentiment": frozenset({
@@ -246,17 +246,17 @@ def arithmetic(rng: random.Random) -> list[dict[str, str]]:
     return list(rows.values())
 
 
-def write_jsonl(task: str, rows: list[dict[str, str]]) -> Path:
-    """Write rows with ids `<task>-0001`... as UTF-8 JSONL, one object per line."""
-    path = OUT_DIR / f"{task}.jsonl"
+def write_jsonl(dataset: str, rows: list[dict[str, str]]) -> Path:
+    """Write rows with ids `<dataset>-0001`... as UTF-8 JSONL, one object per line."""
+    path = OUT_DIR / f"{dataset}.jsonl"
     with path.open("w", encoding="utf-8", newline="\n") as f:
         for i, row in enumerate(rows, start=1):
-            f.write(json.dumps({"id": f"{task}-{i:04d}", **row}, ensure_ascii=False) + "\n")
+            f.write(json.dumps({"id": f"{dataset}-{i:04d}", **row}, ensure_ascii=False) + "\n")
     return path
 
 
 def main() -> None:
-    # One generator per task, so changing one task's recipe never reshuffles another task.
+    # One generator per dataset, so changing one dataset's recipe never reshuffles another.
     write_jsonl("capitals", capitals())
     write_jsonl("sentiment", sentiment(random.Random(f"{SEED}-sentiment")))
     write_jsonl("dates", dates(random.Random(f"{SEED}-dates")))

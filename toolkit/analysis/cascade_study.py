@@ -291,7 +291,7 @@ def _study_one(rows: pd.DataFrame, stages: Sequence[str] | None, signal: str | N
 
 def _with_most_items(rows: pd.DataFrame, configs: list[str], notes: list[dict], name: str) -> list[str]:
     """The configs that answered the most items: an item matrix keeps only the items every config
-    answered, so one asked on a few items (a load-sweep cell, say) would shrink the study to those."""
+    answered, so one asked on a few items (a load-sweep config, say) would shrink the study to those."""
     counts = rows[rows["config_id"].isin(configs)].drop_duplicates(KEY + ["config_id"]).groupby("config_id").size()
     if counts.empty:
         return configs

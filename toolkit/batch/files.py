@@ -18,10 +18,10 @@ from toolkit.runner import plan, request_for
 URLS = {"chat": "/v1/chat/completions", "completions": "/v1/completions"}
 
 
-def build_batch_input(config: CollectConfig, *, items_per_task: int | None = None) -> list[dict]:
+def build_batch_input(config: CollectConfig, *, items_per_dataset: int | None = None) -> list[dict]:
     """One Batch input line per planned request: custom_id = request_id, POST, url, body (no stream)."""
     lines = []
-    for planned in plan(config, items_per_task=items_per_task):
+    for planned in plan(config, items_per_dataset=items_per_dataset):
         request = request_for(planned)
         lines.append({"custom_id": planned.request_id, "method": "POST", "url": URLS[request.api],
                       "body": request.body()})

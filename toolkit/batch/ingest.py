@@ -21,7 +21,8 @@ import pandas as pd
 
 from toolkit import __version__
 from toolkit.collect import describe_config
-from toolkit.config import CollectConfig, EndpointConfig, load_config
+from toolkit.config import CollectConfig, EndpointConfig
+from toolkit.config_file import load_config
 from toolkit.endpoints import OPENAI_BASE_URL
 from toolkit.errors import DataFileError, RunDirError
 from toolkit.importers.openai_batch import read_batch_lines
@@ -33,12 +34,12 @@ log = logging.getLogger("toolkit")
 
 
 def ingest(output_lines: Iterable[str], error_lines: Iterable[str], config: CollectConfig | str | Path,
-           run_dir: str | os.PathLike, *, items_per_task: int | None = None, batch: Any = None,
+           run_dir: str | os.PathLike, *, items_per_dataset: int | None = None, batch: Any = None,
            endpoint: str | None = None, run_id: str | None = None) -> pd.DataFrame:
     """Write a run dir from Batch output and error lines, joined to `config`'s plan by custom_id.
 
     Rows get the plan's configuration, dataset, item, repeat and expected answer, are graded with
-    the task's grader, and carry batch = True with no timings.  `batch` (an openai Batch or its
+    the dataset's grader, and carry batch = True with no timings.  `batch` (an openai Batch or its
     dict) puts the turnaround into the manifest.  A custom_id the plan does not know is a
     DataFileError; planned requests absent from both files are counted in the manifest.
     """
@@ -48,7 +49,7 @@ def ingest(output_lines: Iterable[str], error_lines: Iterable[str], config: Coll
     if (run_dir / MANIFEST).exists():
         raise RunDirError(f"{run_dir}: already a run directory; ingest into a new one")
     lines = read_batch_lines((output_lines, "batch output"), (error_lines, "batch errors"))
-    planned = plan(config, items_per_task=items_per_task)
+    planned = plan(config, items_per_dataset=items_per_dataset)
     by_id = {p.request_id: (sequence, p) for sequence, p in enumerate(planned)}
     info = batch_info(batch)
     created = None if info.get("created_at") is None else dt.datetime.fromtimestamp(info["created_at"], dt.UTC)
@@ -57,8 +58,8 @@ def ingest(output_lines: Iterable[str], error_lines: Iterable[str], config: Coll
     for line in lines:
         if line.custom_id not in by_id:
             raise DataFileError(line.source, f"custom_id {line.custom_id!r} is not a request of config "
-                                f"{config.name!r} ({config.path}) with items_per_task="
-                                f"{items_per_task or config.items_per_task}", line=line.line, field="custom_id")
+                                f"{config.name!r} ({config.path}) with items_per_dataset="
+                                f"{items_per_dataset or config.items_per_dataset}", line=line.line, field="custom_id")
         sequence, p = by_id[line.custom_id]
         # a failed line has no body to date it: it takes the batch's creation time
         records.append(request_record(p, line.outcome, run_id=run_id, sequence=sequence,

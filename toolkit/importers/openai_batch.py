@@ -2,7 +2,7 @@
 
 A batch gives no timings (ttft/e2e null) but exact usage from each response body.  `custom_id` is
 the request id; with `id_pattern` (a regex with named groups config_id, dataset, item_id, repeat)
-it also says which eval item a line answers.  This module is the one reader of Batch output and error
+it also says which dataset item a line answers.  This module is the one reader of Batch output and error
 files: `frontier batch ingest` (toolkit.batch.ingest) reads them with `read_batch_lines` and joins
 the lines to the grid that built the batch.
 """
