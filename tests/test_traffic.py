@@ -4,6 +4,7 @@ from pathlib import Path
 
 import numpy as np
 import pandas as pd
+import pyarrow as pa
 import pytest
 
 from toolkit.analysis import traffic
@@ -46,7 +47,9 @@ def brute_force_cached(rows: list[tuple[float, int, list[int]]], lifetime_s: flo
     return out
 
 
-def test_prompt_cache_tokens_match_a_brute_force_count():
+@pytest.mark.parametrize("partition_blocks", [5_000_000, 37])  # one sort, and many slices of hash values
+def test_prompt_cache_tokens_match_a_brute_force_count(monkeypatch, partition_blocks: int):
+    monkeypatch.setattr(traffic, "PARTITION_BLOCKS", partition_blocks)
     rng = np.random.default_rng(3)
     rows = []
     for i in range(400):
@@ -67,6 +70,15 @@ def test_prompt_cache_tokens_match_a_brute_force_count():
         frame, lifetime_s=60).sum() > 0
 
 
+def test_an_arrow_backed_column_in_chunks_gives_the_same_count():
+    frame = trace(np.arange(6.0), [2048] * 6, [1] * 6, hashes=[[1, 2, 3, 4], [1, 2, 9, 10], None, [1, 2, 3, 4], [7], [1]])
+    chunked = pa.chunked_array([pa.array(frame["prefix_hashes"].iloc[:3].tolist(), pa.list_(pa.int64())),
+                                pa.array(frame["prefix_hashes"].iloc[3:].tolist(), pa.list_(pa.int64()))])
+    arrow = frame.assign(prefix_hashes=pd.arrays.ArrowExtensionArray(chunked))
+    assert traffic.prompt_cache_tokens(arrow).tolist() == traffic.prompt_cache_tokens(frame).tolist() == [
+        0.0, 1024.0, 0.0, 2048.0, 0.0, 0.0]
+
+
 def test_short_prompts_are_never_cached_and_a_partial_last_block_counts_its_real_length():
     frame = trace([0, 1, 2, 3], [900, 900, 1500, 1500], [1, 1, 1, 1], hashes=[[1, 2], [1, 2], [5, 6, 7], [5, 6, 7]])
     # 900 tokens: below the 1,024 minimum; 1,500: 3 blocks match but only 1,500 tokens exist -> 1,408 billed
@@ -79,6 +91,9 @@ def test_response_cache_hits_and_savings_follow_their_closed_form():
     assert traffic.response_cache_hits(frame).tolist() == [False, False, True, False, True, True, False]
     # with a 60 s TTL the "a" at 500 s comes 480 s after the last "a": a miss; "b" at 505 s is 495 s late
     assert traffic.response_cache_hits(frame, ttl_s=60).tolist() == [False, False, True, False, False, False, False]
+    shuffled = frame.sample(frac=1.0, random_state=0)  # rows out of send order: the answer follows the rows
+    expected = dict(zip(frame["request_id"], traffic.response_cache_hits(frame, ttl_s=60)))
+    assert traffic.response_cache_hits(shuffled, ttl_s=60).tolist() == [expected[r] for r in shuffled["request_id"]]
     levers = traffic.lever_savings(frame, PRICES, traffic.Levers(output_cap_tokens=None, prompt_trim_share=0,
                                                                  deferrable_share=0)).set_index("lever")
     per_request = (100 * 2.0 + 50 * 8.0) / 1e6

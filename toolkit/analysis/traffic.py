@@ -35,24 +35,31 @@ from toolkit.errors import ParameterError, PriceError
 from toolkit.pricing import PriceTable
 
 MONTH_S = 30 * 86400.0
+PARTITION_BLOCKS = 2_000_000  # prefix blocks sorted at once by `prompt_cache_tokens`
 LEVERS = ("prompt caching", "response cache", "batch", "output cap", "shorter prompts")
 
 
-def send_order(frame: pd.DataFrame) -> np.ndarray:
-    """Row positions of `frame` in send order: `started_at`, then `sequence`, then file order."""
+def send_order(frame: pd.DataFrame) -> np.ndarray | None:
+    """Row positions of `frame` in send order (`started_at`, then `sequence`, then file order), or
+    None when the rows already are in that order (as imported traces and our own runs mostly are:
+    the check is one pass, where sorting tens of millions of rows costs seconds and gigabytes)."""
     started = frame["started_at"]
-    stamps = started.to_numpy(dtype="datetime64[us]").astype(np.int64) if len(frame) else np.array([], np.int64)
     known = started.notna().to_numpy()
-    sequence = frame["sequence"].to_numpy(dtype=float, na_value=np.nan) if "sequence" in frame else np.zeros(len(frame))
-    return np.lexsort((np.arange(len(frame)), np.nan_to_num(sequence, nan=np.inf),
-                       np.where(known, stamps, np.iinfo(np.int64).max)))
+    stamps = np.where(known, started.to_numpy(dtype="datetime64[us]").astype(np.int64), np.iinfo(np.int64).max)
+    sequence = (np.nan_to_num(frame["sequence"].to_numpy(dtype=float, na_value=np.nan), nan=np.inf)
+                if "sequence" in frame else np.zeros(len(frame)))
+    later = stamps[1:] > stamps[:-1]
+    if np.all(later | ((stamps[1:] == stamps[:-1]) & (sequence[1:] >= sequence[:-1]))):
+        return None
+    return np.lexsort((np.arange(len(frame)), sequence, stamps))
 
 
 def _seconds(frame: pd.DataFrame) -> np.ndarray:
     """started_at as float seconds since the epoch (NaN where unknown)."""
     stamps = frame["started_at"]
-    out = stamps.to_numpy(dtype="datetime64[us]").astype(np.int64) / 1e6
-    return np.where(stamps.notna().to_numpy(), out, np.nan)
+    out = stamps.to_numpy(dtype="datetime64[us]").view(np.int64) / 1e6
+    out[stamps.isna().to_numpy()] = np.nan
+    return out
 
 
 def arrivals(frame: pd.DataFrame, *, bin_s: float = 60.0) -> pd.DataFrame:
@@ -142,7 +149,11 @@ def token_usd(frame: pd.DataFrame, prices: LeverPrices) -> np.ndarray:
 
 
 def _tokens(frame: pd.DataFrame, column: str) -> np.ndarray:
-    return np.nan_to_num(frame[column].to_numpy(dtype=float, na_value=np.nan))
+    """A token column as floats, unknown counts as 0 (one array: these columns run to tens of millions)."""
+    values = frame[column]
+    # a numpy integer column has no missing values; asking for na_value would take a detour through objects
+    out = values.to_numpy(dtype=float) if values.dtype.kind in "iu" else values.to_numpy(dtype=float, na_value=np.nan)
+    return np.nan_to_num(out, copy=False)
 
 
 def prompt_cache_tokens(frame: pd.DataFrame, *, lifetime_s: float = 300.0, block_tokens: int = 512) -> np.ndarray:
@@ -155,26 +166,54 @@ def prompt_cache_tokens(frame: pd.DataFrame, *, lifetime_s: float = 300.0, block
     if lifetime_s < 0 or block_tokens <= 0:
         raise ParameterError(f"prompt_cache_tokens: lifetime_s must be >= 0 and block_tokens > 0 "
                              f"(got {lifetime_s!r}, {block_tokens!r})")
-    out = np.zeros(len(frame))
     if "prefix_hashes" not in frame or not frame["prefix_hashes"].notna().any():
-        return out
+        return np.zeros(len(frame))
     order = send_order(frame)
-    lists = pa.array(frame["prefix_hashes"].to_numpy(dtype=object)[order], type=pa.list_(pa.int64()))
-    lengths = lists.value_lengths().fill_null(0).to_numpy(zero_copy_only=False).astype(np.int64)
-    hashes = lists.flatten().to_numpy(zero_copy_only=False)
-    row = np.repeat(np.arange(len(order)), lengths)
-    position = np.arange(len(hashes)) - np.repeat(np.cumsum(lengths) - lengths, lengths)
-    times = _seconds(frame)[order]
-    by_hash = np.lexsort((row, hashes))
-    sorted_hashes, sorted_rows = hashes[by_hash], row[by_hash]
-    again = np.flatnonzero(sorted_hashes[1:] == sorted_hashes[:-1]) + 1
-    hit = np.zeros(len(hashes), dtype=bool)
-    gap = times[sorted_rows[again]] - times[sorted_rows[again - 1]]
-    hit[by_hash[again]] = gap <= lifetime_s  # NaN times never hit
-    blocks = np.zeros(len(order), dtype=np.int64)
-    np.maximum.at(blocks, row[hit], position[hit] + 1)
-    prompt = _tokens(frame, "prompt_tokens")[order]
-    out[order] = cacheable_tokens(np.minimum(blocks * block_tokens, prompt))
+    rank = None if order is None else np.empty(len(frame), dtype=np.int64)
+    if order is not None:
+        rank[order] = np.arange(len(frame))
+    # Arrow all the way: an Arrow-backed column is read in place, never as millions of Python lists
+    lists = pa.array(frame["prefix_hashes"], type=pa.list_(pa.int64()))
+    chunks = lists.chunks if isinstance(lists, pa.ChunkedArray) else [lists]
+    lengths = np.concatenate([c.value_lengths().fill_null(0).to_numpy(zero_copy_only=False) for c in chunks])
+    ends = np.cumsum(lengths, dtype=np.int64)
+    # each chunk's hashes stay where Arrow keeps them (no copy of the whole column): (first flat index, values)
+    flat_chunks, first = [], 0
+    for chunk in chunks:
+        values = chunk.flatten().to_numpy(zero_copy_only=False)
+        flat_chunks.append((first, values))
+        first += len(values)
+    times = _seconds(frame)
+    blocks = np.zeros(len(frame), dtype=np.int64)
+    # the flat (row, block) list is sorted one slice of hash values at a time: sort temporaries
+    # then take a fraction of the memory a single sort of tens of millions of blocks would
+    parts = max(1, first // PARTITION_BLOCKS)
+    slices = [(begin, values, _partition(values, parts)) for begin, values in flat_chunks]
+    for part in range(parts):
+        picked = [(begin + np.flatnonzero(slice_of == part), values[slice_of == part])
+                  for begin, values, slice_of in slices]
+        flat = np.concatenate([p[0] for p in picked])
+        values = np.concatenate([p[1] for p in picked])
+        # the row owning a block is the first whose blocks end after it (rows without hashes end where they start)
+        row = np.searchsorted(ends, flat, side="right")
+        by_hash = np.lexsort((row if rank is None else rank[row], values))
+        flat, row, values = flat[by_hash], row[by_hash], values[by_hash]
+        again = np.flatnonzero(values[1:] == values[:-1]) + 1
+        hit = again[times[row[again]] - times[row[again - 1]] <= lifetime_s]  # NaN times never hit
+        np.maximum.at(blocks, row[hit], flat[hit] - (ends[row[hit]] - lengths[row[hit]]) + 1)
+    del times, lengths, ends
+    shared = np.minimum(blocks * block_tokens, _tokens(frame, "prompt_tokens"))
+    del blocks
+    return cacheable_tokens(shared)
+
+
+def _partition(hashes: np.ndarray, parts: int, chunk: int = 4_000_000) -> np.ndarray:
+    """Which of `parts` slices each hash falls in (by value), computed a chunk at a time."""
+    out = np.empty(len(hashes), dtype=np.int8 if parts <= 127 else np.int32)
+    for begin in range(0, len(hashes), chunk):
+        # hash ids are often small sequential integers: mix them (Fibonacci hashing) so slices come out even
+        mixed = (hashes[begin:begin + chunk].view(np.uint64) * np.uint64(0x9E3779B97F4A7C15)) >> np.uint64(33)
+        out[begin:begin + chunk] = mixed % np.uint64(parts)
     return out
 
 
@@ -185,20 +224,21 @@ def response_cache_hits(frame: pd.DataFrame, *, ttl_s: float | None = None) -> n
     if "prompt_hash" not in frame or not frame["prompt_hash"].notna().any():
         return hits
     order = send_order(frame)
-    keys = frame["prompt_hash"].to_numpy(dtype=object)[order]
-    known = pd.notna(keys)
-    codes = pd.factorize(keys)[0]
-    rank = np.arange(len(order))
-    by_key = np.lexsort((rank, codes))
+    codes = pd.factorize(frame["prompt_hash"])[0]  # -1 where a row has no hash
+    if order is not None:
+        codes = codes[order]
+    by_key = np.argsort(codes, kind="stable")  # stable: send order within each prompt
     sorted_codes = codes[by_key]
     again = np.flatnonzero((sorted_codes[1:] == sorted_codes[:-1]) & (sorted_codes[1:] >= 0)) + 1
-    repeat = np.zeros(len(order), dtype=bool)
+    repeat = np.zeros(len(frame), dtype=bool)
     if ttl_s is None:
         repeat[by_key[again]] = True
     else:
-        times = _seconds(frame)[order]
+        times = _seconds(frame) if order is None else _seconds(frame)[order]
         repeat[by_key[again]] = times[by_key[again]] - times[by_key[again - 1]] <= ttl_s
-    hits[order] = repeat & known
+    if order is None:
+        return repeat
+    hits[order] = repeat
     return hits
 
 
