@@ -9,7 +9,8 @@ import time
 from pathlib import Path
 
 HERE = Path(__file__).resolve().parent
-BENCHMARKS = ("timing_fidelity", "harness_throughput", "memory", "latency_model", "analysis_scale", "load_sweep")
+BENCHMARKS = ("timing_fidelity", "harness_throughput", "memory", "latency_model", "analysis_scale", "load_sweep",
+              "traffic_scale")
 
 
 def main() -> int:

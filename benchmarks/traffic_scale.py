@@ -56,8 +56,9 @@ def synthetic_trace(n: int, seed: int = 0, chunk: int = 1_000_000) -> pd.DataFra
     return pa.table({
         "started_at": pa.array((seconds * 1e6).astype(np.int64) + pd.Timestamp("2026-01-01").value // 1000).cast(
             pa.timestamp("us", tz="UTC")),
-        "sequence": np.arange(n), "model": pa.array(["gpt-4o-mini"] * 1).take(np.zeros(n, dtype=np.int64)),
-        "status": pa.array(["ok"]).take(np.zeros(n, dtype=np.int64)),
+        # one model and one status: dictionary-encoded, as Parquet stores them (categories in pandas)
+        "sequence": np.arange(n), "model": pa.DictionaryArray.from_arrays(np.zeros(n, np.int8), ["gpt-4o-mini"]),
+        "status": pa.DictionaryArray.from_arrays(np.zeros(n, np.int8), ["ok"]),
         "prompt_tokens": prompt, "cached_tokens": np.zeros(n, dtype=np.int64), "completion_tokens": output,
         "prefix_hashes": pa.chunked_array(chunks), "prompt_hash": pa.array(key).cast(pa.string()),
     })
