@@ -16,7 +16,7 @@ a positive expected value.  A condition the run cannot check (no graded requests
 that is not given is dropped and the rule text says so; when costs are unknown for every config,
 the most accurate qualifying one is chosen.  When nothing qualifies, there is no best
 configuration and the one closest to the accuracy target within the latency budget (else
-overall) is named, judged by the low end of its accuracy interval (a cell measured on a few
+overall) is named, judged by the low end of its accuracy interval (a config measured on a few
 items does not win on a lucky point estimate).
 
 Latency and cost count only the requests the model answered (`cost_summary`): a response-cache
@@ -274,7 +274,7 @@ def choose_best(summary: pd.DataFrame, *, target_accuracy: float | None, latency
         return Choice(str(row["config_id"]), True, rule, _public(row), latency_col)
     within = view[(view["_latency"] <= latency_budget_s).to_numpy()] if use_latency else view
     pool = within if not within.empty else view
-    # closest by the low end of the accuracy interval: a cell measured on a few items must not be
+    # closest by the low end of the accuracy interval: a config measured on a few items must not be
     # named over a well-measured one because its point estimate happened to come out higher
     low = (pool["accuracy_low"].astype(float) if "accuracy_low" in pool else pool["accuracy"].astype(float))
     pool = pool.assign(_sure=(low - pool["accuracy_target"].fillna(0.0)) if use_accuracy else low)

@@ -17,7 +17,7 @@ Assumptions, stated where the notebook shows the numbers:
 - Batch: `deferrable_share` of the requests, spread evenly over the traffic, could wait up to 24 h
   for the price table's batch discount.
 - Shorter outputs / prompts: a cap on output tokens trims every longer answer to the cap (its quality
-  is not judged here: 01_accuracy can measure that on an eval set); latency follows the endpoint's
+  is not judged here: 01_accuracy can measure that on a dataset); latency follows the endpoint's
   fitted latency model (`latency_model`, as 03_latency fits it).
 """
 from __future__ import annotations
