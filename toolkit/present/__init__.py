@@ -23,7 +23,8 @@ from toolkit.present.frontier import frontier_text, rule_text, choice_text
 from toolkit.present.caching import (response_cache_text, prompt_caching_text, batch_text, prefix_reuse_text,
                                      simulate_text)
 from toolkit.present.cascade import cascade_text, reference_text
-from toolkit.present.traffic import WHY_MODEL, arrivals_text, token_text, traffic_cost_text, levers_text
+from toolkit.present.traffic import (WHY_MODEL, traffic_arrivals_text, traffic_tokens_text, traffic_cost_text,
+                                     levers_text)
 
 __all__ = ["pct", "usd", "secs", "ms", "per_second", "factor", "count_of", "token_count", "is_missing", "HEADERS",
            "header", "cell", "show", "assumptions", "accuracy_matrix", "accuracy_interval", "accuracy_span",
@@ -36,5 +37,5 @@ __all__ = ["pct", "usd", "secs", "ms", "per_second", "factor", "count_of", "toke
            "decomposition_text", "goodput_text", "fit_text", "what_if_text", "scaling_text", "latency_model_text",
            "heldout_text", "prediction_text", "SPLIT_NAMES", "latency_split_text", "load_sweep_text", "arrival_text",
            "frontier_text", "rule_text", "choice_text", "response_cache_text", "prompt_caching_text", "batch_text",
-           "prefix_reuse_text", "simulate_text", "cascade_text", "reference_text", "WHY_MODEL", "arrivals_text",
-           "token_text", "traffic_cost_text", "levers_text"]
+           "prefix_reuse_text", "simulate_text", "cascade_text", "reference_text", "WHY_MODEL",
+           "traffic_arrivals_text", "traffic_tokens_text", "traffic_cost_text", "levers_text"]

@@ -14,7 +14,7 @@ WHY_MODEL = {"chosen": "the model you chose (`model`)",
                         "self-hosted endpoint priced by machine time), so this is what it would cost on that API"}
 
 
-def arrivals_text(summary: pd.DataFrame) -> str:
+def traffic_arrivals_text(summary: pd.DataFrame) -> str:
     """Rate, peak and burstiness from `traffic.arrival_summary`."""
     r = summary.iloc[0]
     if is_missing(r["mean_rate_per_s"]):
@@ -31,7 +31,7 @@ def arrivals_text(summary: pd.DataFrame) -> str:
             "or let a batch absorb what can wait.")
 
 
-def token_text(tokens: pd.DataFrame) -> str:
+def traffic_tokens_text(tokens: pd.DataFrame) -> str:
     """Prompt and output lengths from `traffic.token_summary`."""
     rows = tokens.set_index("tokens")
     if "prompt_tokens" not in rows.index and "completion_tokens" not in rows.index:
