@@ -140,6 +140,42 @@ def _notebooks(args: argparse.Namespace) -> int:
     return 0
 
 
+def _replay(args: argparse.Namespace) -> int:
+    from toolkit.replay import replay
+    from toolkit.replay_plan import ReplaySettings
+
+    settings = ReplaySettings(speed=args.speed, token_scale=args.token_scale, max_requests=args.max_requests,
+                              duration_s=args.duration, steady=args.steady, max_in_flight=args.max_in_flight,
+                              max_prompt_tokens=args.max_prompt_tokens, timeout_s=args.timeout, seed=args.seed,
+                              ignore_eos=not args.allow_eos)
+    bar = tqdm(unit="req", dynamic_ncols=True, smoothing=0.05, delay=0.5)
+    try:
+        summary = replay(args.trace, settings, base_url=args.base_url, embedded=args.embedded, model=args.model,
+                         api_key_env=args.api_key_env, out_dir=args.output, runs_root=args.runs_root,
+                         on_start=lambda total: bar.reset(total=total), on_record=lambda _: bar.update())
+    finally:
+        bar.close()
+    for phase in summary.phases:
+        arrival = phase.get("arrival") or {}
+        achieved, target, lag = (arrival.get(key) for key in ("achieved_rate_per_s", "target_rate_per_s",
+                                                               "max_send_lag_s"))
+        print(f"phase {phase['phase']} ({phase['pattern']}): sent {phase['sent']} of {phase['planned']}, "
+              f"{_shown(achieved, '.3g')}/s achieved of the trace's {_shown(target, '.3g')}/s, "
+              f"largest send lag {_shown(lag and lag * 1000, '.1f')} ms")
+    print(f"{summary.run_dir}: {summary.sent} requests, {summary.errors} errors in {summary.elapsed_s:.1f} s; "
+          f"see it with: frontier report {summary.run_dir}")
+    if summary.sent and summary.errors == summary.sent:
+        return EXIT_ALL_FAILED
+    if summary.stop_reason:
+        print(f"stopped early: {summary.stop_reason}")
+        return EXIT_STOPPED
+    return EXIT_COMPLETE
+
+
+def _shown(value: float | None, spec: str) -> str:
+    return "-" if value is None else format(value, spec)
+
+
 def _positive(kind: type[int] | type[float]) -> Callable[[str], int | float]:
     """An argparse type: a finite number > 0 of `kind` (argparse names the option in its error)."""
     def parse(text: str) -> int | float:
@@ -204,6 +240,42 @@ def build_parser() -> argparse.ArgumentParser:
     notebooks.add_argument("dir", type=Path, metavar="DIR", help="folder to copy them into (created if missing)")
     notebooks.add_argument("--force", action="store_true", help="overwrite notebooks of the same name in DIR")
     notebooks.set_defaults(func=_notebooks)
+
+    replay = sub.add_parser("replay", help="send a trace's requests at its arrival times and measure the endpoint",
+                            description="Send the requests of a run directory or a trace (azure2023, mooncake) at "
+                                        "their arrival times, open loop, with synthetic prompts of their input "
+                                        "lengths and max_tokens = their output lengths, into a new run directory.",
+                            epilog="exit status: 0 done, 2 bad input, 3 the client fell so far behind that "
+                                   "--duration ran out before every request was sent, 4 every request failed, "
+                                   "130 interrupted (what was sent is kept)")
+    replay.add_argument("trace", type=Path, metavar="RUN_DIR_OR_TRACE")
+    target = replay.add_mutually_exclusive_group(required=True)
+    target.add_argument("--base-url", default=None,
+                        help="your OpenAI-compatible endpoint (e.g. http://127.0.0.1:8080/v1)")
+    target.add_argument("--embedded", action="store_true",
+                        help="start the embedded LLM for the replay and stop it after")
+    replay.add_argument("--model", default=None, help="model name to send (default: the endpoint's first listed model)")
+    replay.add_argument("--api-key-env", default=None, metavar="VAR", help="environment variable holding the API key")
+    replay.add_argument("--speed", type=_positive(float), default=1.0,
+                        help="divide the trace's arrival times by this (2 = twice as fast)")
+    replay.add_argument("--token-scale", type=_positive(float), default=1.0, metavar="F",
+                        help="multiply input and output lengths by this (at least 1 token each)")
+    replay.add_argument("--max-requests", type=_positive(int), default=None, help="replay the first N requests")
+    replay.add_argument("--duration", type=_positive(float), default=None, metavar="S",
+                        help="replay the requests due in the first S seconds of sending (after --speed)")
+    replay.add_argument("--steady", action="store_true",
+                        help="then send the same requests evenly spaced at the same mean rate, as a second phase")
+    replay.add_argument("--max-in-flight", type=_positive(int), default=64, help="requests out at once, at most")
+    replay.add_argument("--max-prompt-tokens", type=_positive(int), default=None,
+                        help="cut longer prompts to this (a llama.cpp server tells its context itself)")
+    replay.add_argument("--timeout", type=_positive(float), default=300.0, metavar="S", help="per request")
+    replay.add_argument("--seed", type=int, default=0, help="seed of the prompts' words")
+    replay.add_argument("--allow-eos", action="store_true",
+                        help="do not send ignore_eos (for an endpoint that refuses it); answers may end early")
+    replay.add_argument("-o", "--output", type=Path, default=None, metavar="RUN_DIR",
+                        help="the new run directory (default: RUNS_ROOT/replay-<dataset>-<time>)")
+    replay.add_argument("--runs-root", type=Path, default=Path("data/runs"))
+    replay.set_defaults(func=_replay, interrupted="frontier: interrupted; every request sent so far is kept")
 
     from toolkit import cache, cli_batch, report
 

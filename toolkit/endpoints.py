@@ -7,6 +7,7 @@ import json
 import logging
 import os
 import re
+from collections.abc import Awaitable, Callable, Sequence
 from dataclasses import dataclass
 from urllib.parse import urlsplit
 
@@ -47,10 +48,14 @@ class Connection:
             text = text.replace(self.api_key, "[redacted]")
         return _KEY_SHAPES.sub("[redacted]", text)
 
-    def client(self, *, timeout_s: float, max_connections: int) -> AsyncOpenAI:
+    def client(self, *, timeout_s: float, max_connections: int,
+               before_send: Sequence[Callable[[httpx2.Request], Awaitable[None]]] = ()) -> AsyncOpenAI:
+        """An openai client for this endpoint; `before_send` are httpx request hooks run before the send
+        is stamped (replay holds each request there until it is due)."""
         limits = httpx2.Limits(max_connections=max_connections,
                                max_keepalive_connections=max_connections if self.keep_alive else 0)
-        http = httpx2.AsyncClient(limits=limits, timeout=timeout_s, event_hooks={"request": [stamp_send]})
+        http = httpx2.AsyncClient(limits=limits, timeout=timeout_s,
+                                  event_hooks={"request": [*before_send, stamp_send]})
         return AsyncOpenAI(base_url=self.base_url, api_key=self.api_key, max_retries=0, timeout=timeout_s,
                            http_client=http)
 

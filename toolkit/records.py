@@ -15,6 +15,7 @@ from typing import TYPE_CHECKING
 from toolkit.schema import RequestRecord
 
 if TYPE_CHECKING:  # the runner builds its rows here, so only the type comes from there
+    from toolkit.measure import StreamResult
     from toolkit.runner import PlannedRequest
 
 
@@ -38,6 +39,26 @@ class Answer:
     server_prefill_s: float | None = None
     server_decode_s: float | None = None
     server_cached_tokens: int | None = None
+
+
+def stream_answer(result: StreamResult, *, prompt_tokens: int | None, completion_tokens: int | None) -> Answer:
+    """The Answer of a streamed request: usage as the server sent it, else the counts given
+    (`usage_source` estimated); the server's time is its `openai-processing-ms` where it sends one, else
+    its own prefill + decode time (llama.cpp's `timings`), which is its share of e2e just the same."""
+    usage, timings = result.usage, result.timings
+    server_s = result.server_s
+    if server_s is None and timings is not None and timings.prefill_s is not None and timings.decode_s is not None:
+        server_s = timings.prefill_s + timings.decode_s
+    return Answer(
+        text=result.text, prompt_tokens=usage.prompt_tokens if usage else prompt_tokens,
+        cached_tokens=(usage.cached_tokens or 0) if usage else None,
+        completion_tokens=usage.completion_tokens if usage else completion_tokens,
+        reasoning_tokens=(usage.reasoning_tokens or 0) if usage else None,
+        usage_source="server" if usage else "estimated", logprob_mean=result.logprob_mean,
+        ttft_s=result.ttft_s, e2e_s=result.e2e_s, tbt_s=result.tbt_s, server_s=server_s,
+        server_prefill_s=timings.prefill_s if timings else None,
+        server_decode_s=timings.decode_s if timings else None,
+        server_cached_tokens=timings.cached_tokens if timings else None)
 
 
 @dataclass(frozen=True)

@@ -35,7 +35,7 @@ from toolkit.errors import EndpointError
 from toolkit.measure import Request, StreamResult, stream_request
 from toolkit.pacing import Due, RateLimiter, achieved_rate, arrival_offsets
 from toolkit.prompts import DatasetSpec, load_dataset_spec, render
-from toolkit.records import Answer, Failure, request_record
+from toolkit.records import Answer, Failure, request_record, stream_answer
 from toolkit.retries import RETRYABLE, describe_error, error_kind, retry_delay_s
 from toolkit.schema import RequestRecord
 from toolkit.store import Journal
@@ -301,35 +301,15 @@ class Collector:
 
     async def _answer(self, config: Config, request: Request, result: StreamResult) -> Answer:
         """`result` with its usage: the server's, else counted by the endpoint's tokenizer, else estimated."""
-        usage, timings = result.usage, result.timings
         counter = self._counters.get(config.endpoint.name)
-        prompt_tokens = usage.prompt_tokens if usage else None
-        completion_tokens = usage.completion_tokens if usage else None
-        if usage is None and counter is not None:
+        prompt_tokens = completion_tokens = None
+        if result.usage is None and counter is not None:
             prompt_tokens = await counter.prompt_tokens(request.prompt)
             completion_tokens = result.logprob_tokens if result.logprob_tokens is not None else (
                 await counter.count(result.text, with_bos=False) if result.text else 0)
-        elif usage is None:
-            prompt_tokens, completion_tokens = None, len(result.tbt_s) + (1 if result.ttft_s else 0)
-        return Answer(
-            text=result.text, prompt_tokens=prompt_tokens, cached_tokens=(usage.cached_tokens or 0) if usage else None,
-            completion_tokens=completion_tokens, reasoning_tokens=(usage.reasoning_tokens or 0) if usage else None,
-            usage_source="server" if usage else "estimated", logprob_mean=result.logprob_mean,
-            ttft_s=result.ttft_s, e2e_s=result.e2e_s, tbt_s=result.tbt_s, server_s=self._server_seconds(result),
-            server_prefill_s=timings.prefill_s if timings else None,
-            server_decode_s=timings.decode_s if timings else None,
-            server_cached_tokens=timings.cached_tokens if timings else None)
-
-    @staticmethod
-    def _server_seconds(result: StreamResult) -> float | None:
-        # An API's openai-processing-ms header where it sends one; else the server's own prefill +
-        # decode time (llama.cpp's timings), which is its share of e2e just the same.
-        if result.server_s is not None:
-            return result.server_s
-        timings = result.timings
-        if timings is None or timings.prefill_s is None or timings.decode_s is None:
-            return None
-        return timings.prefill_s + timings.decode_s
+        elif result.usage is None:
+            completion_tokens = len(result.tbt_s) + (1 if result.ttft_s else 0)
+        return stream_answer(result, prompt_tokens=prompt_tokens, completion_tokens=completion_tokens)
 
     def _account(self, record: RequestRecord) -> None:
         limits = self.collect_config.limits
