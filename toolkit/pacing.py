@@ -74,3 +74,16 @@ class Due:
 
     monotonic_s: float
     at: dt.datetime
+
+
+class WallClock:
+    """UTC times read off the monotonic clock from one anchor: a request's `started_at` and its monotonic
+    send time then cannot disagree, as two separate clock reads can when the process is descheduled
+    between them (milliseconds on a busy machine)."""
+
+    def __init__(self) -> None:
+        self.wall, self.monotonic = dt.datetime.now(dt.UTC), time.monotonic()
+
+    def at(self, monotonic_s: float) -> dt.datetime:
+        return self.wall + dt.timedelta(seconds=monotonic_s - self.monotonic)
+

@@ -33,7 +33,7 @@ from toolkit.datasets import Item, load_dataset
 from toolkit.endpoints import Connection, TokenCounter
 from toolkit.errors import EndpointError
 from toolkit.measure import Request, StreamResult, stream_request
-from toolkit.pacing import Due, RateLimiter, achieved_rate, arrival_offsets
+from toolkit.pacing import Due, RateLimiter, WallClock, achieved_rate, arrival_offsets
 from toolkit.prompts import DatasetSpec, load_dataset_spec, render
 from toolkit.records import Answer, Failure, request_record, stream_answer
 from toolkit.retries import RETRYABLE, describe_error, error_kind, retry_delay_s
@@ -121,6 +121,7 @@ class Collector:
         self.cache = cache
         self.cost_of, self.on_record = cost_of, on_record
         self.limiter = RateLimiter(config.limits.requests_per_minute, config.limits.tokens_per_minute)
+        self.clock = WallClock()
         self._sequence = first_sequence
         # A phase is one concurrency level of one session: its wall time, shared among its requests,
         # is what a self-hosted machine costs (pricing.machine_seconds).  `phases` goes to the manifest.
@@ -180,7 +181,8 @@ class Collector:
             self._client(config)  # built now: building one takes ~0.1 s, which would make the first request late
         loop = asyncio.get_running_loop()
         slots = asyncio.Semaphore(level)
-        origin, origin_at = loop.time(), dt.datetime.now(dt.UTC)
+        origin = loop.time()  # the event loop's clock is time.monotonic()
+        origin_at = self.clock.at(origin)
         tasks: list[asyncio.Task] = []
         dues: list[Due] = []
         try:
@@ -236,7 +238,7 @@ class Collector:
         hit = lookup_or_none(self.cache, cache_key) if cache_key else None
         if hit is not None:
             now = time.monotonic()
-            outcome = Outcome(hit.as_result(), 1, dt.datetime.now(dt.UTC), sent_s=now, first_sent_s=now)
+            outcome = Outcome(hit.as_result(), 1, self.clock.at(now), sent_s=now, first_sent_s=now)
             record = replace(await self._record(planned, request, outcome, sequence), cache_hit=True)
         else:
             prompt_chars = len(request.prompt) if isinstance(request.prompt, str) else sum(
@@ -265,7 +267,8 @@ class Collector:
         connection = self.connections[planned.config.endpoint.name]
         first_sent_s = None
         for attempt in range(1, policy.max_attempts + 1):
-            started_at, sent_s = dt.datetime.now(dt.UTC), time.monotonic()
+            sent_s = time.monotonic()
+            started_at = self.clock.at(sent_s)
             first_sent_s = sent_s if first_sent_s is None else first_sent_s
             sent = {"sent_s": sent_s, "first_sent_s": first_sent_s}
             try:
