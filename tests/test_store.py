@@ -1,3 +1,4 @@
+import dataclasses
 import datetime as dt
 import json
 
@@ -6,7 +7,8 @@ import pytest
 
 from toolkit.errors import DataFileError, RunDirError
 from toolkit.schema import REQUEST_COLUMNS, RequestRecord
-from toolkit.store import DERIVED_COLUMNS, JOURNAL, REQUESTS, Journal, finalize, load_run, read_journal, save_run
+from toolkit.store import (DERIVED_COLUMNS, JOURNAL, REQUESTS, Journal, finalize, load_run, part_names, read_journal,
+                           save_run)
 
 
 def record(i: int, status: str = "ok") -> RequestRecord:
@@ -53,6 +55,27 @@ def test_finalize_merges_and_last_record_wins(tmp_path):
         journal.append(record(0))
     table = load_run(tmp_path)
     assert len(table) == 2 and set(table["status"]) == {"ok"}
+
+
+def test_parts_of_several_writers_read_as_one_table_and_the_latest_attempt_wins(tmp_path):
+    first, second = part_names("shard-00"), part_names("shard-01")
+    with Journal(tmp_path, first[0]) as journal:
+        journal.append(record(0, "error"))
+        journal.append(record(2))
+    with Journal(tmp_path, second[0]) as journal:
+        journal.append(record(1))
+    finalize(tmp_path, "shard-01")  # one writer done: its part is Parquet, the other's still a journal
+    assert (tmp_path / second[1]).exists() and not (tmp_path / second[0]).exists()
+    retried = dataclasses.replace(record(0), sequence=7)  # a later session redid id0 in the other shard
+    with Journal(tmp_path, second[0]) as journal:
+        journal.append(retried)
+    table = load_run(tmp_path)
+    assert sorted(table["request_id"]) == ["id0", "id1", "id2"]
+    assert table.set_index("request_id").loc["id0", ["status", "sequence"]].tolist() == ["ok", 7]
+    finalize(tmp_path, "shard-00")
+    finalize(tmp_path, "shard-01")
+    assert sorted(p.name for p in tmp_path.iterdir()) == sorted([first[1], second[1]])
+    assert load_run(tmp_path).set_index("request_id").loc["id0", "status"] == "ok"
 
 
 def test_missing_run_dir_and_missing_columns(tmp_path):

@@ -30,7 +30,7 @@ from toolkit.local_server import EmbeddedServer
 from toolkit.pricing import load_price_table, price_requests, resolve_price
 from toolkit.runner import Collector, PlannedRequest, plan
 from toolkit.schema import RequestRecord, coerce_requests
-from toolkit.store import JOURNAL, REQUESTS, Journal, RunLock, finalize, load_run, read_manifest, write_manifest
+from toolkit.store import JOURNAL, Journal, RunLock, finalize, has_records, load_run, read_manifest, write_manifest
 
 log = logging.getLogger("toolkit")
 
@@ -140,7 +140,7 @@ def collect(config: CollectConfig | str | Path, *, runs_root: Path = Path("data/
             # one writer per run dir: a second one would send the same requests and finalize (delete)
             # the journal under the first
             stack.enter_context(RunLock(run_dir))
-            done = load_run(run_dir) if (run_dir / REQUESTS).exists() or (run_dir / JOURNAL).exists() else None
+            done = load_run(run_dir) if has_records(run_dir) else None
             ok_ids = set(done.loc[done["status"] == "ok", "request_id"]) if done is not None else set()
             first_sequence = int(done["sequence"].max()) + 1 if done is not None and len(done) else 0
             first_phase = int(done["phase"].max()) + 1 if done is not None and done["phase"].notna().any() else 0

@@ -21,7 +21,7 @@ import pandas as pd
 from toolkit.endpoints import TokenCounter
 from toolkit.errors import DataFileError, ParameterError
 from toolkit.importers.traces import import_azure2023, import_mooncake
-from toolkit.store import JOURNAL, REQUESTS, load_run
+from toolkit.store import JOURNAL, REQUESTS, has_records, load_run
 
 AZURE_PATTERN = "AzureLLMInferenceTrace_*.csv"
 MOONCAKE_PATTERN = "*_trace.jsonl"
@@ -86,7 +86,7 @@ def load_trace(path: str | os.PathLike) -> Trace:
     path = Path(path)
     if not path.exists():
         raise DataFileError(path, f"no such file or folder; replay reads {ACCEPTED}")
-    if path.is_dir() and ((path / REQUESTS).exists() or (path / JOURNAL).exists()):
+    if path.is_dir() and has_records(path):
         kind, table = "run_dir", load_run(path)
     else:
         kind = _trace_kind(path)

@@ -3,6 +3,9 @@
 A finished request is appended to `journal.jsonl` at once (one JSON object per line, flushed), so a
 killed run loses nothing; `finalize` folds the journal into `requests.parquet`.  Reading always
 merges both and keeps the last record per `request_id`, so a crash between the two steps is safe.
+A run collected by several writers at once (shards) holds one journal and one Parquet part per
+writer (`journal-<part>.jsonl`, `requests-<part>.parquet`); reading merges every file of the run
+dir and keeps, per `request_id`, the record with the highest `sequence` (the latest attempt).
 """
 from __future__ import annotations
 
@@ -30,14 +33,16 @@ MANIFEST = "manifest.json"
 JOURNAL = "journal.jsonl"
 REQUESTS = "requests.parquet"
 LOCK = "collect.lock"
+PARTS = "requests*.parquet"
+JOURNALS = "journal*.jsonl"
 _JOURNAL_PARSING = pa_json.ParseOptions(explicit_schema=ARROW_SCHEMA, unexpected_field_behavior="ignore")
 
 
 class Journal:
     """Append-only JSONL journal of finished requests; owns its open file."""
 
-    def __init__(self, run_dir: Path) -> None:
-        self.path = Path(run_dir) / JOURNAL
+    def __init__(self, run_dir: Path, name: str = JOURNAL) -> None:
+        self.path = Path(run_dir) / name
         self._file: IO[bytes] | None = None
         self._size = 0  # bytes of whole lines on disk
 
@@ -141,29 +146,50 @@ def _journal_frame(path: Path) -> pd.DataFrame | None:
 DERIVED_COLUMNS = ("machine_s", "machine_rule")  # added by load_run, never stored
 
 
+def part_names(part: str) -> tuple[str, str]:
+    """The journal and Parquet file names of one writer's part of a run dir (`shard-01`)."""
+    return f"journal-{part}.jsonl", f"requests-{part}.parquet"
+
+
+def run_files(run_dir: str | os.PathLike) -> tuple[list[Path], list[Path]]:
+    """A run dir's Parquet parts and journals, each sorted by name."""
+    run_dir = Path(run_dir)
+    return sorted(run_dir.glob(PARTS)), sorted(run_dir.glob(JOURNALS))
+
+
+def has_records(run_dir: str | os.PathLike) -> bool:
+    return any(files for files in run_files(run_dir))
+
+
 def load_run(run_dir: str | os.PathLike) -> pd.DataFrame:
-    """The requests table of a run dir (finished or interrupted), with DESIGN dtypes, plus the derived
-    `machine_s` and `machine_rule` columns of `machine_time.machine_seconds` (never stored)."""
+    """The requests table of a run dir (finished or interrupted, one part or several), with DESIGN dtypes,
+    plus the derived `machine_s` and `machine_rule` columns of `machine_time.machine_seconds` (never stored)."""
     run_dir = Path(run_dir)
     if not run_dir.is_dir():
         raise RunDirError(f"{run_dir}: no such run directory")
-    parquet_path, journal_path = run_dir / REQUESTS, run_dir / JOURNAL
-    if not parquet_path.exists() and not journal_path.exists():
+    parquet_paths, journal_paths = run_files(run_dir)
+    if not parquet_paths and not journal_paths:
         raise RunDirError(f"{run_dir}: neither {REQUESTS} nor {JOURNAL} found: not a run directory")
-    parts = []
-    if parquet_path.exists():
-        parts.append(_parquet_frame(parquet_path))
-    journal = _journal_frame(journal_path)
-    if journal is not None:
-        parts.append(journal)
-    if not parts:
+    merged = _merge_records(parquet_paths, journal_paths)
+    if merged is None:
         return empty_requests()
-    merged = pd.concat(parts, ignore_index=True) if len(parts) > 1 else parts[0]
-    merged = merged.drop_duplicates("request_id", keep="last").reset_index(drop=True)
     merged = _with_settings(merged, run_dir)
     # each request's share of its phase's machine time, over the whole run: a subset (one dataset,
     # the ok rows) keeps the shares it had, where computing them on the subset would not
     return pd.concat([merged, machine_seconds(merged)], axis=1)
+
+
+def _merge_records(parquet_paths: list[Path], journal_paths: list[Path]) -> pd.DataFrame | None:
+    """One record per request_id from these files (journals after Parquet parts: they are newer)."""
+    parts = [_parquet_frame(path) for path in parquet_paths]
+    parts += [frame for frame in map(_journal_frame, journal_paths) if frame is not None]
+    if not parts:
+        return None
+    merged = pd.concat(parts, ignore_index=True) if len(parts) > 1 else parts[0]
+    if len(parquet_paths) + len(journal_paths) > 1:
+        # files of different writers are in no time order: the highest sequence is the latest attempt
+        merged = merged.sort_values("sequence", kind="stable", na_position="first")
+    return merged.drop_duplicates("request_id", keep="last").sort_index().reset_index(drop=True)
 
 
 # a manifest written before the settings were columns names them so
@@ -211,22 +237,27 @@ def _parquet_frame(path: Path) -> pd.DataFrame:
         return coerce_requests(stored.to_pandas(), source=str(path))
 
 
-def write_requests(run_dir: Path, frame: pd.DataFrame) -> Path:
-    """Write the requests table atomically (temp file, then rename)."""
-    path = Path(run_dir) / REQUESTS
+def write_requests(run_dir: Path, frame: pd.DataFrame, name: str = REQUESTS) -> Path:
+    """Write the requests table (or one part of it) atomically (temp file, then rename)."""
+    path = Path(run_dir) / name
     tmp = path.with_suffix(".parquet.tmp")
     pq.write_table(to_arrow(frame, source=str(path)), tmp, compression="zstd")
     os.replace(tmp, path)
     return path
 
 
-def finalize(run_dir: Path) -> pd.DataFrame:
-    """Fold the journal into requests.parquet and remove it; returns the table."""
+def finalize(run_dir: Path, part: str | None = None) -> pd.DataFrame:
+    """Fold one writer's journal into its Parquet part and remove the journal (`part` None: `journal.jsonl`
+    into `requests.parquet`); returns the whole run's table."""
     run_dir = Path(run_dir)
-    table = load_run(run_dir)
-    write_requests(run_dir, table)
-    (run_dir / JOURNAL).unlink(missing_ok=True)
-    return table
+    journal_name, parquet_name = (JOURNAL, REQUESTS) if part is None else part_names(part)
+    parquet_path, journal_path = run_dir / parquet_name, run_dir / journal_name
+    own = _merge_records([parquet_path] if parquet_path.exists() else [],
+                         [journal_path] if journal_path.exists() else [])
+    if own is not None:
+        write_requests(run_dir, own, name=parquet_name)
+    journal_path.unlink(missing_ok=True)
+    return load_run(run_dir)
 
 
 def read_manifest(run_dir: str | os.PathLike) -> dict:

@@ -39,7 +39,7 @@ PARTITION_BLOCKS = 2_000_000  # prefix blocks sorted at once by `prompt_cache_to
 LEVERS = ("prompt caching", "response cache", "batch", "output cap", "shorter prompts")
 
 
-def send_order(frame: pd.DataFrame) -> np.ndarray | None:
+def positions_in_send_order(frame: pd.DataFrame) -> np.ndarray | None:
     """Row positions of `frame` in send order (`started_at`, then `sequence`, then file order), or
     None when the rows already are in that order (as imported traces and our own runs mostly are:
     the check is one pass, where sorting tens of millions of rows costs seconds and gigabytes)."""
@@ -168,7 +168,7 @@ def prompt_cache_tokens(frame: pd.DataFrame, *, lifetime_s: float = 300.0, block
                              f"(got {lifetime_s!r}, {block_tokens!r})")
     if "prefix_hashes" not in frame or not frame["prefix_hashes"].notna().any():
         return np.zeros(len(frame))
-    order = send_order(frame)
+    order = positions_in_send_order(frame)
     rank = None if order is None else np.empty(len(frame), dtype=np.int64)
     if order is not None:
         rank[order] = np.arange(len(frame))
@@ -200,7 +200,14 @@ def prompt_cache_tokens(frame: pd.DataFrame, *, lifetime_s: float = 300.0, block
         flat, row, values = flat[by_hash], row[by_hash], values[by_hash]
         again = np.flatnonzero(values[1:] == values[:-1]) + 1
         hit = again[times[row[again]] - times[row[again - 1]] <= lifetime_s]  # NaN times never hit
-        np.maximum.at(blocks, row[hit], flat[hit] - (ends[row[hit]] - lengths[row[hit]]) + 1)
+        hit_rows = row[hit]
+        depth = flat[hit] - (ends[hit_rows] - lengths[hit_rows]) + 1  # blocks of the row's prefix up to this one
+        # the deepest hit per row: sorted by (row, depth), a row's last entry (np.maximum.at took 60% of the time)
+        by_row = np.lexsort((depth, hit_rows))
+        hit_rows, depth = hit_rows[by_row], depth[by_row]
+        last = np.ones(hit_rows.size, dtype=bool)
+        last[:-1] = hit_rows[1:] != hit_rows[:-1]
+        blocks[hit_rows[last]] = np.maximum(blocks[hit_rows[last]], depth[last])
     del times, lengths, ends
     shared = np.minimum(blocks * block_tokens, _tokens(frame, "prompt_tokens"))
     del blocks
@@ -223,7 +230,7 @@ def response_cache_hits(frame: pd.DataFrame, *, ttl_s: float | None = None) -> n
     hits = np.zeros(len(frame), dtype=bool)
     if "prompt_hash" not in frame or not frame["prompt_hash"].notna().any():
         return hits
-    order = send_order(frame)
+    order = positions_in_send_order(frame)
     codes = pd.factorize(frame["prompt_hash"])[0]  # -1 where a row has no hash
     if order is not None:
         codes = codes[order]
