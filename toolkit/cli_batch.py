@@ -116,7 +116,8 @@ def _run_command(args: argparse.Namespace) -> int:
     with contextlib.ExitStack() as stack:
         base_url = args.base_url
         if base_url is None:  # no server named: run the batch on the embedded LLM
-            server = EmbeddedServer(log_path=Path(args.output).with_suffix(".server.log"))
+            # one slot per request in flight, so the server decodes them together instead of queueing
+            server = EmbeddedServer(log_path=Path(args.output).with_suffix(".server.log"), slots=args.concurrency)
             base_url = stack.enter_context(server).base_url
         with tqdm(total=len(lines), unit="req", dynamic_ncols=True) as bar:
             summary = run_batch_file(args.input, args.output, base_url=base_url, api_key=key,
@@ -175,5 +176,6 @@ def register_cli(subparsers: argparse._SubParsersAction) -> None:
     run.add_argument("--base-url", default=None, help="OpenAI-compatible server (default: start the embedded LLM)")
     run.add_argument("--errors", type=Path, default=None, help="write failed lines here instead")
     run.add_argument("--api-key-env", default=None, help="environment variable holding the key")
-    run.add_argument("--concurrency", type=int, default=16)
+    run.add_argument("--concurrency", type=int, default=16,
+                     help="requests in flight (the embedded LLM gets one slot per request)")
     run.set_defaults(func=_run_command)
