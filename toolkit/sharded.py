@@ -112,7 +112,10 @@ class Shard:
         self.known_cost_usd, self.run_stop_reason = 0.0, None
 
     async def where(self) -> dict:
-        return {"part": self.part, "host": socket.gethostname(), "pid": os.getpid()}
+        import ray
+
+        return {"part": self.part, "host": socket.gethostname(), "pid": os.getpid(),
+                "ray_node": ray.get_runtime_context().get_node_id()}
 
     async def run_phase(self, requests: list[PlannedRequest], *, in_flight: int, share: float, phase: int,
                         first_sequence: int, sequence_stride: int) -> dict:
@@ -174,7 +177,9 @@ def ray_session(ray: ModuleType, workers: int, address: str | None) -> Iterator[
         yield
         return
     if address is None:
-        ray.init(num_cpus=workers, include_dashboard=False, log_to_driver=False, configure_logging=False)
+        # "local": a new instance even where another Ray runs on this machine (ray.init() would join it)
+        ray.init(address="local", num_cpus=workers, include_dashboard=False, log_to_driver=False,
+                 configure_logging=False)
     else:
         ray.init(address=address, log_to_driver=False, configure_logging=False)
     try:
@@ -237,8 +242,8 @@ def collect_sharded(config: CollectConfig | str | Path, *, workers: int, ray_add
                 finally:
                     with contextlib.suppress(Exception):  # a cluster gone away: the counts stay unknown
                         totals_seen = ray.get(totals.snapshot.remote(), timeout=10)
-                    for shard in shards:  # no shard may write after its journal is folded below
-                        ray.kill(shard)
+                    for actor in (*shards, totals):  # no shard may write after its journal is folded below
+                        ray.kill(actor)
         finally:
             journals = [part for part in parts if (run.run_dir / part_names(part)[0]).exists()]
             for part in journals:
