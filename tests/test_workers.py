@@ -26,6 +26,7 @@ from scripted_runs import REPO, write_config
 from toolkit.collect import collect
 from toolkit.config import with_overrides
 from toolkit.config_file import load_config
+from toolkit.errors import EndpointError
 from toolkit.runner import plan
 from toolkit.schema import SETTING_COLUMNS
 from toolkit.sharded import collect_sharded, split_phase
@@ -185,6 +186,15 @@ def test_requests_per_minute_holds_across_workers(tmp_path, local_ray):
     assert (started.iloc[-1] - started.iloc[0]).total_seconds() < 60
     assert read_manifest(run_dir)["status"] == "interrupted"
     assert not list(run_dir.glob("journal*.jsonl"))  # folded into the parts
+
+
+def test_a_refused_key_stops_the_run_with_the_same_error_as_one_process(tmp_path, local_ray):
+    with ScriptedServer(Script(Behaviour(tokens=2)), api_key="the-right-key") as server:
+        config = write_config(tmp_path, server.base_url, datasets=["capitals"], items=4, variants=["zero_shot"],
+                              concurrency=2)
+        with pytest.raises(EndpointError, match=r"endpoint 'scripted' refused the key \(HTTP 401\)"):
+            collect_sharded(config, workers=2, runs_root=tmp_path / "runs", run_id="refused")
+    assert read_manifest(tmp_path / "runs" / "refused")["status"] == "interrupted"
 
 
 def cli(*args: str, env: dict | None = None, **options) -> subprocess.Popen:

@@ -33,11 +33,11 @@ from toolkit.collect import (CollectSummary, base_urls, end_session, open_run, p
                              start_session)
 from toolkit.config import CollectConfig
 from toolkit.endpoints import connect
-from toolkit.errors import ParameterError
+from toolkit.errors import FrontierError, ParameterError
 from toolkit.pacing import RateLimiter
 from toolkit.runner import Collector, PlannedRequest, _phases, plan
 from toolkit.schema import RequestRecord
-from toolkit.store import Journal, finalize, load_run, part_names
+from toolkit.store import Journal, finalize, has_records, load_run, part_names
 
 INSTALL_RAY = "pip install 'frontier-toolkit[ray]'"
 REPORT_EVERY_S = 0.2
@@ -245,10 +245,12 @@ def collect_sharded(config: CollectConfig | str | Path, *, workers: int, ray_add
                     for actor in (*shards, totals):  # no shard may write after its journal is folded below
                         ray.kill(actor)
         finally:
-            journals = [part for part in parts if (run.run_dir / part_names(part)[0]).exists()]
-            for part in journals:
-                finalize(run.run_dir, part)
-            table = load_run(run.run_dir) if journals else None
+            for part in parts:
+                journal = run.run_dir / part_names(part)[0]
+                if journal.exists() and journal.stat().st_size:
+                    finalize(run.run_dir, part)
+                journal.unlink(missing_ok=True)  # a worker that journaled nothing leaves an empty one
+            table = load_run(run.run_dir) if has_records(run.run_dir) else None
             done, error_types = totals_seen[0], totals_seen[1]
             end_session(run, table, status=status, sent=done, stop_reason=stop_reason, phases=phases,
                         errors=sum(error_types.values()))
@@ -260,6 +262,8 @@ def _placed(ray: ModuleType, shards: list, ray_address: str | None) -> list[dict
     """Where each shard runs (part, host, pid), once every one has started."""
     try:
         return ray.get([shard.where.remote() for shard in shards], timeout=PLACEMENT_TIMEOUT_S)
+    except ray.exceptions.RayActorError as exc:  # its __init__ failed: no key in its environment, no toolkit
+        raise ParameterError(f"a Ray worker could not start: {' '.join(str(exc).split())[:500]}") from None
     except ray.exceptions.GetTimeoutError:
         where = f"the Ray cluster at {ray_address}" if ray_address else "the local Ray instance"
         raise ParameterError(f"{where} did not start {len(shards)} workers (one CPU each) within "
@@ -289,6 +293,10 @@ def _run_phases(ray: ModuleType, shards: list, totals: object, pending: list[Pla
                 results.append(ray.get(ref))
             except ray.exceptions.RayActorError as exc:
                 died.append(f"shard-{k + 1:02d} ({' '.join(str(exc).split())[:200]})")
+            except ray.exceptions.RayTaskError as exc:  # say a refused key as one process would, without Ray's trace
+                if isinstance(exc.cause, FrontierError):
+                    raise exc.cause from None
+                raise
         entries = [r["phase"] for r in results if r["phase"]]
         phases.append({"phase": phase_number, "concurrency": level, "planned": len(requests),
                        "workers": len(split), "sent": sum(r["sent"] for r in results),
