@@ -22,7 +22,9 @@ import asyncio
 import contextlib
 import dataclasses
 import os
+import signal
 import socket
+import threading
 import time
 from collections import Counter
 from collections.abc import Callable, Iterator
@@ -176,12 +178,16 @@ def ray_session(ray: ModuleType, workers: int, address: str | None) -> Iterator[
     if ray.is_initialized():
         yield
         return
+    main_thread = threading.current_thread() is threading.main_thread()
+    on_sigterm = signal.getsignal(signal.SIGTERM) if main_thread else None
     if address is None:
         # "local": a new instance even where another Ray runs on this machine (ray.init() would join it)
         ray.init(address="local", num_cpus=workers, include_dashboard=False, log_to_driver=False,
                  configure_logging=False)
     else:
         ray.init(address=address, log_to_driver=False, configure_logging=False)
+    if main_thread:  # ray.init installs its own, which exits with status 1 instead of stopping cleanly (130)
+        signal.signal(signal.SIGTERM, on_sigterm)
     try:
         yield
     finally:
