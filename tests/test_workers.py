@@ -80,17 +80,19 @@ def test_a_phase_is_split_by_slots_so_the_level_stays_the_total_in_flight():
     assert split_phase(requests, 1, 2) == [(1, requests)]  # a level below the workers uses fewer workers
 
 
-def test_two_workers_collect_the_same_table_as_one_process(tmp_path, local_ray):
-    with ScriptedServer(Script(Behaviour(tokens=5, ttft_s=0.01, gap_s=0.004))) as server:
-        config = write_config(tmp_path, server.base_url, datasets=["capitals", "sentiment"], items=6,
-                              concurrency=[1, 4, 3])
-        sharded = collect_sharded(config, workers=2, runs_root=tmp_path / "runs", run_id="two")
-        single = collect(config, runs_root=tmp_path / "runs", run_id="one")
+def test_two_workers_collect_the_demo_grid_to_the_same_table_as_one_process(tmp_path, local_ray):
+    """data/configs/demo.yaml (992 requests at levels 4, 1, 2 and 8, a response-cache subgrid) against
+    the scripted server."""
+    demo = REPO / "data" / "configs" / "demo.yaml"
+    with ScriptedServer(Script(Behaviour(tokens=4, ttft_s=0.005, gap_s=0.002))) as server:
+        sharded = collect_sharded(demo, workers=2, runs_root=tmp_path / "runs", run_id="two", base_url=server.base_url)
+        single = collect(demo, runs_root=tmp_path / "runs", run_id="one", base_url=server.base_url)
     two, one = load_run(sharded.run_dir), load_run(single.run_dir)
-    assert sharded.sent == len(two) == len(one) == sharded.planned == 180 and sharded.errors == 0
+    assert sharded.sent == len(two) == len(one) == sharded.planned == 992 and sharded.errors == 0
     assert list(two.columns) == list(one.columns)
     pd.testing.assert_frame_equal(two[SAME_IN_BOTH].sort_values("request_id", ignore_index=True),
                                   one[SAME_IN_BOTH].sort_values("request_id", ignore_index=True))
+    assert two["cache_hit"].sum() == one["cache_hit"].sum() > 0  # the workers share the run's cache file
     # each shard its own part, sequences unique and in phase order across shards
     assert sorted(p.name for p in sharded.run_dir.glob("requests*.parquet")) == [
         part_names("shard-01")[1], part_names("shard-02")[1]]
@@ -98,12 +100,14 @@ def test_two_workers_collect_the_same_table_as_one_process(tmp_path, local_ray):
     by_phase = two.groupby("phase")["sequence"].agg(["min", "max"])
     assert (by_phase["max"].iloc[:-1].to_numpy() < by_phase["min"].iloc[1:].to_numpy()).all()
     manifest = read_manifest(sharded.run_dir)
-    assert manifest["status"] == "complete" and manifest["requests"] == 180 and manifest["parts"] == [
+    assert manifest["status"] == "complete" and manifest["requests"] == 992 and manifest["parts"] == [
         "shard-01", "shard-02"]
-    assert [(p["concurrency"], p["workers"], p["sent"]) for p in manifest["phases"]] == [(1, 1, 60), (4, 2, 60),
-                                                                                        (3, 2, 60)]
+    # a level below the workers runs on one of them
+    assert [(p["concurrency"], p["workers"]) for p in manifest["phases"]] == [(4, 2), (1, 1), (2, 2), (8, 2)]
+    assert sum(p["sent"] for p in manifest["phases"]) == 992
     assert len({shard["pid"] for shard in manifest["sessions"][-1]["shards"]}) == 2
-    for level, phase in two.groupby("concurrency"):  # the level is the total in flight over both workers
+    sent = two[~two["cache_hit"]]  # a cache hit is answered without a request
+    for level, phase in sent.groupby("concurrency"):  # the level is the total in flight over both workers
         assert most_in_flight(phase) <= level
 
 

@@ -113,6 +113,13 @@ def record_pricer(config: CollectConfig) -> Callable[[RequestRecord], float]:
     return cost_of
 
 
+def cache_path(config: CollectConfig, run_dir: Path) -> Path | None:
+    """The response cache's file when a config of the grid uses it (the run dir's own by default)."""
+    if not any(c.cache for c in config.configs()):
+        return None
+    return Path(config.cache.path or run_dir / "responses.sqlite")
+
+
 def _remove_if_empty(directory: Path) -> None:
     with contextlib.suppress(OSError):  # not empty: the run has a manifest (or a server log to read)
         directory.rmdir()
@@ -243,11 +250,8 @@ def collect(config: CollectConfig | str | Path, *, runs_root: Path = Path("data/
         if on_start is not None:
             on_start(len(pending))
         status = "interrupted"
-        if any(c.cache for c in config.configs()):
-            cache = stack.enter_context(ResponseCache(config.cache.path or run_dir / "responses.sqlite",
-                                                      ttl_s=config.cache.ttl_s))
-        else:
-            cache = None
+        path = cache_path(config, run_dir)
+        cache = stack.enter_context(ResponseCache(path, ttl_s=config.cache.ttl_s)) if path else None
         try:
             with Journal(run_dir) as journal:
                 collector = Collector(config, run.manifest["run_id"], connections, journal,

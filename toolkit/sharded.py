@@ -15,6 +15,8 @@ their slots (each shard keeps its one-minute window across phases); the spent to
 the progress counts and a stop of any shard go through one Ray actor (`RunTotals`) that every shard
 reports to every `REPORT_EVERY_S`, so the run stops within that much spending of the budget.
 A worker that dies ends the run as stopped: `--resume` sends every request that has no ok record.
+The workers of one machine share the response cache's SQLite file; open-loop phases (`grid.arrival`)
+are not sharded yet.
 """
 from __future__ import annotations
 
@@ -31,8 +33,9 @@ from collections.abc import Callable, Iterator
 from pathlib import Path
 from types import ModuleType
 
-from toolkit.collect import (CollectSummary, base_urls, end_session, open_run, prepared_config, record_pricer,
-                             start_session)
+from toolkit.cache import ResponseCache
+from toolkit.collect import (CollectSummary, base_urls, cache_path, end_session, open_run, prepared_config,
+                             record_pricer, start_session)
 from toolkit.config import CollectConfig
 from toolkit.endpoints import connect
 from toolkit.errors import FrontierError, ParameterError
@@ -102,8 +105,9 @@ class Shard:
     limits (one window across phases) and its reports to the run's `RunTotals`."""
 
     def __init__(self, config: CollectConfig, run_id: str, run_dir: str, part: str, urls: dict[str, str | None],
-                 totals: object) -> None:
+                 totals: object, cache_path: str | None) -> None:
         self.config, self.run_id, self.run_dir, self.part, self.totals = config, run_id, Path(run_dir), part, totals
+        self.cache_path = cache_path
         self.connections = {e.name: connect(e, base_url=urls[e.name]) for e in config.endpoints}
         self.limiter = RateLimiter(None, None)
         self.cost_of = record_pricer(config) if config.limits.max_cost_usd is not None else None
@@ -125,8 +129,11 @@ class Shard:
         limits = self.config.limits
         self.limiter.rpm = None if limits.requests_per_minute is None else limits.requests_per_minute * share
         self.limiter.tpm = None if limits.tokens_per_minute is None else limits.tokens_per_minute * share
-        with Journal(self.run_dir, part_names(self.part)[0]) as journal:
-            collector = Collector(self.shard_config, self.run_id, self.connections, journal,
+        with contextlib.ExitStack() as stack:
+            journal = stack.enter_context(Journal(self.run_dir, part_names(self.part)[0]))
+            cache = stack.enter_context(ResponseCache(self.cache_path, ttl_s=self.config.cache.ttl_s)) \
+                if self.cache_path else None
+            collector = Collector(self.shard_config, self.run_id, self.connections, journal, cache=cache,
                                   first_sequence=first_sequence, first_phase=phase, sequence_stride=sequence_stride,
                                   limiter=self.limiter, shared_limit=self._shared_limit)
             reporter = asyncio.create_task(self._report_every(REPORT_EVERY_S))
@@ -210,9 +217,10 @@ def collect_sharded(config: CollectConfig | str | Path, *, workers: int, ray_add
     if config.grid.arrival is not None:
         raise ParameterError(f"{config.path}: grid.arrival (open loop) is not supported with --workers yet; "
                              "collect it in one process")
-    if any(c.cache for c in config.configs()):
-        raise ParameterError(f"{config.path}: the response cache is not shared between workers; "
-                             "collect a config with `cache` in one process")
+    if ray_address is not None and any(c.cache for c in config.configs()):
+        # one SQLite file: safe between the processes of one machine, not over a network file system
+        raise ParameterError(f"{config.path}: the response cache cannot be shared by the machines of a Ray "
+                             "cluster; collect a config with `cache` on one machine (--workers without --ray-address)")
     if config.limits.max_cost_usd is not None:
         record_pricer(config)  # an unknown price fails here, before anything is sent
     planned = plan(config)
@@ -233,8 +241,12 @@ def collect_sharded(config: CollectConfig | str | Path, *, workers: int, ray_add
             with ray_session(ray, workers, ray_address):
                 totals = ray.remote(RunTotals).options(num_cpus=0).remote()
                 shard_class = ray.remote(Shard).options(num_cpus=1, scheduling_strategy="SPREAD")
+                cache = cache_path(config, run.run_dir)
+                if cache is not None:
+                    with ResponseCache(cache, ttl_s=config.cache.ttl_s):
+                        pass  # created here once: two workers creating it at the same moment would collide
                 shards = [shard_class.remote(config, run.manifest["run_id"], str(run.run_dir.resolve()), part,
-                                             urls, totals) for part in parts]
+                                             urls, totals, cache and str(cache.resolve())) for part in parts]
                 try:
                     where = _placed(ray, shards, ray_address)
                     start_session(config, run, connections, planned, len(pending), workers=workers,
