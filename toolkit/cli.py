@@ -13,7 +13,7 @@ from pathlib import Path
 
 from tqdm import tqdm
 
-from toolkit.errors import FrontierError
+from toolkit.errors import FrontierError, ParameterError
 
 log = logging.getLogger("toolkit")
 
@@ -64,11 +64,28 @@ def _collect(args: argparse.Namespace) -> int:
         if errors:
             bar.set_postfix(errors=errors, refresh=False)
 
+    def on_progress(done: int, types: dict[str, int]) -> None:
+        nonlocal errors
+        errors = sum(types.values())
+        error_types.clear()
+        error_types.update(types)
+        bar.update(done - bar.n)
+        if errors:
+            bar.set_postfix(errors=errors, refresh=False)
+
+    options = dict(runs_root=args.runs_root, resume=args.resume, items_per_dataset=args.limit,
+                   concurrency=args.concurrency, base_url=args.base_url, run_id=args.run_id, on_start=on_start,
+                   max_cost_usd=args.max_cost, max_requests=args.max_requests)
     try:
-        summary = collect(args.config, runs_root=args.runs_root, resume=args.resume, items_per_dataset=args.limit,
-                          concurrency=args.concurrency, base_url=args.base_url, run_id=args.run_id, on_start=on_start,
-                          max_cost_usd=args.max_cost, max_requests=args.max_requests,
-                          on_record=on_record)
+        if args.workers is None and args.ray_address is None:
+            summary = collect(args.config, on_record=on_record, **options)
+        elif args.workers is None:
+            raise ParameterError("--ray-address needs --workers N: how many workers to start on the cluster")
+        else:
+            from toolkit.sharded import collect_sharded
+
+            summary = collect_sharded(args.config, workers=args.workers, ray_address=args.ray_address,
+                                      on_progress=on_progress, **options)
     finally:
         bar.close()
     rate = summary.sent / summary.elapsed_s if summary.elapsed_s else 0.0
@@ -219,6 +236,12 @@ def build_parser() -> argparse.ArgumentParser:
     collect.add_argument("--max-requests", type=_positive(int), default=None,
                          help="stop after sending this many requests")
     collect.add_argument("--run-id", default=None, help="name of the new run directory (default: name-timestamp)")
+    collect.add_argument("--workers", type=_positive(int), default=None, metavar="N",
+                         help="send the grid from N worker processes through Ray (pip install "
+                              "'frontier-toolkit[ray]'); each writes its own part of the run dir")
+    collect.add_argument("--ray-address", default=None, metavar="ADDR",
+                         help="run the --workers on this existing Ray cluster (e.g. 10.0.0.5:6379) instead of a "
+                              "local Ray; the run dir must be on storage every node sees")
     collect.set_defaults(func=_collect,
                          interrupted="frontier: interrupted; what was collected is kept (continue with --resume)")
 

@@ -99,7 +99,7 @@ def _datasets(config: CollectConfig, planned: list[PlannedRequest]) -> list[dict
     return entries
 
 
-def _record_pricer(config: CollectConfig) -> Callable[[RequestRecord], float]:
+def record_pricer(config: CollectConfig) -> Callable[[RequestRecord], float]:
     """USD of one record under the default price table; every model's price is checked up front."""
     table = load_price_table()
     for endpoint in config.endpoints:
@@ -113,9 +113,115 @@ def _record_pricer(config: CollectConfig) -> Callable[[RequestRecord], float]:
     return cost_of
 
 
+def cache_path(config: CollectConfig, run_dir: Path) -> Path | None:
+    """The response cache's file when a config of the grid uses it (the run dir's own by default)."""
+    if not any(c.cache for c in config.configs()):
+        return None
+    return Path(config.cache.path or run_dir / "responses.sqlite")
+
+
 def _remove_if_empty(directory: Path) -> None:
     with contextlib.suppress(OSError):  # not empty: the run has a manifest (or a server log to read)
         directory.rmdir()
+
+
+def prepared_config(config: CollectConfig | str | Path, *, items_per_dataset: int | None, concurrency: int | None,
+                    max_cost_usd: float | None, max_requests: int | None) -> CollectConfig:
+    """The collect config with the command line's overrides."""
+    if not isinstance(config, CollectConfig):
+        config = load_config(config)
+    return with_overrides(config, items_per_dataset=items_per_dataset, concurrency=concurrency,
+                          max_cost_usd=max_cost_usd, max_requests=max_requests)
+
+
+@dataclass
+class OpenedRun:
+    """A run dir opened for one collection session: what is done already, and where numbering goes on."""
+    run_dir: Path
+    manifest: dict
+    ok_ids: set[str]
+    first_sequence: int
+    first_phase: int
+
+
+def open_run(stack: contextlib.ExitStack, config: CollectConfig, *, runs_root: Path, resume: Path | None,
+             run_id: str | None) -> OpenedRun:
+    """Create a new run dir (or open `resume`) and hold its lock for as long as `stack` lives."""
+    if resume is not None:
+        run_dir = Path(resume)
+        manifest = read_manifest(run_dir)
+        # one writer per run dir: a second one would send the same requests and finalize (delete)
+        # the journal under the first
+        stack.enter_context(RunLock(run_dir))
+        done = load_run(run_dir) if has_records(run_dir) else None
+        ok_ids = set(done.loc[done["status"] == "ok", "request_id"]) if done is not None else set()
+        first_sequence = int(done["sequence"].max()) + 1 if done is not None and len(done) else 0
+        first_phase = int(done["phase"].max()) + 1 if done is not None and done["phase"].notna().any() else 0
+        return OpenedRun(run_dir, manifest, ok_ids, first_sequence, first_phase)
+    run_id = run_id or f"{config.name}-{dt.datetime.now(dt.UTC):%Y%m%d-%H%M%S}"
+    run_dir = Path(runs_root) / run_id
+    try:
+        run_dir.mkdir(parents=True, exist_ok=False)
+    except FileExistsError:
+        raise RunDirError(f"{run_dir}: run directory already exists; "
+                          f"use --resume {run_dir} to continue it") from None
+    except OSError as exc:
+        raise RunDirError(f"{run_dir}: cannot create the run directory: {exc}") from exc
+    stack.callback(_remove_if_empty, run_dir)  # a failure before the manifest leaves no empty dir
+    stack.enter_context(RunLock(run_dir))
+    return OpenedRun(run_dir, {"run_id": run_id}, set(), 0, 0)
+
+
+def base_urls(stack: contextlib.ExitStack, config: CollectConfig, run: OpenedRun, *, base_url: str | None,
+              pending: bool) -> dict[str, str | None]:
+    """Each endpoint's base_url override, starting the embedded server (for as long as `stack` lives)
+    when the config uses it and something is pending; None keeps the config's own base_url."""
+    urls: dict[str, str | None] = {}
+    for endpoint in config.endpoints:
+        url = base_url
+        if endpoint.kind == "embedded" and url is None and pending:
+            # one slot per request in flight, so the server batches them instead of queueing
+            server = stack.enter_context(EmbeddedServer(log_path=run.run_dir / "server.log",
+                                                        slots=config.max_concurrency))
+            run.manifest.setdefault("embedded_server", []).append(server.settings())  # one per session
+            url = server.base_url
+        if url is None and endpoint.kind == "embedded":
+            url = "http://127.0.0.1:0/v1"  # nothing pending: no server started, nothing sent
+        urls[endpoint.name] = url
+    return urls
+
+
+def start_session(config: CollectConfig, run: OpenedRun, connections: dict[str, Connection],
+                  planned: list[PlannedRequest], pending: int, **session: object) -> None:
+    """Write the manifest of a session about to send `pending` requests (`session`: more about it)."""
+    manifest = run.manifest
+    manifest.pop("eval_sets", None)  # a resumed run dir from before the rename: `datasets` replaces it
+    manifest.update({
+        "config": describe_config(config, connections), "datasets": _datasets(config, planned),
+        "versions": _versions(), "git_commit": _git_commit(config.path.parent),
+        "machine": {"platform": platform.platform(), "python": platform.python_version(),
+                    "cpus": os.cpu_count()},
+        "planned_requests": len(planned), "status": "running",
+    })
+    manifest.setdefault("sessions", []).append({"started_at": dt.datetime.now(dt.UTC).isoformat(),
+                                                "pending": pending, **session})
+    write_manifest(run.run_dir, manifest)
+
+
+def end_session(run: OpenedRun, table: pd.DataFrame | None, *, status: str, sent: int, stop_reason: str | None,
+                phases: list[dict] | None, **session: object) -> None:
+    """Write the manifest of a session that ended (`table`: the run's requests, None if it has none)."""
+    manifest = run.manifest
+    entry = manifest["sessions"][-1]
+    entry.update({"ended_at": dt.datetime.now(dt.UTC).isoformat(), "status": status, "sent": sent,
+                  "stop_reason": stop_reason, **session})
+    if phases is not None:
+        manifest["phases"] = manifest.get("phases", []) + phases
+    manifest["status"] = status
+    if table is not None:
+        manifest["requests"] = len(table)
+        manifest["errors"] = int((table["status"] != "ok").sum())
+    write_manifest(run.run_dir, manifest)
 
 
 def collect(config: CollectConfig | str | Path, *, runs_root: Path = Path("data/runs"),
@@ -126,92 +232,38 @@ def collect(config: CollectConfig | str | Path, *, runs_root: Path = Path("data/
             on_record: Callable[[RequestRecord], None] | None = None,
             on_start: Callable[[int], None] | None = None) -> CollectSummary:
     """Collect a collect config's grid into a run dir; with `resume`, send only what has no `ok` record yet."""
-    if not isinstance(config, CollectConfig):
-        config = load_config(config)
-    config = with_overrides(config, items_per_dataset=items_per_dataset, concurrency=concurrency,
-                            max_cost_usd=max_cost_usd, max_requests=max_requests)
+    config = prepared_config(config, items_per_dataset=items_per_dataset, concurrency=concurrency,
+                             max_cost_usd=max_cost_usd, max_requests=max_requests)
     if config.limits.max_cost_usd is not None and cost_of is None:
-        cost_of = _record_pricer(config)
+        cost_of = record_pricer(config)
     planned = plan(config)
     with contextlib.ExitStack() as stack:
-        if resume is not None:
-            run_dir = Path(resume)
-            manifest = read_manifest(run_dir)
-            # one writer per run dir: a second one would send the same requests and finalize (delete)
-            # the journal under the first
-            stack.enter_context(RunLock(run_dir))
-            done = load_run(run_dir) if has_records(run_dir) else None
-            ok_ids = set(done.loc[done["status"] == "ok", "request_id"]) if done is not None else set()
-            first_sequence = int(done["sequence"].max()) + 1 if done is not None and len(done) else 0
-            first_phase = int(done["phase"].max()) + 1 if done is not None and done["phase"].notna().any() else 0
-        else:
-            run_id = run_id or f"{config.name}-{dt.datetime.now(dt.UTC):%Y%m%d-%H%M%S}"
-            run_dir = Path(runs_root) / run_id
-            try:
-                run_dir.mkdir(parents=True, exist_ok=False)
-            except FileExistsError:
-                raise RunDirError(f"{run_dir}: run directory already exists; "
-                                  f"use --resume {run_dir} to continue it") from None
-            except OSError as exc:
-                raise RunDirError(f"{run_dir}: cannot create the run directory: {exc}") from exc
-            stack.callback(_remove_if_empty, run_dir)  # a failure before the manifest leaves no empty dir
-            stack.enter_context(RunLock(run_dir))
-            manifest, ok_ids, first_sequence, first_phase = {"run_id": run_id}, set(), 0, 0
-        pending = [p for p in planned if p.request_id not in ok_ids]
+        run = open_run(stack, config, runs_root=runs_root, resume=resume, run_id=run_id)
+        run_dir = run.run_dir
+        pending = [p for p in planned if p.request_id not in run.ok_ids]
         started = time.monotonic()
         collector = None
-        connections = {}
-        for endpoint in config.endpoints:
-            url = base_url
-            if endpoint.kind == "embedded" and url is None and pending:
-                # one slot per request in flight, so the server batches them instead of queueing
-                server = stack.enter_context(EmbeddedServer(log_path=run_dir / "server.log",
-                                                            slots=config.max_concurrency))
-                manifest.setdefault("embedded_server", []).append(server.settings())  # one per session
-                url = server.base_url
-            if url is None and endpoint.kind == "embedded":
-                url = "http://127.0.0.1:0/v1"  # nothing pending: no server started, nothing sent
-            # url None lets connect() use the endpoint's own base_url from the config
-            connections[endpoint.name] = connect(endpoint, base_url=url)
-        manifest.pop("eval_sets", None)  # a resumed run dir from before the rename: `datasets` replaces it
-        manifest.update({
-            "config": describe_config(config, connections), "datasets": _datasets(config, planned),
-            "versions": _versions(), "git_commit": _git_commit(config.path.parent),
-            "machine": {"platform": platform.platform(), "python": platform.python_version(),
-                        "cpus": os.cpu_count()},
-            "planned_requests": len(planned), "status": "running",
-        })
-        manifest.setdefault("sessions", []).append({"started_at": dt.datetime.now(dt.UTC).isoformat(),
-                                                    "pending": len(pending)})
-        write_manifest(run_dir, manifest)
+        urls = base_urls(stack, config, run, base_url=base_url, pending=bool(pending))
+        # url None lets connect() use the endpoint's own base_url from the config
+        connections = {e.name: connect(e, base_url=urls[e.name]) for e in config.endpoints}
+        start_session(config, run, connections, planned, len(pending))
         if on_start is not None:
             on_start(len(pending))
         status = "interrupted"
-        if any(c.cache for c in config.configs()):
-            cache = stack.enter_context(ResponseCache(config.cache.path or run_dir / "responses.sqlite",
-                                                      ttl_s=config.cache.ttl_s))
-        else:
-            cache = None
+        path = cache_path(config, run_dir)
+        cache = stack.enter_context(ResponseCache(path, ttl_s=config.cache.ttl_s)) if path else None
         try:
             with Journal(run_dir) as journal:
-                collector = Collector(config, manifest["run_id"], connections, journal,
-                                      first_sequence=first_sequence, first_phase=first_phase,
+                collector = Collector(config, run.manifest["run_id"], connections, journal,
+                                      first_sequence=run.first_sequence, first_phase=run.first_phase,
                                       cost_of=cost_of, on_record=on_record,
                                       cache=cache)
                 asyncio.run(collector.run(pending))
             status = "stopped" if collector.stop_reason else "complete"
         finally:
             table = finalize(run_dir) if (run_dir / JOURNAL).exists() else None
-            session = manifest["sessions"][-1]
-            session.update({"ended_at": dt.datetime.now(dt.UTC).isoformat(), "status": status,
-                            "sent": collector.sent if collector else 0,
-                            "stop_reason": collector.stop_reason if collector else None})
-            if collector is not None:
-                manifest["phases"] = manifest.get("phases", []) + collector.phases
-            manifest["status"] = session["status"]
-            if table is not None:
-                manifest["requests"] = len(table)
-                manifest["errors"] = int((table["status"] != "ok").sum())
-            write_manifest(run_dir, manifest)
+            end_session(run, table, status=status, sent=collector.sent if collector else 0,
+                        stop_reason=collector.stop_reason if collector else None,
+                        phases=collector.phases if collector is not None else None)
     return CollectSummary(run_dir, len(planned), len(planned) - len(pending), collector.sent, collector.errors,
                           time.monotonic() - started, collector.stop_reason)

@@ -116,13 +116,18 @@ class Collector:
                  journal: Journal, *, first_sequence: int = 0, first_phase: int = 0,
                  cost_of: Callable[[RequestRecord], float] | None = None,
                  on_record: Callable[[RequestRecord], None] | None = None,
-                 cache: ResponseCache | None = None) -> None:
+                 cache: ResponseCache | None = None, sequence_stride: int = 1,
+                 limiter: RateLimiter | None = None,
+                 shared_limit: Callable[[RequestRecord], str | None] | None = None) -> None:
+        """Several collectors writing one run (shards) number their requests `first_sequence` + k x
+        `sequence_stride`, may share one `limiter` across phases, and `shared_limit` (after each record)
+        returns why the whole run must stop, or None."""
         self.collect_config, self.run_id, self.connections, self.journal = config, run_id, connections, journal
         self.cache = cache
-        self.cost_of, self.on_record = cost_of, on_record
-        self.limiter = RateLimiter(config.limits.requests_per_minute, config.limits.tokens_per_minute)
+        self.cost_of, self.on_record, self.shared_limit = cost_of, on_record, shared_limit
+        self.limiter = limiter or RateLimiter(config.limits.requests_per_minute, config.limits.tokens_per_minute)
         self.clock = WallClock()
-        self._sequence = first_sequence
+        self._sequence, self._sequence_stride = first_sequence, sequence_stride
         # A phase is one concurrency level of one session: its wall time, shared among its requests,
         # is what a self-hosted machine costs (pricing.machine_seconds).  `phases` goes to the manifest.
         self._phase = first_phase
@@ -134,10 +139,12 @@ class Collector:
         self._counters: dict[str, TokenCounter] = {}
         self._http = httpx2.AsyncClient(timeout=config.retry.timeout_s)
 
-    async def run(self, planned: list[PlannedRequest]) -> None:
+    async def run(self, planned: list[PlannedRequest], *, in_flight: int | None = None) -> None:
+        """Send `planned` phase by phase, each phase's concurrency level in flight (`in_flight`: this
+        many instead, a shard's share of the level)."""
         try:
             for level, phase in _phases(planned):
-                await self._run_phase(level, phase)
+                await self._run_phase(level if in_flight is None else in_flight, phase)
                 if self.stop_reason:
                     break
         finally:
@@ -233,7 +240,7 @@ class Collector:
             return None
         request = request_for(planned)
         self.sent += 1
-        sequence, self._sequence = self._sequence, self._sequence + 1
+        sequence, self._sequence = self._sequence, self._sequence + self._sequence_stride
         cache_key = request_key(self._cache_endpoint(planned.config), request) if planned.config.cache else None
         hit = lookup_or_none(self.cache, cache_key) if cache_key else None
         if hit is not None:
@@ -322,6 +329,8 @@ class Collector:
             self.cost_usd += self.cost_of(record)
         if self.on_record is not None:
             self.on_record(record)
+        if self.shared_limit is not None and (reason := self.shared_limit(record)):
+            self.stop_reason = reason
         if limits.max_cost_usd is not None and self.cost_usd >= limits.max_cost_usd:
             self.stop_reason = f"spent {self.cost_usd:.4f} USD, reaching max_cost_usd={limits.max_cost_usd}"
         elif self.sent >= limits.min_requests_for_error_rate and self.errors / self.sent > limits.max_error_rate:
