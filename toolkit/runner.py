@@ -39,6 +39,7 @@ from toolkit.records import Answer, Failure, request_record, stream_answer
 from toolkit.retries import RETRYABLE, describe_error, error_kind, retry_delay_s
 from toolkit.schema import RequestRecord
 from toolkit.store import Journal
+from toolkit.stream_client import StreamClient
 
 log = logging.getLogger("toolkit")
 
@@ -130,7 +131,7 @@ class Collector:
         self.sent = self.errors = 0
         self.cost_usd = 0.0
         self.stop_reason: str | None = None
-        self._clients: dict[str, openai.AsyncOpenAI] = {}
+        self._clients: dict[str, StreamClient] = {}
         self._counters: dict[str, TokenCounter] = {}
         self._http = httpx2.AsyncClient(timeout=config.retry.timeout_s)
 
@@ -178,7 +179,7 @@ class Collector:
         offsets = arrival_offsets(count, arrival.rate_per_s,
                                   random.Random(f"{self.collect_config.seed}\x1farrival\x1f{self._phase}"))
         for config in {p.config.endpoint.name: p.config for p in phase}.values():
-            self._client(config)  # built now: building one takes ~0.1 s, which would make the first request late
+            await self._client(config).session()  # its connections open now, not while the first request is due
         loop = asyncio.get_running_loop()
         slots = asyncio.Semaphore(level)
         origin = loop.time()  # the event loop's clock is time.monotonic()
@@ -215,7 +216,7 @@ class Collector:
                         self._phase, achieved, arrival.rate_per_s, report["max_send_lag_s"], level)
         return report
 
-    def _client(self, config: Config) -> openai.AsyncOpenAI:
+    def _client(self, config: Config) -> StreamClient:
         name = config.endpoint.name
         if name not in self._clients:
             levels = self.collect_config.max_concurrency
