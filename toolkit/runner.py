@@ -22,7 +22,7 @@ import random
 import time
 from collections import deque
 from collections.abc import Callable, Iterator
-from dataclasses import dataclass, replace
+from dataclasses import dataclass
 
 import httpx2
 import openai
@@ -240,18 +240,17 @@ class Collector:
         if hit is not None:
             now = time.monotonic()
             outcome = Outcome(hit.as_result(), 1, self.clock.at(now), sent_s=now, first_sent_s=now)
-            record = replace(await self._record(planned, request, outcome, sequence), cache_hit=True)
         else:
             prompt_chars = len(request.prompt) if isinstance(request.prompt, str) else sum(
                 len(m["content"]) for m in request.prompt)
             await self.limiter.acquire(prompt_chars // 4 + request.max_tokens)
             outcome = await self._send_with_retries(planned, request)
-            record = await self._record(planned, request, outcome, sequence)
             if cache_key and self.cache is not None and outcome.result is not None:
                 self.cache.put(cache_key, outcome.result)
-        record = replace(record, phase=self._phase)
+        sending: dict[str, object] = {"phase": self._phase, "cache_hit": hit is not None}
         if due is not None:
-            record = replace(record, scheduled_at=due.at, send_lag_s=outcome.sent_s - due.monotonic_s)
+            sending.update(scheduled_at=due.at, send_lag_s=outcome.sent_s - due.monotonic_s)
+        record = await self._record(planned, request, outcome, sequence, sending)
         self.journal.append(record)
         self._account(record)
         return outcome
@@ -294,14 +293,14 @@ class Collector:
                 await asyncio.sleep(delay)
         raise AssertionError("unreachable: the last attempt returns")
 
-    async def _record(self, planned: PlannedRequest, request: Request, outcome: Outcome,
-                      sequence: int) -> RequestRecord:
+    async def _record(self, planned: PlannedRequest, request: Request, outcome: Outcome, sequence: int,
+                      sending: dict[str, object]) -> RequestRecord:
         config = planned.config
         answer = (Failure(outcome.error_type, outcome.http_status, outcome.error_message) if outcome.result is None
                   else await self._answer(config, request, outcome.result))
         return request_record(planned, answer, run_id=self.run_id, sequence=sequence,
                               endpoint=self.connections[config.endpoint.name].host, started_at=outcome.started_at,
-                              attempts=outcome.attempts)
+                              attempts=outcome.attempts, **sending)
 
     async def _answer(self, config: Config, request: Request, result: StreamResult) -> Answer:
         """`result` with its usage: the server's, else counted by the endpoint's tokenizer, else estimated."""
