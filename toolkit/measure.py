@@ -232,7 +232,7 @@ async def stream_request(client: StreamClient, request: Request, *, timeout_s: f
                 if event.startswith(b"[DONE]"):
                     done = True
                     continue
-                chunk = json.loads(event)
+                chunk = json.loads(event.decode())  # a str skips json's guessing of the encoding
                 if not isinstance(chunk, dict):
                     raise json.JSONDecodeError("server-sent event is not a JSON object", event.decode(errors="replace"), 0)
                 if chunk.get("error"):  # vLLM and llama.cpp report a failure during generation this way

@@ -51,6 +51,7 @@ class PlannedRequest:
     dataset: DatasetSpec
     item: Item
     repeat: int
+    prompt: str | list[dict[str, str]]  # rendered once per variant and item, shared by its requests
 
 
 def request_id_for(config_id: str, dataset: str, item_id: str, repeat: int) -> str:
@@ -69,17 +70,17 @@ def plan(config: CollectConfig, *, items_per_dataset: int | None = None) -> list
     limits = {c.config_id: min((n for n in (c.items_per_dataset or config.items_per_dataset, items_per_dataset) if n),
                                default=None) for c in configs}
     datasets = [(spec, items[:max((n or len(items) for n in limits.values()), default=0)]) for spec, items in datasets]
-    # Fail before anything is sent on an unknown variant or an item its template cannot render
-    # (a field missing from one item would otherwise stop the run when that item's turn comes).
-    for variant_name in dict.fromkeys(c.prompt_variant for c in configs):
-        for spec, items in datasets:
-            variant = spec.variant(variant_name)
-            for item in items:
-                render(variant, item)
+    # Every prompt rendered now: an unknown variant or an item its template cannot render fails before
+    # anything is sent (a field missing from one item would otherwise stop the run when that item's turn
+    # comes), and no request spends its turn rendering.
+    prompts = {(variant_name, spec.name, item.item_id): render(spec.variant(variant_name), item)
+               for variant_name in dict.fromkeys(c.prompt_variant for c in configs)
+               for spec, items in datasets for item in items}
     planned: list[PlannedRequest] = []
     rng = random.Random(config.seed)
     for level in dict.fromkeys(c.concurrency for c in configs):
-        phase = [PlannedRequest(request_id_for(c.config_id, spec.name, item.item_id, repeat), c, spec, item, repeat)
+        phase = [PlannedRequest(request_id_for(c.config_id, spec.name, item.item_id, repeat), c, spec, item, repeat,
+                                prompts[c.prompt_variant, spec.name, item.item_id])
                  for c in configs if c.concurrency == level
                  for spec, items in datasets for item in items[:limits[c.config_id]]
                  for repeat in range(c.repeats)]
@@ -94,8 +95,8 @@ def request_for(planned: PlannedRequest) -> Request:
     config = planned.config
     variant = planned.dataset.variant(config.prompt_variant)
     stop = planned.dataset.stop if config.stop else ()
-    return Request(variant.api, config.model, render(variant, planned.item), config.max_tokens,
-                   config.temperature, stop, config.logprobs)
+    return Request(variant.api, config.model, planned.prompt, config.max_tokens, config.temperature, stop,
+                   config.logprobs)
 
 
 @dataclass
