@@ -13,7 +13,7 @@ import aiohttp
 import pytest
 
 from toolkit.endpoints import Connection
-from toolkit.measure import (DroppedStream, Request, ServerTimings, StreamResult, _chunk_content,
+from toolkit.measure import (DroppedStream, Request, ServerTimings, StreamResult, _chunk_content, _sse_events,
                              stream_request, timings_from, usage_from)
 from toolkit.testing import Behaviour, Script, ScriptedServer
 
@@ -149,3 +149,34 @@ def test_server_timings_are_read_in_seconds(server):
     assert timings_from({"prompt_ms": "fast"}) == ServerTimings(None, None, None)
     (result,) = measure(server, "plain")  # an OpenAI-style stream carries no timings
     assert result.timings is None
+
+
+class _Reads:
+    """A body whose network reads return these byte strings, one read at a time."""
+
+    def __init__(self, reads: list[bytes]) -> None:
+        self.reads = reads
+
+    async def iter_any(self):
+        for read in self.reads:
+            yield read
+            await asyncio.sleep(0.002)  # the next read arrives later
+
+
+def events(reads: list[bytes]) -> list[tuple[int, bytes]]:
+    async def run() -> list[tuple[int, bytes]]:
+        return [event async for event in _sse_events(_Reads(reads))]
+
+    return asyncio.run(run())
+
+
+def test_server_sent_events_are_split_across_and_within_reads_and_timed_by_their_first_byte():
+    got = events([b'data: {"a": 1}\n\ndata: {"b"', b': 2}\n\n: ping\n\ndata: [DONE]\n\n'])
+    assert [data for _, data in got] == [b'{"a": 1}', b'{"b": 2}', b"[DONE]"]
+    first_read, second_read = got[0][0], got[2][0]
+    assert got[1][0] == first_read < second_read  # the event that began in the first read is timed by it
+
+
+def test_server_sent_events_with_crlf_or_cr_line_ends_and_multi_line_data():
+    got = events([b"data: one\r", b"\ndata:two\r\n\r\n", b"event: x\rdata: three\r\r", b"data: last"])
+    assert [data for _, data in got] == [b"one\ntwo", b"three", b"last"]
