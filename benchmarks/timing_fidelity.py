@@ -21,25 +21,31 @@ loaded server gives each of 64 streams, to show where the client's CPU stops bei
 `--workers N` collects every level with N worker processes (`frontier collect --workers`, Ray).
 Targets: median gap error < 1 ms and p99 < 5 ms at 64 streams; TTFT error p99 < 5 ms at 16 and 64.
 
-The server stamps a request's receipt when its handler starts, so when 64 requests arrive within a
+Each level's server is freshly started and first answers a few rounds of warm-up requests (its
+own first-time work is not the client's error).  The server stamps a request's receipt when its
+handler starts, so when 64 requests arrive within a
 millisecond (the first of each connection, all started together) the later ones' wait for the
 server to reach them counts as TTFT error although the client measured it correctly: the first
 wave is reported on its own (`ttft_error_first_wave_ms`) next to the warm requests.
 """
 from __future__ import annotations
 
+import asyncio
 import contextlib
 import os
 import sys
 import tempfile
 import threading
 import time
+import uuid
 from pathlib import Path
 
 import psutil
 
 from _common import parse_args, summary_ms, write_config, write_result
 from toolkit.collect import CollectSummary, collect
+from toolkit.endpoints import Connection
+from toolkit.measure import Request, stream_request
 from toolkit.store import load_run
 from toolkit.testing import Behaviour, ScriptedProcess
 
@@ -98,9 +104,19 @@ def run_collect(config: Path, runs: Path, run_id: str, workers: int) -> CollectS
     return collect_sharded(config, workers=workers, runs_root=runs, run_id=run_id)
 
 
+async def warm_up(base_url: str, level: int) -> None:
+    """Two rounds of `level` requests of each API, so the freshly started server's own first-time work
+    (imports, caches, accepting connections) is not taken for the client's error."""
+    async with Connection("warm-up", base_url, "none").client(timeout_s=30, max_connections=level) as client:
+        for api, prompt in (("completions", "warm up"), ("chat", [{"role": "user", "content": "warm up"}])) * 2:
+            await asyncio.gather(*(stream_request(client, Request(api, "scripted", prompt, 8, 0.0),
+                                                  request_id=f"warm-up-{uuid.uuid4()}") for _ in range(level)))
+
+
 def measure_level(level: int, gap_s: float, items: int, tmp: Path, workers: int) -> dict:
     args = ["--ttft", str(TTFT_S), "--gap", str(gap_s), "--tokens", str(TOKENS)]
     with ScriptedProcess(args) as server:
+        asyncio.run(warm_up(server.base_url, level))
         config = write_config(tmp / f"c{level}-{gap_s}", server.base_url, concurrency=level, items_per_dataset=items)
         server_process = next(p for p in psutil.Process().children() if "toolkit.testing.scripted_server" in p.cmdline())
         server_before = sum(server_process.cpu_times()[:2])

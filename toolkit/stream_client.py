@@ -34,6 +34,7 @@ import yarl
 log = logging.getLogger("toolkit")
 
 SendHook = Callable[[], Awaitable[None]]
+_ACCEPT_ALLOWANCE_S = 0.05
 
 # the SDK's mapping of an HTTP status to its exception class (openai's `_make_status_error`)
 _STATUS_ERRORS: dict[int, type[openai.APIStatusError]] = {
@@ -54,9 +55,10 @@ class SendTimes:
         self.connect_ns = 0
 
     def sent_ns(self, fallback_ns: int) -> int:
-        """The send the request's timings count from: on the wire, less the connection set-up it needed
-        (real network time, kept), so the client's own event-loop delays between starting the request
-        and writing it are not; `fallback_ns` when no write was seen."""
+        """The moment the request's timings count from: when its bytes reached the socket, moved back by
+        the time it spent opening a connection (network time, which counts), so only the client's own
+        delay between starting the request and writing it (event-loop turns) is left out;
+        `fallback_ns` (taken before the request started) when no write was seen."""
         return (self.wire_ns if self.wire_ns is not None else fallback_ns) - self.connect_ns
 
 
@@ -87,17 +89,19 @@ class StreamClient:
     """An endpoint's connection pool and request headers; `async with` (or `close()`) releases it.
 
     The aiohttp session is made on first use, inside the running event loop (aiohttp binds a session
-    to its loop).  Then, while any client is open, the objects that exist (every imported module, the
-    plan) sit out of the garbage collector's way (`gc.freeze`, after one collection so no garbage is
-    kept): a full collection walked all ~150,000 of them and stalled the event loop for 40-200 ms, a
-    delay that every timestamp taken meanwhile carried.  With keep-alive it then opens `max_connections` connections (TCP and TLS, no
-    HTTP request) before the first request goes out: otherwise the first requests of a run, started
-    together, each wait while the others open theirs, and their TTFT carries that wait (measured:
-    ~10-100 ms at 16 in flight).  A request that needs a new connection later (the server closed an
-    idle one) still counts its connection set-up in its TTFT.  `before_send` hooks run before the
-    send (replay holds each request there until it is due).  `keep_alive=False` opens a new
-    connection per request (llama-server closes its connection after every streamed answer while
-    announcing keep-alive).
+    to its loop).  With keep-alive it then opens `max_connections` connections (TCP and TLS, no HTTP
+    request) before the first request goes out: otherwise the first requests of a run, started
+    together, each open a connection to a server busy accepting the others, and that set-up, which
+    counts in TTFT, is an artefact of starting together (measured against the scripted server at 64
+    in flight: TTFT 18-64 ms above the server's own in that first wave, 8-16 ms with the pool opened
+    ahead, the rest being the server's queue).  A request that needs a new connection later (the
+    server closed an idle one) still counts its set-up in its TTFT.  While any client is open, the
+    objects that exist then (every imported module, the plan) sit out of the garbage collector's way
+    (`gc.freeze`, undone when the last client closes): a full collection walked all ~150,000 of them
+    and stalled the event loop for 40-200 ms, a delay every timestamp taken meanwhile carried.
+    `before_send` hooks run before the send (replay holds each request there until it is due).
+    `keep_alive=False` opens a new connection per request (llama-server closes its connection after
+    every streamed answer while announcing keep-alive).
     """
 
     def __init__(self, base_url: str, api_key: str, *, timeout_s: float, max_connections: int,
@@ -112,23 +116,28 @@ class StreamClient:
                 self.headers[header] = os.environ[variable]
         self.proxy = _environment_proxy(self.base_url)
         self._session: aiohttp.ClientSession | None = None
-        self._ready: asyncio.Future[aiohttp.ClientSession] | None = None
+        self._opening = asyncio.Lock()
 
     async def session(self) -> aiohttp.ClientSession:
         """The session, its connections opened (the first caller opens them; the others wait)."""
-        if self._ready is None:
-            self._ready = asyncio.get_running_loop().create_future()
-            connector = aiohttp.TCPConnector(limit=self.max_connections, limit_per_host=0,
-                                             force_close=not self.keep_alive, ssl=_ssl_context())
-            timeout = aiohttp.ClientTimeout(total=None, connect=self.timeout_s, sock_connect=self.timeout_s,
-                                            sock_read=self.timeout_s)
-            self._session = aiohttp.ClientSession(connector=connector, timeout=timeout, headers=self.headers,
-                                                  trace_configs=[_trace_config()])
-            _freeze_heap()
-            if self.keep_alive:
-                await self._open_connections(self._session)
-            self._ready.set_result(self._session)
-        return await self._ready
+        if self._session is None:
+            async with self._opening:
+                if self._session is None:
+                    connector = aiohttp.TCPConnector(limit=self.max_connections, limit_per_host=0,
+                                                     force_close=not self.keep_alive, ssl=_ssl_context())
+                    timeout = aiohttp.ClientTimeout(total=None, connect=self.timeout_s, sock_connect=self.timeout_s,
+                                                    sock_read=self.timeout_s)
+                    session = aiohttp.ClientSession(connector=connector, timeout=timeout, headers=self.headers,
+                                                    trace_configs=[_trace_config()])
+                    try:
+                        if self.keep_alive:
+                            await self._open_connections(session)
+                    except BaseException:
+                        await session.close()
+                        raise
+                    _freeze_heap()
+                    self._session = session
+        return self._session
 
     async def _open_connections(self, session: aiohttp.ClientSession) -> None:
         """Open the pool's connections and leave them idle in it: a connection that cannot be opened is
@@ -144,6 +153,10 @@ class StreamClient:
         for failure in failures:
             if not isinstance(failure, aiohttp.ClientError | OSError | asyncio.TimeoutError):
                 raise failure
+        # Over plain TCP the kernel completes a connection before the server's event loop accepts it;
+        # a server still accepting dozens of them delays the first requests it reads (~6 ms at 16 in
+        # flight against the scripted server).  A pause far shorter than any run lets it catch up.
+        await asyncio.sleep(_ACCEPT_ALLOWANCE_S)
         if failures:
             log.debug("%s: opened %d of %d connections ahead (%s)", self.base_url, len(opened) - len(failures),
                       len(opened), failures[0])
@@ -152,7 +165,7 @@ class StreamClient:
         return self.base_url + path
 
     async def close(self) -> None:
-        session, self._session, self._ready = self._session, None, None
+        session, self._session = self._session, None
         if session is not None:
             await session.close()
             _thaw_heap()
@@ -170,7 +183,6 @@ _open_clients = 0
 def _freeze_heap() -> None:
     global _open_clients
     if _open_clients == 0:
-        gc.collect()
         gc.freeze()
     _open_clients += 1
 
@@ -206,8 +218,8 @@ def transport_error(exc: BaseException, url: str) -> openai.APIConnectionError:
     request = httpx2.Request("POST", url)
     if isinstance(exc, asyncio.TimeoutError):  # aiohttp's ServerTimeoutError is one too
         return openai.APITimeoutError(request=request)
-    return openai.APIConnectionError(message=f"{type(exc).__name__}: {exc}" if str(exc) else type(exc).__name__,
-                                     request=request)
+    detail = f"{type(exc).__name__}: {exc}" if str(exc) else type(exc).__name__
+    return openai.APIConnectionError(message=f"Connection error ({detail})", request=request)  # the SDK's words
 
 
 def status_error(status: int, headers: Sequence[tuple[str, str]], content: bytes, url: str) -> openai.APIStatusError:
