@@ -24,7 +24,7 @@ import aiohttp
 import httpx2
 from openai import APIError
 
-from toolkit.stream_client import SendTimes, StreamClient, status_error, transport_error
+from toolkit.stream_client import SendTimes, StreamClient, client_timeout, status_error, transport_error
 
 Api = Literal["completions", "chat"]
 _NS = 1e-9
@@ -210,8 +210,7 @@ async def stream_request(client: StreamClient, request: Request, *, timeout_s: f
     body["stream_options"] = {"include_usage": True}
     data = json.dumps(body).encode()
     headers = {"X-Client-Request-Id": request_id} if request_id is not None else None
-    timeout = None if timeout_s is None else aiohttp.ClientTimeout(
-        total=None, connect=timeout_s, sock_connect=timeout_s, sock_read=timeout_s)
+    timeout = {} if timeout_s is None or timeout_s == client.timeout_s else {"timeout": client_timeout(timeout_s)}
     session = await client.session()
     for hook in client.before_send:
         await hook()
@@ -224,7 +223,7 @@ async def stream_request(client: StreamClient, request: Request, *, timeout_s: f
     started = time.perf_counter_ns()
     try:
         async with session.post(url, data=data, headers=headers, proxy=client.proxy, trace_request_ctx=sent,
-                                **({"timeout": timeout} if timeout else {})) as response:
+                                **timeout) as response:
             if response.status >= 400:
                 raise status_error(response.status, list(response.headers.items()), await response.read(), url)
             server_s = _processing_seconds(response.headers)

@@ -125,9 +125,8 @@ class StreamClient:
                 if self._session is None:
                     connector = aiohttp.TCPConnector(limit=self.max_connections, limit_per_host=0,
                                                      force_close=not self.keep_alive, ssl=_ssl_context())
-                    timeout = aiohttp.ClientTimeout(total=None, connect=self.timeout_s, sock_connect=self.timeout_s,
-                                                    sock_read=self.timeout_s)
-                    session = aiohttp.ClientSession(connector=connector, timeout=timeout, headers=self.headers,
+                    session = aiohttp.ClientSession(connector=connector, timeout=client_timeout(self.timeout_s),
+                                                    headers=self.headers,
                                                     trace_configs=[_trace_config()])
                     try:
                         if self.keep_alive:
@@ -175,6 +174,12 @@ class StreamClient:
 
     async def __aexit__(self, *exc_info: object) -> None:
         await self.close()
+
+
+def client_timeout(seconds: float) -> aiohttp.ClientTimeout:
+    """httpx2's timeout of `seconds` (the SDK's `timeout=`): for the connection, including the wait for a
+    free one, and for each read, with no limit on the whole stream."""
+    return aiohttp.ClientTimeout(total=None, connect=seconds, sock_connect=seconds, sock_read=seconds)
 
 
 _open_clients = 0
