@@ -156,7 +156,8 @@ def main() -> int:
           f"{collector_cpu:.0f} us CPU a request (plan, grading, journal and final Parquet included)")
     print(f"bare openai client: {requests} requests in {baseline_s:.2f} s = {baseline_rps:.0f} req/s, "
           f"{baseline_cpu:.0f} us CPU a request")
-    print(f"bare httpx2 + json (no openai SDK): {requests / transport_s:.0f} req/s, {transport_cpu:.0f} us CPU a request")
+    print(f"bare httpx2 + json (no openai SDK): {requests / transport_s:.0f} req/s, "
+          f"{transport_cpu:.0f} us CPU a request")
     print(f"collector / bare client = {ratio:.2f} (target >= 2: {'met' if ratio >= 2 else 'missed'}); "
           f"target 1000 req/s: {'met' if collector_rps >= 1000 else 'missed'}")
     for row in hotspots[:8]:

@@ -118,7 +118,8 @@ def measure_level(level: int, gap_s: float, items: int, tmp: Path, workers: int)
     with ScriptedProcess(args) as server:
         asyncio.run(warm_up(server.base_url, level))
         config = write_config(tmp / f"c{level}-{gap_s}", server.base_url, concurrency=level, items_per_dataset=items)
-        server_process = next(p for p in psutil.Process().children() if "toolkit.testing.scripted_server" in p.cmdline())
+        server_process = next(child for child in psutil.Process().children()
+                              if "toolkit.testing.scripted_server" in child.cmdline())
         server_before = sum(server_process.cpu_times()[:2])
         with TreeCPU(server_process.pid) as client_cpu:
             summary = run_collect(config, tmp / "runs", f"c{level}-gap{gap_s}", workers)

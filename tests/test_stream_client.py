@@ -38,8 +38,10 @@ class _Recording(BaseHTTPRequestHandler):
             self.send_header("Content-Type", "application/json")
             self.send_header("Retry-After", "1.5")
         else:
-            chunk = {"choices": [{"index": 0, "text": "Paris", "finish_reason": "stop"}]}
-            payload = b"data: " + json.dumps(chunk).encode() + b"\n\ndata: [DONE]\n\n"
+            chunk = json.dumps({"choices": [{"index": 0, "text": "Paris", "finish_reason": "stop"}]}).encode()
+            if body.get("prompt") == "not utf-8":  # a server that sends broken bytes inside a token
+                chunk = chunk.replace(b"Paris", b"Pa\xffris")
+            payload = b"data: " + chunk + b"\n\ndata: [DONE]\n\n"
             self.send_response(200)
             self.send_header("Content-Type", "text/event-stream")
         self.send_header("Content-Length", str(len(payload)))
@@ -78,6 +80,11 @@ def test_the_request_is_the_sdks_url_headers_and_body(recording, monkeypatch):
     assert headers["X-Client-Request-Id"] == "abc" and headers["OpenAI-Project"] == "proj_123"
     assert body == {"model": "m", "max_tokens": 8, "temperature": 0.5, "prompt": "q", "logprobs": 1,
                     "stop": ["\n"], "stream": True, "stream_options": {"include_usage": True}}
+
+
+def test_bytes_that_are_not_utf_8_become_replacement_characters_not_a_crash(recording):
+    result = send(recording, Request("completions", "m", "not utf-8", 8, 0.0))
+    assert result.text == "Pa\ufffdris" and result.finish_reason == "stop"
 
 
 @pytest.mark.parametrize(("status", "kind", "error_type"), [

@@ -231,9 +231,10 @@ async def stream_request(client: StreamClient, request: Request, *, timeout_s: f
                 if event.startswith(b"[DONE]"):
                     done = True
                     continue
-                chunk = json.loads(event.decode())  # a str skips json's guessing of the encoding
+                text = event.decode(errors="replace")  # as a str, json need not guess the encoding
+                chunk = json.loads(text)
                 if not isinstance(chunk, dict):
-                    raise json.JSONDecodeError("server-sent event is not a JSON object", event.decode(errors="replace"), 0)
+                    raise json.JSONDecodeError("server-sent event is not a JSON object", text, 0)
                 if chunk.get("error"):  # vLLM and llama.cpp report a failure during generation this way
                     error = chunk["error"]
                     message = error.get("message") if isinstance(error, dict) else None

@@ -56,7 +56,8 @@ def hold(release: Release) -> None:
 
 
 async def hold_until_due() -> None:
-    """A send hook (`StreamClient.before_send`): hold a replayed request, already built, until it is due, and note the send."""
+    """A send hook (`StreamClient.before_send`): hold a replayed request, already built, until it is
+    due, and note the send."""
     release = _RELEASE.get()
     if release is not None:
         release.built.set()
