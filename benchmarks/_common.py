@@ -21,12 +21,9 @@ VARIANTS = ("zero_shot", "few_shot_1", "few_shot_3", "few_shot_5", "chat")
 ITEMS_PER_REPEAT = 788 * len(VARIANTS)  # every item of the four datasets in every variant
 
 
-def parse_args(description: str, *, workers: bool = False) -> argparse.Namespace:
+def parse_args(description: str) -> argparse.Namespace:
     parser = argparse.ArgumentParser(description=description)
     parser.add_argument("--quick", action="store_true", help="a smaller run that takes under a minute")
-    if workers:
-        parser.add_argument("--workers", type=int, default=1,
-                            help="collect with this many worker processes (`frontier collect --workers`, Ray)")
     return parser.parse_args()
 
 

@@ -8,34 +8,30 @@ grading, journal).  Errors reported, per level:
 
   gap_error_ms        |recorded gap - gap between the server's two sends|   (harness + transit jitter)
   ttft_error_ms       recorded TTFT - (server's first send - server's receipt)  (harness + both transits)
-  ttft_error_warm_ms  the same without each level's first `concurrency` requests (new connections)
+  ttft_error_warm_ms  the same without each level's first `concurrency` requests (the first wave)
   gap_vs_script_ms    |recorded gap - scripted gap|   (what a user comparing with the script sees)
   server_late_ms      server's send - scripted due time   (the test server's own lateness, for context)
-  client_cpu_share    CPU seconds of the collecting processes (this one and, with --workers, its
-                      worker processes) per wall second (1.0 = one core saturated)
+  client_cpu_share    CPU seconds of this process per wall second (1.0 = one core saturated)
   server_cpu_share    the same for the scripted server's process
 
 Each level streams 20 tokens 10 ms apart (100 tokens/s per stream, so 6,400 chunks/s at 64
 streams); a last level repeats 64 streams at 40 ms gaps (25 tokens/s per stream), closer to what a
 loaded server gives each of 64 streams, to show where the client's CPU stops being the limit.
-`--workers N` collects every level with N worker processes (`frontier collect --workers`, Ray).
 Targets: median gap error < 1 ms and p99 < 5 ms at 64 streams; TTFT error p99 < 5 ms at 16 and 64.
 
 Each level's server is freshly started and first answers a few rounds of warm-up requests (its
 own first-time work is not the client's error).  The server stamps a request's receipt when its
-handler starts, so when 64 requests arrive within a
-millisecond (the first of each connection, all started together) the later ones' wait for the
-server to reach them counts as TTFT error although the client measured it correctly: the first
-wave is reported on its own (`ttft_error_first_wave_ms`) next to the warm requests.
+handler starts, so when 64 requests arrive within a millisecond (the first of each connection, all
+started together) the later ones' wait for the server to reach them counts as TTFT error although
+the client measured it correctly: the first wave is reported on its own (`ttft_error_first_wave_ms`)
+next to the warm requests.  The same measurement with `collect --workers 2` is workers_fidelity.py's.
 """
 from __future__ import annotations
 
 import asyncio
-import contextlib
 import os
 import sys
 import tempfile
-import threading
 import time
 import uuid
 from pathlib import Path
@@ -43,7 +39,7 @@ from pathlib import Path
 import psutil
 
 from _common import parse_args, summary_ms, write_config, write_result
-from toolkit.collect import CollectSummary, collect
+from toolkit.collect import collect
 from toolkit.endpoints import Connection
 from toolkit.measure import Request, stream_request
 from toolkit.store import load_run
@@ -55,55 +51,6 @@ LEVELS_QUICK = ((1, 0.01, 1), (16, 0.01, 8), (64, 0.01, 32), (64, 0.04, 32))
 LEVELS_FULL = ((1, 0.01, 5), (16, 0.01, 40), (64, 0.01, 160), (64, 0.04, 160))
 
 
-class TreeCPU:
-    """CPU seconds of this process and its descendants but the server, sampled four times a second so
-    that worker processes that exit before the end still count."""
-
-    def __init__(self, server_pid: int) -> None:
-        self.server_pid, self.me = server_pid, psutil.Process()
-        self.first: dict[int, float] = {}
-        self.last: dict[int, float] = {}
-        self._stop = threading.Event()
-        self._sample()
-        self._thread = threading.Thread(target=self._run, daemon=True)
-
-    def _sample(self) -> None:
-        for process in [self.me, *self.me.children(recursive=True)]:
-            if process.pid == self.server_pid:
-                continue
-            with contextlib.suppress(psutil.Error):
-                seconds = sum(process.cpu_times()[:2])
-                self.first.setdefault(process.pid, 0.0 if self.last else seconds)
-                self.last[process.pid] = seconds
-
-    def _run(self) -> None:
-        while not self._stop.wait(0.25):
-            self._sample()
-
-    def __enter__(self) -> TreeCPU:
-        self._thread.start()
-        return self
-
-    def __exit__(self, *exc: object) -> None:
-        self._stop.set()
-        self._thread.join()
-        self._sample()
-
-    @property
-    def seconds(self) -> float:
-        return sum(self.last[pid] - self.first[pid] for pid in self.last)
-
-
-def run_collect(config: Path, runs: Path, run_id: str, workers: int) -> CollectSummary:
-    if workers == 1:
-        return collect(config, runs_root=runs, run_id=run_id)
-    try:
-        from toolkit.sharded import collect_sharded
-    except ModuleNotFoundError as exc:
-        raise SystemExit(f"--workers needs frontier's Ray sharding (toolkit.sharded): {exc}") from None
-    return collect_sharded(config, workers=workers, runs_root=runs, run_id=run_id)
-
-
 async def warm_up(base_url: str, level: int) -> None:
     """Two rounds of `level` requests of each API, so the freshly started server's own first-time work
     (imports, caches, accepting connections) is not taken for the client's error."""
@@ -113,24 +60,23 @@ async def warm_up(base_url: str, level: int) -> None:
                                                   request_id=f"warm-up-{uuid.uuid4()}") for _ in range(level)))
 
 
-def measure_level(level: int, gap_s: float, items: int, tmp: Path, workers: int) -> dict:
+def measure_level(level: int, gap_s: float, items: int, tmp: Path) -> dict:
     args = ["--ttft", str(TTFT_S), "--gap", str(gap_s), "--tokens", str(TOKENS)]
     with ScriptedProcess(args) as server:
         asyncio.run(warm_up(server.base_url, level))
         config = write_config(tmp / f"c{level}-{gap_s}", server.base_url, concurrency=level, items_per_dataset=items)
-        server_process = next(child for child in psutil.Process().children()
-                              if "toolkit.testing.scripted_server" in child.cmdline())
-        server_before = sum(server_process.cpu_times()[:2])
-        with TreeCPU(server_process.pid) as client_cpu:
-            summary = run_collect(config, tmp / "runs", f"c{level}-gap{gap_s}", workers)
-        cpu_share = [client_cpu.seconds / summary.elapsed_s,
-                     (sum(server_process.cpu_times()[:2]) - server_before) / summary.elapsed_s]
+        me = psutil.Process()
+        server_process = next(child for child in me.children() if "toolkit.testing.scripted_server" in child.cmdline())
+        cpu_before = [sum(process.cpu_times()[:2]) for process in (me, server_process)]
+        summary = collect(config, runs_root=tmp / "runs", run_id=f"c{level}-gap{gap_s}")
+        cpu_share = [(sum(process.cpu_times()[:2]) - before) / summary.elapsed_s
+                     for process, before in zip((me, server_process), cpu_before)]
         log = {attempt["key"]: attempt for attempt in server.fetch_log()}
     table = load_run(summary.run_dir)
     if summary.errors or len(table) != summary.planned:
         raise RuntimeError(f"concurrency {level}: {summary.errors} errors, {len(table)} of {summary.planned} rows")
     first_wave = table["sequence"] < level  # the first request of each connection, all started together
-    return {"concurrency": level, "gap_s": gap_s, "workers": workers, "requests": len(table),
+    return {"concurrency": level, "gap_s": gap_s, "requests": len(table),
             "elapsed_s": round(summary.elapsed_s, 3), "chunks_per_s": round(level / gap_s),
             "client_cpu_share": round(cpu_share[0], 2), "server_cpu_share": round(cpu_share[1], 2),
             "load_average_1m": round(os.getloadavg()[0], 2), **errors_of(table.to_dict("records"), log, gap_s),
@@ -158,10 +104,10 @@ def errors_of(rows: list[dict], log: dict[str, dict], gap_s: float) -> dict[str,
 
 
 def main() -> int:
-    args = parse_args(__doc__.splitlines()[0], workers=True)
+    args = parse_args(__doc__.splitlines()[0])
     started = time.monotonic()
     with tempfile.TemporaryDirectory() as tmp:
-        levels = [measure_level(level, gap_s, items, Path(tmp), args.workers)
+        levels = [measure_level(level, gap_s, items, Path(tmp))
                   for level, gap_s, items in (LEVELS_QUICK if args.quick else LEVELS_FULL)]
     for result in levels:
         gap, ttft, warm = result["gap_error_ms"], result["ttft_error_ms"], result["ttft_error_warm_ms"]
@@ -172,10 +118,10 @@ def main() -> int:
     top = next(r for r in levels if r["concurrency"] == 64 and r["gap_s"] == 0.01)["gap_error_ms"]
     ttft_p99 = {r["concurrency"]: r["ttft_error_ms"]["p99"] for r in levels
                 if r["concurrency"] in (16, 64) and r["gap_s"] == 0.01}
-    target = {"concurrency": 64, "gap_s": 0.01, "workers": args.workers, "gap_error_median_ms_below": 1.0,
+    target = {"concurrency": 64, "gap_s": 0.01, "gap_error_median_ms_below": 1.0,
               "gap_error_p99_ms_below": 5.0, "gap_met": top["median"] < 1.0 and top["p99"] < 5.0,
               "ttft_error_p99_ms_below": 5.0, "ttft_met": all(p99 < 5.0 for p99 in ttft_p99.values())}
-    print(f"targets with {args.workers} worker(s): gap error at 64 streams, 10 ms gaps (median < 1 ms, p99 < 5 ms) "
+    print(f"targets in one process: gap error at 64 streams, 10 ms gaps (median < 1 ms, p99 < 5 ms) "
           f"{'met' if target['gap_met'] else 'missed'}; TTFT error p99 < 5 ms at 16 and 64 streams "
           f"{'met' if target['ttft_met'] else 'missed'}")
     write_result("timing_fidelity", {"script": {"ttft_s": TTFT_S, "tokens": TOKENS}, "levels": levels,
