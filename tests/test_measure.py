@@ -9,11 +9,11 @@ import asyncio
 import statistics
 import time
 
-import openai
+import aiohttp
 import pytest
 
 from toolkit.endpoints import Connection
-from toolkit.measure import (DroppedStream, Request, ServerTimings, StreamResult, _chunk_content,
+from toolkit.measure import (DroppedStream, Request, ServerTimings, StreamResult, _chunk_content, _sse_events,
                              stream_request, timings_from, usage_from)
 from toolkit.testing import Behaviour, Script, ScriptedServer
 
@@ -72,25 +72,24 @@ def test_ttft_and_every_gap_match_the_server_sends(server, api):
     assert worst_vs_script < 0.005 and ttft_late < 0.005
 
 
-def test_the_clock_starts_when_the_request_is_sent_not_while_the_sdk_builds_it(server, monkeypatch):
-    building = openai.AsyncOpenAI._prepare_request
+def test_the_clock_starts_when_the_request_goes_out_not_while_the_client_builds_it(server, monkeypatch):
+    building = aiohttp.ClientRequest.update_body_from_data
 
-    async def slow_building(self, request):  # stands in for the SDK's own CPU time before the send
+    def slow_building(self, *args, **kwargs):  # stands in for the client's own CPU time before the send
         time.sleep(0.05)
-        return await building(self, request)
+        return building(self, *args, **kwargs)
 
-    monkeypatch.setattr(openai.AsyncOpenAI, "_prepare_request", slow_building)
+    monkeypatch.setattr(aiohttp.ClientRequest, "update_body_from_data", slow_building)
     request = Request("completions", "scripted", "q", 8, 0.0)
 
-    async def both() -> tuple[StreamResult, StreamResult]:
-        hooked = Connection("s", server.base_url, "k").client(timeout_s=5, max_connections=1)
-        plain = openai.AsyncOpenAI(base_url=server.base_url, api_key="k", max_retries=0)
-        async with hooked, plain:
-            return (await stream_request(hooked, request, timeout_s=5),
-                    await stream_request(plain, request, timeout_s=5))
+    async def timed() -> tuple[StreamResult, float]:
+        async with Connection("s", server.base_url, "k").client(timeout_s=5, max_connections=1) as client:
+            called = time.perf_counter()
+            result = await stream_request(client, request)
+            return result, time.perf_counter() - called
 
-    hooked, plain = asyncio.run(both())
-    assert hooked.ttft_s < 0.05 <= plain.ttft_s and hooked.e2e_s < 0.05 <= plain.e2e_s
+    result, call_s = asyncio.run(timed())
+    assert result.ttft_s < 0.05 <= call_s and result.e2e_s < 0.05
 
 
 def test_empty_choices_chunk_is_not_a_token(server):
@@ -150,3 +149,34 @@ def test_server_timings_are_read_in_seconds(server):
     assert timings_from({"prompt_ms": "fast"}) == ServerTimings(None, None, None)
     (result,) = measure(server, "plain")  # an OpenAI-style stream carries no timings
     assert result.timings is None
+
+
+class _Reads:
+    """A body whose network reads return these byte strings, one read at a time."""
+
+    def __init__(self, reads: list[bytes]) -> None:
+        self.reads = reads
+
+    async def iter_any(self):
+        for read in self.reads:
+            yield read
+            await asyncio.sleep(0.002)  # the next read arrives later
+
+
+def events(reads: list[bytes]) -> list[tuple[int, bytes]]:
+    async def run() -> list[tuple[int, bytes]]:
+        return [event async for event in _sse_events(_Reads(reads))]
+
+    return asyncio.run(run())
+
+
+def test_server_sent_events_are_split_across_and_within_reads_and_timed_by_their_first_byte():
+    got = events([b'data: {"a": 1}\n\ndata: {"b"', b': 2}\n\n: ping\n\ndata: [DONE]\n\n'])
+    assert [data for _, data in got] == [b'{"a": 1}', b'{"b": 2}', b"[DONE]"]
+    first_read, second_read = got[0][0], got[2][0]
+    assert got[1][0] == first_read < second_read  # the event that began in the first read is timed by it
+
+
+def test_server_sent_events_with_crlf_or_cr_line_ends_and_multi_line_data():
+    got = events([b"data: one\r", b"\ndata:two\r\n\r\n", b"event: x\rdata: three\r\r", b"data: last"])
+    assert [data for _, data in got] == [b"one\ntwo", b"three", b"last"]

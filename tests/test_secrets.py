@@ -126,7 +126,7 @@ def scan_tree(root: Path) -> dict[str, list[str]]:
 
 
 def test_collect_keeps_the_key_out_of_every_file_message_and_log(tmp_path, echoing, key_in_env, capsys, caplog):
-    caplog.set_level(logging.DEBUG)  # openai, httpx and httpcore debug records included
+    caplog.set_level(logging.DEBUG)  # every library's debug records included
     config = write_config(tmp_path / "configs", echoing, datasets=["capitals"], items=10,
                           variants=["zero_shot", "chat"], concurrency=1, api_key_env=ENV,
                           retry={"max_attempts": 2})
@@ -154,7 +154,8 @@ def test_collect_keeps_the_key_out_of_every_file_message_and_log(tmp_path, echoi
     assert scan_tree(tmp_path) == {}
     assert not leaks(shown.out + shown.err)
     records = [f"{r.name} {r.levelname} {r.getMessage()} {r.args!r}" for r in caplog.records]
-    assert any("toolkit" == r.name for r in caplog.records) and any(r.name.startswith("httpcore") for r in caplog.records)
+    # the toolkit's own debug records were captured (its HTTP client, aiohttp, logs nothing per request)
+    assert any("toolkit" == r.name for r in caplog.records)
     assert [r for r in records if leaks(r)] == []
 
 

@@ -1,5 +1,5 @@
-"""Endpoints: an OpenAI-compatible base_url (OpenAI, vLLM, Ollama, llama.cpp) reached through the
-`openai` client, with its key read from a named environment variable and never stored anywhere.
+"""Endpoints: an OpenAI-compatible base_url (OpenAI, vLLM, Ollama, llama.cpp) reached through
+`stream_client.StreamClient`, with its key read from a named environment variable and never stored anywhere.
 """
 from __future__ import annotations
 
@@ -7,16 +7,15 @@ import json
 import logging
 import os
 import re
-from collections.abc import Awaitable, Callable, Sequence
+from collections.abc import Sequence
 from dataclasses import dataclass
 from urllib.parse import urlsplit
 
 import httpx2
-from openai import AsyncOpenAI
 
 from toolkit.config import EndpointConfig, base_url_problem
 from toolkit.errors import EndpointError
-from toolkit.measure import stamp_send
+from toolkit.stream_client import SendHook, StreamClient
 
 log = logging.getLogger("toolkit")
 
@@ -48,16 +47,11 @@ class Connection:
             text = text.replace(self.api_key, "[redacted]")
         return _KEY_SHAPES.sub("[redacted]", text)
 
-    def client(self, *, timeout_s: float, max_connections: int,
-               before_send: Sequence[Callable[[httpx2.Request], Awaitable[None]]] = ()) -> AsyncOpenAI:
-        """An openai client for this endpoint; `before_send` are httpx request hooks run before the send
-        is stamped (replay holds each request there until it is due)."""
-        limits = httpx2.Limits(max_connections=max_connections,
-                               max_keepalive_connections=max_connections if self.keep_alive else 0)
-        http = httpx2.AsyncClient(limits=limits, timeout=timeout_s,
-                                  event_hooks={"request": [*before_send, stamp_send]})
-        return AsyncOpenAI(base_url=self.base_url, api_key=self.api_key, max_retries=0, timeout=timeout_s,
-                           http_client=http)
+    def client(self, *, timeout_s: float, max_connections: int, before_send: Sequence[SendHook] = ()) -> StreamClient:
+        """The streaming client for this endpoint; `before_send` hooks run before the send is stamped
+        (replay holds each request there until it is due)."""
+        return StreamClient(self.base_url, self.api_key, timeout_s=timeout_s, max_connections=max_connections,
+                            keep_alive=self.keep_alive, before_send=before_send)
 
 
 def connect(endpoint: EndpointConfig, *, base_url: str | None = None) -> Connection:

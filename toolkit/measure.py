@@ -1,16 +1,18 @@
 """Time one streamed request: TTFT, every inter-token gap, end to end, usage, logprobs and the
 server's own timings where it reports them (llama.cpp's `timings`: prefill, decode, cached tokens).
 
-Clock: `time.perf_counter_ns`, started when the HTTP client sends the request (`stamp_send`, an httpx
-request hook; else just before the request is handed to the openai client), so TTFT includes
-connection set-up, the server's queue and prompt processing, as a user sees it, but not the openai
-SDK's own request building (about 0.7 ms, with spikes of several ms under load).  Only
-chunks that carry content count as tokens (a role-only first chunk of a chat stream does not).
-A stream that ends with neither a finish reason nor `[DONE]` was cut short: it raises `DroppedStream`
-rather than passing for a (short or empty) answer.
+Clock: `time.perf_counter_ns`.  It starts when the request's bytes are handed to the socket, less the
+time it took to open a connection where the request needed a new one (`stream_client.SendTimes`), so
+TTFT includes connection set-up, the server's queue and prompt processing, as a user sees it, but not
+the client's own request building nor the event loop's delay in getting to the write (up to several
+ms when 64 streams share the loop).  A chunk's time is taken when the network read that brought it
+returns, before any parsing.  Only chunks that carry content count as tokens (a role-only first chunk
+of a chat stream does not).  A stream that ends with neither a finish reason nor `[DONE]` was cut
+short: it raises `DroppedStream` rather than passing for a (short or empty) answer.
 """
 from __future__ import annotations
 
+import asyncio
 import json
 import math
 import time
@@ -18,12 +20,14 @@ from collections.abc import AsyncIterator
 from dataclasses import dataclass
 from typing import Any, Literal
 
+import aiohttp
 import httpx2
-from openai import APIError, AsyncOpenAI
+from openai import APIError
+
+from toolkit.stream_client import SendTimes, StreamClient, client_timeout, status_error, transport_error
 
 Api = Literal["completions", "chat"]
 _NS = 1e-9
-_SENT_NS = "frontier_sent_ns"
 
 
 @dataclass(frozen=True, slots=True)
@@ -91,11 +95,6 @@ class Request:
         return body
 
 
-async def stamp_send(request: httpx2.Request) -> None:
-    """httpx request hook: note when the request goes out, for `stream_request`'s clock."""
-    request.extensions[_SENT_NS] = time.perf_counter_ns()
-
-
 def usage_from(raw: Any) -> Usage | None:
     """Read an OpenAI usage object (or dict), including cached and reasoning token details."""
     if raw is None:
@@ -156,73 +155,106 @@ def _chunk_content(chunk: dict[str, Any], api: Api) -> tuple[str, str | None, li
     return text, choice.get("finish_reason"), [value for value in values if value is not None]
 
 
-async def _sse_events(response: httpx2.Response) -> AsyncIterator[tuple[int, str]]:
+async def _sse_events(body: aiohttp.StreamReader) -> AsyncIterator[tuple[int, bytes]]:
     """(arrival time, data) of each server-sent event, read to the end of the body so the connection
-    can be reused; the time is taken when the event's first line arrives, before any parsing."""
-    data: list[str] = []
-    arrived = 0
-    async for line in response.aiter_lines():
-        if line.startswith("data:"):
-            if not data:
-                arrived = time.perf_counter_ns()
-            data.append(line[5:].removeprefix(" "))
-        elif not line and data:
-            yield arrived, "\n".join(data)
-            data = []
-    if data:
-        yield arrived, "\n".join(data)
+    can be reused.  An event's time is when the network read that brought its first byte returned,
+    before any parsing; the bytes are split into events here (a blank line ends one), which costs a
+    fraction of decoding them to text lines first."""
+    pending = b""
+    since = 0
+    async for chunk in body.iter_any():
+        arrived = time.perf_counter_ns()
+        if not pending:
+            since = arrived
+        pending += chunk
+        if b"\r" in pending:  # CRLF or CR line ends; a last CR may be the first half of a CRLF
+            held = pending.endswith(b"\r")
+            pending = pending[:-1] if held else pending
+            pending = pending.replace(b"\r\n", b"\n").replace(b"\r", b"\n") + (b"\r" if held else b"")
+        if b"\n\n" not in pending:
+            continue
+        *blocks, pending = pending.split(b"\n\n")
+        for block in blocks:
+            data = _event_data(block)
+            if data is not None:
+                yield since, data
+            since = arrived  # the events after the first began in this read
+    if pending:
+        data = _event_data(pending)
+        if data is not None:
+            yield since, data
 
 
-async def stream_request(client: AsyncOpenAI, request: Request, *, timeout_s: float,
+def _event_data(block: bytes) -> bytes | None:
+    """The data of one event (its `data:` lines joined by newlines); None for an event without data
+    (a comment such as a keep-alive `: ping`)."""
+    if block.startswith(b"data: ") and b"\n" not in block:
+        return block[6:]
+    lines = [line[5:].removeprefix(b" ") for line in block.split(b"\n") if line.startswith(b"data:")]
+    return b"\n".join(lines) if lines else None
+
+
+async def stream_request(client: StreamClient, request: Request, *, timeout_s: float | None = None,
                          request_id: str | None = None) -> StreamResult:
-    """Send `request` with streaming and time it; API and transport errors propagate to the caller.
+    """Send `request` with streaming and time it; API and transport errors propagate to the caller
+    as the openai SDK's exceptions (`stream_client`).
 
     `request_id` goes out as OpenAI's `X-Client-Request-Id` tracing header, so server logs can be
-    matched to rows of the requests table.
+    matched to rows of the requests table.  `timeout_s` is the client's (`StreamClient.timeout_s`)
+    unless given.
     """
+    path = "/chat/completions" if request.api == "chat" else "/completions"
+    url = client.url(path)
     body = request.body()
-    if request_id is not None:
-        body["extra_headers"] = {"X-Client-Request-Id": request_id}
-    resource = client.chat.completions if request.api == "chat" else client.completions
-    start = time.perf_counter_ns()
-    raw = await resource.with_raw_response.create(
-        **body, stream=True, stream_options={"include_usage": True}, timeout=timeout_s)
-    start = raw.http_request.extensions.get(_SENT_NS, start)
-    server_s = _processing_seconds(raw.headers)
+    body["stream"] = True
+    body["stream_options"] = {"include_usage": True}
+    data = json.dumps(body).encode()
+    headers = {"X-Client-Request-Id": request_id} if request_id is not None else None
+    timeout = {} if timeout_s is None or timeout_s == client.timeout_s else {"timeout": client_timeout(timeout_s)}
+    session = await client.session()
+    for hook in client.before_send:
+        await hook()
     pieces: list[str] = []
     token_times: list[int] = []
     logprobs: list[float] = []
     usage = finish_reason = timings = None
     done = False
-    response = raw.http_response
+    sent = SendTimes()
+    started = time.perf_counter_ns()
     try:
-        # Events are decoded here rather than by the SDK's chunk models, which cost several times
-        # more CPU per chunk; at 64 streams that CPU time delayed every timestamp (benchmarks/).
-        async for arrived, data in _sse_events(response):
-            if data.startswith("[DONE]"):
-                done = True
-                continue
-            chunk = json.loads(data)
-            if not isinstance(chunk, dict):
-                raise json.JSONDecodeError("server-sent event is not a JSON object", data, 0)
-            if chunk.get("error"):  # vLLM and llama.cpp report a failure during generation this way
-                error = chunk["error"]
-                message = error.get("message") if isinstance(error, dict) else None
-                raise APIError(message if isinstance(message, str) and message else
-                               "An error occurred during streaming", response.request, body=error)
-            if chunk.get("usage") is not None:
-                usage = usage_from(chunk["usage"])
-            if "timings" in chunk:  # llama.cpp sends running timings; the last chunk's are final
-                timings = timings_from(chunk["timings"])
-            text, finish, chunk_logprobs = _chunk_content(chunk, request.api)
-            finish_reason = finish or finish_reason
-            logprobs.extend(chunk_logprobs)
-            if text:
-                pieces.append(text)
-                token_times.append(arrived)
-    finally:
-        await response.aclose()
+        async with session.post(url, data=data, headers=headers, proxy=client.proxy, trace_request_ctx=sent,
+                                **timeout) as response:
+            if response.status >= 400:
+                raise status_error(response.status, list(response.headers.items()), await response.read(), url)
+            server_s = _processing_seconds(response.headers)
+            async for arrived, event in _sse_events(response.content):
+                if event.startswith(b"[DONE]"):
+                    done = True
+                    continue
+                text = event.decode(errors="replace")  # as a str, json need not guess the encoding
+                chunk = json.loads(text)
+                if not isinstance(chunk, dict):
+                    raise json.JSONDecodeError("server-sent event is not a JSON object", text, 0)
+                if chunk.get("error"):  # vLLM and llama.cpp report a failure during generation this way
+                    error = chunk["error"]
+                    message = error.get("message") if isinstance(error, dict) else None
+                    raise APIError(message if isinstance(message, str) and message else
+                                   "An error occurred during streaming", httpx2.Request("POST", url), body=error)
+                if chunk.get("usage") is not None:
+                    usage = usage_from(chunk["usage"])
+                if "timings" in chunk:  # llama.cpp sends running timings; the last chunk's are final
+                    timings = timings_from(chunk["timings"])
+                text, finish, chunk_logprobs = _chunk_content(chunk, request.api)
+                finish_reason = finish or finish_reason
+                if chunk_logprobs:
+                    logprobs.extend(chunk_logprobs)
+                if text:
+                    pieces.append(text)
+                    token_times.append(arrived)
+    except (aiohttp.ClientError, asyncio.TimeoutError) as exc:
+        raise transport_error(exc, url) from exc
     end = time.perf_counter_ns()
+    start = sent.sent_ns(started)
     if not done and finish_reason is None:
         raise DroppedStream(f"the stream ended without a finish reason or [DONE] after {len(pieces)} "
                             f"content chunks ({(end - start) * _NS * 1000:.0f} ms)")

@@ -71,20 +71,29 @@ class Failure:
     error_message: str | None = None
 
 
+# an answer's `text` is the requests table's `output_text`; every other field keeps its name
+_ANSWER_COLUMNS = tuple(("output_text" if f.name == "text" else f.name, f.name) for f in dataclasses.fields(Answer))
+_FAILURE_COLUMNS = tuple((f.name, f.name) for f in dataclasses.fields(Failure))
+
+
 def outcome_columns(outcome: Answer | Failure) -> dict[str, object]:
-    """The requests-table columns `outcome` fills: status, the answer or the error, usage, timings."""
-    columns = dataclasses.asdict(outcome)
-    if isinstance(outcome, Failure):
-        return {"status": "error", **columns}
-    columns["output_text"] = columns.pop("text")
-    return {"status": "ok", **columns}
+    """The requests-table columns `outcome` fills: status, the answer or the error, usage, timings.
+
+    Read field by field rather than with `dataclasses.asdict`, whose deep copy of every value was
+    the largest item of the collector's profile; the values are immutable or never changed."""
+    failed = isinstance(outcome, Failure)
+    columns: dict[str, object] = {"status": "error" if failed else "ok"}
+    for column, name in _FAILURE_COLUMNS if failed else _ANSWER_COLUMNS:
+        columns[column] = getattr(outcome, name)
+    return columns
 
 
 def request_record(planned: PlannedRequest, outcome: Answer | Failure, *, run_id: str, sequence: int,
                    endpoint: str, started_at: dt.datetime | None, attempts: int = 1,
-                   batch: bool = False) -> RequestRecord:
+                   batch: bool = False, **sending: object) -> RequestRecord:
     """The row of `planned` (sent as number `sequence` of its run to the host `endpoint`), graded with
-    its dataset's grader when it has an answer.
+    its dataset's grader when it has an answer; `sending` are the columns of how the collector sent it
+    (`phase`, `cache_hit`, an open-loop request's `scheduled_at` and `send_lag_s`).
 
     `started_at` is None only for a batch error line of a batch whose creation time is unknown.
     """
@@ -98,4 +107,4 @@ def request_record(planned: PlannedRequest, outcome: Answer | Failure, *, run_id
     return RequestRecord(
         run_id=run_id, request_id=planned.request_id, **config.columns(), dataset=planned.dataset.name,
         item_id=item.item_id, repeat=planned.repeat, expected=item.expected, endpoint=endpoint,
-        started_at=started_at, attempts=attempts, sequence=sequence, batch=batch, **columns)
+        started_at=started_at, attempts=attempts, sequence=sequence, batch=batch, **columns, **sending)

@@ -91,7 +91,8 @@ class Replayer:
             async with httpx2.AsyncClient(timeout=30, headers=headers) as http:
                 counter, context, context_from = await self._probe(http)
                 self.text = await calibrate(counter, self.settings.seed)
-            self.model = self.model or await self._served_model()
+                self.model = self.model or await self._served_model(http)
+            await self.client.session()  # its connections open now, not while the first request is due
             self.plan = plan(self.trace, self.settings, context_tokens=context)
             self.manifest.update(endpoint={**self.manifest["endpoint"], "model": self.model},
                                  prompts=self._prompt_manifest(context, context_from), notes=self._notes(context))
@@ -126,10 +127,12 @@ class Replayer:
         except (httpx2.HTTPError, ValueError, KeyError, TypeError):
             return counter, None, None
 
-    async def _served_model(self) -> str:
+    async def _served_model(self, http: httpx2.AsyncClient) -> str:
         try:
-            models = [model.id async for model in self.client.models.list()]
-        except openai.APIError as exc:
+            response = await http.get(f"{self.connection.base_url}/models")
+            response.raise_for_status()
+            models = [model["id"] for model in response.json()["data"]]
+        except (httpx2.HTTPError, ValueError, KeyError, TypeError) as exc:
             raise EndpointError(f"{self.connection.host}: cannot list its models ({describe_error(exc)}); "
                                 "name one with --model") from None
         if not models:

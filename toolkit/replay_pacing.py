@@ -1,9 +1,9 @@
 """Sending replayed requests on time from one event loop.
 
-Building a request costs the openai client 1 to 3 ms of CPU here, and 5 to 15 ms when a neighbour
+Building a request cost the openai client 1 to 3 ms of CPU here, and 5 to 15 ms when a neighbour
 on the machine slows the core: any request due meanwhile goes out late.  So each request is built
 ahead, one at a time and only in a quiet moment (no built request due within `QUIET_S`), and then held
-in an httpx request hook (`hold_until_due`) until it is due; the bookkeeping after an answer
+in a send hook (`hold_until_due`) until it is due; the bookkeeping after an answer
 (the journal) waits for a quiet moment too.  Measured at 50 Poisson arrivals/s against the scripted
 server on 2 cores, this took the p99 send lag from 10 to 30 ms (each request built when due) to about
 1.5 ms; a run disturbed by other work on the machine still sees up to about 12 ms.
@@ -15,8 +15,6 @@ import datetime as dt
 import time
 from contextvars import ContextVar
 from dataclasses import dataclass, field
-
-import httpx2
 
 from toolkit.pacing import Due
 
@@ -57,8 +55,9 @@ def hold(release: Release) -> None:
     _RELEASE.set(release)
 
 
-async def hold_until_due(request: httpx2.Request) -> None:
-    """httpx request hook: hold a replayed request, already built, until it is due, and note the send."""
+async def hold_until_due() -> None:
+    """A send hook (`StreamClient.before_send`): hold a replayed request, already built, until it is
+    due, and note the send."""
     release = _RELEASE.get()
     if release is not None:
         release.built.set()

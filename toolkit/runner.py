@@ -22,7 +22,7 @@ import random
 import time
 from collections import deque
 from collections.abc import Callable, Iterator
-from dataclasses import dataclass, replace
+from dataclasses import dataclass
 
 import httpx2
 import openai
@@ -39,6 +39,7 @@ from toolkit.records import Answer, Failure, request_record, stream_answer
 from toolkit.retries import RETRYABLE, describe_error, error_kind, retry_delay_s
 from toolkit.schema import RequestRecord
 from toolkit.store import Journal
+from toolkit.stream_client import StreamClient
 
 log = logging.getLogger("toolkit")
 
@@ -50,6 +51,7 @@ class PlannedRequest:
     dataset: DatasetSpec
     item: Item
     repeat: int
+    prompt: str | list[dict[str, str]]  # rendered once per variant and item, shared by its requests
 
 
 def request_id_for(config_id: str, dataset: str, item_id: str, repeat: int) -> str:
@@ -68,17 +70,17 @@ def plan(config: CollectConfig, *, items_per_dataset: int | None = None) -> list
     limits = {c.config_id: min((n for n in (c.items_per_dataset or config.items_per_dataset, items_per_dataset) if n),
                                default=None) for c in configs}
     datasets = [(spec, items[:max((n or len(items) for n in limits.values()), default=0)]) for spec, items in datasets]
-    # Fail before anything is sent on an unknown variant or an item its template cannot render
-    # (a field missing from one item would otherwise stop the run when that item's turn comes).
-    for variant_name in dict.fromkeys(c.prompt_variant for c in configs):
-        for spec, items in datasets:
-            variant = spec.variant(variant_name)
-            for item in items:
-                render(variant, item)
+    # Every prompt rendered now: an unknown variant or an item its template cannot render fails before
+    # anything is sent (a field missing from one item would otherwise stop the run when that item's turn
+    # comes), and no request spends its turn rendering.
+    prompts = {(variant_name, spec.name, item.item_id): render(spec.variant(variant_name), item)
+               for variant_name in dict.fromkeys(c.prompt_variant for c in configs)
+               for spec, items in datasets for item in items}
     planned: list[PlannedRequest] = []
     rng = random.Random(config.seed)
     for level in dict.fromkeys(c.concurrency for c in configs):
-        phase = [PlannedRequest(request_id_for(c.config_id, spec.name, item.item_id, repeat), c, spec, item, repeat)
+        phase = [PlannedRequest(request_id_for(c.config_id, spec.name, item.item_id, repeat), c, spec, item, repeat,
+                                prompts[c.prompt_variant, spec.name, item.item_id])
                  for c in configs if c.concurrency == level
                  for spec, items in datasets for item in items[:limits[c.config_id]]
                  for repeat in range(c.repeats)]
@@ -93,8 +95,8 @@ def request_for(planned: PlannedRequest) -> Request:
     config = planned.config
     variant = planned.dataset.variant(config.prompt_variant)
     stop = planned.dataset.stop if config.stop else ()
-    return Request(variant.api, config.model, render(variant, planned.item), config.max_tokens,
-                   config.temperature, stop, config.logprobs)
+    return Request(variant.api, config.model, planned.prompt, config.max_tokens, config.temperature, stop,
+                   config.logprobs)
 
 
 @dataclass
@@ -135,7 +137,7 @@ class Collector:
         self.sent = self.errors = 0
         self.cost_usd = 0.0
         self.stop_reason: str | None = None
-        self._clients: dict[str, openai.AsyncOpenAI] = {}
+        self._clients: dict[str, StreamClient] = {}
         self._counters: dict[str, TokenCounter] = {}
         self._http = httpx2.AsyncClient(timeout=config.retry.timeout_s)
 
@@ -185,7 +187,7 @@ class Collector:
         offsets = arrival_offsets(count, arrival.rate_per_s,
                                   random.Random(f"{self.collect_config.seed}\x1farrival\x1f{self._phase}"))
         for config in {p.config.endpoint.name: p.config for p in phase}.values():
-            self._client(config)  # built now: building one takes ~0.1 s, which would make the first request late
+            await self._client(config).session()  # its connections open now, not while the first request is due
         loop = asyncio.get_running_loop()
         slots = asyncio.Semaphore(level)
         origin = loop.time()  # the event loop's clock is time.monotonic()
@@ -222,7 +224,7 @@ class Collector:
                         self._phase, achieved, arrival.rate_per_s, report["max_send_lag_s"], level)
         return report
 
-    def _client(self, config: Config) -> openai.AsyncOpenAI:
+    def _client(self, config: Config) -> StreamClient:
         name = config.endpoint.name
         if name not in self._clients:
             levels = self.collect_config.max_concurrency
@@ -246,18 +248,17 @@ class Collector:
         if hit is not None:
             now = time.monotonic()
             outcome = Outcome(hit.as_result(), 1, self.clock.at(now), sent_s=now, first_sent_s=now)
-            record = replace(await self._record(planned, request, outcome, sequence), cache_hit=True)
         else:
             prompt_chars = len(request.prompt) if isinstance(request.prompt, str) else sum(
                 len(m["content"]) for m in request.prompt)
             await self.limiter.acquire(prompt_chars // 4 + request.max_tokens)
             outcome = await self._send_with_retries(planned, request)
-            record = await self._record(planned, request, outcome, sequence)
             if cache_key and self.cache is not None and outcome.result is not None:
                 self.cache.put(cache_key, outcome.result)
-        record = replace(record, phase=self._phase)
+        sending: dict[str, object] = {"phase": self._phase, "cache_hit": hit is not None}
         if due is not None:
-            record = replace(record, scheduled_at=due.at, send_lag_s=outcome.sent_s - due.monotonic_s)
+            sending.update(scheduled_at=due.at, send_lag_s=outcome.sent_s - due.monotonic_s)
+        record = await self._record(planned, request, outcome, sequence, sending)
         self.journal.append(record)
         self._account(record)
         return outcome
@@ -300,14 +301,14 @@ class Collector:
                 await asyncio.sleep(delay)
         raise AssertionError("unreachable: the last attempt returns")
 
-    async def _record(self, planned: PlannedRequest, request: Request, outcome: Outcome,
-                      sequence: int) -> RequestRecord:
+    async def _record(self, planned: PlannedRequest, request: Request, outcome: Outcome, sequence: int,
+                      sending: dict[str, object]) -> RequestRecord:
         config = planned.config
         answer = (Failure(outcome.error_type, outcome.http_status, outcome.error_message) if outcome.result is None
                   else await self._answer(config, request, outcome.result))
         return request_record(planned, answer, run_id=self.run_id, sequence=sequence,
                               endpoint=self.connections[config.endpoint.name].host, started_at=outcome.started_at,
-                              attempts=outcome.attempts)
+                              attempts=outcome.attempts, **sending)
 
     async def _answer(self, config: Config, request: Request, result: StreamResult) -> Answer:
         """`result` with its usage: the server's, else counted by the endpoint's tokenizer, else estimated."""

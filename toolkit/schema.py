@@ -142,10 +142,16 @@ class RequestRecord:
     arrival_rate_per_s: float | None = None
 
     def to_json_dict(self) -> dict:
-        row = dataclasses.asdict(self)
+        """The record as a journal line's JSON object: timestamps as ISO 8601 strings.  A shallow copy
+        (`dataclasses.asdict` deep-copies every list, which cost more than the rest of a request's
+        bookkeeping); its lists are the record's own, to be serialised, not changed."""
+        row = {name: getattr(self, name) for name in _RECORD_FIELDS}
         row["started_at"] = self.started_at.isoformat()
         row["scheduled_at"] = None if self.scheduled_at is None else self.scheduled_at.isoformat()
         return row
+
+
+_RECORD_FIELDS = tuple(f.name for f in dataclasses.fields(RequestRecord))
 
 
 def coerce_requests(frame: pd.DataFrame, *, source: str = "requests table") -> pd.DataFrame:

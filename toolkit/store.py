@@ -36,6 +36,7 @@ LOCK = "collect.lock"
 PARTS = "requests*.parquet"
 JOURNALS = "journal*.jsonl"
 _JOURNAL_PARSING = pa_json.ParseOptions(explicit_schema=ARROW_SCHEMA, unexpected_field_behavior="ignore")
+_JOURNAL_ENCODER = json.JSONEncoder(ensure_ascii=False)  # one encoder: json.dumps builds one per call
 
 
 class Journal:
@@ -58,7 +59,7 @@ class Journal:
     def append(self, record: RequestRecord) -> None:
         if self._file is None:
             raise RunDirError(f"{self.path}: the journal is not open (a failed write closes it)")
-        line = (json.dumps(record.to_json_dict(), ensure_ascii=False) + "\n").encode("utf-8")
+        line = (_JOURNAL_ENCODER.encode(record.to_json_dict()) + "\n").encode("utf-8")
         try:
             self._file.write(line)
             self._file.flush()
