@@ -1,0 +1,198 @@
+"""The requests table of one or more run dirs as a DuckDB relation over their files, in place.
+
+Every Parquet part is read where it lies (`read_parquet`, only the columns asked for); journals of
+an interrupted run and the rare part whose column types differ from the schema go through Arrow.
+Per run dir and `request_id` one record is kept: with several files, the highest `sequence`
+(the latest attempt), ties going to the later file (journals after Parquet parts) and the later
+row; with one file, the later row.  Setting columns a run written before they existed left null
+are filled from its manifest's configs.  Aggregations run in DuckDB over this relation, so pandas
+holds only what a caller fetches (`store.load_run` with `columns=`, an aggregate or a sample).
+"""
+from __future__ import annotations
+
+import glob
+import itertools
+import os
+from collections.abc import Sequence
+from pathlib import Path
+
+import duckdb
+import pandas as pd
+import pyarrow as pa
+import pyarrow.parquet as pq
+
+from toolkit.errors import RunDirError
+from toolkit.schema import ARROW_SCHEMA, LATER_COLUMNS, REQUEST_COLUMNS, SETTING_COLUMNS, to_arrow
+
+RunDirs = str | os.PathLike | Sequence[str | os.PathLike]
+
+_SQL_TYPES = {pa.string(): "VARCHAR", pa.int64(): "BIGINT", pa.float64(): "DOUBLE", pa.bool_(): "BOOLEAN",
+              pa.timestamp("us", tz="UTC"): "TIMESTAMPTZ", pa.list_(pa.float64()): "DOUBLE[]",
+              pa.list_(pa.int64()): "BIGINT[]"}
+# a manifest written before the settings were columns names them so
+_NAMES = itertools.count()  # names of the Arrow tables registered on a connection
+_OLD_SETTING_KEYS = {"endpoint_name": "endpoint", "stop_sequences": "stop", "response_cache": "cache"}
+
+
+def sql_type(column: str) -> str:
+    return _SQL_TYPES[ARROW_SCHEMA.field(column).type]
+
+
+def quoted(name: str) -> str:
+    return '"' + name.replace('"', '""') + '"'
+
+
+def expand_run_dirs(run_dir: RunDirs) -> list[Path]:
+    """The run dirs `run_dir` names: one path, a list of paths, or glob patterns (sorted matches)."""
+    names = [run_dir] if isinstance(run_dir, (str, os.PathLike)) else list(run_dir)
+    if not names:
+        raise RunDirError("no run directory given (an empty list)")
+    found: list[Path] = []
+    for name in names:
+        text = os.fspath(name)
+        if glob.has_magic(text):
+            matches = sorted(Path(match) for match in glob.glob(text) if Path(match).is_dir())
+            if not matches:
+                raise RunDirError(f"{text}: the pattern matches no run directory")
+            found += matches
+        else:
+            found.append(Path(text))
+    return list(dict.fromkeys(found))
+
+
+def connect() -> duckdb.DuckDBPyConnection:
+    """An in-memory DuckDB connection that reads timestamps as UTC (the schema's time zone)."""
+    connection = duckdb.connect()
+    connection.execute("SET TimeZone = 'UTC'")
+    return connection
+
+
+def requests(connection: duckdb.DuckDBPyConnection, run_dir: RunDirs,
+             columns: Sequence[str] | None = None, *, order: bool = False) -> duckdb.DuckDBPyRelation:
+    """The requests table of `run_dir` (one or several run dirs) as a relation with `columns`
+    (every schema column when None); `order` keeps the files' row order (run dir, file, row)."""
+    from toolkit import store  # store's load_run is built on this module
+
+    dirs = expand_run_dirs(run_dir)
+    files = []
+    for directory in dirs:
+        if not directory.is_dir():
+            raise RunDirError(f"{directory}: no such run directory")
+        parquet_paths, journal_paths = store.run_files(directory)
+        if not parquet_paths and not journal_paths:
+            raise RunDirError(f"{directory}: neither {store.REQUESTS} nor {store.JOURNAL} found: "
+                              "not a run directory")
+        files.append((parquet_paths, journal_paths))
+    settings = _manifest_settings(dirs)
+    return records(connection, files, columns, settings=settings, order=order)
+
+
+def records(connection: duckdb.DuckDBPyConnection, files: Sequence[tuple[Sequence[Path], Sequence[Path]]],
+            columns: Sequence[str] | None = None, *, settings: pd.DataFrame | None = None,
+            order: bool = False) -> duckdb.DuckDBPyRelation:
+    """One record per (run, request_id) from each run's (Parquet parts, journals), as a relation.
+
+    `settings` (columns `_run`, `config_id` and the setting columns) fills the settings of rows
+    that have none.  The relation's Arrow tables stay registered on `connection`.
+    """
+    from toolkit import store
+
+    wanted = list(REQUEST_COLUMNS) if columns is None else list(dict.fromkeys(columns))
+    unknown = [name for name in wanted if name not in REQUEST_COLUMNS]
+    if unknown:
+        raise RunDirError(f"unknown column(s) {', '.join(unknown)}: the requests table has "
+                          f"{', '.join(REQUEST_COLUMNS)}")
+    backfill = settings is not None and len(settings) > 0 and any(name in SETTING_COLUMNS for name in wanted)
+    needed = list(dict.fromkeys([*wanted, "request_id", "sequence",
+                                 *(["config_id", *SETTING_COLUMNS] if backfill else [])]))
+    sources, in_memory = [], []
+    for run, (parquet_paths, journal_paths) in enumerate(files):
+        several = len(parquet_paths) + len(journal_paths) > 1
+        for number, path in enumerate(parquet_paths):
+            schema = _parquet_schema(path)
+            if all(schema.field(name).type == ARROW_SCHEMA.field(name).type
+                   for name in schema.names if name in REQUEST_COLUMNS):
+                sources.append(_parquet_source(path, schema, needed, run, number, several))
+            else:  # a foreign writer's types: store's reader casts them or names the column it cannot
+                table = to_arrow(store.parquet_frame(path), source=str(path))
+                in_memory.append(_tagged(table, needed, run, number, several))
+        for number, path in enumerate(journal_paths, start=len(parquet_paths)):
+            table = store.journal_table(path)
+            if table is not None:
+                in_memory.append(_tagged(table, needed, run, number, several))
+    if in_memory:
+        name = f"in_memory_rows_{next(_NAMES)}"
+        connection.register(name, pa.concat_tables(in_memory))
+        sources.append(f"SELECT * FROM {name}")
+    if not sources:
+        empty = ", ".join(f"CAST(NULL AS {sql_type(c)}) AS {quoted(c)}" for c in wanted)
+        return connection.sql(f"SELECT {empty} LIMIT 0")
+    parts = " UNION ALL BY NAME ".join(sources)
+    latest = (f"SELECT * FROM ({parts}) QUALIFY row_number() OVER (PARTITION BY _run, request_id "
+              "ORDER BY _sequence DESC NULLS LAST, _file DESC, _row DESC) = 1")
+    selected = [quoted(c) for c in wanted]
+    if backfill:
+        name = f"manifest_settings_{next(_NAMES)}"
+        connection.register(name, pa.Table.from_pandas(settings, preserve_index=False))
+        unset = " AND ".join(f"r.{quoted(c)} IS NULL" for c in SETTING_COLUMNS)
+        selected = [f"CASE WHEN {unset} AND s.config_id IS NOT NULL THEN CAST(s.{quoted(c)} AS {sql_type(c)}) "
+                    f"ELSE r.{quoted(c)} END AS {quoted(c)}" if c in SETTING_COLUMNS else f"r.{quoted(c)}"
+                    for c in wanted]
+        latest = (f"SELECT {', '.join(selected)}, r._run, r._file, r._row FROM ({latest}) r "
+                  f"LEFT JOIN {name} s ON s._run = r._run AND s.config_id = r.config_id")
+        selected = [quoted(c) for c in wanted]
+    query = f"SELECT {', '.join(selected)} FROM ({latest})"
+    if order:
+        query += " ORDER BY _run, _file, _row"
+    return connection.sql(query)
+
+
+def _parquet_schema(path: Path) -> pa.Schema:
+    from toolkit import store
+
+    try:
+        schema = pq.read_schema(path)
+    except (pa.ArrowException, OSError) as exc:
+        raise store.damaged(path, exc) from exc
+    missing = [name for name in REQUEST_COLUMNS if name not in schema.names and name not in LATER_COLUMNS]
+    if missing:
+        raise RunDirError(f"{path}: requests table is missing column(s) {', '.join(missing)}")
+    return schema
+
+
+def _parquet_source(path: Path, schema: pa.Schema, needed: list[str], run: int, number: int,
+                    several: bool) -> str:
+    text = str(path).replace("'", "''")
+    columns = [quoted(name) if name in schema.names else f"CAST(NULL AS {sql_type(name)}) AS {quoted(name)}"
+               for name in needed]
+    sequence = "sequence" if several else "CAST(NULL AS BIGINT)"
+    return (f"SELECT {', '.join(columns)}, {sequence} AS _sequence, {run} AS _run, {number} AS _file, "
+            f"file_row_number AS _row FROM read_parquet('{text}', file_row_number = true)")
+
+
+def _tagged(table: pa.Table, needed: list[str], run: int, number: int, several: bool) -> pa.Table:
+    """`needed` columns of an in-memory table with the keys `records` orders by."""
+    rows = table.num_rows
+    table = table.select(needed)
+    sequence = table["sequence"] if several else pa.nulls(rows, pa.int64())
+    return (table.append_column("_sequence", sequence)
+            .append_column("_run", pa.array([run] * rows, pa.int32()))
+            .append_column("_file", pa.array([number] * rows, pa.int32()))
+            .append_column("_row", pa.array(range(rows), pa.int64())))
+
+
+def _manifest_settings(dirs: Sequence[Path]) -> pd.DataFrame:
+    """Each run dir's configs' settings from its manifest (`_run`, `config_id`, setting columns)."""
+    from toolkit import store
+
+    rows = []
+    for run, directory in enumerate(dirs):
+        if not (directory / store.MANIFEST).exists():
+            continue
+        configs = (store.read_manifest(directory).get("config") or {}).get("configs") or []
+        for entry in configs:
+            if "config_id" in entry:
+                rows.append({"_run": run, "config_id": entry["config_id"],
+                             **{c: entry.get(c, entry.get(_OLD_SETTING_KEYS.get(c, c))) for c in SETTING_COLUMNS}})
+    frame = pd.DataFrame(rows, columns=["_run", "config_id", *SETTING_COLUMNS])
+    return frame.drop_duplicates(["_run", "config_id"], keep="last")
