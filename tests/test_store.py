@@ -141,3 +141,13 @@ def test_several_run_dirs_read_as_one_table_each_keeping_its_own_requests(tmp_pa
         load_run(str(tmp_path / "week*"))
     with pytest.raises(RunDirError, match="unknown column.*e2e"):
         load_run(tmp_path / "day1", columns=["e2e"])
+
+
+def test_token_gap_statistics_are_summed_without_reading_the_lists(tmp_path):
+    frame = pd.DataFrame([record(i).to_json_dict() for i in range(3)])
+    frame.at[1, "tbt_s"] = []
+    frame.at[2, "tbt_s"] = None
+    save_run(tmp_path / "run", frame, {"run_id": "r"})
+    table = load_run(tmp_path / "run", columns=["request_id", "tbt_sum_s", "tbt_count"])
+    assert list(table.columns) == ["request_id", "tbt_sum_s", "tbt_count"]
+    assert table["tbt_sum_s"].tolist() == pytest.approx([0.03, 0.0, 0.0]) and table["tbt_count"].tolist() == [2, 0, 0]

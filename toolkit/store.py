@@ -151,6 +151,15 @@ MACHINE_INPUTS = ("run_id", "endpoint", "phase", "started_at", "e2e_s", "cache_h
                   "server_decode_s")  # what `machine_seconds` reads
 
 
+def columns_but(*names: str) -> list[str]:
+    """Every column `load_run` gives but `names`: what a notebook reads when it needs neither the
+    token-gap lists (`tbt_s`) nor the texts, say (the heavy columns of a large table)."""
+    unknown = [name for name in names if name not in REQUEST_COLUMNS and name not in DERIVED_COLUMNS]
+    if unknown:
+        raise RunDirError(f"unknown column(s) {', '.join(unknown)}")
+    return [name for name in (*REQUEST_COLUMNS, *DERIVED_COLUMNS) if name not in names]
+
+
 def part_names(part: str) -> tuple[str, str]:
     """The journal and Parquet file names of one writer's part of a run dir (`shard-01`)."""
     return f"journal-{part}.jsonl", f"requests-{part}.parquet"
@@ -171,24 +180,42 @@ def load_run(run_dir: warehouse.RunDirs, columns: Sequence[str] | None = None) -
     dirs (a list, or glob patterns) as one table, with DESIGN dtypes, plus the derived `machine_s` and
     `machine_rule` columns of `machine_time.machine_seconds` (never stored).
 
-    `columns` (schema or derived column names) reads only those: a notebook that needs no token gaps
-    (`tbt_s`) or texts holds a fraction of the table.  Read through `warehouse.requests`."""
+    `columns` (schema or derived column names, or `warehouse.GAP_COLUMNS`: each request's sum and number
+    of token gaps, summed in DuckDB) reads only those: a notebook that needs no token-gap lists (`tbt_s`)
+    or texts holds a fraction of the table.  Read through `warehouse.requests`."""
     wanted = list(REQUEST_COLUMNS) + list(DERIVED_COLUMNS) if columns is None else list(dict.fromkeys(columns))
     stored = [name for name in wanted if name not in DERIVED_COLUMNS]
     derived = [name for name in wanted if name in DERIVED_COLUMNS]
     # each request's share of its phase's machine time, over the whole run: a subset (one dataset,
     # the ok rows) keeps the shares it had, where computing them on the subset would not
     read = list(dict.fromkeys([*stored, *(MACHINE_INPUTS if derived else ())]))
+    frame = _fetch(run_dir, read)
+    if derived:
+        frame = pd.concat([frame[stored], machine_seconds(frame)[derived]], axis=1)
+    return frame
+
+
+def load_sample(run_dir: warehouse.RunDirs, columns: Sequence[str], *, by: Sequence[str], rows_per_group: int,
+                seed: int = 0) -> pd.DataFrame:
+    """At most `rows_per_group` requests of each group of `by` (a seeded random choice made in DuckDB,
+    the same on every read), with `columns` and the keys, in the files' order: what a robust fit needs
+    of a table too large to hold.  Derived columns are shares of a whole run, so they are not offered."""
+    derived = [name for name in columns if name in DERIVED_COLUMNS]
+    if derived:
+        raise RunDirError(f"load_sample: {', '.join(derived)} are shares of the whole run; use load_run")
+    sample = warehouse.Sample(tuple(by), rows_per_group, seed)
+    return _fetch(run_dir, list(dict.fromkeys([*columns, *by])), sample=sample)
+
+
+def _fetch(run_dir: warehouse.RunDirs, columns: list[str], sample: warehouse.Sample | None = None) -> pd.DataFrame:
     with warehouse.connect() as connection:
-        relation = warehouse.requests(connection, run_dir, read, order=True)
+        relation = warehouse.requests(connection, run_dir, columns, order=True, sample=sample)
         try:
             table = relation.to_arrow_table()
         except duckdb.Error as exc:
             raise _damaged_part(run_dir, exc) from exc
-    frame = from_arrow(table.cast(pa.schema([ARROW_SCHEMA.field(name) for name in read])))
-    if derived:
-        frame = pd.concat([frame[stored], machine_seconds(frame)[derived]], axis=1)
-    return frame
+    return from_arrow(table.cast(pa.schema([pa.field(name, warehouse.GAP_COLUMNS[name][1]) if name in warehouse.GAP_COLUMNS
+                                            else ARROW_SCHEMA.field(name) for name in columns])))
 
 
 def _damaged_part(run_dir: warehouse.RunDirs, exc: duckdb.Error) -> RunDirError:

@@ -10,10 +10,12 @@ holds only what a caller fetches (`store.load_run` with `columns=`, an aggregate
 """
 from __future__ import annotations
 
+import contextlib
 import glob
 import itertools
 import os
 from collections.abc import Sequence
+from dataclasses import dataclass
 from pathlib import Path
 
 import duckdb
@@ -30,12 +32,16 @@ _SQL_TYPES = {pa.string(): "VARCHAR", pa.int64(): "BIGINT", pa.float64(): "DOUBL
               pa.timestamp("us", tz="UTC"): "TIMESTAMPTZ", pa.list_(pa.float64()): "DOUBLE[]",
               pa.list_(pa.int64()): "BIGINT[]"}
 # a manifest written before the settings were columns names them so
+# per-request token-gap statistics summed in DuckDB, so that a reader of them never holds the lists
+GAP_COLUMNS = {"tbt_sum_s": ("coalesce(list_sum(tbt_s), 0.0)", pa.float64()),
+               "tbt_count": ("coalesce(len(tbt_s), 0)", pa.int64())}
 _NAMES = itertools.count()  # names of the Arrow tables registered on a connection
 _OLD_SETTING_KEYS = {"endpoint_name": "endpoint", "stop_sequences": "stop", "response_cache": "cache"}
 
 
 def sql_type(column: str) -> str:
-    return _SQL_TYPES[ARROW_SCHEMA.field(column).type]
+    kind = GAP_COLUMNS[column][1] if column in GAP_COLUMNS else ARROW_SCHEMA.field(column).type
+    return _SQL_TYPES[kind]
 
 
 def quoted(name: str) -> str:
@@ -64,13 +70,19 @@ def connect() -> duckdb.DuckDBPyConnection:
     """An in-memory DuckDB connection that reads timestamps as UTC (the schema's time zone)."""
     connection = duckdb.connect()
     connection.execute("SET TimeZone = 'UTC'")
+    with contextlib.suppress(duckdb.InvalidInputException):
+        # a bar on stderr for every long query; in Jupyter without ipywidgets DuckDB refuses to change the
+        # setting, and draws no bar there either
+        connection.execute("SET enable_progress_bar = false")
     return connection
 
 
 def requests(connection: duckdb.DuckDBPyConnection, run_dir: RunDirs,
-             columns: Sequence[str] | None = None, *, order: bool = False) -> duckdb.DuckDBPyRelation:
+             columns: Sequence[str] | None = None, *, order: bool = False,
+             sample: Sample | None = None) -> duckdb.DuckDBPyRelation:
     """The requests table of `run_dir` (one or several run dirs) as a relation with `columns`
-    (every schema column when None); `order` keeps the files' row order (run dir, file, row)."""
+    (every schema column when None); `order` keeps the files' row order (run dir, file, row);
+    `sample` keeps a seeded random choice of at most `sample.rows` rows per group."""
     from toolkit import store  # store's load_run is built on this module
 
     dirs = expand_run_dirs(run_dir)
@@ -84,12 +96,12 @@ def requests(connection: duckdb.DuckDBPyConnection, run_dir: RunDirs,
                               "not a run directory")
         files.append((parquet_paths, journal_paths))
     settings = _manifest_settings(dirs)
-    return records(connection, files, columns, settings=settings, order=order)
+    return records(connection, files, columns, settings=settings, order=order, sample=sample)
 
 
 def records(connection: duckdb.DuckDBPyConnection, files: Sequence[tuple[Sequence[Path], Sequence[Path]]],
             columns: Sequence[str] | None = None, *, settings: pd.DataFrame | None = None,
-            order: bool = False) -> duckdb.DuckDBPyRelation:
+            order: bool = False, sample: Sample | None = None) -> duckdb.DuckDBPyRelation:
     """One record per (run, request_id) from each run's (Parquet parts, journals), as a relation.
 
     `settings` (columns `_run`, `config_id` and the setting columns) fills the settings of rows
@@ -98,12 +110,16 @@ def records(connection: duckdb.DuckDBPyConnection, files: Sequence[tuple[Sequenc
     from toolkit import store
 
     wanted = list(REQUEST_COLUMNS) if columns is None else list(dict.fromkeys(columns))
-    unknown = [name for name in wanted if name not in REQUEST_COLUMNS]
+    if sample is not None:
+        wanted += [key for key in sample.by if key not in wanted]
+    unknown = [name for name in wanted if name not in REQUEST_COLUMNS and name not in GAP_COLUMNS]
     if unknown:
         raise RunDirError(f"unknown column(s) {', '.join(unknown)}: the requests table has "
-                          f"{', '.join(REQUEST_COLUMNS)}")
+                          f"{', '.join(REQUEST_COLUMNS)} (and {', '.join(GAP_COLUMNS)} from tbt_s)")
+    computed = [name for name in wanted if name in GAP_COLUMNS]
+    stored = [name for name in wanted if name not in GAP_COLUMNS] + (["tbt_s"] if computed else [])
     backfill = settings is not None and len(settings) > 0 and any(name in SETTING_COLUMNS for name in wanted)
-    needed = list(dict.fromkeys([*wanted, "request_id", "sequence",
+    needed = list(dict.fromkeys([*stored, "request_id", "sequence",
                                  *(["config_id", *SETTING_COLUMNS] if backfill else [])]))
     sources, in_memory = [], []
     for run, (parquet_paths, journal_paths) in enumerate(files):
@@ -127,24 +143,42 @@ def records(connection: duckdb.DuckDBPyConnection, files: Sequence[tuple[Sequenc
     if not sources:
         empty = ", ".join(f"CAST(NULL AS {sql_type(c)}) AS {quoted(c)}" for c in wanted)
         return connection.sql(f"SELECT {empty} LIMIT 0")
-    parts = " UNION ALL BY NAME ".join(sources)
-    latest = (f"SELECT * FROM ({parts}) QUALIFY row_number() OVER (PARTITION BY _run, request_id "
-              "ORDER BY _sequence DESC NULLS LAST, _file DESC, _row DESC) = 1")
-    selected = [quoted(c) for c in wanted]
+    latest = " UNION ALL BY NAME ".join(sources)
+    # the latest record of each request: a window over every row costs a second copy of the table,
+    # so it runs only when a request has more than one record (reading request_id alone finds out)
+    duplicated = connection.sql(f"SELECT count(*) FROM (SELECT 1 FROM ({latest}) GROUP BY _run, request_id "
+                                "HAVING count(*) > 1)").fetchall()[0][0]
+    if duplicated:
+        latest = (f"SELECT * FROM ({latest}) QUALIFY row_number() OVER (PARTITION BY _run, request_id "
+                  "ORDER BY _sequence DESC NULLS LAST, _file DESC, _row DESC) = 1")
     if backfill:
         name = f"manifest_settings_{next(_NAMES)}"
         connection.register(name, pa.Table.from_pandas(settings, preserve_index=False))
         unset = " AND ".join(f"r.{quoted(c)} IS NULL" for c in SETTING_COLUMNS)
-        selected = [f"CASE WHEN {unset} AND s.config_id IS NOT NULL THEN CAST(s.{quoted(c)} AS {sql_type(c)}) "
-                    f"ELSE r.{quoted(c)} END AS {quoted(c)}" if c in SETTING_COLUMNS else f"r.{quoted(c)}"
-                    for c in wanted]
-        latest = (f"SELECT {', '.join(selected)}, r._run, r._file, r._row FROM ({latest}) r "
+        filled = [f"CASE WHEN {unset} AND s.config_id IS NOT NULL THEN CAST(s.{quoted(c)} AS {sql_type(c)}) "
+                  f"ELSE r.{quoted(c)} END AS {quoted(c)}" if c in SETTING_COLUMNS else f"r.{quoted(c)}"
+                  for c in needed]
+        latest = (f"SELECT {', '.join(filled)}, r._run, r._file, r._row FROM ({latest}) r "
                   f"LEFT JOIN {name} s ON s._run = r._run AND s.config_id = r.config_id")
-        selected = [quoted(c) for c in wanted]
+    selected = [f"{GAP_COLUMNS[c][0]} AS {quoted(c)}" if c in GAP_COLUMNS else quoted(c) for c in wanted]
     query = f"SELECT {', '.join(selected)} FROM ({latest})"
-    if order:
+    if sample is not None:
+        # a hash of the run, the request and the seed orders each group the same way on every read
+        query += (f" QUALIFY row_number() OVER (PARTITION BY {', '.join(map(quoted, sample.by)) or 'NULL'} "
+                  f"ORDER BY hash(_run, request_id, {int(sample.seed)}), _run, request_id) <= {int(sample.rows)}")
+    # one file read as it lies keeps its order (DuckDB preserves insertion order); anything else is sorted
+    if order and (duplicated or backfill or sample is not None or len(sources) > 1):
         query += " ORDER BY _run, _file, _row"
     return connection.sql(query)
+
+
+@dataclass(frozen=True)
+class Sample:
+    """A seeded random choice of at most `rows` requests of each group of `by` (enough for a fit)."""
+
+    by: tuple[str, ...]
+    rows: int
+    seed: int = 0
 
 
 def _parquet_schema(path: Path) -> pa.Schema:
