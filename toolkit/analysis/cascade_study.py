@@ -169,6 +169,11 @@ def choose_stages(train: pd.DataFrame, settings: pd.DataFrame, signal: str = "lo
     return options + ([(cheap, middle, dear)] if middle is not None else [])
 
 
+# what a study reads of the requests table: its per-dataset copies hold only these
+STUDIED_COLUMNS = ("dataset", "item_id", "repeat", "config_id", "prompt_variant", *VARIANT_PEERS, "status", "correct",
+                   "score", "logprob_mean", "cache_hit")
+
+
 def study_cascades(frame: pd.DataFrame, usd: pd.Series, *, labels: Mapping[str, str] | None = None,
                    stages: Sequence[str] | None = None, signal: str = "auto", train_fraction: float = 0.5,
                    seed: int = 0, budget_usd_per_query: float | None = None, per_dataset: bool = True,
@@ -185,7 +190,8 @@ def study_cascades(frame: pd.DataFrame, usd: pd.Series, *, labels: Mapping[str, 
     """
     chosen, reason = choose_signal(frame, signal)
     priced_models = None if coverage is None else {str(m) for m in coverage.loc[coverage["priced"], "model"]}
-    data = frame.assign(usd=usd.to_numpy(), answer=answer_keys(frame).to_numpy())
+    data = frame[[c for c in STUDIED_COLUMNS if c in frame.columns]].assign(usd=usd.to_numpy(),
+                                                                         answer=answer_keys(frame).to_numpy())
     datasets = sorted(frame["dataset"].dropna().unique().tolist())
     names = ([*datasets, POOLED] if len(datasets) > 1 else datasets) if per_dataset else (
         [POOLED] if len(datasets) > 1 else datasets)
