@@ -32,7 +32,7 @@ def graded_outcomes(frame: pd.DataFrame) -> pd.DataFrame:
     `graded` is True for answered (ok) rows that carry a grade: the rows accuracy is measured on.
     Error rows are never graded; `is_error` marks them for the error rate.
     """
-    out = frame.copy()
+    out = frame.copy(deep=False)  # copy-on-write: only the added columns are new
     is_error = (out["status"] != "ok").fillna(True).astype(bool)
     correct = out["correct"].astype("boolean")
     graded = ~is_error & correct.notna().to_numpy()

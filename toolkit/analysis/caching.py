@@ -201,7 +201,7 @@ def mark_prefix_reuse(frame: pd.DataFrame) -> pd.DataFrame:
     unknown: the first request, cache hits and batch rows (never reach the server in sequence),
     and requests whose own or predecessor's concurrency is not 1.
     """
-    out = frame.copy()
+    out = frame.copy(deep=False)  # copy-on-write: only the added column is new
     # integer codes, nulls included as a value, so that rows compare as numbers
     endpoint = out.groupby(["run_id", "endpoint"], dropna=False, sort=False).ngroup().to_numpy()
     prefix = out.groupby(list(PREFIX_KEY[1:]), dropna=False, sort=False).ngroup().to_numpy()
@@ -224,7 +224,7 @@ def prefix_reuse_rows(frame: pd.DataFrame) -> pd.DataFrame:
     """The ok timed rows whose `prefix_shared` is known, with `previous_prompt` = "shared prefix" or
     "changed prefix" (a label for plots' hue)."""
     marked = _ok(mark_prefix_reuse(frame))
-    marked = marked[marked["prefix_shared"].notna() & marked["ttft_s"].notna()].copy()
+    marked = marked[marked["prefix_shared"].notna() & marked["ttft_s"].notna()]
     marked["previous_prompt"] = np.where(marked["prefix_shared"].to_numpy(dtype=bool), "shared prefix",
                                          "changed prefix")
     return marked

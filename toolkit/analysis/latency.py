@@ -81,7 +81,7 @@ def request_metrics(frame: pd.DataFrame) -> pd.DataFrame:
     e2e_from_scheduled_s = send_lag_s + ttft / e2e, the latency from the time an open-loop request
     was due (NaN in closed-loop runs). Rows that are not ok or lack timings get NaN for all of them.
     """
-    out = frame.copy()
+    out = frame.copy(deep=False)  # copy-on-write: only the added columns are new
     timed = _timed(frame)
     ttft, e2e = floats(frame["ttft_s"]), floats(frame["e2e_s"])
     tokens, server = floats(frame["completion_tokens"]), floats(frame["server_s"])

@@ -91,7 +91,7 @@ def usable(frame: pd.DataFrame) -> pd.DataFrame:
     """The rows a latency model learns from: ok, not a cache hit, TTFT <= e2e, >= 1 output token."""
     ok = frame["status"].eq("ok").fillna(False).astype(bool)
     hit = frame["cache_hit"].fillna(False).astype(bool) if "cache_hit" in frame else False
-    out = frame.loc[ok & ~hit].copy()
+    out = frame.loc[ok & ~hit]
     for column in ("ttft_s", "e2e_s", "prompt_tokens", "completion_tokens"):
         out[column] = pd.to_numeric(out[column], errors="coerce").astype(float)
     keep = out["ttft_s"].notna() & out["e2e_s"].notna() & (out["completion_tokens"] >= 1)

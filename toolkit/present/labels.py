@@ -150,7 +150,7 @@ def shared_parts(labels: Sequence[str]) -> tuple[str, list[str]]:
 def relabel(table: pd.DataFrame, labels: Mapping[str, str],
             columns: Sequence[str] = ("config_id", "config_a", "config_b", "better", "dominated_by")) -> pd.DataFrame:
     """A copy of `table` with config ids replaced by their `config_labels` in each of `columns` it has."""
-    out = table.copy()
+    out = table.copy(deep=False)  # copy-on-write: the replaced columns are new, the rest shared
     for column in columns:
         if column in out.columns:
             out[column] = out[column].map(lambda v: labels.get(v, v) if isinstance(v, str) else v)
