@@ -93,3 +93,21 @@ def test_a_fit_on_a_bounded_sample_stays_within_the_full_fit_interval(tmp_path):
         close = (fitted[name] - full[name]).abs() <= 0.02 * full[name].abs()
         assert (inside | close).all(), (name, fitted[[name, low, high]], full[name])
     np.testing.assert_allclose(fitted["e2e_model_s"], full["e2e_model_s"], rtol=0.01)
+
+
+def test_percentiles_taken_in_duckdb_equal_numpy_on_the_whole_frame(whole):
+    got = latency.percentiles(whole, by=("model", "concurrency"), metrics=("ttft_s", "e2e_s", "tpot_s", "itl_s"),
+                              q=(0.5, 0.95, 0.99))
+    timed = latency.request_metrics(whole[latency.timed_mask(whole)])
+    rows = []
+    for (model, concurrency), part in timed.groupby(["model", "concurrency"], sort=True):
+        gaps = np.concatenate([np.asarray(g, dtype=float) for g in part["tbt_s"] if g is not None and len(g)])
+        rows.append({"model": model, "concurrency": concurrency, "n": len(part),
+                     **{f"p{100 * p:g}_{m}": np.quantile(part[m].dropna().to_numpy(dtype=float), p)
+                        for m in ("ttft_s", "e2e_s", "tpot_s") for p in (0.5, 0.95, 0.99)},
+                     **{f"p{100 * p:g}_itl_s": np.quantile(gaps, p) for p in (0.5, 0.95, 0.99)}})
+    expected = pd.DataFrame(rows)
+    assert got[["model", "concurrency", "n"]].astype(object).equals(expected[["model", "concurrency", "n"]].astype(object))
+    value_columns = [c for c in expected.columns if c.startswith("p")]
+    np.testing.assert_allclose(got[value_columns].to_numpy(dtype=float), expected[value_columns].to_numpy(dtype=float),
+                               rtol=1e-12)

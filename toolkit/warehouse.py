@@ -19,6 +19,7 @@ from dataclasses import dataclass
 from pathlib import Path
 
 import duckdb
+import numpy as np
 import pandas as pd
 import pyarrow as pa
 import pyarrow.parquet as pq
@@ -170,6 +171,29 @@ def records(connection: duckdb.DuckDBPyConnection, files: Sequence[tuple[Sequenc
     if order and (duplicated or backfill or sample is not None or len(sources) > 1):
         query += " ORDER BY _run, _file, _row"
     return connection.sql(query)
+
+
+def group_quantiles(table: pa.Table, metrics: Sequence[str], q: Sequence[float], groups: int, *,
+                    unnest: bool = False) -> dict[str, np.ndarray]:
+    """Each metric's quantiles `q` per group, over its values that are neither null nor NaN, with
+    linear interpolation (numpy's default): an array of `groups` rows (`table`'s `_group` column,
+    0 to groups - 1) by len(q), NaN for a group without values.  `unnest`: each metric is a list
+    column whose items pool (every token gap of a group)."""
+    at = ", ".join(repr(float(p)) for p in q)
+    found = {}
+    with connect() as connection:
+        connection.register("measured", table)
+        for metric in metrics:
+            name = quoted(metric)
+            source = f"(SELECT _group, unnest({name}) AS {name} FROM measured)" if unnest else "measured"
+            result = connection.sql(
+                f"SELECT _group, quantile_cont({name}, [{at}]) AS q FROM {source} "
+                f"WHERE {name} IS NOT NULL AND NOT isnan({name}) GROUP BY _group").to_arrow_table()
+            values = np.full((groups, len(q)), np.nan)
+            if result.num_rows:
+                values[result["_group"].to_numpy()] = np.asarray(result["q"].to_pylist(), dtype=float)
+            found[metric] = values
+    return found
 
 
 @dataclass(frozen=True)

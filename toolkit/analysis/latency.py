@@ -16,6 +16,7 @@ import pandas as pd
 import pyarrow as pa
 import pyarrow.compute as pc
 
+from toolkit import warehouse
 from toolkit.analysis.rows import floats, group_keys, quantile_name, timed_mask
 from toolkit.analysis.latency_fit import fit_e2e, fit_robust, fit_ttft, predict, what_if, what_if_prompt
 
@@ -126,20 +127,27 @@ def percentiles(frame: pd.DataFrame, *, by: str | Sequence[str] = ("config_id",)
     """Per group: n (timed requests) and columns `p50_e2e_s`, `p99_tpot_s`, ... (linear interpolation).
 
     Any request column or `request_metrics` column is a metric; `itl_s` pools every gap of
-    `tbt_s` in the group, which is how vLLM reports ITL percentiles.
+    `tbt_s` in the group, which is how vLLM reports ITL percentiles.  The quantiles are taken in
+    DuckDB (`quantile_cont`, numpy's linear rule), the gaps unnested there, over numbers and group
+    numbers alone; pandas numbers the groups, so they come in its order.
     """
     keys = group_keys(by)
     timed = _timed_metrics(frame, [*keys, *metrics])
     columns = keys + ["n"] + [f"{quantile_name(p)}_{m}" for m in metrics for p in q]
-    rows = []
-    for group, part in timed.groupby(keys, dropna=False, sort=True):
-        row = dict(zip(keys, group)) | {"n": len(part)}
-        for metric in metrics:
-            values = _values(part, metric, keys)[metric].dropna().to_numpy(dtype=float)
-            for p in q:
-                row[f"{quantile_name(p)}_{metric}"] = float(np.quantile(values, p)) if len(values) else np.nan
-        rows.append(row)
-    return pd.DataFrame(rows, columns=columns)
+    groups = timed.groupby(keys, dropna=False, sort=True)
+    table = groups.size().rename("n").reset_index()
+    if table.empty:
+        return pd.DataFrame(columns=columns)
+    number = groups.ngroup().to_numpy()
+    found = warehouse.group_quantiles(pa.table({"_group": number, **{m: floats(timed[m]) for m in metrics if m != ITL}}),
+                                      [m for m in metrics if m != ITL], q, len(table))
+    if ITL in metrics:
+        gaps = pa.array(timed["tbt_s"].map(_gaps).to_numpy(dtype=object), type=pa.list_(pa.float64()))
+        found |= warehouse.group_quantiles(pa.table({"_group": number, ITL: gaps}), [ITL], q, len(table), unnest=True)
+    for metric in metrics:
+        for i, p in enumerate(q):
+            table[f"{quantile_name(p)}_{metric}"] = found[metric][:, i]
+    return table[columns]
 
 
 def decomposition(frame: pd.DataFrame, *, by: str | Sequence[str] = ("config_id",)) -> pd.DataFrame:
