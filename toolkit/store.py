@@ -27,7 +27,7 @@ import pyarrow.parquet as pq
 
 from toolkit import warehouse
 from toolkit.errors import DataFileError, RunDirError
-from toolkit.machine_time import machine_seconds
+from toolkit.machine_time import MACHINE_INPUTS, machine_seconds
 from toolkit.schema import (ARROW_SCHEMA, LATER_COLUMNS, REQUEST_COLUMNS, RequestRecord, coerce_requests,
                             from_arrow, to_arrow)
 
@@ -147,8 +147,6 @@ def journal_table(path: Path) -> pa.Table | None:
 
 
 DERIVED_COLUMNS = ("machine_s", "machine_rule")  # added by load_run, never stored
-MACHINE_INPUTS = ("run_id", "endpoint", "phase", "started_at", "e2e_s", "cache_hit", "batch", "server_prefill_s",
-                  "server_decode_s")  # what `machine_seconds` reads
 
 
 def columns_but(*names: str) -> list[str]:
