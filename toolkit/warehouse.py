@@ -14,7 +14,7 @@ import contextlib
 import glob
 import itertools
 import os
-from collections.abc import Sequence
+from collections.abc import Callable, Sequence
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -96,17 +96,16 @@ def requests(connection: duckdb.DuckDBPyConnection, run_dir: RunDirs,
             raise RunDirError(f"{directory}: neither {store.REQUESTS} nor {store.JOURNAL} found: "
                               "not a run directory")
         files.append((parquet_paths, journal_paths))
-    settings = _manifest_settings(dirs)
-    return records(connection, files, columns, settings=settings, order=order, sample=sample)
+    return records(connection, files, columns, settings=lambda: _manifest_settings(dirs), order=order, sample=sample)
 
 
 def records(connection: duckdb.DuckDBPyConnection, files: Sequence[tuple[Sequence[Path], Sequence[Path]]],
-            columns: Sequence[str] | None = None, *, settings: pd.DataFrame | None = None,
+            columns: Sequence[str] | None = None, *, settings: Callable[[], pd.DataFrame] | None = None,
             order: bool = False, sample: Sample | None = None) -> duckdb.DuckDBPyRelation:
     """One record per (run, request_id) from each run's (Parquet parts, journals), as a relation.
 
-    `settings` (columns `_run`, `config_id` and the setting columns) fills the settings of rows
-    that have none.  The relation's Arrow tables stay registered on `connection`.
+    `settings` gives (columns `_run`, `config_id` and the setting columns) what fills the settings of
+    rows that have none; it is called only when a row has none (a manifest is read only then).  The relation's Arrow tables stay registered on `connection`.
     """
     from toolkit import store
 
@@ -119,9 +118,8 @@ def records(connection: duckdb.DuckDBPyConnection, files: Sequence[tuple[Sequenc
                           f"{', '.join(REQUEST_COLUMNS)} (and {', '.join(GAP_COLUMNS)} from tbt_s)")
     computed = [name for name in wanted if name in GAP_COLUMNS]
     stored = [name for name in wanted if name not in GAP_COLUMNS] + (["tbt_s"] if computed else [])
-    backfill = settings is not None and len(settings) > 0 and any(name in SETTING_COLUMNS for name in wanted)
-    needed = list(dict.fromkeys([*stored, "request_id", "sequence",
-                                 *(["config_id", *SETTING_COLUMNS] if backfill else [])]))
+    fill = settings is not None and any(name in SETTING_COLUMNS for name in wanted)
+    needed = list(dict.fromkeys([*stored, "request_id", "sequence", *(["config_id", *SETTING_COLUMNS] if fill else [])]))
     sources, in_memory = [], []
     for run, (parquet_paths, journal_paths) in enumerate(files):
         several = len(parquet_paths) + len(journal_paths) > 1
@@ -152,9 +150,13 @@ def records(connection: duckdb.DuckDBPyConnection, files: Sequence[tuple[Sequenc
     if duplicated:
         latest = (f"SELECT * FROM ({latest}) QUALIFY row_number() OVER (PARTITION BY _run, request_id "
                   "ORDER BY _sequence DESC NULLS LAST, _file DESC, _row DESC) = 1")
+    unset = " AND ".join(f"{quoted(c)} IS NULL" for c in SETTING_COLUMNS)
+    unknown_rows = fill and connection.sql(f"SELECT count(*) FROM ({latest}) WHERE {unset}").fetchall()[0][0] > 0
+    known = settings() if unknown_rows else None
+    backfill = known is not None and len(known) > 0
     if backfill:
         name = f"manifest_settings_{next(_NAMES)}"
-        connection.register(name, pa.Table.from_pandas(settings, preserve_index=False))
+        connection.register(name, pa.Table.from_pandas(known, preserve_index=False))
         unset = " AND ".join(f"r.{quoted(c)} IS NULL" for c in SETTING_COLUMNS)
         filled = [f"CASE WHEN {unset} AND s.config_id IS NOT NULL THEN CAST(s.{quoted(c)} AS {sql_type(c)}) "
                   f"ELSE r.{quoted(c)} END AS {quoted(c)}" if c in SETTING_COLUMNS else f"r.{quoted(c)}"
