@@ -145,7 +145,8 @@ def records(connection: duckdb.DuckDBPyConnection, files: Sequence[tuple[Sequenc
     latest = " UNION ALL BY NAME ".join(sources)
     # the latest record of each request: a window over every row costs a second copy of the table,
     # so it runs only when a request has more than one record (reading request_id alone finds out)
-    duplicated = connection.sql(f"SELECT count(*) FROM (SELECT 1 FROM ({latest}) GROUP BY _run, request_id "
+    # (on the ids' hashes: a hash table of numbers, not strings; a collision only costs the window)
+    duplicated = connection.sql(f"SELECT count(*) FROM (SELECT 1 FROM ({latest}) GROUP BY _run, hash(request_id) "
                                 "HAVING count(*) > 1)").fetchall()[0][0]
     if duplicated:
         latest = (f"SELECT * FROM ({latest}) QUALIFY row_number() OVER (PARTITION BY _run, request_id "
@@ -164,11 +165,9 @@ def records(connection: duckdb.DuckDBPyConnection, files: Sequence[tuple[Sequenc
         latest = (f"SELECT {', '.join(filled)}, r._run, r._file, r._row FROM ({latest}) r "
                   f"LEFT JOIN {name} s ON s._run = r._run AND s.config_id = r.config_id")
     selected = [f"{GAP_COLUMNS[c][0]} AS {quoted(c)}" if c in GAP_COLUMNS else quoted(c) for c in wanted]
-    query = f"SELECT {', '.join(selected)} FROM ({latest})"
     if sample is not None:
-        # a hash of the run, the request and the seed orders each group the same way on every read
-        query += (f" QUALIFY row_number() OVER (PARTITION BY {', '.join(map(quoted, sample.by)) or 'NULL'} "
-                  f"ORDER BY hash(_run, request_id, {int(sample.seed)}), _run, request_id) <= {int(sample.rows)}")
+        latest = _sampled(connection, latest, sample)
+    query = f"SELECT {', '.join(selected)} FROM ({latest})"
     # one file read as it lies keeps its order (DuckDB preserves insertion order); anything else is sorted
     if order and (duplicated or backfill or sample is not None or len(sources) > 1):
         query += " ORDER BY _run, _file, _row"
@@ -205,6 +204,27 @@ class Sample:
     by: tuple[str, ...]
     rows: int
     seed: int = 0
+
+
+def _sampled(connection: duckdb.DuckDBPyConnection, query: str, sample: Sample) -> str:
+    """`query` cut to the `sample.rows` rows of each group with the smallest hash of (run, request, seed):
+    the same rows on every read.  Ranking every row of a large table by its hash takes gigabytes, so
+    each group is first thinned to the rows whose hash falls below a threshold that keeps some 10% more
+    than `rows` of it (short by over ten standard deviations before it could miss one), and only
+    those are ranked."""
+    keys = ", ".join(map(quoted, sample.by)) or "NULL"
+    rank = f"hash(_run, request_id, {int(sample.seed)})"
+    counts = connection.sql(f"SELECT {keys}, count(*) AS _rows FROM ({query}) GROUP BY ALL").to_arrow_table()
+    wanted = 1.1 * sample.rows + 10 * np.sqrt(sample.rows)
+    share = np.minimum(1.0, wanted / np.maximum(counts["_rows"].to_numpy(), 1))
+    limits = counts.drop_columns(["_rows"]).append_column(
+        "_below", pa.array([min(int(s * 2.0**64), 2**64 - 1) for s in share], pa.uint64()))
+    name = f"sample_limits_{next(_NAMES)}"
+    connection.register(name, limits)
+    on = " AND ".join(f"r.{quoted(k)} IS NOT DISTINCT FROM l.{quoted(k)}" for k in sample.by) or "TRUE"
+    return (f"SELECT r.* FROM ({query}) r JOIN {name} l ON {on} WHERE {rank} <= l._below "
+            f"QUALIFY row_number() OVER (PARTITION BY {', '.join(f'r.{quoted(k)}' for k in sample.by) or 'NULL'} "
+            f"ORDER BY {rank}, r._run, r.request_id) <= {int(sample.rows)}")
 
 
 def _parquet_schema(path: Path) -> pa.Schema:
