@@ -161,8 +161,8 @@ def test_the_fast_journal_reader_equals_the_line_reader_also_on_a_cut_journal(tm
 
     import pandas as pd
 
-    from toolkit.schema import RequestRecord, coerce_requests
-    from toolkit.store import _journal_frame
+    from toolkit.schema import RequestRecord, coerce_requests, from_arrow
+    from toolkit.store import journal_table
 
     with Journal(tmp_path) as journal:
         for i in range(30):
@@ -176,6 +176,6 @@ def test_the_fast_journal_reader_equals_the_line_reader_also_on_a_cut_journal(tm
                 error_type=None if ok else "server_error", error_message=None if ok else "Error code: 503"))
     path = tmp_path / JOURNAL
     path.write_bytes(path.read_bytes() + b'{"run_id": "r", "request_id": "id30", "sta')  # a kill mid-write
-    fast = _journal_frame(path)
+    fast = from_arrow(journal_table(path))
     assert len(fast) == 30 and fast["output_text"].iloc[1] == "Bogotá 😀"
     pd.testing.assert_frame_equal(fast, coerce_requests(pd.DataFrame(read_journal(path))))

@@ -159,3 +159,15 @@ def test_model_prices_parse_into_prices_and_name_the_bad_entry():
     checked = run_checks('model_prices = check("model_prices", model_prices, ModelPrices | None)',
                          {"model_prices": ["a=1,2"]})
     assert checked["model_prices"]["a"].output_usd_per_mtok == 2.0
+
+
+def test_run_dir_list_and_glob_name_several_run_dirs(tmp_path: Path):
+    for name in ("grid-day1", "grid-day2", "other"):
+        (tmp_path / name).mkdir()
+    both = [(tmp_path / "grid-day1").resolve(), (tmp_path / "grid-day2").resolve()]
+    assert resolve_run_dir(str(tmp_path / "grid-*")) == both
+    assert resolve_run_dir([str(tmp_path / "grid-day1"), tmp_path / "grid-day2"]) == both
+    with pytest.raises(RunDirError, match=r"parameter run_dir\[1\]: run directory .*nope"):
+        resolve_run_dir([str(tmp_path / "other"), str(tmp_path / "nope")])
+    with pytest.raises(RunDirError, match="pattern .* matches no run directory"):
+        resolve_run_dir(str(tmp_path / "week-*"))

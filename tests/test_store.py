@@ -8,7 +8,7 @@ import pytest
 from toolkit.errors import DataFileError, RunDirError
 from toolkit.schema import REQUEST_COLUMNS, RequestRecord
 from toolkit.store import (DERIVED_COLUMNS, JOURNAL, REQUESTS, Journal, finalize, load_run, part_names, read_journal,
-                           save_run)
+                           read_manifest, save_run)
 
 
 def record(i: int, status: str = "ok") -> RequestRecord:
@@ -123,3 +123,31 @@ def test_a_table_missing_a_first_release_column_is_an_error_naming_it(tmp_path):
     pq.write_table(to_arrow(pd.DataFrame([record(0).to_json_dict()])).drop_columns(["e2e_s"]), tmp_path / REQUESTS)
     with pytest.raises(RunDirError, match="missing column.*e2e_s"):
         load_run(tmp_path)
+
+
+def test_several_run_dirs_read_as_one_table_each_keeping_its_own_requests(tmp_path):
+    # the same grid on two days: the same request ids, each run's records kept
+    for day, e2e in (("day1", 1.0), ("day2", 2.0)):
+        frame = pd.DataFrame([record(i).to_json_dict() for i in range(3)]).assign(e2e_s=e2e, run_id=day)
+        save_run(tmp_path / day, frame, {"run_id": day, "phases": [{"phase": day}]})
+    table = load_run(str(tmp_path / "day*"), columns=["run_id", "request_id", "e2e_s", "machine_s"])
+    assert list(table.columns) == ["run_id", "request_id", "e2e_s", "machine_s"]
+    assert table["run_id"].tolist() == ["day1"] * 3 + ["day2"] * 3
+    assert table["e2e_s"].tolist() == [1.0] * 3 + [2.0] * 3
+    assert table.equals(load_run([tmp_path / "day1", tmp_path / "day2"], columns=list(table.columns)))
+    manifest = read_manifest([tmp_path / "day1", tmp_path / "day2"])
+    assert manifest["run_id"] == "day1 + day2" and [p["phase"] for p in manifest["phases"]] == ["day1", "day2"]
+    with pytest.raises(RunDirError, match="matches no run directory"):
+        load_run(str(tmp_path / "week*"))
+    with pytest.raises(RunDirError, match="unknown column.*e2e"):
+        load_run(tmp_path / "day1", columns=["e2e"])
+
+
+def test_token_gap_statistics_are_summed_without_reading_the_lists(tmp_path):
+    frame = pd.DataFrame([record(i).to_json_dict() for i in range(3)])
+    frame.at[1, "tbt_s"] = []
+    frame.at[2, "tbt_s"] = None
+    save_run(tmp_path / "run", frame, {"run_id": "r"})
+    table = load_run(tmp_path / "run", columns=["request_id", "tbt_sum_s", "tbt_count"])
+    assert list(table.columns) == ["request_id", "tbt_sum_s", "tbt_count"]
+    assert table["tbt_sum_s"].tolist() == pytest.approx([0.03, 0.0, 0.0]) and table["tbt_count"].tolist() == [2, 0, 0]

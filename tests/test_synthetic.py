@@ -64,3 +64,16 @@ def test_config_grid_is_bounded():
     assert len({c.config_id for c in configs(MAX_CONFIGS)}) == MAX_CONFIGS
     with pytest.raises(ParameterError, match=f"n_configs must be in \\[1, {MAX_CONFIGS}\\], got 41"):
         synthetic_requests(10, n_configs=41)
+
+
+def test_a_synthetic_run_written_in_chunks_has_unique_ids_and_one_send_order(tmp_path):
+    import pyarrow.parquet as pq
+
+    from toolkit.testing.synthetic import write_synthetic_parquet
+
+    path = write_synthetic_parquet(tmp_path / "requests.parquet", 2_500, chunk_rows=1_000)
+    table = pq.read_table(path).to_pandas()
+    assert len(table) == 2_500 and table["request_id"].is_unique
+    assert sorted(table["sequence"]) == list(range(2_500))
+    assert pq.ParquetFile(path).metadata.num_row_groups == 3
+    assert (table.sort_values("sequence")["started_at"].diff().dropna() > pd.Timedelta(0)).all()

@@ -28,6 +28,10 @@ MACHINE_RULES = {
 }
 
 
+MACHINE_INPUTS = ("run_id", "endpoint", "phase", "started_at", "e2e_s", "cache_hit", "batch", "server_prefill_s",
+                  "server_decode_s")  # what `machine_seconds` reads
+
+
 def machine_seconds(frame: pd.DataFrame) -> pd.DataFrame:
     """Each request's share of a self-hosted machine's wall time, and the rule that gave it.
 

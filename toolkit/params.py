@@ -8,6 +8,7 @@ its run directory.
 from __future__ import annotations
 
 import ast
+import glob
 import math
 import os
 import types
@@ -87,21 +88,39 @@ def run_checks(source: str, values: Mapping[str, object]) -> dict[str, object]:
     return namespace
 
 
-def resolve_run_dir(run_dir: object, *, name: str = "run_dir") -> Path:
+def resolve_run_dir(run_dir: object, *, name: str = "run_dir") -> Path | list[Path]:
     """The run directory `run_dir` names: absolute, else relative to the cwd, else (a path under
-    `data/`) in the package's shipped data (`resources.candidates`).
+    `data/`) in the package's shipped data (`resources.candidates`).  A list of such paths, or a
+    glob pattern (`data/runs/grid-2026-*`), names several run dirs analysed as one table: the
+    result is then a list (a pattern's matches sorted).
 
     The shipped fallback is what lets the notebooks' one default (`data/runs/sample`) work from any
-    folder, in JupyterLab and under papermill, installed or in a checkout.  A missing directory is
-    a `RunDirError` naming the parameter and every place tried.
+    folder, in JupyterLab and under papermill, installed or in a checkout.  A missing directory, or a
+    pattern matching none, is a `RunDirError` naming the parameter and every place tried.
     """
+    if isinstance(run_dir, (list, tuple)):
+        if not run_dir:
+            raise _error(name, list[str], run_dir)
+        return [path for i, item in enumerate(run_dir)
+                for path in _as_list(resolve_run_dir(item, name=f"{name}[{i}]"))]
     if not isinstance(run_dir, (str, os.PathLike)) or not str(run_dir):
         raise _error(name, str, run_dir)
     tried = resources.candidates(run_dir)
+    if glob.has_magic(str(run_dir)):
+        for candidate in tried:
+            matches = sorted(Path(match).resolve() for match in glob.glob(str(candidate)) if Path(match).is_dir())
+            if matches:
+                return matches
+        raise RunDirError(f"parameter {name}: the pattern {str(run_dir)!r} matches no run directory "
+                          f"(tried {', '.join(map(str, tried))})")
     for candidate in tried:
         if candidate.is_dir():
             return candidate.resolve()
     raise RunDirError(f"parameter {name}: run directory {str(run_dir)!r} not found ({not_found(tried)})")
+
+
+def _as_list(paths: Path | list[Path]) -> list[Path]:
+    return paths if isinstance(paths, list) else [paths]
 
 
 def not_found(tried: Sequence[Path]) -> str:

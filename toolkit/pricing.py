@@ -47,6 +47,11 @@ class CostBasis:
     table: PriceTable
 
 
+# what `price_requests` reads (without `machine_s`, `machine_time.machine_seconds` reads MACHINE_INPUTS)
+PRICE_INPUTS = ("model", "status", "prompt_tokens", "completion_tokens", "cached_tokens", "batch", "cache_hit",
+                "machine_s")
+
+
 def price_requests(frame: pd.DataFrame, table: PriceTable) -> pd.Series:
     """USD per row of a requests table, named `usd`.
 

@@ -31,7 +31,7 @@ from toolkit.errors import FrontierError, NotebookError, ParameterError
 from toolkit import resources
 from toolkit.params import ModelPrices, check, resolve_run_dir, run_checks
 from toolkit.report_index import render_index, render_unanswered_index
-from toolkit.store import load_run, read_manifest
+from toolkit.store import columns_but, load_run, read_manifest
 
 if TYPE_CHECKING:
     from toolkit.analysis.frontier import Headline
@@ -88,7 +88,7 @@ def build_report(run_dir: str | os.PathLike, *, out_root: Path = Path("reports")
 
     notebooks_dir = Path(notebooks_dir) if notebooks_dir is not None else resources.notebooks_dir()
     run_path = resolve_run_dir(run_dir)
-    frame = load_run(run_path)
+    frame = load_run(run_path, columns=HEADLINE_COLUMNS)
     manifest = read_manifest(run_path)
     notebooks = sorted(Path(notebooks_dir).glob(NOTEBOOK_GLOB))
     if not notebooks:
@@ -266,6 +266,9 @@ def _check_declared(given: Mapping[str, object], declared: Mapping[Path, Mapping
     if unknown:
         raise ParameterError(f"parameter {unknown[0]}: no notebook in {notebooks_dir} declares it; "
                              f"declared: {', '.join(known)}")
+
+
+HEADLINE_COLUMNS = columns_but("tbt_s", "expected", "prefix_hashes", "prompt_hash")  # what the headline reads
 
 
 def _headline(frame, manifest: dict, values: Mapping[str, object]) -> Headline:

@@ -15,19 +15,21 @@ import fcntl
 import json
 import os
 import socket
-from collections.abc import Iterable
+from collections.abc import Iterable, Sequence
 from pathlib import Path
 from typing import IO
 
+import duckdb
 import pandas as pd
 import pyarrow as pa
 import pyarrow.json as pa_json
 import pyarrow.parquet as pq
 
+from toolkit import warehouse
 from toolkit.errors import DataFileError, RunDirError
-from toolkit.machine_time import machine_seconds
-from toolkit.schema import (ARROW_SCHEMA, LATER_COLUMNS, REQUEST_COLUMNS, SETTING_COLUMNS, RequestRecord,
-                            coerce_requests, empty_requests, from_arrow, to_arrow)
+from toolkit.machine_time import MACHINE_INPUTS, machine_seconds
+from toolkit.schema import (ARROW_SCHEMA, LATER_COLUMNS, REQUEST_COLUMNS, RequestRecord, coerce_requests,
+                            from_arrow, to_arrow)
 
 MANIFEST = "manifest.json"
 JOURNAL = "journal.jsonl"
@@ -128,7 +130,8 @@ def read_journal(path: Path) -> list[dict]:
     return rows
 
 
-def _journal_frame(path: Path) -> pd.DataFrame | None:
+def journal_table(path: Path) -> pa.Table | None:
+    """A journal's records as an Arrow table with the schema's types; None for no journal or no records."""
     # pyarrow's JSON reader takes a third of the memory and a quarter of the time of a dict per
     # record (100,000 records: 0.3 instead of 0.8 GB peak); on anything it cannot read, the slow
     # path names the bad line or column.
@@ -140,11 +143,20 @@ def _journal_frame(path: Path) -> pd.DataFrame | None:
         table = pa_json.read_json(pa.BufferReader(whole_lines), parse_options=_JOURNAL_PARSING)
     except pa.ArrowInvalid:
         rows = read_journal(path)
-        return coerce_requests(pd.DataFrame(rows), source=str(path)) if rows else None
-    return from_arrow(table) if table.num_rows else None
+        return to_arrow(pd.DataFrame(rows), source=str(path)) if rows else None
+    return table.select(list(REQUEST_COLUMNS)) if table.num_rows else None
 
 
 DERIVED_COLUMNS = ("machine_s", "machine_rule")  # added by load_run, never stored
+
+
+def columns_but(*names: str) -> list[str]:
+    """Every column `load_run` gives but `names`: what a notebook reads when it needs neither the
+    token-gap lists (`tbt_s`) nor the texts, say (the heavy columns of a large table)."""
+    unknown = [name for name in names if name not in REQUEST_COLUMNS and name not in DERIVED_COLUMNS]
+    if unknown:
+        raise RunDirError(f"unknown column(s) {', '.join(unknown)}")
+    return [name for name in (*REQUEST_COLUMNS, *DERIVED_COLUMNS) if name not in names]
 
 
 def part_names(part: str) -> tuple[str, str]:
@@ -162,77 +174,81 @@ def has_records(run_dir: str | os.PathLike) -> bool:
     return any(files for files in run_files(run_dir))
 
 
-def load_run(run_dir: str | os.PathLike) -> pd.DataFrame:
-    """The requests table of a run dir (finished or interrupted, one part or several), with DESIGN dtypes,
-    plus the derived `machine_s` and `machine_rule` columns of `machine_time.machine_seconds` (never stored)."""
-    run_dir = Path(run_dir)
-    if not run_dir.is_dir():
-        raise RunDirError(f"{run_dir}: no such run directory")
-    parquet_paths, journal_paths = run_files(run_dir)
-    if not parquet_paths and not journal_paths:
-        raise RunDirError(f"{run_dir}: neither {REQUESTS} nor {JOURNAL} found: not a run directory")
-    merged = _merge_records(parquet_paths, journal_paths)
-    if merged is None:
-        return empty_requests()
-    merged = _with_settings(merged, run_dir)
+def load_run(run_dir: warehouse.RunDirs, columns: Sequence[str] | None = None) -> pd.DataFrame:
+    """The requests table of a run dir (finished or interrupted, one part or several), or of several run
+    dirs (a list, or glob patterns) as one table, with DESIGN dtypes, plus the derived `machine_s` and
+    `machine_rule` columns of `machine_time.machine_seconds` (never stored).
+
+    `columns` (schema or derived column names, or `warehouse.GAP_COLUMNS`: each request's sum and number
+    of token gaps, summed in DuckDB) reads only those: a notebook that needs no token-gap lists (`tbt_s`)
+    or texts holds a fraction of the table.  Read through `warehouse.requests`."""
+    wanted = list(REQUEST_COLUMNS) + list(DERIVED_COLUMNS) if columns is None else list(dict.fromkeys(columns))
+    stored = [name for name in wanted if name not in DERIVED_COLUMNS]
+    derived = [name for name in wanted if name in DERIVED_COLUMNS]
     # each request's share of its phase's machine time, over the whole run: a subset (one dataset,
     # the ok rows) keeps the shares it had, where computing them on the subset would not
-    return pd.concat([merged, machine_seconds(merged)], axis=1)
-
-
-def _merge_records(parquet_paths: list[Path], journal_paths: list[Path]) -> pd.DataFrame | None:
-    """One record per request_id from these files (journals after Parquet parts: they are newer)."""
-    parts = [_parquet_frame(path) for path in parquet_paths]
-    parts += [frame for frame in map(_journal_frame, journal_paths) if frame is not None]
-    if not parts:
-        return None
-    merged = pd.concat(parts, ignore_index=True) if len(parts) > 1 else parts[0]
-    if len(parquet_paths) + len(journal_paths) > 1:
-        # files of different writers are in no time order: the highest sequence is the latest attempt
-        merged = merged.sort_values("sequence", kind="stable", na_position="first")
-    return merged.drop_duplicates("request_id", keep="last").sort_index().reset_index(drop=True)
-
-
-# a manifest written before the settings were columns names them so
-_OLD_SETTING_KEYS = {"endpoint_name": "endpoint", "stop_sequences": "stop", "response_cache": "cache"}
-
-
-def _with_settings(frame: pd.DataFrame, run_dir: Path) -> pd.DataFrame:
-    """Fill setting columns a run written before they existed left null, from its manifest's configs."""
-    unknown = frame[list(SETTING_COLUMNS)].isna().all(axis=1)
-    manifest_path = run_dir / MANIFEST
-    if not unknown.any() or not manifest_path.exists():
-        return frame
-    configs = (read_manifest(run_dir).get("config") or {}).get("configs") or []
-    settings = {entry["config_id"]: entry for entry in configs if "config_id" in entry}
-    rows = frame.loc[unknown, "config_id"].map(settings)
-    known = rows.notna()
-    if not known.any():
-        return frame
-    frame = frame.copy()
-    for column in SETTING_COLUMNS:
-        old_key = _OLD_SETTING_KEYS.get(column, column)
-        values = rows[known].map(lambda entry: entry.get(column, entry.get(old_key)))
-        frame.loc[values.index, column] = values.astype(frame[column].dtype)
+    read = list(dict.fromkeys([*stored, *(MACHINE_INPUTS if derived else ())]))
+    frame = _fetch(run_dir, read)
+    if derived:
+        frame = pd.concat([frame[stored], machine_seconds(frame)[derived]], axis=1)
     return frame
 
 
-def _parquet_frame(path: Path) -> pd.DataFrame:
+def load_sample(run_dir: warehouse.RunDirs, columns: Sequence[str], *, by: Sequence[str], rows_per_group: int,
+                seed: int = 0) -> pd.DataFrame:
+    """At most `rows_per_group` requests of each group of `by` (a seeded random choice made in DuckDB,
+    the same on every read), with `columns` and the keys, in the files' order: what a robust fit needs
+    of a table too large to hold.  Derived columns are shares of a whole run, so they are not offered."""
+    derived = [name for name in columns if name in DERIVED_COLUMNS]
+    if derived:
+        raise RunDirError(f"load_sample: {', '.join(derived)} are shares of the whole run; use load_run")
+    sample = warehouse.Sample(tuple(by), rows_per_group, seed)
+    return _fetch(run_dir, list(dict.fromkeys([*columns, *by])), sample=sample)
+
+
+def _fetch(run_dir: warehouse.RunDirs, columns: list[str], sample: warehouse.Sample | None = None) -> pd.DataFrame:
+    with warehouse.connect() as connection:
+        relation = warehouse.requests(connection, run_dir, columns, order=True, sample=sample)
+        try:
+            table = relation.to_arrow_table()
+        except duckdb.Error as exc:
+            raise _damaged_part(run_dir, exc) from exc
+    return from_arrow(table.cast(pa.schema([pa.field(name, warehouse.GAP_COLUMNS[name][1]) if name in warehouse.GAP_COLUMNS
+                                            else ARROW_SCHEMA.field(name) for name in columns])))
+
+
+def _damaged_part(run_dir: warehouse.RunDirs, exc: duckdb.Error) -> RunDirError:
+    """The error naming the part DuckDB could not read (each part is read whole until one fails)."""
+    for directory in warehouse.expand_run_dirs(run_dir):
+        for path in run_files(directory)[0]:
+            try:
+                pq.read_table(path)
+            except (pa.ArrowException, OSError) as part_exc:
+                return damaged(path, part_exc)
+    return RunDirError(f"{run_dir}: the requests table cannot be read: {exc}")
+
+
+def damaged(path: Path, exc: Exception) -> RunDirError:
+    detail = " ".join(str(exc).replace(f"'{path}'", "the file").split())  # Arrow's are multi-line
+    return RunDirError(
+        f"{path}: the requests table is damaged and cannot be read ({detail}). Restore it from a backup, "
+        f"or move it aside and collect again with `frontier collect CONFIG --resume {path.parent}`, "
+        "which sends every request that has no record")
+
+
+def parquet_frame(path: Path) -> pd.DataFrame:
+    """One Parquet part with the schema's columns and dtypes, for a part whose types differ from the schema."""
     try:
         stored = pq.read_table(path)
     except (pa.ArrowException, OSError) as exc:  # a damaged file: bad footer, failed decompression
-        detail = " ".join(str(exc).replace(f"'{path}'", "the file").split())  # Arrow's are multi-line
-        raise RunDirError(
-            f"{path}: the requests table is damaged and cannot be read ({detail}). Restore it from a backup, "
-            f"or move it aside and collect again with `frontier collect CONFIG --resume {path.parent}`, "
-            "which sends every request that has no record") from exc
+        raise damaged(path, exc) from exc
     missing = [name for name in REQUEST_COLUMNS if name not in stored.column_names]
     required = [name for name in missing if name not in LATER_COLUMNS]
     if required:
         raise RunDirError(f"{path}: requests table is missing column(s) {', '.join(required)}")
     for name in missing:  # a run written before these columns existed: they are unknown, not wrong
         stored = stored.append_column(ARROW_SCHEMA.field(name), pa.nulls(stored.num_rows, ARROW_SCHEMA.field(name).type))
-    try:  # our own files already have the schema: cast in Arrow, no detour through Python objects
+    try:
         return from_arrow(stored.select(list(REQUEST_COLUMNS)).cast(ARROW_SCHEMA))
     except (pa.ArrowInvalid, pa.ArrowNotImplementedError, pa.ArrowTypeError):
         return coerce_requests(stored.to_pandas(), source=str(path))
@@ -253,15 +269,32 @@ def finalize(run_dir: Path, part: str | None = None) -> pd.DataFrame:
     run_dir = Path(run_dir)
     journal_name, parquet_name = (JOURNAL, REQUESTS) if part is None else part_names(part)
     parquet_path, journal_path = run_dir / parquet_name, run_dir / journal_name
-    own = _merge_records([parquet_path] if parquet_path.exists() else [],
-                         [journal_path] if journal_path.exists() else [])
-    if own is not None:
-        write_requests(run_dir, own, name=parquet_name)
+    own_files = ([parquet_path] if parquet_path.exists() else [], [journal_path] if journal_path.exists() else [])
+    with warehouse.connect() as connection:
+        own = warehouse.records(connection, [own_files], order=True).to_arrow_table()
+    if own.num_rows:
+        write_requests(run_dir, from_arrow(own.cast(ARROW_SCHEMA)), name=parquet_name)
     journal_path.unlink(missing_ok=True)
     return load_run(run_dir)
 
 
-def read_manifest(run_dir: str | os.PathLike) -> dict:
+def read_manifest(run_dir: warehouse.RunDirs) -> dict:
+    """A run dir's manifest; for several run dirs (a list or glob patterns, as `load_run` takes) one
+    manifest: the first run's entries, `run_id` the ids joined by " + ", `phases` and the configs of
+    every run one after the other, and each run's own manifest under `runs`."""
+    dirs = warehouse.expand_run_dirs(run_dir)
+    if len(dirs) == 1:
+        return _read_one_manifest(dirs[0])
+    manifests = [_read_one_manifest(directory) for directory in dirs]
+    configs = [entry for manifest in manifests for entry in (manifest.get("config") or {}).get("configs") or []]
+    return manifests[0] | {
+        "run_id": " + ".join(str(manifest.get("run_id") or directory.name)
+                             for manifest, directory in zip(manifests, dirs)),
+        "phases": [phase for manifest in manifests for phase in manifest.get("phases") or []],
+        "config": (manifests[0].get("config") or {}) | {"configs": configs}, "runs": manifests}
+
+
+def _read_one_manifest(run_dir: Path) -> dict:
     path = Path(run_dir) / MANIFEST
     if not Path(run_dir).is_dir():
         raise RunDirError(f"{run_dir}: no such run directory")

@@ -19,7 +19,8 @@ from scipy import stats
 
 from toolkit.analysis.accuracy import bootstrap_mean_interval, wilson_interval
 from toolkit.errors import ParameterError, PriceError
-from toolkit.pricing import MachinePrice, PriceTable, price_requests, resolve_price
+from toolkit.machine_time import MACHINE_INPUTS
+from toolkit.pricing import PRICE_INPUTS, MachinePrice, PriceTable, price_requests, resolve_price
 
 
 MIN_CACHEABLE_PROMPT_TOKENS = 1024  # OpenAI caches prompts only from 1,024 tokens ...
@@ -28,6 +29,14 @@ CACHE_INCREMENT_TOKENS = 128  # ... and the cached part grows in steps of 128 to
 
 def _ok(frame: pd.DataFrame) -> pd.DataFrame:
     return frame[frame["status"].eq("ok").fillna(False).astype(bool)]
+
+
+def _ok_priced(frame: pd.DataFrame, *columns: str) -> pd.DataFrame:
+    """The ok rows with `columns` and what pricing them reads: filtering every column of a million-row
+    table takes most of a second, each time."""
+    machine = () if "machine_s" in frame.columns else MACHINE_INPUTS
+    keep = [c for c in dict.fromkeys([*columns, *PRICE_INPUTS, *machine]) if c in frame.columns]
+    return _ok(frame[keep])
 
 
 def _flag(frame: pd.DataFrame, column: str) -> np.ndarray:
@@ -60,12 +69,13 @@ def response_cache_savings(frame: pd.DataFrame, prices: PriceTable, *, by: Seque
     model's price, or for a machine-priced model the mean cost of the group's misses (a hit's e2e
     is the lookup time, not the time the model would have taken).
     """
-    ok = _ok(frame)
+    ok = _ok_priced(frame, *by, "e2e_s")
     paid = price_requests(ok, prices).to_numpy() if len(ok) else np.array([])
     uncached = price_requests(ok.assign(cache_hit=False), prices).to_numpy() if len(ok) else np.array([])
     hit, machine = _flag(ok, "cache_hit"), _is_machine(ok, prices)
     rows = []
-    for key, part in _groups(ok.assign(_paid=paid, _uncached=uncached, _hit=hit, _machine=machine), by):
+    narrow = ok[list(dict.fromkeys([*by, "e2e_s"]))]  # grouping a copy of every column costs seconds
+    for key, part in _groups(narrow.assign(_paid=paid, _uncached=uncached, _hit=hit, _machine=machine), by):
         hits, misses = part[part["_hit"]], part[~part["_hit"]]
         would = part["_uncached"].to_numpy().copy()
         miss_cost = float(misses["_paid"].mean()) if len(misses) else math.nan
@@ -116,14 +126,15 @@ def prompt_caching_savings(frame: pd.DataFrame, prices: PriceTable, *,
     under 1,024 tokens, which OpenAI never caches.  Machine-priced models pay for time, not
     tokens: their saving is in TTFT (see `prefix_reuse`), so it is 0 here, with kind "machine".
     """
-    ok = _ok(frame)
+    ok = _ok_priced(frame, *by)
     ok = ok[ok["prompt_tokens"].notna()]
     rows = []
     if len(ok):
         priced = price_requests(ok, prices).to_numpy()
         full = price_requests(ok.assign(cached_tokens=0), prices).to_numpy()
         machine = _is_machine(ok, prices)
-        for key, part in _groups(ok.assign(_priced=priced, _full=full, _machine=machine), by):
+        narrow = ok[list(dict.fromkeys([*by, "prompt_tokens", "cached_tokens"]))]
+        for key, part in _groups(narrow.assign(_priced=priced, _full=full, _machine=machine), by):
             prompt, cached = _floats(part["prompt_tokens"]), np.nan_to_num(_floats(part["cached_tokens"]))
             paid, without = float(np.sum(part["_priced"])), float(np.sum(part["_full"]))
             rows.append(key | {
@@ -147,14 +158,14 @@ def batch_savings(frame: pd.DataFrame, prices: PriceTable, *, by: Sequence[str] 
     run` and it costs machine time: `turnaround_s` x USD per hour, split over the groups by their
     batch rows, in `machine_usd`).  `batch_rows` counts the rows that really went through a batch.
     """
-    ok = _ok(frame)
+    ok = _ok_priced(frame, *by)
     machine = _is_machine(ok, prices) if len(ok) else np.array([], dtype=bool)
     tokens = ok[~machine]
     rows = []
     if len(tokens):
         online = price_requests(tokens.assign(batch=False), prices).to_numpy()
         batch = price_requests(tokens.assign(batch=True), prices).to_numpy()
-        for key, part in _groups(tokens.assign(_online=online, _batch=batch), by):
+        for key, part in _groups(tokens[list(dict.fromkeys([*by, "batch"]))].assign(_online=online, _batch=batch), by):
             usd_online, usd_batch = float(part["_online"].sum()), float(part["_batch"].sum())
             rows.append(key | {"kind": "tokens", "requests": len(part), "batch_rows": int(_flag(part, "batch").sum()),
                                "batch_discount": prices.batch_discount, "usd_online": usd_online,
@@ -199,7 +210,7 @@ def mark_prefix_reuse(frame: pd.DataFrame) -> pd.DataFrame:
     unknown: the first request, cache hits and batch rows (never reach the server in sequence),
     and requests whose own or predecessor's concurrency is not 1.
     """
-    out = frame.copy()
+    out = frame.copy(deep=False)  # copy-on-write: only the added column is new
     # integer codes, nulls included as a value, so that rows compare as numbers
     endpoint = out.groupby(["run_id", "endpoint"], dropna=False, sort=False).ngroup().to_numpy()
     prefix = out.groupby(list(PREFIX_KEY[1:]), dropna=False, sort=False).ngroup().to_numpy()
@@ -222,7 +233,7 @@ def prefix_reuse_rows(frame: pd.DataFrame) -> pd.DataFrame:
     """The ok timed rows whose `prefix_shared` is known, with `previous_prompt` = "shared prefix" or
     "changed prefix" (a label for plots' hue)."""
     marked = _ok(mark_prefix_reuse(frame))
-    marked = marked[marked["prefix_shared"].notna() & marked["ttft_s"].notna()].copy()
+    marked = marked[marked["prefix_shared"].notna() & marked["ttft_s"].notna()]
     marked["previous_prompt"] = np.where(marked["prefix_shared"].to_numpy(dtype=bool), "shared prefix",
                                          "changed prefix")
     return marked

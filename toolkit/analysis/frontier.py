@@ -65,14 +65,15 @@ def config_summary(frame: pd.DataFrame, prices: PriceTable, quantiles: Sequence[
     missing = [c for c in [*by, "status", "e2e_s", "ttft_s"] if c not in frame.columns]
     if missing:
         raise ParameterError(f"frame is missing column(s) {', '.join(missing)}")
-    priced = frame.assign(_usd=price_requests(frame, prices))
+    priced = frame[by].assign(_usd=price_requests(frame, prices))
     summary = accuracy_table(frame, by=by, confidence=confidence, n_resamples=n_resamples, seed=seed)
     attributes = [c for c in CONFIG_ATTRIBUTES if c in frame.columns and c not in by]
     if attributes:
         first = frame.groupby(by, sort=True, dropna=False)[attributes].first().reset_index()
         summary = first.merge(summary, on=by, how="right")
 
-    ok = frame[(frame["status"] == "ok").fillna(False).astype(bool)]
+    ok = frame.loc[(frame["status"] == "ok").fillna(False).astype(bool),
+                   list(dict.fromkeys([*by, "e2e_s", "ttft_s", "prompt_tokens", "completion_tokens"]))]
     ok_groups = ok.groupby(by, sort=True, dropna=False)
     latency = pd.DataFrame(index=ok_groups.size().index)
     for q in quantiles:

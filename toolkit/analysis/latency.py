@@ -16,6 +16,8 @@ import pandas as pd
 import pyarrow as pa
 import pyarrow.compute as pc
 
+from toolkit import warehouse
+from toolkit.analysis.rows import floats, group_keys, quantile_name, timed_mask
 from toolkit.analysis.latency_fit import fit_e2e, fit_robust, fit_ttft, predict, what_if, what_if_prompt
 
 __all__ = [
@@ -28,18 +30,8 @@ SHARE_COLUMNS = ("network_share", "ttft_share", "decode_share")
 ITL = "itl_s"  # a pseudo-metric: one value per gap in `tbt_s`, not one per request
 
 
-def _keys(by: str | Sequence[str]) -> list[str]:
-    return [by] if isinstance(by, str) else list(by)
-
-
-def _floats(series: pd.Series) -> np.ndarray:
-    return pd.to_numeric(series, errors="coerce").astype("Float64").to_numpy(dtype=float, na_value=np.nan)
-
-
 def _timed(frame: pd.DataFrame) -> np.ndarray:
-    """Mask of rows that count for latency: status ok and both timings present."""
-    ok = frame["status"].eq("ok").fillna(False).to_numpy(dtype=bool)
-    return ok & frame["ttft_s"].notna().to_numpy() & frame["e2e_s"].notna().to_numpy()
+    return timed_mask(frame).to_numpy(dtype=bool, copy=True)  # callers narrow it in place
 
 
 def _gaps(value: object) -> np.ndarray:
@@ -48,10 +40,14 @@ def _gaps(value: object) -> np.ndarray:
     return np.empty(0)
 
 
-def _gap_sums(values: pd.Series, chunk: int = 250_000) -> tuple[np.ndarray, np.ndarray]:
-    """Sum and number of each row's gaps: through Arrow in chunks of rows, because a Python loop
-    over a million lists takes seconds; values that are not lists fall back to that loop."""
-    objects = values.to_numpy(dtype=object)
+def _gap_sums(frame: pd.DataFrame, chunk: int = 250_000) -> tuple[np.ndarray, np.ndarray]:
+    """Sum and number of each row's gaps: `load_run`'s `tbt_sum_s` and `tbt_count` (summed in DuckDB,
+    so the lists need not be read) where the frame has them, else from `tbt_s` through Arrow in chunks
+    of rows, because a Python loop over a million lists takes seconds; values that are not lists fall
+    back to that loop."""
+    if {"tbt_sum_s", "tbt_count"} <= set(frame.columns):
+        return np.nan_to_num(floats(frame["tbt_sum_s"])), np.nan_to_num(floats(frame["tbt_count"])).astype(np.int64)
+    objects = frame["tbt_s"].to_numpy(dtype=object)
     sums, counts = np.zeros(len(objects)), np.zeros(len(objects), dtype=np.int64)
     for start in range(0, len(objects), chunk):
         part = objects[start:start + chunk]
@@ -69,9 +65,9 @@ def _gap_sums(values: pd.Series, chunk: int = 250_000) -> tuple[np.ndarray, np.n
     return sums, counts
 
 
-def _gap_means(values: pd.Series) -> np.ndarray:
+def _gap_means(frame: pd.DataFrame) -> np.ndarray:
     """Mean of each row's gaps, NaN for none."""
-    sums, counts = _gap_sums(values)
+    sums, counts = _gap_sums(frame)
     with np.errstate(invalid="ignore", divide="ignore"):
         return np.where(counts > 0, sums / counts, np.nan)
 
@@ -86,25 +82,26 @@ def request_metrics(frame: pd.DataFrame) -> pd.DataFrame:
     e2e_from_scheduled_s = send_lag_s + ttft / e2e, the latency from the time an open-loop request
     was due (NaN in closed-loop runs). Rows that are not ok or lack timings get NaN for all of them.
     """
-    out = frame.copy()
+    out = frame.copy(deep=False)  # copy-on-write: only the added columns are new
     timed = _timed(frame)
-    ttft, e2e = _floats(frame["ttft_s"]), _floats(frame["e2e_s"])
-    tokens, server = _floats(frame["completion_tokens"]), _floats(frame["server_s"])
+    ttft, e2e = floats(frame["ttft_s"]), floats(frame["e2e_s"])
+    tokens, server = floats(frame["completion_tokens"]), floats(frame["server_s"])
     decode = np.where(timed, e2e - ttft, np.nan)
     multi = tokens > 1
     with np.errstate(divide="ignore", invalid="ignore"):
         out["tpot_s"] = np.where(multi, decode / (tokens - 1), np.nan)
         out["output_tokens_per_s"] = np.where(multi & (decode > 0), (tokens - 1) / decode, np.nan)
-    out["itl_mean_s"] = np.where(timed, _gap_means(frame["tbt_s"]), np.nan)
+    out["itl_mean_s"] = np.where(timed, _gap_means(frame), np.nan)
     out["overhead_s"] = np.where(timed, e2e - server, np.nan)
     out["decode_s"] = decode
-    lag = _floats(frame["send_lag_s"]) if "send_lag_s" in frame.columns else np.full(len(frame), np.nan)
+    lag = floats(frame["send_lag_s"]) if "send_lag_s" in frame.columns else np.full(len(frame), np.nan)
     out["ttft_from_scheduled_s"] = np.where(timed, lag + ttft, np.nan)
     out["e2e_from_scheduled_s"] = np.where(timed, lag + e2e, np.nan)
     return out
 
 
-METRIC_INPUTS = ("status", "ttft_s", "e2e_s", "completion_tokens", "server_s", "tbt_s", "send_lag_s")
+METRIC_INPUTS = ("status", "ttft_s", "e2e_s", "completion_tokens", "server_s", "tbt_s", "tbt_sum_s", "tbt_count",
+                 "send_lag_s")
 
 
 def _timed_metrics(frame: pd.DataFrame, columns: Sequence[str]) -> pd.DataFrame:
@@ -124,30 +121,33 @@ def _values(timed: pd.DataFrame, metric: str, keys: list[str]) -> pd.DataFrame:
     return gaps.astype({ITL: float}).dropna(subset=[ITL])
 
 
-def _qname(q: float) -> str:
-    return f"p{q * 100:g}"
-
-
 def percentiles(frame: pd.DataFrame, *, by: str | Sequence[str] = ("config_id",),
                 metrics: Sequence[str] = ("ttft_s", "e2e_s", "tpot_s"),
                 q: Sequence[float] = (0.5, 0.9, 0.95, 0.99)) -> pd.DataFrame:
     """Per group: n (timed requests) and columns `p50_e2e_s`, `p99_tpot_s`, ... (linear interpolation).
 
     Any request column or `request_metrics` column is a metric; `itl_s` pools every gap of
-    `tbt_s` in the group, which is how vLLM reports ITL percentiles.
+    `tbt_s` in the group, which is how vLLM reports ITL percentiles.  The quantiles are taken in
+    DuckDB (`quantile_cont`, numpy's linear rule), the gaps unnested there, over numbers and group
+    numbers alone; pandas numbers the groups, so they come in its order.
     """
-    keys = _keys(by)
+    keys = group_keys(by)
     timed = _timed_metrics(frame, [*keys, *metrics])
-    columns = keys + ["n"] + [f"{_qname(p)}_{m}" for m in metrics for p in q]
-    rows = []
-    for group, part in timed.groupby(keys, dropna=False, sort=True):
-        row = dict(zip(keys, group)) | {"n": len(part)}
-        for metric in metrics:
-            values = _values(part, metric, keys)[metric].dropna().to_numpy(dtype=float)
-            for p in q:
-                row[f"{_qname(p)}_{metric}"] = float(np.quantile(values, p)) if len(values) else np.nan
-        rows.append(row)
-    return pd.DataFrame(rows, columns=columns)
+    columns = keys + ["n"] + [f"{quantile_name(p)}_{m}" for m in metrics for p in q]
+    groups = timed.groupby(keys, dropna=False, sort=True)
+    table = groups.size().rename("n").reset_index()
+    if table.empty:
+        return pd.DataFrame(columns=columns)
+    number = groups.ngroup().to_numpy()
+    found = warehouse.group_quantiles(pa.table({"_group": number, **{m: floats(timed[m]) for m in metrics if m != ITL}}),
+                                      [m for m in metrics if m != ITL], q, len(table))
+    if ITL in metrics:
+        gaps = pa.array(timed["tbt_s"].map(_gaps).to_numpy(dtype=object), type=pa.list_(pa.float64()))
+        found |= warehouse.group_quantiles(pa.table({"_group": number, ITL: gaps}), [ITL], q, len(table), unnest=True)
+    for metric in metrics:
+        for i, p in enumerate(q):
+            table[f"{quantile_name(p)}_{metric}"] = found[metric][:, i]
+    return table[columns]
 
 
 def decomposition(frame: pd.DataFrame, *, by: str | Sequence[str] = ("config_id",)) -> pd.DataFrame:
@@ -161,7 +161,7 @@ def decomposition(frame: pd.DataFrame, *, by: str | Sequence[str] = ("config_id"
     median_decode_s, median_completion_tokens, median_tpot_s, network_share, ttft_share,
     decode_share.
     """
-    keys = _keys(by)
+    keys = group_keys(by)
     timed = _timed_metrics(frame, keys)
     timed = timed.loc[timed["e2e_s"] > 0]
     ttft = timed["ttft_s"].astype(float)
@@ -170,7 +170,7 @@ def decomposition(frame: pd.DataFrame, *, by: str | Sequence[str] = ("config_id"
     timed["network_share"] = network / timed["e2e_s"]
     timed["ttft_share"] = (ttft - network.fillna(0.0)) / timed["e2e_s"]
     timed["decode_share"] = timed["decode_s"] / timed["e2e_s"]
-    timed["completion_tokens"] = _floats(timed["completion_tokens"])
+    timed["completion_tokens"] = floats(timed["completion_tokens"])
     seconds = {"median_e2e_s": "e2e_s", "median_network_s": "network_s", "median_ttft_s": "ttft_s",
                "median_decode_s": "decode_s", "median_completion_tokens": "completion_tokens",
                "median_tpot_s": "tpot_s"}
@@ -196,7 +196,7 @@ def goodput(frame: pd.DataFrame, *, ttft_s: float | None = None, tpot_s: float |
     Columns: keys, n (all requests, errors included), n_ok, n_good, good_share (n_good / n),
     wall_s, throughput_rps (n_ok / wall_s), goodput_rps (n_good / wall_s).
     """
-    keys = _keys(by)
+    keys = group_keys(by)
     metrics = request_metrics(frame[[c for c in dict.fromkeys([*METRIC_INPUTS, "started_at", *keys])
                                      if c in frame.columns]])
     metrics["_good"] = _meets(metrics, ttft_s=ttft_s, tpot_s=tpot_s, e2e_s=e2e_s)
@@ -233,7 +233,7 @@ def latency_cdf(frame: pd.DataFrame, *, metric: str = "e2e_s",
 
     `metric` may be any request or `request_metrics` column, or `itl_s` for every token gap.
     """
-    keys = _keys(by)
+    keys = group_keys(by)
     values = _values(_timed_metrics(frame, [*keys, metric]), metric, keys).dropna(subset=[metric])
     values = values.sort_values(keys + [metric], kind="stable").reset_index(drop=True)
     grouped = values.groupby(keys, dropna=False, sort=False)[metric]
@@ -246,12 +246,12 @@ SPLIT_PARTS = ("network_queue", "prefill", "decode", "overhead")
 
 def _split_parts(timed: pd.DataFrame) -> pd.DataFrame:
     """Per timed request, the seconds of each part of `latency_split` (NaN where not separable)."""
-    ttft, e2e = _floats(timed["ttft_s"]), _floats(timed["e2e_s"])
-    prefill = _floats(timed["server_prefill_s"]) if "server_prefill_s" in timed.columns else np.full(len(timed), np.nan)
-    server_decode = (_floats(timed["server_decode_s"]) if "server_decode_s" in timed.columns
+    ttft, e2e = floats(timed["ttft_s"]), floats(timed["e2e_s"])
+    prefill = floats(timed["server_prefill_s"]) if "server_prefill_s" in timed.columns else np.full(len(timed), np.nan)
+    server_decode = (floats(timed["server_decode_s"]) if "server_decode_s" in timed.columns
                      else np.full(len(timed), np.nan))
-    gap_sum, gaps = _gap_sums(timed["tbt_s"])
-    tokens = _floats(timed["completion_tokens"])
+    gap_sum, gaps = _gap_sums(timed)
+    tokens = floats(timed["completion_tokens"])
     # the client's own decode time where the server gives none: every gap after the first token;
     # an answer of one token has none, one of several without gaps recorded is unknown
     streamed = np.where(gaps > 0, gap_sum, np.where(tokens <= 1, 0.0, np.nan))
@@ -278,15 +278,15 @@ def latency_split(frame: pd.DataFrame, *, by: str | Sequence[str] = ("config_id"
     (server_cached_tokens / prompt_tokens) and `dominant`, the part with the largest share among
     the finest ones known ("ttft" where TTFT cannot be split, "after_first" where decode cannot).
     """
-    keys = _keys(by)
+    keys = group_keys(by)
     columns = [*keys, "prompt_tokens", "completion_tokens", "server_prefill_s", "server_decode_s",
                "server_cached_tokens"]
     timed = frame.loc[_timed(frame), [c for c in dict.fromkeys([*METRIC_INPUTS, *columns]) if c in frame.columns]]
     parts = _split_parts(timed)
     parts[keys] = timed[keys]
-    parts["prompt_tokens"] = _floats(timed["prompt_tokens"]) if "prompt_tokens" in timed.columns else np.nan
-    parts["completion_tokens"] = _floats(timed["completion_tokens"])
-    parts["cached_tokens"] = (_floats(timed["server_cached_tokens"]) if "server_cached_tokens" in timed.columns
+    parts["prompt_tokens"] = floats(timed["prompt_tokens"]) if "prompt_tokens" in timed.columns else np.nan
+    parts["completion_tokens"] = floats(timed["completion_tokens"])
+    parts["cached_tokens"] = (floats(timed["server_cached_tokens"]) if "server_cached_tokens" in timed.columns
                               else np.nan)
     seconds = ("e2e", "ttft", "after_first", *SPLIT_PARTS)
     out = [*keys, "n", "n_server_timed", *(f"{stat}_{name}_s" for name in seconds for stat in ("mean", "median")),

@@ -16,7 +16,7 @@ import pandas as pd
 import statsmodels.api as sm
 from scipy import stats
 
-from toolkit.analysis.rows import timed_mask
+from toolkit.analysis.rows import group_keys, timed_mask
 
 
 FIT_COLUMNS = (
@@ -26,10 +26,6 @@ FIT_COLUMNS = (
 )
 PREDICT_COLUMNS = ("x_name", "y_name", "x", "prediction", "mean_low", "mean_high", "pred_low",
                    "pred_high")
-
-
-def _keys(by: str | Sequence[str]) -> list[str]:
-    return [by] if isinstance(by, str) else list(by)
 
 
 def _z(level: float) -> float:
@@ -46,7 +42,7 @@ def fit_robust(frame: pd.DataFrame, *, x: str, y: str, by: str | Sequence[str] =
     points, outliers included, so it can be low or negative when stalls dominate), resid_scale (the robust MAD scale of the residuals, in y units), level, and reason
     (null when fitted; else why the numbers are NaN: fewer than 3 points or no spread in x).
     """
-    keys = _keys(by)
+    keys = group_keys(by)
     ok = frame["status"].eq("ok").fillna(False).to_numpy(dtype=bool)
     data = pd.DataFrame({k: frame[k] for k in keys})
     data["_x"] = pd.to_numeric(frame[x], errors="coerce").astype(float)
@@ -218,7 +214,7 @@ def what_if(frame: pd.DataFrame, *, output_tokens: Sequence[int] = (100, 1000),
     pred_high (single-request interval, see `predict`), ratio (vs the first length, with a
     delta-method ratio_low/ratio_high), proportional_ratio (n / n_first, the naive answer).
     """
-    keys = _keys(by)
+    keys = group_keys(by)
     fits = fit_e2e(frame, by=keys, level=level)
     lengths = [float(n) for n in output_tokens]
     preds = predict(fits, lengths)
@@ -245,7 +241,7 @@ def what_if_prompt(frame: pd.DataFrame, scale: float = 0.5, *, by: str | Sequenc
     ttft_saved_s with ttft_saved_low/ttft_saved_high (slope interval), ratio (scaled / observed
     TTFT, delta-method ratio_low/ratio_high), median_e2e_s, e2e_saved_share (saving / median e2e).
     """
-    keys = _keys(by)
+    keys = group_keys(by)
     fits = fit_ttft(frame, by=keys, level=level)
     ok = frame.loc[frame["status"].eq("ok").fillna(False).to_numpy(dtype=bool)]
     medians = ok.assign(prompt_tokens=pd.to_numeric(ok["prompt_tokens"]).astype(float)).groupby(

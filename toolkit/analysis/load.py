@@ -7,7 +7,7 @@ from collections.abc import Sequence
 import numpy as np
 import pandas as pd
 
-from toolkit.analysis.latency import _floats, _keys, _qname, _timed
+from toolkit.analysis.rows import floats, group_keys, quantile_name, timed_mask
 from toolkit.machine_time import machine_seconds
 
 LOAD_GROUP = ("endpoint", "model", "prompt_variant", "max_tokens", "stop_sequences", "temperature",
@@ -21,7 +21,7 @@ def _phase_seconds(frame: pd.DataFrame) -> tuple[np.ndarray, np.ndarray]:
     a time, and llmperf does too); "hit" for response-cache hits (0 s: no machine time); "none"
     where no send time makes a phase (NaN seconds)."""
     if {"machine_s", "machine_rule"} <= set(frame.columns):  # load_run's, shared over the whole run
-        seconds = _floats(frame["machine_s"]).copy()
+        seconds = floats(frame["machine_s"]).copy()
         rule = frame["machine_rule"].astype(object).to_numpy()
     else:
         machine = machine_seconds(frame)
@@ -55,14 +55,14 @@ def load_sweep(frame: pd.DataFrame, *, by: str | Sequence[str] = LOAD_GROUP,
     wall_rule ("phase", "level" or "none": see `_phase_seconds`), throughput_rps,
     throughput_tokens_per_s, p50_/p95_ ttft_s and e2e_s, e2e_ratio, throughput_ratio, knee.
     """
-    keys = [k for k in _keys(by) if k in frame.columns and k != level]
+    keys = [k for k in group_keys(by) if k in frame.columns and k != level]
     seconds, how = _phase_seconds(frame)
     data = frame[[*keys, level, "status", "ttft_s", "e2e_s", "completion_tokens"]].copy()
     data["_seconds"], data["_how"] = seconds, how
     # completed: ok and inside a phase whose wall time is known, so that count and seconds match
     data["_done"] = frame["status"].eq("ok").fillna(False).to_numpy(dtype=bool) & (how != "none")
-    data["_timed"] = _timed(frame)
-    data["_tokens"] = np.where(data["_done"], np.nan_to_num(_floats(frame["completion_tokens"])), 0.0)
+    data["_timed"] = timed_mask(frame).to_numpy(dtype=bool)
+    data["_tokens"] = np.where(data["_done"], np.nan_to_num(floats(frame["completion_tokens"])), 0.0)
     columns = [*keys, level, "n", "n_ok", "wall_s", "wall_rule", "throughput_rps",
                "throughput_tokens_per_s", "p50_ttft_s", "p95_ttft_s", "p50_e2e_s", "p95_e2e_s", "e2e_ratio",
                "throughput_ratio", "knee"]
@@ -79,7 +79,7 @@ def load_sweep(frame: pd.DataFrame, *, by: str | Sequence[str] = LOAD_GROUP,
         for metric in ("ttft_s", "e2e_s"):
             values_s = timed[metric].astype(float)
             for q in (0.5, 0.95):
-                row[f"{_qname(q)}_{metric}"] = float(values_s.quantile(q)) if len(values_s) else np.nan
+                row[f"{quantile_name(q)}_{metric}"] = float(values_s.quantile(q)) if len(values_s) else np.nan
         rows.append(row)
     table = pd.DataFrame(rows, columns=columns)
     # rows come sorted by group, then level: compare each level with the one before it

@@ -3,9 +3,25 @@ from __future__ import annotations
 
 from collections.abc import Sequence
 
+import numpy as np
 import pandas as pd
 
 from toolkit.errors import ParameterError
+
+
+def group_keys(by: str | Sequence[str]) -> list[str]:
+    """A `by=` argument as a list of column names (one name or several)."""
+    return [by] if isinstance(by, str) else list(by)
+
+
+def floats(series: pd.Series) -> np.ndarray:
+    """A column as float64 values, NaN where null or not a number."""
+    return pd.to_numeric(series, errors="coerce").astype("Float64").to_numpy(dtype=float, na_value=np.nan)
+
+
+def quantile_name(q: float) -> str:
+    """The column prefix of a quantile: 0.95 -> "p95"."""
+    return f"p{q * 100:g}"
 
 
 def graded_mask(frame: pd.DataFrame) -> pd.Series:

@@ -12,12 +12,15 @@ completion_tokens - 1 here).
 """
 from __future__ import annotations
 
+import os
 from dataclasses import dataclass
+from pathlib import Path
 
 import numpy as np
 import pandas as pd
 import pyarrow as pa
 import pyarrow.compute as pc
+import pyarrow.parquet as pq
 
 from toolkit.errors import ParameterError
 from toolkit.schema import ARROW_SCHEMA, from_arrow
@@ -91,6 +94,36 @@ def synthetic_requests(n_rows: int, *, n_configs: int = 24, n_datasets: int = 4,
     `REPEATS` repeats per item, so every configuration answers the same keys (paired analyses and
     cascades work) and `request_id` is unique.  The send order (`sequence`) is a seeded shuffle.
     """
+    return from_arrow(synthetic_table(n_rows, n_configs=n_configs, n_datasets=n_datasets, seed=seed))
+
+
+def write_synthetic_parquet(path: str | os.PathLike, n_rows: int, *, chunk_rows: int = 1_000_000,
+                            seed: int = 0) -> Path:
+    """Write `n_rows` synthetic requests to one Parquet file, `chunk_rows` at a time, never all in memory.
+
+    Chunk k is `synthetic_table(chunk_rows, seed=seed + k)` with its request and item ids prefixed by
+    `k<k>/` and its sequence and send times moved past the chunks before it, so request ids stay unique
+    and the send order runs through the file.
+    """
+    path = Path(path)
+    with pq.ParquetWriter(path, ARROW_SCHEMA, compression="zstd") as writer:
+        for k, start in enumerate(range(0, n_rows, chunk_rows)):
+            table = synthetic_table(min(chunk_rows, n_rows - start), seed=seed + k)
+            moved = {
+                "request_id": pc.binary_join_element_wise(f"k{k}", table["request_id"], "/"),
+                "item_id": pc.binary_join_element_wise(f"k{k}", table["item_id"], "/"),
+                "sequence": pc.add(table["sequence"], start),
+                "started_at": pa.array(T0_US + (pc.add(table["sequence"], start).to_numpy() * SEND_INTERVAL_US),
+                                       pa.timestamp("us", tz="UTC")),
+            }
+            for name, values in moved.items():
+                table = table.set_column(table.schema.get_field_index(name), ARROW_SCHEMA.field(name), values)
+            writer.write_table(table, row_group_size=min(chunk_rows, 1_000_000))
+    return path
+
+
+def synthetic_table(n_rows: int, *, n_configs: int = 24, n_datasets: int = 4, seed: int = 0) -> pa.Table:
+    """`synthetic_requests` as an Arrow table with the schema's types."""
     if n_rows < 1:
         raise ParameterError(f"n_rows must be >= 1, got {n_rows}")
     if not 1 <= n_datasets <= len(DATASETS):
@@ -207,7 +240,6 @@ def synthetic_requests(n_rows: int, *, n_configs: int = 24, n_datasets: int = 4,
     }
     # columns a synthetic run has no value for (phases, server timings, open-loop and trace fields) stay null,
     # so machine time falls back to each request's own e2e
-    table = pa.Table.from_arrays([columns[name] if name in columns else pa.nulls(n_rows, ARROW_SCHEMA.field(name).type)
-                                  for name in ARROW_SCHEMA.names], schema=ARROW_SCHEMA)
-    return from_arrow(table)
+    return pa.Table.from_arrays([columns[name] if name in columns else pa.nulls(n_rows, ARROW_SCHEMA.field(name).type)
+                                 for name in ARROW_SCHEMA.names], schema=ARROW_SCHEMA)
 

@@ -1,0 +1,113 @@
+"""The DuckDB read path against what pandas computes on the whole table (the previous path, done here in
+the test): the same rows, the same analyses, and fits on a bounded sample inside the full fit's reach."""
+import numpy as np
+import pandas as pd
+import pyarrow.parquet as pq
+import pytest
+
+from toolkit import store
+from toolkit.analysis import latency, latency_model, load
+from toolkit.machine_time import machine_seconds
+from toolkit.schema import SETTING_COLUMNS, from_arrow
+from toolkit.testing.synthetic import synthetic_requests
+
+ROWS = 100_000
+LIGHT = store.columns_but("tbt_s", "output_text", "expected", "prefix_hashes", "prompt_hash")
+
+
+@pytest.fixture(scope="module")
+def run_dir(tmp_path_factory):
+    path = tmp_path_factory.mktemp("warehouse") / "run"
+    store.save_run(path, synthetic_requests(ROWS), {"run_id": "synthetic"})
+    return path
+
+
+@pytest.fixture(scope="module")
+def whole(run_dir):
+    """The table as pandas alone reads it: every column of the one Parquet file, machine time over it."""
+    frame = from_arrow(pq.read_table(run_dir / store.REQUESTS))
+    return pd.concat([frame, machine_seconds(frame)], axis=1)
+
+
+def test_one_part_reads_exactly_as_pandas_reads_it(run_dir, whole):
+    pd.testing.assert_frame_equal(store.load_run(run_dir), whole)
+    pd.testing.assert_frame_equal(store.load_run(run_dir, columns=LIGHT), whole[LIGHT])
+
+
+def test_parts_and_journals_keep_the_latest_attempt_as_pandas_merging_them_does(tmp_path, whole):
+    frame = whole[list(store.REQUEST_COLUMNS)].iloc[:3000]
+    retried = frame.iloc[::7].assign(sequence=lambda f: f["sequence"] + ROWS, status="ok", e2e_s=9.0)
+    stale = frame.iloc[1::11].assign(sequence=lambda f: f["sequence"] - ROWS, e2e_s=-1.0)
+    store.save_run(tmp_path, frame.iloc[:2000], {"run_id": "synthetic"})
+    store.write_requests(tmp_path, pd.concat([frame.iloc[2000:], stale]), name=store.part_names("shard-1")[1])
+    store.write_requests(tmp_path, retried, name=store.part_names("shard-2")[1])
+    # the previous path: concatenate in the run dir's file order, the highest sequence wins, ties to the later file
+    merged = pd.concat([from_arrow(pq.read_table(path)) for path in store.run_files(tmp_path)[0]], ignore_index=True)
+    expected = (merged.sort_values("sequence", kind="stable", na_position="first")
+                .drop_duplicates("request_id", keep="last").sort_index().reset_index(drop=True))
+    table = store.load_run(tmp_path, columns=list(store.REQUEST_COLUMNS))
+    pd.testing.assert_frame_equal(table, expected)
+    assert (table["e2e_s"] != -1.0).all() and (table.set_index("request_id").loc[retried["request_id"], "e2e_s"] == 9.0).all()
+
+
+def test_settings_a_run_left_null_come_from_its_manifest(tmp_path, whole):
+    frame = whole[list(store.REQUEST_COLUMNS)].iloc[:500]
+    configs = [{"config_id": config_id, "endpoint": "local", "stop": True, "logprobs": False, "cache": True}
+               for config_id in sorted(frame["config_id"].unique())[:-1]]  # the last config is not in the manifest
+    store.save_run(tmp_path, frame, {"run_id": "synthetic", "config": {"configs": configs}})
+    table = store.load_run(tmp_path, columns=["config_id", *SETTING_COLUMNS, "tbt_count"])
+    assert table["tbt_count"].tolist() == [len(gaps) for gaps in frame["tbt_s"].fillna({i: [] for i in frame.index})]
+    known = table["config_id"].isin([entry["config_id"] for entry in configs])
+    assert (table.loc[known, "endpoint_name"] == "local").all() and table.loc[known, "response_cache"].all()
+    assert not table.loc[known, "logprobs"].any() and table.loc[known, "arrival_rate_per_s"].isna().all()
+    assert table.loc[~known, list(SETTING_COLUMNS)].isna().all().all() and (~known).any()
+
+
+def test_latency_analyses_from_gap_sums_equal_those_from_the_gap_lists(run_dir, whole):
+    narrow = store.load_run(run_dir, columns=[*LIGHT, "tbt_sum_s", "tbt_count"])
+    assert "tbt_s" not in narrow.columns
+    for analysis in (latency.decomposition, latency.latency_split, load.load_sweep,
+                     lambda f: latency.percentiles(f, metrics=("ttft_s", "e2e_s", "tpot_s", "itl_mean_s")),
+                     lambda f: latency.goodput(f, ttft_s=1.0, tpot_s=0.05, e2e_s=3.0)):
+        pd.testing.assert_frame_equal(analysis(narrow), analysis(whole), rtol=1e-12)
+
+
+def test_a_fit_on_a_bounded_sample_stays_within_the_full_fit_interval(tmp_path):
+    # 200,000 rows in 4 groups of 50,000; the sample keeps 10,000 of each
+    store.save_run(tmp_path, synthetic_requests(200_000, seed=1), {"run_id": "synthetic"})
+    full = latency_model.fit_latency_model(store.load_run(tmp_path, columns=list(latency_model.USED)
+                                                          + list(latency_model.DEFAULT_BY)))
+    sample = store.load_sample(tmp_path, latency_model.USED, by=latency_model.DEFAULT_BY, rows_per_group=10_000)
+    assert sample.groupby(list(latency_model.DEFAULT_BY)).size().tolist() == [10_000] * 4
+    pd.testing.assert_frame_equal(sample, store.load_sample(tmp_path, latency_model.USED, by=latency_model.DEFAULT_BY,
+                                                            rows_per_group=10_000))  # seeded: the same rows again
+    fitted = latency_model.fit_latency_model(sample)
+    assert fitted["label"].tolist() == full["label"].tolist() and (fitted["n"] < full["n"]).all()
+    # each parameter of the full fit lies inside the sample fit's 95% interval, or within 2% of the sample's value:
+    # a per-token time's normal-approximation interval is narrower than the sampling spread when the noise grows
+    # with the output length (as here), yet the value moves by less than 0.1%; the modelled e2e by less than 1%
+    for name, low, high in (("ttft_per_prompt_token_s", "ttft_per_prompt_token_low", "ttft_per_prompt_token_high"),
+                            ("overhead_s", "overhead_low", "overhead_high"),
+                            ("per_token_s", "per_token_low", "per_token_high")):
+        inside = (fitted[low] <= full[name]) & (full[name] <= fitted[high])
+        close = (fitted[name] - full[name]).abs() <= 0.02 * full[name].abs()
+        assert (inside | close).all(), (name, fitted[[name, low, high]], full[name])
+    np.testing.assert_allclose(fitted["e2e_model_s"], full["e2e_model_s"], rtol=0.01)
+
+
+def test_percentiles_taken_in_duckdb_equal_numpy_on_the_whole_frame(whole):
+    got = latency.percentiles(whole, by=("model", "concurrency"), metrics=("ttft_s", "e2e_s", "tpot_s", "itl_s"),
+                              q=(0.5, 0.95, 0.99))
+    timed = latency.request_metrics(whole[latency.timed_mask(whole)])
+    rows = []
+    for (model, concurrency), part in timed.groupby(["model", "concurrency"], sort=True):
+        gaps = np.concatenate([np.asarray(g, dtype=float) for g in part["tbt_s"] if g is not None and len(g)])
+        rows.append({"model": model, "concurrency": concurrency, "n": len(part),
+                     **{f"p{100 * p:g}_{m}": np.quantile(part[m].dropna().to_numpy(dtype=float), p)
+                        for m in ("ttft_s", "e2e_s", "tpot_s") for p in (0.5, 0.95, 0.99)},
+                     **{f"p{100 * p:g}_itl_s": np.quantile(gaps, p) for p in (0.5, 0.95, 0.99)}})
+    expected = pd.DataFrame(rows)
+    assert got[["model", "concurrency", "n"]].astype(object).equals(expected[["model", "concurrency", "n"]].astype(object))
+    value_columns = [c for c in expected.columns if c.startswith("p")]
+    np.testing.assert_allclose(got[value_columns].to_numpy(dtype=float), expected[value_columns].to_numpy(dtype=float),
+                               rtol=1e-12)

@@ -1,0 +1,287 @@
+"""The requests table of one or more run dirs as a DuckDB relation over their files, in place.
+
+Every Parquet part is read where it lies (`read_parquet`, only the columns asked for); journals of
+an interrupted run and the rare part whose column types differ from the schema go through Arrow.
+Per run dir and `request_id` one record is kept: with several files, the highest `sequence`
+(the latest attempt), ties going to the later file (journals after Parquet parts) and the later
+row; with one file, the later row.  Setting columns a run written before they existed left null
+are filled from its manifest's configs.  Aggregations run in DuckDB over this relation, so pandas
+holds only what a caller fetches (`store.load_run` with `columns=`, an aggregate or a sample).
+"""
+from __future__ import annotations
+
+import contextlib
+import glob
+import itertools
+import os
+import tempfile
+from collections.abc import Callable, Sequence
+from dataclasses import dataclass
+from pathlib import Path
+
+import duckdb
+import numpy as np
+import pandas as pd
+import pyarrow as pa
+import pyarrow.parquet as pq
+
+from toolkit.errors import RunDirError
+from toolkit.schema import ARROW_SCHEMA, LATER_COLUMNS, REQUEST_COLUMNS, SETTING_COLUMNS, to_arrow
+
+RunDirs = str | os.PathLike | Sequence[str | os.PathLike]
+
+_SQL_TYPES = {pa.string(): "VARCHAR", pa.int64(): "BIGINT", pa.float64(): "DOUBLE", pa.bool_(): "BOOLEAN",
+              pa.timestamp("us", tz="UTC"): "TIMESTAMPTZ", pa.list_(pa.float64()): "DOUBLE[]",
+              pa.list_(pa.int64()): "BIGINT[]"}
+# a manifest written before the settings were columns names them so
+# per-request token-gap statistics summed in DuckDB, so that a reader of them never holds the lists
+GAP_COLUMNS = {"tbt_sum_s": ("coalesce(list_sum(tbt_s), 0.0)", pa.float64()),
+               "tbt_count": ("coalesce(len(tbt_s), 0)", pa.int64())}
+_NAMES = itertools.count()  # names of the Arrow tables registered on a connection
+_OLD_SETTING_KEYS = {"endpoint_name": "endpoint", "stop_sequences": "stop", "response_cache": "cache"}
+
+
+def sql_type(column: str) -> str:
+    kind = GAP_COLUMNS[column][1] if column in GAP_COLUMNS else ARROW_SCHEMA.field(column).type
+    return _SQL_TYPES[kind]
+
+
+def quoted(name: str) -> str:
+    return '"' + name.replace('"', '""') + '"'
+
+
+def expand_run_dirs(run_dir: RunDirs) -> list[Path]:
+    """The run dirs `run_dir` names: one path, a list of paths, or glob patterns (sorted matches)."""
+    names = [run_dir] if isinstance(run_dir, (str, os.PathLike)) else list(run_dir)
+    if not names:
+        raise RunDirError("no run directory given (an empty list)")
+    found: list[Path] = []
+    for name in names:
+        text = os.fspath(name)
+        if glob.has_magic(text):
+            matches = sorted(Path(match) for match in glob.glob(text) if Path(match).is_dir())
+            if not matches:
+                raise RunDirError(f"{text}: the pattern matches no run directory")
+            found += matches
+        else:
+            found.append(Path(text))
+    return list(dict.fromkeys(found))
+
+
+# DuckDB's own working memory; past it, its joins, aggregates and sorts spill to the temp directory.
+# By default it takes 80% of the machine: the per-group sample of a 10,000,000-row synthetic run peaked
+# at 0.9 GB of process memory, and with a 300 MB limit at 0.6 GB, no slower (measured for issue 13)
+MEMORY_LIMIT = "1GB"
+
+
+def connect() -> duckdb.DuckDBPyConnection:
+    """An in-memory DuckDB connection that reads timestamps as UTC (the schema's time zone), works in at
+    most `MEMORY_LIMIT` and spills to the system's temporary directory (not the notebook's folder)."""
+    connection = duckdb.connect(config={"memory_limit": MEMORY_LIMIT,
+                                        "temp_directory": str(Path(tempfile.gettempdir()) / "frontier-duckdb")})
+    connection.execute("SET TimeZone = 'UTC'")
+    with contextlib.suppress(duckdb.InvalidInputException):
+        # a bar on stderr for every long query; in Jupyter without ipywidgets DuckDB refuses to change the
+        # setting, and draws no bar there either
+        connection.execute("SET enable_progress_bar = false")
+    return connection
+
+
+def requests(connection: duckdb.DuckDBPyConnection, run_dir: RunDirs,
+             columns: Sequence[str] | None = None, *, order: bool = False,
+             sample: Sample | None = None) -> duckdb.DuckDBPyRelation:
+    """The requests table of `run_dir` (one or several run dirs) as a relation with `columns`
+    (every schema column when None); `order` keeps the files' row order (run dir, file, row);
+    `sample` keeps a seeded random choice of at most `sample.rows` rows per group."""
+    from toolkit import store  # store's load_run is built on this module
+
+    dirs = expand_run_dirs(run_dir)
+    files = []
+    for directory in dirs:
+        if not directory.is_dir():
+            raise RunDirError(f"{directory}: no such run directory")
+        parquet_paths, journal_paths = store.run_files(directory)
+        if not parquet_paths and not journal_paths:
+            raise RunDirError(f"{directory}: neither {store.REQUESTS} nor {store.JOURNAL} found: "
+                              "not a run directory")
+        files.append((parquet_paths, journal_paths))
+    return records(connection, files, columns, settings=lambda: _manifest_settings(dirs), order=order, sample=sample)
+
+
+def records(connection: duckdb.DuckDBPyConnection, files: Sequence[tuple[Sequence[Path], Sequence[Path]]],
+            columns: Sequence[str] | None = None, *, settings: Callable[[], pd.DataFrame] | None = None,
+            order: bool = False, sample: Sample | None = None) -> duckdb.DuckDBPyRelation:
+    """One record per (run, request_id) from each run's (Parquet parts, journals), as a relation.
+
+    `settings` gives (columns `_run`, `config_id` and the setting columns) what fills the settings of
+    rows that have none; it is called only when a row has none (a manifest is read only then).  The relation's Arrow tables stay registered on `connection`.
+    """
+    from toolkit import store
+
+    wanted = list(REQUEST_COLUMNS) if columns is None else list(dict.fromkeys(columns))
+    if sample is not None:
+        wanted += [key for key in sample.by if key not in wanted]
+    unknown = [name for name in wanted if name not in REQUEST_COLUMNS and name not in GAP_COLUMNS]
+    if unknown:
+        raise RunDirError(f"unknown column(s) {', '.join(unknown)}: the requests table has "
+                          f"{', '.join(REQUEST_COLUMNS)} (and {', '.join(GAP_COLUMNS)} from tbt_s)")
+    computed = [name for name in wanted if name in GAP_COLUMNS]
+    stored = [name for name in wanted if name not in GAP_COLUMNS] + (["tbt_s"] if computed else [])
+    fill = settings is not None and any(name in SETTING_COLUMNS for name in wanted)
+    needed = list(dict.fromkeys([*stored, "request_id", "sequence", *(["config_id", *SETTING_COLUMNS] if fill else [])]))
+    sources, in_memory = [], []
+    for run, (parquet_paths, journal_paths) in enumerate(files):
+        several = len(parquet_paths) + len(journal_paths) > 1
+        for number, path in enumerate(parquet_paths):
+            schema = _parquet_schema(path)
+            if all(schema.field(name).type == ARROW_SCHEMA.field(name).type
+                   for name in schema.names if name in REQUEST_COLUMNS):
+                sources.append(_parquet_source(path, schema, needed, run, number, several))
+            else:  # a foreign writer's types: store's reader casts them or names the column it cannot
+                table = to_arrow(store.parquet_frame(path), source=str(path))
+                in_memory.append(_tagged(table, needed, run, number, several))
+        for number, path in enumerate(journal_paths, start=len(parquet_paths)):
+            table = store.journal_table(path)
+            if table is not None:
+                in_memory.append(_tagged(table, needed, run, number, several))
+    if in_memory:
+        name = f"in_memory_rows_{next(_NAMES)}"
+        connection.register(name, pa.concat_tables(in_memory))
+        sources.append(f"SELECT * FROM {name}")
+    if not sources:
+        empty = ", ".join(f"CAST(NULL AS {sql_type(c)}) AS {quoted(c)}" for c in wanted)
+        return connection.sql(f"SELECT {empty} LIMIT 0")
+    latest = " UNION ALL BY NAME ".join(sources)
+    # the latest record of each request: a window over every row costs a second copy of the table,
+    # so it runs only when a request has more than one record (reading request_id alone finds out)
+    # (on the ids' hashes: a hash table of numbers, not strings; a collision only costs the window)
+    duplicated = connection.sql(f"SELECT count(*) FROM (SELECT 1 FROM ({latest}) GROUP BY _run, hash(request_id) "
+                                "HAVING count(*) > 1)").fetchall()[0][0]
+    if duplicated:
+        latest = (f"SELECT * FROM ({latest}) QUALIFY row_number() OVER (PARTITION BY _run, request_id "
+                  "ORDER BY _sequence DESC NULLS LAST, _file DESC, _row DESC) = 1")
+    unset = " AND ".join(f"{quoted(c)} IS NULL" for c in SETTING_COLUMNS)
+    unknown_rows = fill and connection.sql(f"SELECT count(*) FROM ({latest}) WHERE {unset}").fetchall()[0][0] > 0
+    known = settings() if unknown_rows else None
+    backfill = known is not None and len(known) > 0
+    if backfill:
+        name = f"manifest_settings_{next(_NAMES)}"
+        connection.register(name, pa.Table.from_pandas(known, preserve_index=False))
+        unset = " AND ".join(f"r.{quoted(c)} IS NULL" for c in SETTING_COLUMNS)
+        filled = [f"CASE WHEN {unset} AND s.config_id IS NOT NULL THEN CAST(s.{quoted(c)} AS {sql_type(c)}) "
+                  f"ELSE r.{quoted(c)} END AS {quoted(c)}" if c in SETTING_COLUMNS else f"r.{quoted(c)}"
+                  for c in needed]
+        latest = (f"SELECT {', '.join(filled)}, r._run, r._file, r._row FROM ({latest}) r "
+                  f"LEFT JOIN {name} s ON s._run = r._run AND s.config_id = r.config_id")
+    selected = [f"{GAP_COLUMNS[c][0]} AS {quoted(c)}" if c in GAP_COLUMNS else quoted(c) for c in wanted]
+    if sample is not None:
+        latest = _sampled(connection, latest, sample)
+    query = f"SELECT {', '.join(selected)} FROM ({latest})"
+    # one file read as it lies keeps its order (DuckDB preserves insertion order); anything else is sorted
+    if order and (duplicated or backfill or sample is not None or len(sources) > 1):
+        query += " ORDER BY _run, _file, _row"
+    return connection.sql(query)
+
+
+def group_quantiles(table: pa.Table, metrics: Sequence[str], q: Sequence[float], groups: int, *,
+                    unnest: bool = False) -> dict[str, np.ndarray]:
+    """Each metric's quantiles `q` per group, over its values that are neither null nor NaN, with
+    linear interpolation (numpy's default): an array of `groups` rows (`table`'s `_group` column,
+    0 to groups - 1) by len(q), NaN for a group without values.  `unnest`: each metric is a list
+    column whose items pool (every token gap of a group)."""
+    at = ", ".join(repr(float(p)) for p in q)
+    found = {}
+    with connect() as connection:
+        connection.register("measured", table)
+        for metric in metrics:
+            name = quoted(metric)
+            source = f"(SELECT _group, unnest({name}) AS {name} FROM measured)" if unnest else "measured"
+            result = connection.sql(
+                f"SELECT _group, quantile_cont({name}, [{at}]) AS q FROM {source} "
+                f"WHERE {name} IS NOT NULL AND NOT isnan({name}) GROUP BY _group").to_arrow_table()
+            values = np.full((groups, len(q)), np.nan)
+            if result.num_rows:
+                values[result["_group"].to_numpy()] = np.asarray(result["q"].to_pylist(), dtype=float)
+            found[metric] = values
+    return found
+
+
+@dataclass(frozen=True)
+class Sample:
+    """A seeded random choice of at most `rows` requests of each group of `by` (enough for a fit)."""
+
+    by: tuple[str, ...]
+    rows: int
+    seed: int = 0
+
+
+def _sampled(connection: duckdb.DuckDBPyConnection, query: str, sample: Sample) -> str:
+    """`query` cut to the `sample.rows` rows of each group with the smallest hash of (run, request, seed):
+    the same rows on every read.  Ranking every row of a large table by its hash takes gigabytes, so
+    each group is first thinned to the rows whose hash falls below a threshold that keeps some 10% more
+    than `rows` of it (short by over ten standard deviations before it could miss one), and only
+    those are ranked."""
+    keys = ", ".join(map(quoted, sample.by)) or "NULL"
+    rank = f"hash(_run, request_id, {int(sample.seed)})"
+    counts = connection.sql(f"SELECT {keys}, count(*) AS _rows FROM ({query}) GROUP BY ALL").to_arrow_table()
+    wanted = 1.1 * sample.rows + 10 * np.sqrt(sample.rows)
+    share = np.minimum(1.0, wanted / np.maximum(counts["_rows"].to_numpy(), 1))
+    limits = counts.drop_columns(["_rows"]).append_column(
+        "_below", pa.array([min(int(s * 2.0**64), 2**64 - 1) for s in share], pa.uint64()))
+    name = f"sample_limits_{next(_NAMES)}"
+    connection.register(name, limits)
+    on = " AND ".join(f"r.{quoted(k)} IS NOT DISTINCT FROM l.{quoted(k)}" for k in sample.by) or "TRUE"
+    return (f"SELECT r.* FROM ({query}) r JOIN {name} l ON {on} WHERE {rank} <= l._below "
+            f"QUALIFY row_number() OVER (PARTITION BY {', '.join(f'r.{quoted(k)}' for k in sample.by) or 'NULL'} "
+            f"ORDER BY {rank}, r._run, r.request_id) <= {int(sample.rows)}")
+
+
+def _parquet_schema(path: Path) -> pa.Schema:
+    from toolkit import store
+
+    try:
+        schema = pq.read_schema(path)
+    except (pa.ArrowException, OSError) as exc:
+        raise store.damaged(path, exc) from exc
+    missing = [name for name in REQUEST_COLUMNS if name not in schema.names and name not in LATER_COLUMNS]
+    if missing:
+        raise RunDirError(f"{path}: requests table is missing column(s) {', '.join(missing)}")
+    return schema
+
+
+def _parquet_source(path: Path, schema: pa.Schema, needed: list[str], run: int, number: int,
+                    several: bool) -> str:
+    text = str(path).replace("'", "''")
+    columns = [quoted(name) if name in schema.names else f"CAST(NULL AS {sql_type(name)}) AS {quoted(name)}"
+               for name in needed]
+    sequence = "sequence" if several else "CAST(NULL AS BIGINT)"
+    return (f"SELECT {', '.join(columns)}, {sequence} AS _sequence, {run} AS _run, {number} AS _file, "
+            f"file_row_number AS _row FROM read_parquet('{text}', file_row_number = true)")
+
+
+def _tagged(table: pa.Table, needed: list[str], run: int, number: int, several: bool) -> pa.Table:
+    """`needed` columns of an in-memory table with the keys `records` orders by."""
+    rows = table.num_rows
+    table = table.select(needed)
+    sequence = table["sequence"] if several else pa.nulls(rows, pa.int64())
+    return (table.append_column("_sequence", sequence)
+            .append_column("_run", pa.array([run] * rows, pa.int32()))
+            .append_column("_file", pa.array([number] * rows, pa.int32()))
+            .append_column("_row", pa.array(range(rows), pa.int64())))
+
+
+def _manifest_settings(dirs: Sequence[Path]) -> pd.DataFrame:
+    """Each run dir's configs' settings from its manifest (`_run`, `config_id`, setting columns)."""
+    from toolkit import store
+
+    rows = []
+    for run, directory in enumerate(dirs):
+        if not (directory / store.MANIFEST).exists():
+            continue
+        configs = (store.read_manifest(directory).get("config") or {}).get("configs") or []
+        for entry in configs:
+            if "config_id" in entry:
+                rows.append({"_run": run, "config_id": entry["config_id"],
+                             **{c: entry.get(c, entry.get(_OLD_SETTING_KEYS.get(c, c))) for c in SETTING_COLUMNS}})
+    frame = pd.DataFrame(rows, columns=["_run", "config_id", *SETTING_COLUMNS])
+    return frame.drop_duplicates(["_run", "config_id"], keep="last")
