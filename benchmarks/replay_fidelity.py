@@ -11,7 +11,6 @@ import random
 import tempfile
 from pathlib import Path
 
-import numpy as np
 import pandas as pd
 
 from _common import parse_args, summary_ms, write_result

@@ -9,7 +9,6 @@ import time
 from pathlib import Path
 
 import pandas as pd
-import pyarrow as pa
 import pytest
 import yaml
 

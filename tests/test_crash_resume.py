@@ -7,7 +7,6 @@ and no request that was journaled before a kill is ever sent again.
 """
 from __future__ import annotations
 
-import json
 import os
 import random
 import signal

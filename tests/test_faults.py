@@ -14,7 +14,7 @@ from collections import Counter, defaultdict
 import pandas as pd
 import pytest
 
-from scripted_runs import ERROR_TYPE, FAILING, expected_outcome, write_config
+from scripted_runs import ERROR_TYPE, expected_outcome, write_config
 from toolkit.collect import collect
 from toolkit.config_file import load_config
 from toolkit.errors import EndpointError

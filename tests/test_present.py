@@ -254,7 +254,7 @@ def test_reference_text_with_published_frugalgpt_points():
 
 
 def test_latency_model_texts():
-    from toolkit.analysis import accuracy, frontier, latency_model
+    from toolkit.analysis import latency_model
     rng = np.random.default_rng(0)
     n = 120
     prompts, outputs = rng.integers(50, 800, n), rng.integers(5, 200, n)

@@ -145,7 +145,7 @@ class Collector:
         """Send `planned` phase by phase, each phase's concurrency level in flight (`in_flight`: this
         many instead, a shard's share of the level)."""
         try:
-            for level, phase in _phases(planned):
+            for level, phase in concurrency_phases(planned):
                 await self._run_phase(level if in_flight is None else in_flight, phase)
                 if self.stop_reason:
                     break
@@ -339,7 +339,7 @@ class Collector:
                                 f"{limits.max_error_rate}")
 
 
-def _phases(planned: list[PlannedRequest]) -> Iterator[tuple[int, list[PlannedRequest]]]:
+def concurrency_phases(planned: list[PlannedRequest]) -> Iterator[tuple[int, list[PlannedRequest]]]:
     phase: list[PlannedRequest] = []
     for request in planned:
         if phase and request.config.concurrency != phase[0].config.concurrency:

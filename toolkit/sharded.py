@@ -40,7 +40,7 @@ from toolkit.config import CollectConfig
 from toolkit.endpoints import connect
 from toolkit.errors import FrontierError, ParameterError
 from toolkit.pacing import RateLimiter
-from toolkit.runner import Collector, PlannedRequest, _phases, plan
+from toolkit.runner import Collector, PlannedRequest, concurrency_phases, plan
 from toolkit.schema import RequestRecord
 from toolkit.store import Journal, finalize, has_records, load_run, part_names
 
@@ -294,7 +294,7 @@ def _run_phases(ray: ModuleType, shards: list, totals: object, pending: list[Pla
     """Send `pending` phase by phase over the shards, appending each phase's manifest entry to `phases`;
     why the run stopped early, or None."""
     sequence, phase_number = first_sequence, first_phase
-    for level, requests in _phases(pending):
+    for level, requests in concurrency_phases(pending):
         split = split_phase(requests, level, len(shards))
         refs = {shard.run_phase.remote(assigned, in_flight=in_flight, share=in_flight / level, phase=phase_number,
                                        first_sequence=sequence + k, sequence_stride=len(split)): k
