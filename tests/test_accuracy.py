@@ -104,6 +104,15 @@ def discordant_frame(both: int, a_only: int, b_only: int, neither: int) -> pd.Da
                  rows("a", [True, True], start=1000))  # last 2 unpaired
 
 
+def test_runs_analysed_together_pair_answers_within_each_run():
+    day_one, day_two = discordant_frame(5, 8, 2, 5), discordant_frame(3, 1, 4, 2)
+    both = pd.concat([day_one.assign(run_id="day-1"), day_two.assign(run_id="day-2")], ignore_index=True)
+    result = paired_comparison(both, "a", "b")
+    assert (result.n_pairs, result.both_correct, result.a_only, result.b_only, result.both_wrong) == (30, 8, 9, 6, 7)
+    with pytest.raises(ParameterError, match=r"duplicate \(run_id, dataset, item_id, repeat\) rows"):
+        paired_comparison(pd.concat([both, both.iloc[:1]]), "a", "b")
+
+
 def test_paired_comparison_exact_mcnemar_closed_form():
     result = paired_comparison(discordant_frame(5, 8, 2, 5), "a", "b")
     assert (result.n_pairs, result.both_correct, result.a_only, result.b_only, result.both_wrong) == (20, 5, 8, 2, 5)

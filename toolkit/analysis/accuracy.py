@@ -259,21 +259,29 @@ def _select_dataset(frame: pd.DataFrame, dataset: str | None) -> pd.DataFrame:
 
 def _graded_pairs(frame: pd.DataFrame, dataset: str | None) -> pd.DataFrame:
     """The graded rows with `_pair`, one integer per (dataset, item_id, repeat) (NaN where a key is
-    missing): a pair of configs merges on it, where merging on three string keys per pair took seconds."""
-    rows = graded_outcomes(_select_dataset(frame[["config_id", *PAIR_KEY, "status", "correct", "score"]], dataset))
+    missing): a pair of configs merges on it, where merging on three string keys per pair took seconds.
+    Several runs analysed together (the same grid on two days) pair answers within each run."""
+    keys = _pair_keys(frame)
+    rows = graded_outcomes(_select_dataset(frame[["config_id", *keys, "status", "correct", "score"]], dataset))
     rows = rows[rows["graded"]]
-    return rows.assign(_pair=rows.groupby(list(PAIR_KEY), sort=False).ngroup())
+    return rows.assign(_pair=rows.groupby(keys, sort=False).ngroup())
+
+
+def _pair_keys(frame: pd.DataFrame) -> list[str]:
+    several_runs = "run_id" in frame.columns and frame["run_id"].nunique() > 1
+    return ["run_id", *PAIR_KEY] if several_runs else list(PAIR_KEY)
 
 
 def _keyed(rows: pd.DataFrame, config: str) -> pd.DataFrame:
-    mine = rows.loc[rows["config_id"] == config, [*PAIR_KEY, "_pair", "is_correct", "graded_score"]]
-    mine = mine.dropna(subset=list(PAIR_KEY))  # a row without an item (e.g. imported latency data) pairs with nothing
-    duplicated = mine.duplicated(list(PAIR_KEY))
+    keys = _pair_keys(rows)
+    mine = rows.loc[rows["config_id"] == config, [*keys, "_pair", "is_correct", "graded_score"]]
+    mine = mine.dropna(subset=keys)  # a row without an item (e.g. imported latency data) pairs with nothing
+    duplicated = mine.duplicated(keys)
     if duplicated.any():
-        first = mine.loc[duplicated, list(PAIR_KEY)].iloc[0].tolist()
+        first = mine.loc[duplicated, keys].iloc[0].tolist()
         raise ParameterError(f"config_id {config!r} has {int(duplicated.sum())} duplicate "
-                             f"(dataset, item_id, repeat) rows, e.g. {first}; pairing needs one per key")
-    return mine.drop(columns=list(PAIR_KEY))
+                             f"({', '.join(keys)}) rows, e.g. {first}; pairing needs one per key")
+    return mine.drop(columns=keys)
 
 
 def _compare(a: pd.DataFrame, b: pd.DataFrame, config_a: str, config_b: str, dataset: str | None,
