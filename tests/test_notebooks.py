@@ -12,7 +12,7 @@ import pytest
 from papermill.exceptions import PapermillExecutionError
 
 from synthetic_runs import REPORT_PARAMETERS, built_report, main_run_dir, make_run, scratch_dir
-from toolkit import present
+from toolkit import load_run, present
 
 NOTEBOOK_DIR = Path(__file__).resolve().parents[1] / "notebooks"
 PARAMETERS = {
@@ -127,6 +127,21 @@ def test_notebooks_say_what_an_imported_run_lacks(import_shaped_runs, tmp_path: 
     nb = nbformat.read(out, as_version=4)
     assert errors(nb) == []
     assert expected in "\n".join(outputs(nb, "text/markdown"))
+
+
+@pytest.mark.parametrize("name", ["01_accuracy", "03_latency"])
+def test_notebooks_analyse_several_runs_of_one_grid_together(tmp_path: Path, name: str):
+    days = [make_run(tmp_path / f"grid-day-{day}", seed=day) for day in (1, 2)]
+    out = tmp_path / f"{name}.ipynb"
+    papermill.execute_notebook(str(NOTEBOOK_DIR / f"{name}.ipynb"), str(out), kernel_name="python3",
+                               parameters={"run_dir": str(tmp_path / "grid-day-*")}, progress_bar=False,
+                               cwd=str(NOTEBOOK_DIR))
+    nb = nbformat.read(out, as_version=4)
+    assert errors(nb) == []
+    text = "\n".join(outputs(nb, "text/markdown"))
+    assert all(key in text for key in KEY_OUTPUTS[name][:2])
+    requests = sum(len(load_run(day)) for day in days)
+    assert f"{requests:,} requests" in text or f"{requests} requests" in text
 
 
 def test_no_monthly_volume_means_no_monthly_figures(tmp_path: Path):
