@@ -71,7 +71,7 @@ def load_sweep(frame: pd.DataFrame, *, by: str | Sequence[str] = LOAD_GROUP,
         row = dict(zip([*keys, level], values))
         wall = part["_seconds"].sum(min_count=1)
         wall = wall if wall > 0 else np.nan
-        rules = sorted(set(part["_how"]) - {"none", "hit"}) or ["none"]
+        rules = sorted(set(part["_how"].unique()) - {"none", "hit"}) or ["none"]
         row |= {"n": len(part), "n_ok": int(part["status"].eq("ok").fillna(False).sum()), "wall_s": wall,
                 "wall_rule": "+".join(rules), "throughput_rps": part["_done"].sum() / wall,
                 "throughput_tokens_per_s": part["_tokens"].sum() / wall}
