@@ -69,8 +69,9 @@ def machine_seconds(frame: pd.DataFrame) -> pd.DataFrame:
     by_phase &= ~by_batch
     machine = np.where(hit, 0.0, e2e)
     rules = list(MACHINE_RULES)
-    rule = np.where(hit, rules.index("cache_hit"), np.where(by_phase, rules.index("phase"),
-                                                            np.where(by_batch, rules.index("batch"), rules.index("e2e"))))
+    code = {name: rules.index(name) for name in rules}
+    rule = np.where(hit, code["cache_hit"],
+                    np.where(by_phase, code["phase"], np.where(by_batch, code["batch"], code["e2e"])))
     if by_batch.any():
         answers = pd.DataFrame({"run_id": _column(frame, "run_id")[by_batch],
                                 "endpoint": _column(frame, "endpoint")[by_batch], "sent": sent_s[by_batch]})
