@@ -35,7 +35,7 @@ import pandas as pd
 
 from toolkit.analysis.accuracy import accuracy_table
 from toolkit.analysis.cost_model import break_even_accuracy, expected_value
-from toolkit.analysis.rows import cache_hit_mask, cache_hits, model_answered, run_overview, sorted_values
+from toolkit.analysis.rows import cache_hit_mask, cache_hits, model_answered, per_distinct, run_overview, sorted_values
 from toolkit.errors import ParameterError
 from toolkit.machine_time import MACHINE_INPUTS, pricing_rules
 from toolkit.pricing import PRICE_INPUTS, PriceTable, describe, price_requests
@@ -330,7 +330,7 @@ def headline(frame: pd.DataFrame, prices: PriceTable, *, manifest: dict | None =
     (E + c) / (V + E) and expected value when V and E are given (NaN otherwise).  With `labels`
     (config id -> name, e.g. `present.config_labels`) every config goes by its name."""
     if labels:
-        frame = frame.assign(config_id=frame["config_id"].astype(object).map(lambda c: labels.get(c, c)))
+        frame = frame.assign(config_id=per_distinct(frame["config_id"], lambda c: labels.get(c, c)))
     summary = cost_summary(frame, prices, latency_quantile=latency_quantile)
     choice = choose_best(summary, target_accuracy=target_accuracy, latency_budget_s=latency_budget_s,
                          latency_quantile=latency_quantile, value_usd=value_usd, error_cost_usd=error_cost_usd,
