@@ -174,3 +174,19 @@ def test_answer_groups_match_signatures_built_from_the_rows_as_text():
     number_of = dict(zip(groups["config_id"], groups["group"]))
     assert [number_of[config] for config in signatures.index] == [number_of[c] for c in want]
     assert groups["group"].nunique() == len(set(want)) < len(want)  # some configs do answer alike
+
+
+def test_pairwise_significance_pairs_the_items_an_inner_merge_pairs():
+    requests = synthetic_requests(20_000)
+    requests.loc[requests.index[::7], "score"] = 0.25  # partial scores
+    requests = requests.iloc[np.random.default_rng(1).permutation(len(requests))[:15_000]]  # items some lack
+    pairs = pairwise_significance(requests)
+    rows = graded_outcomes(requests)
+    rows = rows[rows["graded"]]
+    for pair in pairs.sample(20, random_state=0).itertuples():
+        # the reference: the two configs' graded rows merged on the item key, in the first config's order
+        merged = rows[rows["config_id"] == pair.config_a].merge(
+            rows[rows["config_id"] == pair.config_b], on=list(PAIR_KEY), suffixes=("_a", "_b"))
+        diff = (merged["graded_score_a"] - merged["graded_score_b"]).to_numpy(dtype=float)
+        a_only = int(((merged["is_correct_a"] == 1) & (merged["is_correct_b"] == 0)).sum())
+        assert (pair.n_pairs, pair.a_only, pair.score_diff) == (len(merged), a_only, diff.mean())
