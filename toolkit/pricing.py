@@ -52,11 +52,6 @@ PRICE_INPUTS = ("model", "status", "prompt_tokens", "completion_tokens", "cached
                 "machine_s")
 
 
-# what `price_requests` reads (and `MACHINE_INPUTS` where `machine_s` is absent)
-PRICE_INPUTS = ("model", "status", "prompt_tokens", "cached_tokens", "completion_tokens", "batch", "cache_hit",
-                "machine_s")
-
-
 def price_requests(frame: pd.DataFrame, table: PriceTable) -> pd.Series:
     """USD per row of a requests table, named `usd`.
 

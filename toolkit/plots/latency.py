@@ -16,11 +16,11 @@ from toolkit.errors import ParameterError
 from toolkit.plots.common import (LABELS, axes_for, axis_label, hue_levels, hue_subset, legend, legend_title,
                                   no_data, numeric, palette, require_columns)
 
-# Names of the parts `decomposition_plot` stacks.
 # Points `regression_plot` draws per group at most: a million dots take seconds to draw and show
 # no more than a few thousand do; the fitted line and band still come from every row
 SCATTER_POINTS = 5_000
 
+# Names of the parts `decomposition_plot` stacks.
 PARTS = {"network_share": "network", "ttft_share": "waiting for the first token (TTFT)",
          "overhead_share": "overhead", "decode_share": "generating the rest (decode)"}
 
