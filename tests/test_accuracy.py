@@ -5,9 +5,11 @@ import pandas as pd
 import pytest
 from scipy.stats import norm
 
-from toolkit.analysis.accuracy import accuracy_table, paired_comparison, pairwise_significance
+from toolkit.analysis.accuracy import (PAIR_KEY, accuracy_table, answer_groups, graded_outcomes, paired_comparison,
+                                       pairwise_significance)
 from toolkit.errors import ParameterError
 from toolkit.schema import coerce_requests
+from toolkit.testing.synthetic import synthetic_requests
 
 
 def rows(config: str, outcomes: list, dataset: str = "d", start: int = 0) -> list[dict]:
@@ -160,3 +162,40 @@ def test_rows_without_items_are_left_out_of_pairing():
              "correct": None, "score": None} for c in ("a", "b") for _ in range(3)]
     table = pairwise_significance(coerce_requests(pd.DataFrame(rows)))
     assert table["n_pairs"].tolist() == [0]
+
+
+def test_answer_groups_match_signatures_built_from_the_rows_as_text():
+    # the reference: each config's graded (item, outcome) rows as text, as answer_groups once built them
+    requests = synthetic_requests(20_000)
+    requests.loc[requests.index[::7], "score"] = 0.5  # partial scores: outcomes beyond right and wrong
+    configs = sorted(requests["config_id"].unique())
+    outcomes = ["status", "correct", "score"]
+    for twin in configs[1:3]:  # two configs answer every item as the first does (its rows, in key order)
+        requests.loc[requests["config_id"] == twin, outcomes] = (
+            requests.loc[requests["config_id"] == configs[0], outcomes].to_numpy())
+    rows = graded_outcomes(requests)
+    rows = rows[rows["graded"]].sort_values([*PAIR_KEY], kind="mergesort")
+    text = rows[[*PAIR_KEY, "is_correct", "graded_score"]].astype(str).agg("|".join, axis=1)
+    signatures = text.groupby(rows["config_id"].astype(str), sort=True).agg("\n".join)
+    first_member = {}
+    want = [first_member.setdefault(signature, config) for config, signature in signatures.items()]
+    groups = answer_groups(requests)
+    number_of = dict(zip(groups["config_id"], groups["group"]))
+    assert [number_of[config] for config in signatures.index] == [number_of[c] for c in want]
+    assert groups["group"].nunique() == len(set(want)) < len(want)  # some configs do answer alike
+
+
+def test_pairwise_significance_pairs_the_items_an_inner_merge_pairs():
+    requests = synthetic_requests(20_000)
+    requests.loc[requests.index[::7], "score"] = 0.25  # partial scores
+    requests = requests.iloc[np.random.default_rng(1).permutation(len(requests))[:15_000]]  # items some lack
+    pairs = pairwise_significance(requests)
+    rows = graded_outcomes(requests)
+    rows = rows[rows["graded"]]
+    for pair in pairs.sample(20, random_state=0).itertuples():
+        # the reference: the two configs' graded rows merged on the item key, in the first config's order
+        merged = rows[rows["config_id"] == pair.config_a].merge(
+            rows[rows["config_id"] == pair.config_b], on=list(PAIR_KEY), suffixes=("_a", "_b"))
+        diff = (merged["graded_score_a"] - merged["graded_score_b"]).to_numpy(dtype=float)
+        a_only = int(((merged["is_correct_a"] == 1) & (merged["is_correct_b"] == 0)).sum())
+        assert (pair.n_pairs, pair.a_only, pair.score_diff) == (len(merged), a_only, diff.mean())

@@ -191,3 +191,30 @@ def test_saving_and_budget_lookups():
     assert best_accuracy_at_budget(frontier, 0.0025, kind="single")["stages"] == "cheap"
     assert best_accuracy_at_budget(frontier, 0.0001) is None
     assert cost_saving_at_best_single(frontier[frontier["accuracy"] < 0.86]) is None
+
+
+@pytest.mark.parametrize("signal", ["logprob_mean", "score", "agreement", None])
+def test_cascade_arrays_are_the_matrix_fields_of_the_stages(signal):
+    from toolkit import pricing
+    from toolkit.analysis import cascade
+    from toolkit.testing.synthetic import synthetic_requests
+
+    requests = synthetic_requests(5_000)
+    requests["usd"] = pricing.price_requests(requests, pricing.price_table_for(requests))
+    configs = sorted(requests["config_id"].unique())
+    matrix = cascade.item_matrix(requests, configs)
+    stages = [configs[5], configs[0], configs[17]]
+    correct, cost, confidence = cascade._arrays(matrix, stages, signal)
+    # the reference: each field's level of the column index, then the stages' columns
+    np.testing.assert_array_equal(correct, matrix["correct"][stages].to_numpy(dtype=float))
+    np.testing.assert_array_equal(cost, matrix["cost"][stages].to_numpy(dtype=float))
+    if signal in ("logprob_mean", "score"):
+        values = matrix[signal][stages].to_numpy(dtype=float)
+        np.testing.assert_array_equal(confidence, np.where(np.isnan(values), -np.inf, values))
+    elif signal == "agreement":
+        answers = matrix["answer"][stages].map(lambda a: " ".join(a.casefold().split()) if isinstance(a, str)
+                                               else None).to_numpy(dtype=object)
+        same = (answers[:, :-1] == answers[:, 1:]) & (answers[:, :-1] != None)  # noqa: E711
+        np.testing.assert_array_equal(confidence[:, :-1], np.where(same, 1.0, 0.0))
+    with pytest.raises(ParameterError, match="not in the item matrix: nope"):
+        cascade._arrays(matrix, [configs[0], "nope"], signal)

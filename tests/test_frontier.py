@@ -111,3 +111,27 @@ def test_config_summary_joins_accuracy_latency_and_cost():
     assert summary.loc["api", "mean_completion_tokens"] == 10.0
     front = pareto_front(summary.reset_index(), minimize=("p95_e2e_s", "usd_per_1k"))
     assert front["pareto"].any()
+
+
+@pytest.mark.parametrize("with_machine_time", [True, False])
+def test_cost_summary_of_the_answered_rows_is_config_summary_of_every_column(tmp_path, with_machine_time):
+    from toolkit import pricing, store
+    from toolkit.analysis.frontier import cost_summary
+    from toolkit.analysis.rows import model_answered
+    from toolkit.testing.synthetic import synthetic_requests
+
+    requests = synthetic_requests(20_000)
+    requests.loc[requests.index[::11], "batch"] = True  # batch-discounted rows too
+    requests.loc[requests.index[::13], "phase"] = 1  # and self-hosted rows priced by phase
+    store.save_run(tmp_path / "run", requests, {"run_id": "r"})
+    frame = store.load_run(tmp_path / "run")
+    if not with_machine_time:
+        frame = frame.drop(columns=["machine_s", "machine_rule"])
+    assert frame["cache_hit"].any() and frame["batch"].any()
+    prices = pricing.price_table_for(frame)
+    summary = cost_summary(frame, prices)
+    # the reference: config_summary of the answered rows with every column
+    own = config_summary(model_answered(frame), prices, quantiles=[0.5, 0.95])
+    measured = [c for c in summary.columns if c.endswith(("_e2e_s", "_ttft_s"))
+                or c in ("mean_prompt_tokens", "mean_completion_tokens", "usd_total", "usd_per_1k")]
+    pd.testing.assert_frame_equal(summary[["config_id", *measured]], own[["config_id", *measured]])

@@ -115,3 +115,20 @@ def test_batch_answers_share_the_span_of_their_batch():
     shares = machine_seconds(frame)
     assert shares["machine_s"].tolist() == pytest.approx([2.5] * 4)
     assert set(shares["machine_rule"].astype(str)) == {"batch"}
+
+
+def test_a_missing_run_id_or_endpoint_groups_with_an_empty_one():
+    # phase 1 of (run "", endpoint "h"): sent at 0 and 1, done at 2 and 4 -> wall 4 s, shared by work 1 : 3
+    start = pd.Timestamp("2026-01-01", tz="UTC")
+    frame = coerce_requests(pd.DataFrame([
+        {"run_id": None, "endpoint": "h", "phase": 1, "started_at": start, "e2e_s": 2.0, "status": "ok",
+         "server_prefill_s": 0.5, "server_decode_s": 0.5},
+        {"run_id": "", "endpoint": "h", "phase": 1, "started_at": start + pd.Timedelta(seconds=1), "e2e_s": 3.0,
+         "status": "ok", "server_prefill_s": 1.0, "server_decode_s": 2.0},
+        {"run_id": "", "endpoint": None, "phase": 1, "started_at": start, "e2e_s": 5.0, "status": "ok"},
+        {"run_id": "", "endpoint": "", "phase": 1, "started_at": start + pd.Timedelta(seconds=5), "e2e_s": 1.0,
+         "status": "ok"},
+    ]))
+    machine = machine_seconds(frame)
+    assert machine["machine_s"].tolist() == pytest.approx([1.0, 3.0, 6 * 5 / 6, 6 * 1 / 6])
+    assert machine["machine_rule"].astype(str).tolist() == ["phase"] * 4

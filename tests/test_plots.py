@@ -82,6 +82,23 @@ def test_regression_plot_draws_points_line_and_band_per_model(ax, requests):
     assert (ax.get_xlabel(), ax.get_ylabel()) == ("output tokens", "end-to-end latency (s)")
 
 
+def test_regression_plot_draws_a_seeded_choice_of_a_large_group_and_fits_every_row(requests):
+    fits = fit_e2e(requests)
+    drawn = []
+    for _ in range(2):
+        figure, ax = plt.subplots()
+        plots.regression_plot(requests, fits, max_points=10, ax=ax)
+        drawn.append([c.get_offsets().data.copy() for c in ax.collections[::2]])
+        small = requests[requests["model"] == "small"]["completion_tokens"]
+        assert (ax.lines[0].get_xdata().min(), ax.lines[0].get_xdata().max()) == (
+            requests["completion_tokens"].min(), requests["completion_tokens"].max())
+        plt.close(figure)
+    assert [len(points) for points in drawn[0]] == [10, 10]  # 30 requests per model
+    assert all((a == b).all() for a, b in zip(*drawn))  # the same points on every draw
+    chosen = {tuple(p) for p in drawn[0][0]}
+    assert chosen <= set(zip(small.astype(float), requests.loc[small.index, "e2e_s"]))
+
+
 def test_regression_plot_skips_the_line_of_a_guarded_fit(ax):
     frame = coerce_requests(pd.DataFrame([
         {"model": "m", "status": "ok", "completion_tokens": 5, "e2e_s": e, "ttft_s": 0.1}

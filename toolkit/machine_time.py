@@ -68,7 +68,10 @@ def machine_seconds(frame: pd.DataFrame) -> pd.DataFrame:
     by_batch = batch & np.isnan(e2e) & ~np.isnan(sent_s) & ~hit
     by_phase &= ~by_batch
     machine = np.where(hit, 0.0, e2e)
-    rule = np.where(hit, "cache_hit", np.where(by_phase, "phase", np.where(by_batch, "batch", "e2e"))).astype(object)
+    rules = list(MACHINE_RULES)
+    code = {name: rules.index(name) for name in rules}
+    rule = np.where(hit, code["cache_hit"],
+                    np.where(by_phase, code["phase"], np.where(by_batch, code["batch"], code["e2e"])))
     if by_batch.any():
         answers = pd.DataFrame({"run_id": _column(frame, "run_id")[by_batch],
                                 "endpoint": _column(frame, "endpoint")[by_batch], "sent": sent_s[by_batch]})
@@ -86,15 +89,18 @@ def machine_seconds(frame: pd.DataFrame) -> pd.DataFrame:
         with np.errstate(divide="ignore", invalid="ignore"):
             share = np.where(busy > 0, wall * phased["weight"] / busy, 0.0)
         machine[by_phase] = np.where(hit[by_phase], 0.0, np.where(np.isnan(e2e[by_phase]), np.nan, share))
-    return pd.DataFrame({"machine_s": machine, "machine_rule": pd.Categorical(rule, categories=list(MACHINE_RULES))},
+    return pd.DataFrame({"machine_s": machine, "machine_rule": pd.Categorical.from_codes(rule, categories=rules)},
                         index=index)
 
 
 def _column(frame: pd.DataFrame, name: str) -> np.ndarray:
-    """A grouping key as objects, "" where missing (a group key must not be NaN)."""
+    """A grouping key as integer codes, missing the same as "" (numbers: a million strings as Python
+    objects cost a hundred megabytes)."""
     if name not in frame.columns:
-        return np.full(len(frame), "", dtype=object)
-    return frame[name].astype(object).fillna("").to_numpy()
+        return np.zeros(len(frame), dtype=np.intp)
+    values = frame[name]
+    return pd.factorize(values.fillna("") if isinstance(values.dtype, pd.StringDtype)
+                        else values.astype(object).fillna(""))[0]
 
 
 def pricing_rules(frame: pd.DataFrame, table: PriceTable) -> pd.DataFrame:

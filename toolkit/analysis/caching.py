@@ -27,8 +27,12 @@ MIN_CACHEABLE_PROMPT_TOKENS = 1024  # OpenAI caches prompts only from 1,024 toke
 CACHE_INCREMENT_TOKENS = 128  # ... and the cached part grows in steps of 128 tokens
 
 
+def _ok_mask(frame: pd.DataFrame) -> pd.Series:
+    return frame["status"].eq("ok").fillna(False).astype(bool)
+
+
 def _ok(frame: pd.DataFrame) -> pd.DataFrame:
-    return frame[frame["status"].eq("ok").fillna(False).astype(bool)]
+    return frame[_ok_mask(frame)]
 
 
 def _ok_priced(frame: pd.DataFrame, *columns: str) -> pd.DataFrame:
@@ -232,8 +236,10 @@ def mark_prefix_reuse(frame: pd.DataFrame) -> pd.DataFrame:
 def prefix_reuse_rows(frame: pd.DataFrame) -> pd.DataFrame:
     """The ok timed rows whose `prefix_shared` is known, with `previous_prompt` = "shared prefix" or
     "changed prefix" (a label for plots' hue)."""
-    marked = _ok(mark_prefix_reuse(frame))
-    marked = marked[marked["prefix_shared"].notna() & marked["ttft_s"].notna()]
+    marked = mark_prefix_reuse(frame)
+    # one copy of the kept rows (each filter of a million-row table copies every column)
+    keep = _ok_mask(marked) & marked["prefix_shared"].notna() & marked["ttft_s"].notna()
+    marked = marked[keep]
     marked["previous_prompt"] = np.where(marked["prefix_shared"].to_numpy(dtype=bool), "shared prefix",
                                          "changed prefix")
     return marked

@@ -12,7 +12,7 @@ from __future__ import annotations
 
 import itertools
 import logging
-from collections.abc import Sequence
+from collections.abc import Callable, Sequence
 from dataclasses import dataclass
 
 import numpy as np
@@ -224,28 +224,37 @@ def _arrays(matrix: pd.DataFrame, stages: Sequence[str],
             signal: str | None) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
     if not stages:
         raise ParameterError("a cascade needs at least one stage")
-    configs = set(matrix["correct"].columns)
-    unknown = [s for s in stages if s not in configs]
+    unknown = [s for s in stages if ("correct", s) not in matrix.columns]
     if unknown:
         raise ParameterError(f"config(s) not in the item matrix: {', '.join(unknown)}")
     if signal is not None and signal not in SIGNALS:
         raise ParameterError(f"signal must be one of {', '.join(SIGNALS)}, got {signal!r}")
     stages = list(stages)
-    correct = matrix["correct"][stages].to_numpy(dtype=float)
-    cost = matrix["cost"][stages].to_numpy(dtype=float)
+    correct = _field(matrix, "correct", stages)
+    cost = _field(matrix, "cost", stages)
     confidence = np.full(correct.shape, -np.inf)
     if signal in ("logprob_mean", "score"):
-        values = matrix[signal][stages].to_numpy(dtype=float)
+        values = _field(matrix, signal, stages)
         lacking = [s for i, s in enumerate(stages[:-1]) if np.isnan(values[:, i]).all()]
         if lacking:
             raise ParameterError(f"no {signal} values for config(s) {', '.join(lacking)}")
         confidence = np.where(np.isnan(values), -np.inf, values)
     elif signal == "agreement":
-        answers = matrix["answer"][stages].map(_normalized).to_numpy(dtype=object)
+        answers = _field(matrix, "answer", stages, _normalized)
         for k in range(len(stages) - 1):
             same = [a is not None and a == b for a, b in zip(answers[:, k], answers[:, k + 1])]
             confidence[:, k] = np.where(same, 1.0, 0.0)
     return correct, cost, confidence
+
+
+def _field(matrix: pd.DataFrame, field: str, stages: Sequence[str],
+           each: Callable[[object], object] | None = None) -> np.ndarray:
+    """`matrix[field][stages]` as an array (floats, or objects with `each` applied to every value), one
+    column at a time: a cascade search reads it hundreds of times, and selecting a level of the column
+    index built a new frame each time (a third of the cascades notebook's time)."""
+    if each is None:
+        return np.column_stack([matrix[(field, stage)].to_numpy(dtype=float) for stage in stages])
+    return np.column_stack([matrix[(field, stage)].map(each).to_numpy(dtype=object) for stage in stages])
 
 
 def _normalized(answer: object) -> str | None:

@@ -35,10 +35,10 @@ import pandas as pd
 
 from toolkit.analysis.accuracy import accuracy_table
 from toolkit.analysis.cost_model import break_even_accuracy, expected_value
-from toolkit.analysis.rows import cache_hit_mask, cache_hits, model_answered, run_overview, sorted_values
+from toolkit.analysis.rows import cache_hit_mask, cache_hits, model_answered, per_distinct, run_overview, sorted_values
 from toolkit.errors import ParameterError
-from toolkit.machine_time import pricing_rules
-from toolkit.pricing import PriceTable, describe, price_requests
+from toolkit.machine_time import MACHINE_INPUTS, pricing_rules
+from toolkit.pricing import PRICE_INPUTS, PriceTable, describe, price_requests
 
 
 CONFIG_ATTRIBUTES = ("model", "prompt_variant", "max_tokens", "temperature", "concurrency")
@@ -187,7 +187,11 @@ def cost_summary(frame: pd.DataFrame, prices: PriceTable, *, latency_quantile: f
         return summary
     measured = [c for c in summary.columns if c.endswith(("_e2e_s", "_ttft_s"))
                 or c in ("mean_prompt_tokens", "mean_completion_tokens", "usd_total", "usd_per_1k")]
-    answered = model_answered(frame)
+    # the answered rows with only what `config_summary` reads: a copy of every column of a large table
+    # cost as much memory again as the table
+    read = {"config_id", "correct", "score", "e2e_s", "ttft_s", *CONFIG_ATTRIBUTES, *PRICE_INPUTS,
+            *(() if "machine_s" in frame.columns else MACHINE_INPUTS)}
+    answered = model_answered(frame[[c for c in frame.columns if c in read]])
     if answered.empty:
         return summary.assign(**{c: math.nan for c in measured})
     own = config_summary(answered, prices, quantiles=quantiles, confidence=confidence)
@@ -326,7 +330,7 @@ def headline(frame: pd.DataFrame, prices: PriceTable, *, manifest: dict | None =
     (E + c) / (V + E) and expected value when V and E are given (NaN otherwise).  With `labels`
     (config id -> name, e.g. `present.config_labels`) every config goes by its name."""
     if labels:
-        frame = frame.assign(config_id=frame["config_id"].astype(object).map(lambda c: labels.get(c, c)))
+        frame = frame.assign(config_id=per_distinct(frame["config_id"], lambda c: labels.get(c, c)))
     summary = cost_summary(frame, prices, latency_quantile=latency_quantile)
     choice = choose_best(summary, target_accuracy=target_accuracy, latency_budget_s=latency_budget_s,
                          latency_quantile=latency_quantile, value_usd=value_usd, error_cost_usd=error_cost_usd,

@@ -8,7 +8,7 @@ import numpy as np
 import pandas as pd
 
 from toolkit.analysis.rows import floats, group_keys, quantile_name, timed_mask
-from toolkit.machine_time import machine_seconds
+from toolkit.machine_time import MACHINE_INPUTS, machine_seconds
 
 LOAD_GROUP = ("endpoint", "model", "prompt_variant", "max_tokens", "stop_sequences", "temperature",
               "response_cache")
@@ -30,7 +30,8 @@ def _phase_seconds(frame: pd.DataFrame) -> tuple[np.ndarray, np.ndarray]:
     how = np.where(rule == "phase", "phase", np.where(rule == "cache_hit", "hit", "none")).astype(object)
     loose = rule == "e2e"
     if loose.any():
-        part = frame.loc[loose].drop(columns=["machine_s", "machine_rule"], errors="ignore")
+        # what machine_seconds and the levels read: a copy of every column of a million rows costs ~0.4 GB
+        part = frame.loc[loose, [c for c in (*MACHINE_INPUTS, "concurrency") if c in frame.columns]]
         levels = part.groupby(["run_id", "endpoint", "concurrency"], dropna=False, sort=False).ngroup()
         stand_in = machine_seconds(part.assign(phase=-1 - levels.to_numpy()))
         phased = (stand_in["machine_rule"] == "phase").to_numpy()
@@ -71,7 +72,7 @@ def load_sweep(frame: pd.DataFrame, *, by: str | Sequence[str] = LOAD_GROUP,
         row = dict(zip([*keys, level], values))
         wall = part["_seconds"].sum(min_count=1)
         wall = wall if wall > 0 else np.nan
-        rules = sorted(set(part["_how"]) - {"none", "hit"}) or ["none"]
+        rules = sorted(set(part["_how"].unique()) - {"none", "hit"}) or ["none"]
         row |= {"n": len(part), "n_ok": int(part["status"].eq("ok").fillna(False).sum()), "wall_s": wall,
                 "wall_rule": "+".join(rules), "throughput_rps": part["_done"].sum() / wall,
                 "throughput_tokens_per_s": part["_tokens"].sum() / wall}

@@ -1,7 +1,7 @@
 """Which rows of a requests table count for what: graded, timed, answered by the model or the cache."""
 from __future__ import annotations
 
-from collections.abc import Sequence
+from collections.abc import Callable, Sequence
 
 import numpy as np
 import pandas as pd
@@ -86,3 +86,13 @@ def select_dataset(frame: pd.DataFrame, dataset: str | None) -> pd.DataFrame:
 
 def sorted_values(values: Sequence[object] | pd.Series) -> list[str]:
     return sorted({str(v) for v in pd.Series(values).dropna().unique()})
+
+
+def per_distinct(values: pd.Series, function: Callable[[object], object]) -> pd.Series:
+    """`values.map(function)` with one call per distinct value (a million rows hold a few dozen; a null
+    is a value too), and a string column stays one."""
+    codes, distinct = pd.factorize(values, use_na_sentinel=False)
+    mapped = np.empty(len(distinct), dtype=object)
+    mapped[:] = [function(v) for v in distinct]
+    out = pd.Series(mapped[codes], index=values.index)
+    return out.astype(values.dtype) if isinstance(values.dtype, pd.StringDtype) else out

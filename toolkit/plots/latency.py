@@ -16,6 +16,10 @@ from toolkit.errors import ParameterError
 from toolkit.plots.common import (LABELS, axes_for, axis_label, hue_levels, hue_subset, legend, legend_title,
                                   no_data, numeric, palette, require_columns)
 
+# Points `regression_plot` draws per group at most: a million dots take seconds to draw and show
+# no more than a few thousand do; the fitted line and band still come from every row
+SCATTER_POINTS = 5_000
+
 # Names of the parts `decomposition_plot` stacks.
 PARTS = {"network_share": "network", "ttft_share": "waiting for the first token (TTFT)",
          "overhead_share": "overhead", "decode_share": "generating the rest (decode)"}
@@ -57,11 +61,13 @@ def percentile_plot(data: pd.DataFrame, *, by: str = "config_id", metric: str = 
 
 def regression_plot(data: pd.DataFrame, fits: pd.DataFrame, *, x: str = "completion_tokens",
                     y: str = "e2e_s", hue: str | None = "model", band: str = "prediction",
-                    ax: Axes | None = None) -> Axes:
+                    max_points: int = SCATTER_POINTS, seed: int = 0, ax: Axes | None = None) -> Axes:
     """Requests as points, each group's robust fitted line and its interval band.
 
     `fits` is a `fit_robust` / `fit_e2e` / `fit_ttft` table with `hue` as its group column.
     band="prediction" shades where a single request should fall, "mean" where the line is.
+    A group of more than `max_points` requests shows a random choice of that many (seeded by `seed`:
+    the same figure every time); the lines span every request's x.
     """
     if band not in ("prediction", "mean"):
         raise ParameterError(f"regression_plot: band must be 'prediction' or 'mean', got {band!r}")
@@ -77,6 +83,8 @@ def regression_plot(data: pd.DataFrame, fits: pd.DataFrame, *, x: str = "complet
     grid = np.linspace(points[x].min(), points[x].max(), 50)
     for level in levels:
         part = hue_subset(points, hue, level)
+        if len(part) > max_points:
+            part = part.sample(max_points, random_state=seed)
         ax.scatter(part[x], part[y], s=12, alpha=0.5, color=colors[level],
                    label=None if level is None else str(level))
         fit = fits if hue is None else fits[fits[hue].astype(object) == level]

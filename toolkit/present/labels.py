@@ -7,11 +7,12 @@ settings that vary between the configurations of a table appear in its names.
 from __future__ import annotations
 
 import math
-from collections.abc import Callable, Iterator, Mapping, Sequence
+from collections.abc import Iterator, Mapping, Sequence
 from dataclasses import dataclass, field
 
-import numpy as np
 import pandas as pd
+
+from toolkit.analysis.rows import per_distinct
 
 
 LABEL_SEPARATOR = " · "
@@ -154,18 +155,8 @@ def relabel(table: pd.DataFrame, labels: Mapping[str, str],
     out = table.copy(deep=False)  # copy-on-write: the replaced columns are new, the rest shared
     for column in columns:
         if column in out.columns:
-            out[column] = _per_distinct(out[column], lambda v: labels.get(v, v) if isinstance(v, str) else v)
+            out[column] = per_distinct(out[column], lambda v: labels.get(v, v) if isinstance(v, str) else v)
     return out
-
-
-def _per_distinct(values: pd.Series, function: Callable[[object], object]) -> pd.Series:
-    """`values.map(function)` with one call per distinct value (a million rows hold a few dozen; a null
-    is a value too), and a string column stays one."""
-    codes, distinct = pd.factorize(values, use_na_sentinel=False)
-    mapped = np.empty(len(distinct), dtype=object)
-    mapped[:] = [function(v) for v in distinct]
-    out = pd.Series(mapped[codes], index=values.index)
-    return out.astype(values.dtype) if isinstance(values.dtype, pd.StringDtype) else out
 
 
 def hue_column(table: pd.DataFrame, candidates: Sequence[str] = ("model", "prompt_variant", "max_tokens",
@@ -180,7 +171,7 @@ def latency_groups(frame: pd.DataFrame, columns: Sequence[str] = ("model", "conc
     or `gpt-4o · concurrency 4` with two models): groups whose latency behaves differently, for fits
     and figures.  With nothing varying, the model names the group."""
     varying = [c for c in columns if c in frame.columns and frame[c].nunique(dropna=True) > 1] or ["model"]
-    parts = [_per_distinct(frame[c], lambda v, c=c: f"{c} {v}" if c == "concurrency" else str(v)) for c in varying]
+    parts = [per_distinct(frame[c], lambda v, c=c: f"{c} {v}" if c == "concurrency" else str(v)) for c in varying]
     group = parts[0]
     for part in parts[1:]:
         group = group + LABEL_SEPARATOR + part
