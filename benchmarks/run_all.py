@@ -10,7 +10,7 @@ from pathlib import Path
 
 HERE = Path(__file__).resolve().parent
 BENCHMARKS = ("timing_fidelity", "harness_throughput", "memory", "latency_model", "analysis_scale", "load_sweep",
-              "traffic_scale", "replay_fidelity", "workers_fidelity")
+              "traffic_scale", "replay_fidelity", "workers_fidelity", "workers_memory")
 
 
 def main() -> int:
