@@ -8,7 +8,7 @@ import pytest
 from toolkit import store
 from toolkit.analysis import latency, latency_model, load
 from toolkit.machine_time import machine_seconds
-from toolkit.schema import SETTING_COLUMNS, from_arrow
+from toolkit.schema import LABEL_COLUMNS, SETTING_COLUMNS, from_arrow
 from toolkit.testing.synthetic import synthetic_requests
 
 ROWS = 100_000
@@ -22,11 +22,26 @@ def run_dir(tmp_path_factory):
     return path
 
 
+def labels_as_categories(frame: pd.DataFrame) -> pd.DataFrame:
+    """`frame` with its label columns as `load_run` gives them: categoricals of their sorted values."""
+    return frame.astype({name: pd.CategoricalDtype(pd.Index(sorted(frame[name].dropna().unique()), dtype="str"))
+                         for name in LABEL_COLUMNS if name in frame.columns})
+
+
 @pytest.fixture(scope="module")
 def whole(run_dir):
     """The table as pandas alone reads it: every column of the one Parquet file, machine time over it."""
     frame = from_arrow(pq.read_table(run_dir / store.REQUESTS))
-    return pd.concat([frame, machine_seconds(frame)], axis=1)
+    return labels_as_categories(pd.concat([frame, machine_seconds(frame)], axis=1))
+
+
+def test_label_columns_are_categoricals_in_the_order_their_text_sorts(run_dir):
+    table = store.load_run(run_dir, columns=["config_id", "status", "error_type", "prompt_hash"])
+    assert isinstance(table["config_id"].dtype, pd.CategoricalDtype)
+    assert list(table["config_id"].cat.categories) == sorted(table["config_id"].astype(str).unique())
+    assert table["error_type"].isna().any() and table["error_type"].notna().any()
+    assert table["prompt_hash"].dtype == "string"  # a hash per prompt is not a label
+    assert table.groupby("config_id").size().index.tolist() == sorted(table["config_id"].astype(str).unique())
 
 
 def test_one_part_reads_exactly_as_pandas_reads_it(run_dir, whole):
@@ -43,8 +58,8 @@ def test_parts_and_journals_keep_the_latest_attempt_as_pandas_merging_them_does(
     store.write_requests(tmp_path, retried, name=store.part_names("shard-2")[1])
     # the previous path: concatenate in the run dir's file order, the highest sequence wins, ties to the later file
     merged = pd.concat([from_arrow(pq.read_table(path)) for path in store.run_files(tmp_path)[0]], ignore_index=True)
-    expected = (merged.sort_values("sequence", kind="stable", na_position="first")
-                .drop_duplicates("request_id", keep="last").sort_index().reset_index(drop=True))
+    expected = labels_as_categories(merged.sort_values("sequence", kind="stable", na_position="first")
+                                    .drop_duplicates("request_id", keep="last").sort_index().reset_index(drop=True))
     table = store.load_run(tmp_path, columns=list(store.REQUEST_COLUMNS))
     pd.testing.assert_frame_equal(table, expected)
     assert (table["e2e_s"] != -1.0).all() and (table.set_index("request_id").loc[retried["request_id"], "e2e_s"] == 9.0).all()

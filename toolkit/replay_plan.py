@@ -104,7 +104,7 @@ def load_trace(path: str | os.PathLike) -> Trace:
             raise DataFileError(path, f"is negative in request {first}", field=field)
     table = table.assign(sequence=table["sequence"].fillna(0)).sort_values(
         ["started_at", "sequence"], kind="stable").reset_index(drop=True)
-    dataset = table["dataset"].fillna(path.name).astype(str)
+    dataset = table["dataset"].astype(object).fillna(path.name).astype(str)
     return Trace(path, kind, pd.DataFrame({
         "item_id": table["request_id"].astype(str), "dataset": dataset, "started_at": table["started_at"],
         "prompt_tokens": table["prompt_tokens"].astype(int),

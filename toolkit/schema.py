@@ -78,6 +78,10 @@ LATER_COLUMNS = frozenset({"phase", "server_prefill_s", "server_decode_s", "serv
                            "scheduled_at", "send_lag_s", "prefix_hashes", "prompt_hash",
                            "reported_cost_usd", *SETTING_COLUMNS})
 TIMESTAMP_COLUMNS = ("started_at", "scheduled_at")
+# Text columns with a few distinct values (names of runs, configs, models, outcomes): analyses read
+# them as pandas categoricals, a small integer per row instead of its text
+LABEL_COLUMNS = ("run_id", "config_id", "model", "prompt_variant", "dataset", "endpoint", "usage_source", "grader",
+                 "status", "error_type", "endpoint_name")
 
 _PANDAS_DTYPES: dict[pa.DataType, object] = {
     pa.int64(): pd.Int64Dtype(),

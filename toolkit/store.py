@@ -28,7 +28,7 @@ import pyarrow.parquet as pq
 from toolkit import warehouse
 from toolkit.errors import DataFileError, RunDirError
 from toolkit.machine_time import MACHINE_INPUTS, machine_seconds
-from toolkit.schema import (ARROW_SCHEMA, LATER_COLUMNS, REQUEST_COLUMNS, RequestRecord, coerce_requests,
+from toolkit.schema import (ARROW_SCHEMA, LABEL_COLUMNS, LATER_COLUMNS, REQUEST_COLUMNS, RequestRecord, coerce_requests,
                             from_arrow, to_arrow)
 
 MANIFEST = "manifest.json"
@@ -181,7 +181,9 @@ def load_run(run_dir: warehouse.RunDirs, columns: Sequence[str] | None = None) -
 
     `columns` (schema or derived column names, or `warehouse.GAP_COLUMNS`: each request's sum and number
     of token gaps, summed in DuckDB) reads only those: a notebook that needs no token-gap lists (`tbt_s`)
-    or texts holds a fraction of the table.  Read through `warehouse.requests`."""
+    or texts holds a fraction of the table.  The text columns of `schema.LABEL_COLUMNS` (run, config,
+    model, dataset, status...) come as categoricals of their sorted values.  Read through
+    `warehouse.requests`."""
     wanted = list(REQUEST_COLUMNS) + list(DERIVED_COLUMNS) if columns is None else list(dict.fromkeys(columns))
     stored = [name for name in wanted if name not in DERIVED_COLUMNS]
     derived = [name for name in wanted if name in DERIVED_COLUMNS]
@@ -210,11 +212,17 @@ def _fetch(run_dir: warehouse.RunDirs, columns: list[str], sample: warehouse.Sam
     with warehouse.connect() as connection:
         relation = warehouse.requests(connection, run_dir, columns, order=True, sample=sample)
         try:
-            table = relation.to_arrow_table()
+            table = warehouse.with_labels_as_enums(connection, relation).to_arrow_table()
         except duckdb.Error as exc:
             raise _damaged_part(run_dir, exc) from exc
-    return from_arrow(table.cast(pa.schema([pa.field(name, warehouse.GAP_COLUMNS[name][1]) if name in warehouse.GAP_COLUMNS
-                                            else ARROW_SCHEMA.field(name) for name in columns])))
+    labels = [name for name in columns if name in LABEL_COLUMNS]
+    frame = from_arrow(table.cast(pa.schema([pa.field(name, warehouse.GAP_COLUMNS[name][1]) if name in warehouse.GAP_COLUMNS
+                                             else pa.field(name, table.schema.field(name).type) if name in labels
+                                             else ARROW_SCHEMA.field(name) for name in columns])))
+    for name in labels:  # a column without values stays text in DuckDB
+        if not isinstance(frame[name].dtype, pd.CategoricalDtype):
+            frame[name] = frame[name].astype(pd.CategoricalDtype(pd.Index([], dtype="str")))
+    return frame
 
 
 def _damaged_part(run_dir: warehouse.RunDirs, exc: duckdb.Error) -> RunDirError:
