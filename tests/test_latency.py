@@ -6,6 +6,7 @@ import pytest
 from scipy import stats
 
 from toolkit import present
+from toolkit.analysis import latency_fit
 from toolkit.analysis.latency import (decomposition, fit_e2e, fit_ttft, goodput, latency_cdf, latency_split,
                                       percentiles, predict, request_metrics, what_if, what_if_prompt)
 from toolkit.analysis.load import arrival_rates, load_sweep
@@ -133,6 +134,22 @@ def test_fit_ttft_recovers_prefill_rate():
     assert fit["intercept"] == pytest.approx(0.08, rel=0.02)
     assert fit["slope"] == pytest.approx(1 / 200, rel=0.02)
     assert (fit["x_name"], fit["y_name"]) == ("prompt_tokens", "ttft_s")
+
+
+def test_a_group_larger_than_the_fit_bound_is_fitted_on_a_seeded_sample_inside_the_full_fit_reach():
+    frame = simulated(9, x="completion_tokens", y="e2e_s", intercept=0.25, slope=1 / 70, n=4000)
+    full = fit_e2e(frame).iloc[0]
+    sampled = latency_fit.fit_robust(frame, x="completion_tokens", y="e2e_s", max_rows=1000)
+    again = latency_fit.fit_robust(frame, x="completion_tokens", y="e2e_s", max_rows=1000)
+    other_seed = latency_fit.fit_robust(frame, x="completion_tokens", y="e2e_s", max_rows=1000, seed=1)
+    pd.testing.assert_frame_equal(sampled, again)
+    assert sampled["n"].iloc[0] == 1000 and full["n"] == 4000
+    assert sampled["slope"].iloc[0] != other_seed["slope"].iloc[0]
+    for name in ("intercept", "slope"):
+        # the full fit lies inside the sample's interval, which is about twice as wide (4x fewer rows)
+        assert sampled[f"{name}_low"].iloc[0] < full[name] < sampled[f"{name}_high"].iloc[0]
+        width = sampled[f"{name}_high"].iloc[0] - sampled[f"{name}_low"].iloc[0]
+        assert width == pytest.approx(2 * (full[f"{name}_high"] - full[f"{name}_low"]), rel=0.3)
 
 
 def test_fit_guards_small_and_flat_groups_with_a_reason():

@@ -32,11 +32,18 @@ def _z(level: float) -> float:
     return float(stats.norm.ppf(0.5 + level / 2))
 
 
+# a line's two parameters need no more requests than this: a larger group is fitted on a seeded random
+# sample of this many of its rows (issue 13: at most a few hundred thousand per group)
+FIT_ROWS = 100_000
+
+
 def fit_robust(frame: pd.DataFrame, *, x: str, y: str, by: str | Sequence[str] = "model",
-               level: float = 0.95) -> pd.DataFrame:
+               level: float = 0.95, max_rows: int = FIT_ROWS, seed: int = 0) -> pd.DataFrame:
     """Fit y = intercept + slope * x per group, robustly (see module doc), on ok, non-null rows.
 
-    Returns one row per group: the keys, then x_name, y_name, n, intercept and slope with their
+    A group of more than `max_rows` such rows is fitted on `max_rows` of them, a random choice fixed
+    by `seed` (the intervals are then those of the sample: honest, a little wider).
+    Returns one row per group: the keys, then x_name, y_name, n (the rows fitted), intercept and slope with their
     `level` confidence limits (_low/_high, normal approximation from RLM's H1 covariance) and
     standard errors (_se), cov_intercept_slope, r2 (1 - SSres/SStot of the robust line on all
     points, outliers included, so it can be low or negative when stalls dominate), resid_scale (the robust MAD scale of the residuals, in y units), level, and reason
@@ -50,7 +57,11 @@ def fit_robust(frame: pd.DataFrame, *, x: str, y: str, by: str | Sequence[str] =
     data = data.loc[ok].dropna(subset=["_x", "_y"])
     rows = []
     for group, part in data.groupby(keys, dropna=False, sort=True):
-        fit = _fit_line(part["_x"].to_numpy(), part["_y"].to_numpy(), level=level, x_name=x)
+        xs, ys = part["_x"].to_numpy(), part["_y"].to_numpy()
+        if len(xs) > max_rows:
+            chosen = np.sort(np.random.default_rng(seed).choice(len(xs), size=max_rows, replace=False))
+            xs, ys = xs[chosen], ys[chosen]
+        fit = _fit_line(xs, ys, level=level, x_name=x)
         rows.append(dict(zip(keys, group)) | {"x_name": x, "y_name": y, "level": level} | fit)
     return pd.DataFrame(rows, columns=keys + list(FIT_COLUMNS))
 
