@@ -115,7 +115,7 @@ def pricing_rules(frame: pd.DataFrame, table: PriceTable) -> pd.DataFrame:
     rules = (frame["machine_rule"].astype(object) if "machine_rule" in frame.columns
              else machine_seconds(frame)["machine_rule"].astype(object))
     kinds = {m: isinstance(resolve_price(table, m)[1], MachinePrice) for m in frame["model"].dropna().unique()}
-    machine = frame["model"].astype(object).map(kinds).fillna(False).to_numpy(dtype=bool)
+    machine = frame["model"].astype(object).map(kinds).eq(True).to_numpy(dtype=bool)
     batch = frame["batch"].astype("boolean").fillna(False).to_numpy(dtype=bool)
     token_rule = np.where(batch, "batch tokens", "tokens")
     token_rule = np.where(rules.to_numpy() == "cache_hit", "cache_hit", token_rule)

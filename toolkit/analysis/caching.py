@@ -61,7 +61,7 @@ def _groups(frame: pd.DataFrame, by: Sequence[str]):
 
 def _is_machine(frame: pd.DataFrame, prices: PriceTable) -> np.ndarray:
     kinds = {m: isinstance(resolve_price(prices, m)[1], MachinePrice) for m in frame["model"].dropna().unique()}
-    return frame["model"].astype(object).map(kinds).fillna(False).to_numpy(dtype=bool)
+    return frame["model"].astype(object).map(kinds).eq(True).to_numpy(dtype=bool)
 
 
 def response_cache_savings(frame: pd.DataFrame, prices: PriceTable, *, by: Sequence[str] = ("config_id",),

@@ -90,9 +90,17 @@ def sorted_values(values: Sequence[object] | pd.Series) -> list[str]:
 
 def per_distinct(values: pd.Series, function: Callable[[object], object]) -> pd.Series:
     """`values.map(function)` with one call per distinct value (a million rows hold a few dozen; a null
-    is a value too), and a string column stays one."""
+    is a value too); a string column stays one, and a categorical one whose values map to text stays a
+    categorical, of the mapped texts in sorted order."""
     codes, distinct = pd.factorize(values, use_na_sentinel=False)
     mapped = np.empty(len(distinct), dtype=object)
     mapped[:] = [function(v) for v in distinct]
+    if isinstance(values.dtype, pd.CategoricalDtype) and all(isinstance(m, str) or m is None or m is pd.NA
+                                                             or (isinstance(m, float) and np.isnan(m)) for m in mapped):
+        texts = sorted({m for m in mapped if isinstance(m, str)})
+        position = {text: number for number, text in enumerate(texts)}
+        new_codes = np.array([position.get(m, -1) if isinstance(m, str) else -1 for m in mapped], dtype=np.int32)
+        return pd.Series(pd.Categorical.from_codes(new_codes[codes], categories=pd.Index(texts, dtype="str")),
+                         index=values.index)
     out = pd.Series(mapped[codes], index=values.index)
     return out.astype(values.dtype) if isinstance(values.dtype, pd.StringDtype) else out

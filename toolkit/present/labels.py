@@ -171,11 +171,14 @@ def latency_groups(frame: pd.DataFrame, columns: Sequence[str] = ("model", "conc
     or `gpt-4o · concurrency 4` with two models): groups whose latency behaves differently, for fits
     and figures.  With nothing varying, the model names the group."""
     varying = [c for c in columns if c in frame.columns and frame[c].nunique(dropna=True) > 1] or ["model"]
-    parts = [per_distinct(frame[c], lambda v, c=c: f"{c} {v}" if c == "concurrency" else str(v)) for c in varying]
-    group = parts[0]
-    for part in parts[1:]:
-        group = group + LABEL_SEPARATOR + part
-    return frame.assign(**{name: group.astype(str)})
+    # one name per distinct combination, a categorical of the names in sorted order
+    grouped = frame.groupby(varying, dropna=False, sort=False, observed=True)
+    codes = grouped.ngroup().to_numpy()
+    combinations = [key if isinstance(key, tuple) else (key,) for key in grouped.size().index]
+    names = [LABEL_SEPARATOR.join(f"{c} {v}" if c == "concurrency" else str(v) for c, v in zip(varying, combination))
+             for combination in combinations]
+    return frame.assign(**{name: per_distinct(pd.Series(pd.Categorical.from_codes(codes, categories=range(len(names))),
+                                                        index=frame.index), names.__getitem__)})
 
 
 def latency_name(column: str) -> str:
