@@ -268,7 +268,12 @@ def _check_declared(given: Mapping[str, object], declared: Mapping[Path, Mapping
                              f"declared: {', '.join(known)}")
 
 
-HEADLINE_COLUMNS = columns_but("tbt_s", "expected", "prefix_hashes", "prompt_hash")  # what the headline reads
+# what the headline reads: accuracy, latency and cost per config, not texts, ids or server timings (load_run
+# reads those it derives machine_s from itself)
+HEADLINE_COLUMNS = columns_but("tbt_s", "output_text", "expected", "prefix_hashes", "prompt_hash", "request_id",
+                               "item_id", "usage_source", "grader", "logprob_mean", "reported_cost_usd", "attempts",
+                               "reasoning_tokens", "sequence", "server_s", "server_prefill_s", "server_decode_s",
+                               "server_cached_tokens", "scheduled_at", "send_lag_s")
 
 
 def _headline(frame, manifest: dict, values: Mapping[str, object]) -> Headline:
