@@ -92,6 +92,17 @@ def test_the_predicted_p95_covers_about_95_percent_of_noisy_heldout_requests():
     assert 5 < kfold["mape_pct"] < 20  # the noise is 15% sd on each part
 
 
+def test_a_group_past_the_heldout_bound_is_judged_on_a_seeded_sample_with_the_same_errors():
+    frame = requests(n=2000, seed=6, noise=0.15)
+    whole = heldout_errors(heldout_predictions(frame, folds=5), by=()).set_index("split")
+    predictions = heldout_predictions(frame, folds=5, max_rows=500)
+    assert predictions.query("split == 'kfold'")["request_id"].nunique() == 500
+    pd.testing.assert_frame_equal(predictions, heldout_predictions(frame, folds=5, max_rows=500))
+    bounded = heldout_errors(predictions, by=()).set_index("split")
+    assert bounded.loc["kfold", "p95_coverage"] == pytest.approx(whole.loc["kfold", "p95_coverage"], abs=0.03)
+    assert bounded.loc["kfold", "mape_pct"] == pytest.approx(whole.loc["kfold", "mape_pct"], rel=0.15)
+
+
 def test_extrapolation_falls_back_to_shorter_than_median_when_outputs_stop_at_max_tokens():
     frame = requests(n=40, output=151)
     frame.loc[:7, "completion_tokens"] = np.arange(20, 28)

@@ -197,9 +197,15 @@ def predict_latency(frame: pd.DataFrame, *, prompt_tokens: Sequence[float] | Non
                                        "ttft_kind", "outside"])
 
 
+# held-out errors are medians and shares: this many requests per group pin them down to about a
+# percent, and each fold's quantiles cost training rows x distinct output lengths
+HELDOUT_ROWS = 5_000
+
+
 def heldout_predictions(frame: pd.DataFrame, *, by: Sequence[str] = DEFAULT_BY, folds: int = 5,
-                        seed: int = 0, min_rows: int = 5) -> pd.DataFrame:
-    """Each request predicted by a model that never saw it, two ways per group.
+                        seed: int = 0, min_rows: int = 5, max_rows: int = HELDOUT_ROWS) -> pd.DataFrame:
+    """Each request predicted by a model that never saw it, two ways per group (a group of more than
+    `max_rows` usable requests: a seeded random `max_rows` of them).
 
     "kfold": requests split at random into `folds` parts, each predicted from the others.
     "extrapolation": fitted on requests with output length <= the group's median, tested on the
@@ -212,8 +218,11 @@ def heldout_predictions(frame: pd.DataFrame, *, by: Sequence[str] = DEFAULT_BY, 
     """
     keys = _present(frame, by)
     rng = np.random.default_rng(seed)
+    thinning = np.random.default_rng([seed, 1])  # its own stream: a small group's folds stay as they were
     parts = []
     for group, part in _groups(usable(_narrow(frame, keys)), keys):
+        if len(part) > max_rows:
+            part = part.iloc[np.sort(thinning.choice(len(part), size=max_rows, replace=False))]
         pieces = []
         fold = rng.permutation(len(part)) % folds
         if len(part) >= 2 * folds:
