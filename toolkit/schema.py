@@ -194,8 +194,10 @@ def _plain(values: pd.Series) -> object:
     return values
 
 
-def from_arrow(table: pa.Table) -> pd.DataFrame:
-    return table.to_pandas(types_mapper=_PANDAS_DTYPES.get)
+def from_arrow(table: pa.Table, *, consume: bool = False) -> pd.DataFrame:
+    """`table` as pandas with the schema's dtypes; `consume` frees each column of `table` once converted
+    (the table is unusable after), so that a large table is not held twice."""
+    return table.to_pandas(types_mapper=_PANDAS_DTYPES.get, self_destruct=consume, split_blocks=consume)
 
 
 def empty_requests() -> pd.DataFrame:

@@ -216,9 +216,12 @@ def _fetch(run_dir: warehouse.RunDirs, columns: list[str], sample: warehouse.Sam
         except duckdb.Error as exc:
             raise _damaged_part(run_dir, exc) from exc
     labels = [name for name in columns if name in LABEL_COLUMNS]
-    frame = from_arrow(table.cast(pa.schema([pa.field(name, warehouse.GAP_COLUMNS[name][1]) if name in warehouse.GAP_COLUMNS
-                                             else pa.field(name, table.schema.field(name).type) if name in labels
-                                             else ARROW_SCHEMA.field(name) for name in columns])))
+    table = table.cast(pa.schema([pa.field(name, warehouse.GAP_COLUMNS[name][1]) if name in warehouse.GAP_COLUMNS
+                                  else pa.field(name, table.schema.field(name).type) if name in labels
+                                  else ARROW_SCHEMA.field(name) for name in columns]))
+    frame = from_arrow(table, consume=True)
+    del table
+    pa.default_memory_pool().release_unused()  # what the conversion freed goes back to the system
     for name in labels:  # a column without values stays text in DuckDB
         if not isinstance(frame[name].dtype, pd.CategoricalDtype):
             frame[name] = frame[name].astype(pd.CategoricalDtype(pd.Index([], dtype="str")))
