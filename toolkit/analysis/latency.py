@@ -163,27 +163,30 @@ def decomposition(frame: pd.DataFrame, *, by: str | Sequence[str] = ("config_id"
     """
     keys = group_keys(by)
     timed = _timed_metrics(frame, keys)
-    timed = timed.loc[timed["e2e_s"] > 0]
-    ttft = timed["ttft_s"].astype(float)
-    network = timed["overhead_s"].clip(lower=0.0).where(lambda s: s.isna() | (s <= ttft), ttft)
-    timed["network_s"] = network
-    timed["network_share"] = network / timed["e2e_s"]
-    timed["ttft_share"] = (ttft - network.fillna(0.0)) / timed["e2e_s"]
-    timed["decode_share"] = timed["decode_s"] / timed["e2e_s"]
-    timed["completion_tokens"] = floats(timed["completion_tokens"])
+    kept = (timed["e2e_s"] > 0).to_numpy()
+    e2e, ttft = floats(timed["e2e_s"])[kept], floats(timed["ttft_s"])[kept]
+    network = np.clip(floats(timed["overhead_s"])[kept], 0.0, None)
+    network = np.where(np.isnan(network) | (network <= ttft), network, ttft)
+    decode = floats(timed["decode_s"])[kept]
+    parts = timed.loc[kept, keys].assign(
+        e2e_s=e2e, network_s=network, ttft_s=ttft, decode_s=decode,
+        completion_tokens=floats(timed["completion_tokens"])[kept], tpot_s=floats(timed["tpot_s"])[kept],
+        network_share=network / e2e, ttft_share=(ttft - np.nan_to_num(network)) / e2e, decode_share=decode / e2e)
+    del timed  # only the columns the medians need are kept
     seconds = {"median_e2e_s": "e2e_s", "median_network_s": "network_s", "median_ttft_s": "ttft_s",
                "median_decode_s": "decode_s", "median_completion_tokens": "completion_tokens",
                "median_tpot_s": "tpot_s"}
     columns = keys + ["n", *seconds, *SHARE_COLUMNS]
-    rows = []
-    for group, part in timed.groupby(keys, dropna=False, sort=True):
-        row = dict(zip(keys, group)) | {"n": len(part)}
-        row |= {name: part[col].median() for name, col in seconds.items()}
-        shares = np.array([part[col].median() for col in SHARE_COLUMNS], dtype=float)
-        total = np.nansum(shares)
-        row |= dict(zip(SHARE_COLUMNS, shares / total if total > 0 else shares))
-        rows.append(row)
-    return pd.DataFrame(rows, columns=columns)
+    if parts.empty:
+        return pd.DataFrame(columns=columns)
+    groups = parts.groupby(keys, dropna=False, sort=True, observed=True)
+    table = groups[[*seconds.values(), *SHARE_COLUMNS]].median()
+    table.columns = [*seconds, *SHARE_COLUMNS]
+    table.insert(0, "n", groups.size())
+    shares = table[list(SHARE_COLUMNS)].to_numpy(dtype=float)
+    total = np.nansum(shares, axis=1, keepdims=True)
+    table[list(SHARE_COLUMNS)] = np.where(total > 0, shares / np.where(total > 0, total, 1.0), shares)
+    return table.reset_index()[columns]
 
 
 def goodput(frame: pd.DataFrame, *, ttft_s: float | None = None, tpot_s: float | None = None,
