@@ -107,6 +107,8 @@ METRIC_INPUTS = ("status", "ttft_s", "e2e_s", "completion_tokens", "server_s", "
 def _timed_metrics(frame: pd.DataFrame, columns: Sequence[str]) -> pd.DataFrame:
     """`request_metrics` of the timed rows, with only `columns` of `frame` beside what the metrics
     read: a copy of every column of a million-row table costs about half a gigabyte."""
+    if all(c in frame.columns for c in columns):  # stored columns alone: no metric to compute
+        return frame.loc[_timed(frame), list(dict.fromkeys(columns))]
     keep = list(dict.fromkeys(c for c in [*METRIC_INPUTS, *columns] if c in frame.columns))
     return request_metrics(frame.loc[_timed(frame), keep])
 
@@ -162,7 +164,7 @@ def decomposition(frame: pd.DataFrame, *, by: str | Sequence[str] = ("config_id"
     decode_share.
     """
     keys = group_keys(by)
-    timed = _timed_metrics(frame, keys)
+    timed = _timed_metrics(frame, [*keys, "e2e_s", "ttft_s", "overhead_s", "decode_s", "completion_tokens", "tpot_s"])
     kept = (timed["e2e_s"] > 0).to_numpy()
     e2e, ttft = floats(timed["e2e_s"])[kept], floats(timed["ttft_s"])[kept]
     network = np.clip(floats(timed["overhead_s"])[kept], 0.0, None)
