@@ -31,7 +31,7 @@ def test_run_overview_counts(frame: pd.DataFrame):
 
 
 def test_select_dataset(frame: pd.DataFrame):
-    assert set(rows.select_dataset(frame, "capitals")["dataset"]) == {"capitals"}
+    assert set(rows.select_dataset(frame, "capitals").df()["dataset"]) == {"capitals"}
     assert rows.select_dataset(frame, None) is frame
     with pytest.raises(ParameterError) as info:
         rows.select_dataset(frame, "capital")

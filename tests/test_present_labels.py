@@ -86,7 +86,7 @@ def test_answer_groups_join_configs_that_answered_identically_and_are_named_by_w
     members = present.group_members(groups)
     assert members.to_dict("list") == {"config_id": ["p1", "p2 · c1", "p2 · c4"], "members": [3, 1, 1],
                                        "variants": ["c1, c4, c4 · cache", "", ""]}
-    distinct = accuracy.one_per_answer_group(frame, groups)
+    distinct = accuracy.one_per_answer_group(frame, groups).df()
     assert sorted(distinct["config_id"].unique()) == ["p1", "p2 · c1", "p2 · c4"] and len(distinct) == 9
     # a failed request is no answer: the config that failed on an item no longer matches the others
     failed = frame.assign(status=np.where((frame["config_id"] == "p1 · c1") & (frame["item_id"] == "1"),

@@ -6,7 +6,8 @@ import pyarrow.parquet as pq
 import pytest
 
 from toolkit import store
-from toolkit.analysis import latency, latency_model, load
+from toolkit.analysis import accuracy, latency, latency_model, load
+from toolkit.analysis.rows import run_overview
 from toolkit.machine_time import machine_seconds
 from toolkit.schema import LABEL_COLUMNS, SETTING_COLUMNS, from_arrow
 from toolkit.testing.synthetic import synthetic_requests
@@ -126,3 +127,30 @@ def test_percentiles_taken_in_duckdb_equal_numpy_on_the_whole_frame(whole):
     value_columns = [c for c in expected.columns if c.startswith("p")]
     np.testing.assert_allclose(got[value_columns].to_numpy(dtype=float), expected[value_columns].to_numpy(dtype=float),
                                rtol=1e-12)
+
+
+def test_accuracy_counted_in_duckdb_over_the_files_equals_pandas_on_the_whole_frame(run_dir, whole):
+    requests = store.open_run(run_dir)  # nothing read yet: each analysis reads its columns from the Parquet file
+    table = accuracy.accuracy_table(requests, by=["config_id", "dataset"])
+    ok = whole["status"].astype(str).eq("ok")
+    graded = ok & whole["correct"].notna()
+    keys = [whole["config_id"].astype(str), whole["dataset"].astype(str)]
+    want = pd.DataFrame({"n": graded.groupby(keys).sum(), "correct": (graded & whole["correct"].fillna(False).astype(bool))
+                         .groupby(keys).sum(), "errors": (~ok).groupby(keys).sum()}).reset_index()
+    pd.testing.assert_frame_equal(table[["config_id", "dataset", "n", "correct", "errors"]], want,
+                                  check_dtype=False, check_names=False)
+    assert table["accuracy"].to_numpy() == pytest.approx((want["correct"] / want["n"]).to_numpy(), rel=1e-12)
+    # the same code on the DataFrame gives the same tables
+    pd.testing.assert_frame_equal(accuracy.accuracy_table(whole, by=["config_id", "dataset"]), table)
+    pd.testing.assert_frame_equal(accuracy.pairwise_significance(whole), accuracy.pairwise_significance(requests))
+    overview = run_overview(requests)
+    assert overview[["requests", "ok", "graded"]].iloc[0].tolist() == [len(whole), int(ok.sum()), int(graded.sum())]
+    # the pairs: items both configs answered, counted from the whole frame
+    pairs = accuracy.pairwise_significance(requests).iloc[0]
+    key = list(accuracy.PAIR_KEY)
+    answered = whole[graded]
+    a = answered[answered["config_id"].astype(str) == pairs["config_a"]]
+    b = answered[answered["config_id"].astype(str) == pairs["config_b"]]
+    merged = a[[*key, "correct"]].merge(b[[*key, "correct"]], on=key, suffixes=("_a", "_b"))
+    assert pairs["n_pairs"] == len(merged)
+    assert pairs["a_only"] == int((merged["correct_a"].astype(bool) & ~merged["correct_b"].astype(bool)).sum())

@@ -196,6 +196,19 @@ def load_run(run_dir: warehouse.RunDirs, columns: Sequence[str] | None = None) -
     return frame
 
 
+def open_run(run_dir: warehouse.RunDirs) -> duckdb.DuckDBPyRelation:
+    """The requests table of a run dir (or several, as `load_run` takes them) as a DuckDB relation over
+    its files where they lie: nothing is read until an analysis asks, and then only the columns it
+    uses, aggregated in DuckDB (`toolkit.analysis.accuracy` takes it as it takes a DataFrame), so the
+    table may be far larger than memory.  `load_run`'s derived columns are not in it."""
+    relation = warehouse.requests(warehouse.connect(), run_dir)
+    try:
+        relation.limit(1).fetchall()
+    except duckdb.Error as exc:
+        raise _damaged_part(run_dir, exc) from exc
+    return relation
+
+
 def load_sample(run_dir: warehouse.RunDirs, columns: Sequence[str], *, by: Sequence[str], rows_per_group: int,
                 seed: int = 0) -> pd.DataFrame:
     """At most `rows_per_group` requests of each group of `by` (a seeded random choice made in DuckDB,

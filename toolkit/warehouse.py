@@ -15,7 +15,7 @@ import glob
 import itertools
 import os
 import tempfile
-from collections.abc import Callable, Sequence
+from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -29,6 +29,8 @@ from toolkit.errors import RunDirError
 from toolkit.schema import ARROW_SCHEMA, LABEL_COLUMNS, LATER_COLUMNS, REQUEST_COLUMNS, SETTING_COLUMNS, to_arrow
 
 RunDirs = str | os.PathLike | Sequence[str | os.PathLike]
+# what an analysis reads: the requests of a run dir where they lie (`store.open_run`), or a DataFrame
+Rows = pd.DataFrame | duckdb.DuckDBPyRelation
 
 _SQL_TYPES = {pa.string(): "VARCHAR", pa.int64(): "BIGINT", pa.float64(): "DOUBLE", pa.bool_(): "BOOLEAN",
               pa.timestamp("us", tz="UTC"): "TIMESTAMPTZ", pa.list_(pa.float64()): "DOUBLE[]",
@@ -85,6 +87,43 @@ def connect() -> duckdb.DuckDBPyConnection:
         # setting, and draws no bar there either
         connection.execute("SET enable_progress_bar = false")
     return connection
+
+
+def relation(rows: Rows) -> duckdb.DuckDBPyRelation:
+    """`rows` as a DuckDB relation: a relation as it is, a DataFrame scanned where it lies (no copy)."""
+    if isinstance(rows, duckdb.DuckDBPyRelation):
+        return rows
+    if not isinstance(rows, pd.DataFrame):
+        raise TypeError(f"expected a DataFrame or a DuckDB relation of requests, got {type(rows).__name__}")
+    return connect().from_df(rows)
+
+
+def over(rows: Rows, query: str) -> duckdb.DuckDBPyRelation:
+    """The relation `query` makes of `rows`, which it names `{rows}`: nothing runs until it is fetched."""
+    name = f"rows_{next(_NAMES)}"
+    return relation(rows).query(name, query.replace("{rows}", name))
+
+
+def text(relation: duckdb.DuckDBPyRelation, column: str) -> str:
+    """`column` of `relation` in SQL as text: an ENUM (a categorical's codes) compared with a literal
+    that is not one of its values is an error, not false."""
+    kind = dict(zip(relation.columns, relation.types))[column]
+    return f"CAST({quoted(column)} AS VARCHAR)" if str(kind).startswith("ENUM") else quoted(column)
+
+
+def literal(value: str | None) -> str:
+    """A text (or None) as a SQL literal."""
+    return "NULL" if value is None else "'" + str(value).replace("'", "''") + "'"
+
+
+def replaced(rows: Rows, column: str, mapping: Mapping[str, str]) -> duckdb.DuckDBPyRelation:
+    """`rows` with the text values of `column` that `mapping` names replaced (the others as they are)."""
+    source = relation(rows)
+    if column not in source.columns or not mapping:
+        return source
+    value = text(source, column)
+    cases = " ".join(f"WHEN {literal(old)} THEN {literal(new)}" for old, new in mapping.items())
+    return over(source, f"SELECT * REPLACE (CASE {value} {cases} ELSE {value} END AS {quoted(column)}) FROM {{rows}}")
 
 
 def requests(connection: duckdb.DuckDBPyConnection, run_dir: RunDirs,

@@ -6,7 +6,9 @@ from collections.abc import Callable, Sequence
 import numpy as np
 import pandas as pd
 
+from toolkit import warehouse
 from toolkit.errors import ParameterError
+from toolkit.warehouse import Rows
 
 
 def group_keys(by: str | Sequence[str]) -> list[str]:
@@ -57,30 +59,40 @@ def cache_hits(frame: pd.DataFrame, *, id_col: str = "config_id") -> pd.DataFram
     return table
 
 
-def run_overview(frame: pd.DataFrame, manifest: dict | None = None) -> pd.DataFrame:
-    """One row describing a run: id, requests, ok, errors, graded, timed, configs, models, datasets, span."""
-    ids = frame["run_id"].dropna().unique()
-    run_id = (manifest or {}).get("run_id") or (ids[0] if len(ids) else None)
-    ok = frame["status"].eq("ok").fillna(False).astype(bool)
-    started = frame["started_at"].dropna()
+def run_overview(rows: Rows, manifest: dict | None = None) -> pd.DataFrame:
+    """One row describing a run: id, requests, ok, errors, graded, timed, configs, models, datasets, span
+    (counted in DuckDB)."""
+    source = warehouse.relation(rows)
+    status, model, dataset = (warehouse.text(source, c) for c in ("status", "model", "dataset"))
+    ok = f"coalesce({status} = 'ok', false)"
+    found = warehouse.over(source, f"""
+        SELECT count(*), count(*) FILTER (WHERE {ok}),
+               count(*) FILTER (WHERE {ok} AND correct IS NOT NULL),
+               count(*) FILTER (WHERE {ok} AND ttft_s IS NOT NULL AND e2e_s IS NOT NULL),
+               count(DISTINCT config_id), list(DISTINCT {model}), list(DISTINCT {dataset}),
+               min(started_at), max(started_at), min({warehouse.text(source, 'run_id')})
+        FROM {{rows}}""").fetchall()[0]
+    requests, ok_count, graded, timed, configs, models, datasets, first, last, some_run = found
     return pd.DataFrame([{
-        "run_id": run_id, "requests": len(frame), "ok": int(ok.sum()), "errors": int((~ok).sum()),
-        "graded": int(graded_mask(frame).sum()), "timed": int(timed_mask(frame).sum()),
-        "configs": frame["config_id"].nunique(), "models": ", ".join(sorted_values(frame["model"])),
-        "datasets": ", ".join(sorted_values(frame["dataset"])),
-        "first_request": started.min() if len(started) else pd.NaT,
-        "last_request": started.max() if len(started) else pd.NaT,
+        "run_id": (manifest or {}).get("run_id") or some_run, "requests": requests, "ok": ok_count,
+        "errors": requests - ok_count, "graded": graded, "timed": timed, "configs": configs,
+        "models": ", ".join(sorted_values(models or [])), "datasets": ", ".join(sorted_values(datasets or [])),
+        "first_request": pd.NaT if first is None else pd.Timestamp(first),
+        "last_request": pd.NaT if last is None else pd.Timestamp(last),
     }])
 
 
-def select_dataset(frame: pd.DataFrame, dataset: str | None) -> pd.DataFrame:
+def select_dataset(rows: Rows, dataset: str | None) -> Rows:
     """Rows of one dataset (all rows for None); an unknown name is a `ParameterError` listing the known ones."""
     if dataset is None:
-        return frame
-    selected = frame[frame["dataset"].eq(dataset).fillna(False).astype(bool)]
-    if selected.empty:
+        return rows
+    source = warehouse.relation(rows)
+    value = warehouse.text(source, "dataset")
+    selected = warehouse.over(source, f"SELECT * FROM {{rows}} WHERE {value} = {warehouse.literal(dataset)}")
+    if not warehouse.over(selected, "SELECT 1 FROM {rows} LIMIT 1").fetchall():
+        known = warehouse.over(source, f"SELECT DISTINCT {value} FROM {{rows}}").fetchall()
         raise ParameterError(f"parameter dataset: {dataset!r} has no rows in this run; known: "
-                             f"{', '.join(sorted_values(frame['dataset'])) or 'none'}")
+                             f"{', '.join(sorted_values([d for d, in known])) or 'none'}")
     return selected
 
 

@@ -12,7 +12,9 @@ from dataclasses import dataclass, field
 
 import pandas as pd
 
+from toolkit import warehouse
 from toolkit.analysis.rows import per_distinct
+from toolkit.warehouse import Rows
 
 
 LABEL_SEPARATOR = " · "
@@ -55,11 +57,15 @@ def _parts(settings: Mapping[str, object]) -> list[tuple[str, str, str]]:
     return parts
 
 
-def config_settings(frame: pd.DataFrame) -> pd.DataFrame:
-    """One row per config_id (in order of first appearance) with its setting columns (those `frame` has)."""
-    columns = [c for c in NAME_COLUMNS if c in frame.columns]
-    rows = frame[["config_id", *columns]].dropna(subset=["config_id"])
-    return rows.drop_duplicates("config_id").reset_index(drop=True)
+def config_settings(rows: Rows) -> pd.DataFrame:
+    """One row per config_id (in id order) with its setting columns (those `rows` has), from DuckDB."""
+    source = warehouse.relation(rows)
+    columns = [c for c in NAME_COLUMNS if c in source.columns]
+    config = warehouse.text(source, "config_id")
+    # a config's settings are the same on each of its rows: any row's will do
+    chosen = "".join(f", first({warehouse.text(source, c)}) AS {warehouse.quoted(c)}" for c in columns)
+    return warehouse.over(source, f"SELECT {config} AS config_id{chosen} FROM {{rows}} WHERE {config} IS NOT NULL "
+                                  "GROUP BY 1 ORDER BY 1").df()
 
 
 @dataclass(frozen=True, eq=False)  # compares as the mapping it is
@@ -80,7 +86,7 @@ class ConfigLabels(Mapping[str, str]):
         return len(self.labels)
 
 
-def config_labels(frame: pd.DataFrame) -> ConfigLabels:
+def config_labels(frame: Rows) -> ConfigLabels:
     """A short name for each configuration of `frame`: the parts of its settings that vary between
     the configurations, e.g. `few_shot_5 · mt16-nostop · c4 · cache` among configs that share the
     model and temperature.  A configuration whose settings are unknown (an import without a grid),
@@ -149,9 +155,14 @@ def shared_parts(labels: Sequence[str]) -> tuple[str, list[str]]:
     return LABEL_SEPARATOR.join(common), rest
 
 
-def relabel(table: pd.DataFrame, labels: Mapping[str, str],
-            columns: Sequence[str] = ("config_id", "config_a", "config_b", "better", "dominated_by")) -> pd.DataFrame:
-    """A copy of `table` with config ids replaced by their `config_labels` in each of `columns` it has."""
+def relabel(table: Rows, labels: Mapping[str, str],
+            columns: Sequence[str] = ("config_id", "config_a", "config_b", "better", "dominated_by")) -> Rows:
+    """`table` with config ids replaced by their `config_labels` in each of `columns` it has: a copy of a
+    DataFrame, or a relation over a relation (the requests where they lie)."""
+    if not isinstance(table, pd.DataFrame):
+        for column in columns:
+            table = warehouse.replaced(table, column, labels)
+        return table
     out = table.copy(deep=False)  # copy-on-write: the replaced columns are new, the rest shared
     for column in columns:
         if column in out.columns:
