@@ -111,6 +111,13 @@ def text(relation: duckdb.DuckDBPyRelation, column: str) -> str:
     return f"CAST({quoted(column)} AS VARCHAR)" if str(kind).startswith("ENUM") else quoted(column)
 
 
+def distinct_texts(relation: duckdb.DuckDBPyRelation, column: str) -> list[str]:
+    """The values `column` takes in `relation` (nulls left out), as sorted text."""
+    value = text(relation, column)
+    found = over(relation, f"SELECT DISTINCT {value} FROM {{rows}} WHERE {value} IS NOT NULL").fetchall()
+    return sorted(str(v) for v, in found)
+
+
 def literal(value: str | None) -> str:
     """A text (or None) as a SQL literal."""
     return "NULL" if value is None else "'" + str(value).replace("'", "''") + "'"

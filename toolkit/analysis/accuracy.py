@@ -226,7 +226,7 @@ def paired_comparison(rows: Rows, config_a: str, config_b: str, dataset: str | N
     """
     source = warehouse.relation(rows)
     _require(source, ["config_id", *PAIR_KEY, "status", "correct", "score"])
-    known = _configs(source)
+    known = warehouse.distinct_texts(source, "config_id")
     for config in (config_a, config_b):
         if config not in known:
             raise ParameterError(f"config_id {config!r} has no rows; known: {', '.join(known)}")
@@ -247,7 +247,7 @@ def pairwise_significance(rows: Rows, dataset: str | None = None, alpha: float =
     """
     source = warehouse.relation(rows)
     _require(source, ["config_id", *PAIR_KEY, "status", "correct", "score"])
-    configs = _configs(source)
+    configs = warehouse.distinct_texts(source, "config_id")
     pairs = _paired_outcomes(source, dataset, configs)
     by_pair = dict(iter(pairs.groupby(["config_a", "config_b"], sort=False)))
     empty = pairs.iloc[:0]
@@ -286,12 +286,6 @@ def _adjust(p_values: np.ndarray, alpha: float, method: str) -> np.ndarray:
     except ValueError as exc:
         raise ParameterError(f"adjust={method!r} is not a statsmodels multipletests method: {exc}") from exc
     return adjusted
-
-
-def _configs(source: duckdb.DuckDBPyRelation) -> list[str]:
-    value = warehouse.text(source, "config_id")
-    found = warehouse.over(source, f"SELECT DISTINCT {value} FROM {{rows}} WHERE {value} IS NOT NULL").fetchall()
-    return sorted(str(config) for config, in found)
 
 
 def _pair_keys(source: duckdb.DuckDBPyRelation) -> list[str]:
@@ -385,9 +379,7 @@ def answer_groups(rows: Rows, *, id_col: str = "config_id") -> pd.DataFrame:
               FROM {{rows}} WHERE graded)
         GROUP BY ALL""").fetchall()
     signature = {str(config): tuple(rest) for config, *rest in found}
-    value = warehouse.text(source, id_col)
-    configs = sorted(str(config) for config, in warehouse.over(
-        source, f"SELECT DISTINCT {value} FROM {{rows}} WHERE {value} IS NOT NULL").fetchall())
+    configs = warehouse.distinct_texts(source, id_col)
     groups: dict[object, list[str]] = {}
     for config in configs:
         groups.setdefault(signature.get(config, config), []).append(config)

@@ -90,9 +90,8 @@ def select_dataset(rows: Rows, dataset: str | None) -> Rows:
     value = warehouse.text(source, "dataset")
     selected = warehouse.over(source, f"SELECT * FROM {{rows}} WHERE {value} = {warehouse.literal(dataset)}")
     if not warehouse.over(selected, "SELECT 1 FROM {rows} LIMIT 1").fetchall():
-        known = warehouse.over(source, f"SELECT DISTINCT {value} FROM {{rows}}").fetchall()
         raise ParameterError(f"parameter dataset: {dataset!r} has no rows in this run; known: "
-                             f"{', '.join(sorted_values([d for d, in known])) or 'none'}")
+                             f"{', '.join(warehouse.distinct_texts(source, 'dataset')) or 'none'}")
     return selected
 
 
