@@ -42,7 +42,7 @@ import matplotlib.pyplot as plt  # noqa: E402
 import psutil  # noqa: E402
 
 from _common import REPO, write_result  # noqa: E402
-from toolkit import plots, present, pricing, report, store  # noqa: E402
+from toolkit import plots, present, pricing, store  # noqa: E402
 from toolkit.analysis import frontier  # noqa: E402
 from toolkit.testing.synthetic import synthetic_requests, write_synthetic_parquet  # noqa: E402
 
@@ -159,8 +159,8 @@ def notebook_process(path: Path, run_dir: Path, profile: Path | None, results: m
         profiler.enable()
     if path is None:
         wall, cpu = time.perf_counter(), time.process_time()
-        loaded = store.load_run(run_dir, columns=report.HEADLINE_COLUMNS)
-        record.add("report", "load_run", 0.0, time.process_time() - cpu, load_s=time.perf_counter() - wall)
+        loaded = store.open_run(run_dir)
+        record.add("report", "open_run", 0.0, time.process_time() - cpu, load_s=time.perf_counter() - wall)
         record.time("report", "frontier.headline", lambda: frontier.headline(
             loaded, pricing.price_table_for(loaded), manifest=store.read_manifest(run_dir),
             labels=present.config_labels(loaded),

@@ -5,10 +5,11 @@ import pandas as pd
 import pyarrow.parquet as pq
 import pytest
 
-from toolkit import store
-from toolkit.analysis import accuracy, latency, latency_model, load
+from toolkit import present, pricing, store
+from toolkit.analysis import accuracy, cascade_study, frontier, latency, latency_model, load
 from toolkit.analysis.rows import run_overview
 from toolkit.machine_time import machine_seconds
+from toolkit.price_table import resolve_price
 from toolkit.schema import LABEL_COLUMNS, SETTING_COLUMNS, from_arrow
 from toolkit.testing.synthetic import synthetic_requests
 
@@ -154,3 +155,52 @@ def test_accuracy_counted_in_duckdb_over_the_files_equals_pandas_on_the_whole_fr
     merged = a[[*key, "correct"]].merge(b[[*key, "correct"]], on=key, suffixes=("_a", "_b"))
     assert pairs["n_pairs"] == len(merged)
     assert pairs["a_only"] == int((merged["correct_a"].astype(bool) & ~merged["correct_b"].astype(bool)).sum())
+
+
+def test_costs_counted_in_duckdb_over_the_files_equal_the_same_code_on_the_loaded_frame(run_dir, whole):
+    requests = store.open_run(run_dir)  # no machine_s: DuckDB shares each phase's wall time over the whole run
+    prices = pricing.price_table_for(requests, 2.0)
+    assert pricing.machine_priced(requests, prices) == ["gemma-3-270m-q4_k_m"]
+    summary = frontier.config_summary(requests, prices)
+    pd.testing.assert_frame_equal(summary, frontier.config_summary(whole, prices), rtol=1e-12)
+    pd.testing.assert_frame_equal(frontier.cost_summary(requests, prices), frontier.cost_summary(whole, prices), rtol=1e-12)
+    pd.testing.assert_frame_equal(pricing.pricing_rules(requests, prices), pricing.pricing_rules(whole, prices))
+    assert present.cache_note(requests) == present.cache_note(whole) != ""
+    # the dollars, from the rates by hand: token prices for the API model, the hour's share for the self-hosted one
+    api = resolve_price(prices, "gpt-4o-mini")[1]
+    ok = whole["status"].astype(str).eq("ok")
+    hit = whole["cache_hit"].fillna(False).astype(bool)
+    cached = whole["cached_tokens"].fillna(0).astype(float)
+    by_tokens = ((whole["prompt_tokens"].astype(float) - cached) * api.input_usd_per_mtok
+                 + cached * (api.cached_input_usd_per_mtok if api.cached_input_usd_per_mtok is not None
+                             else api.input_usd_per_mtok)
+                 + whole["completion_tokens"].astype(float) * api.output_usd_per_mtok) / 1e6
+    by_time = whole["machine_s"].astype(float) * 2.0 / 3600
+    usd = np.where(whole["model"].astype(str) == "gpt-4o-mini", by_tokens, by_time)
+    usd = pd.Series(np.where(hit, 0.0, usd), index=whole.index)
+    counted = ok & ~hit & usd.notna()
+    assert counted.sum() > 0.5 * len(whole)
+    want = usd[counted].groupby(whole.loc[counted, "config_id"].astype(str)).sum()
+    mine = frontier.config_summary(store.open_run(run_dir), prices)  # errors add 0 where they have no counts
+    got = mine.set_index("config_id")["usd_total"]
+    np.testing.assert_allclose(got.loc[want.index].to_numpy(), want.to_numpy(), rtol=1e-3)
+
+
+def test_cascade_items_are_a_seeded_choice_paired_across_configs(run_dir, whole):
+    requests = store.open_run(run_dir)
+    prices = pricing.price_table_for(requests, 2.0)
+    everything = cascade_study.cascade_rows(requests, prices)
+    assert len(everything) == len(whole)  # no dataset has more items than a study holds
+    np.testing.assert_allclose(
+        everything.groupby("config_id", observed=True)["usd"].sum().to_numpy(),
+        cascade_study.request_costs(whole, prices).groupby(whole["config_id"], observed=True).sum().to_numpy(),
+        rtol=1e-9)
+    few = cascade_study.cascade_rows(requests, prices, items_per_dataset=40)
+    per_config = few.groupby(["dataset", "config_id"], observed=True)["item_id"].agg(lambda items: frozenset(items))
+    assert per_config.map(len).eq(40).all()  # every config answered each chosen item
+    assert per_config.groupby(level="dataset").nunique().eq(1).all()  # ... the same items
+    key = ["dataset", "item_id", "repeat", "config_id"]
+    again = cascade_study.cascade_rows(requests, prices, items_per_dataset=40)
+    assert few.sort_values(key, ignore_index=True).equals(again.sort_values(key, ignore_index=True))
+    other = cascade_study.cascade_rows(requests, prices, items_per_dataset=40, seed=1)
+    assert set(other["item_id"]) != set(few["item_id"])

@@ -8,10 +8,12 @@ priced which requests, so a report can say so.  `pricing.price_requests` turns t
 """
 from __future__ import annotations
 
-import numpy as np
+import duckdb
 import pandas as pd
 
+from toolkit import warehouse
 from toolkit.price_table import MachinePrice, PriceTable, resolve_price
+from toolkit.warehouse import Rows
 
 
 MACHINE_RULES = {
@@ -35,95 +37,104 @@ MACHINE_INPUTS = ("run_id", "endpoint", "phase", "started_at", "e2e_s", "cache_h
 def machine_seconds(frame: pd.DataFrame) -> pd.DataFrame:
     """Each request's share of a self-hosted machine's wall time, and the rule that gave it.
 
-    Columns `machine_s` and `machine_rule` (a key of `MACHINE_RULES`), on `frame`'s index.  Rows
-    with a `phase` share the wall time of (run_id, endpoint, phase), from its first send to its last
+    Columns `machine_s` and `machine_rule` (a categorical of `MACHINE_RULES`' keys), on `frame`'s index:
+    `with_machine_time` over `frame`, in its row order.
+    """
+    used = [name for name in MACHINE_INPUTS if name in frame.columns]
+    found = with_machine_time(frame[used], keep_order=True).select("machine_s", "machine_rule").df()
+    return found.set_axis(frame.index)
+
+
+def with_machine_time(rows: Rows, *, keep_order: bool = False) -> duckdb.DuckDBPyRelation:
+    """`rows` with each request's share of a self-hosted machine's wall time (`machine_s`) and the rule
+    that gave it (`machine_rule`, an ENUM of `MACHINE_RULES`' keys); `rows` as they are when they have both.
+
+    Rows with a `phase` share the wall time of (run_id, endpoint, phase), from its first send to its last
     byte, in proportion to the work each did (the server's prefill + decode seconds where it reports
     them, else e2e_s): a serial server at concurrency 4 queues every request four deep but takes
     the same wall time per request, so a request costs what it costs at concurrency 1; a server
     that truly runs four at once finishes the phase sooner and each request costs less in
     proportion to the measured throughput.  Rows without a phase pay their own e2e_s.  Batch
     answers without times share their batch's span equally.  Response-cache hits use no machine time.
+    A missing run_id or endpoint groups with an empty one.  The spans are summed per group in DuckDB
+    and joined back, so `rows` may be a whole run on disk; `keep_order` keeps `rows`' order (a join
+    does not), for a caller that lines the result up with a DataFrame.
     """
-    index = frame.index
-    e2e = frame["e2e_s"].astype("Float64").to_numpy(dtype=float, na_value=np.nan)
-    hit = (frame["cache_hit"].astype("boolean").fillna(False).to_numpy(dtype=bool)
-           if "cache_hit" in frame.columns else np.zeros(len(frame), dtype=bool))
-    phase = (frame["phase"].astype("Float64").to_numpy(dtype=float, na_value=np.nan)
-             if "phase" in frame.columns else np.full(len(frame), np.nan))
-    if "started_at" in frame.columns:
-        started = pd.to_datetime(frame["started_at"], utc=True)
-        sent_s = (started - pd.Timestamp(0, tz="UTC")).dt.total_seconds().to_numpy(dtype=float, na_value=np.nan)
-    else:  # no send times: nothing to measure a phase or a batch by
-        sent_s = np.full(len(frame), np.nan)
-    by_phase = ~np.isnan(phase) & ~np.isnan(sent_s)
-    # the server's own prefill + decode time is the work a request did; e2e adds queueing, so it
-    # is the weight only where the server reports no timings
-    work = e2e
-    if {"server_prefill_s", "server_decode_s"} <= set(frame.columns):
-        served = (frame["server_prefill_s"].astype("Float64").to_numpy(dtype=float, na_value=np.nan)
-                  + frame["server_decode_s"].astype("Float64").to_numpy(dtype=float, na_value=np.nan))
-        work = np.where(np.isnan(served), e2e, served)
-    batch = (frame["batch"].astype("boolean").fillna(False).to_numpy(dtype=bool) if "batch" in frame.columns
-             else np.zeros(len(frame), dtype=bool))
-    by_batch = batch & np.isnan(e2e) & ~np.isnan(sent_s) & ~hit
-    by_phase &= ~by_batch
-    machine = np.where(hit, 0.0, e2e)
-    rules = list(MACHINE_RULES)
-    code = {name: rules.index(name) for name in rules}
-    rule = np.where(hit, code["cache_hit"],
-                    np.where(by_phase, code["phase"], np.where(by_batch, code["batch"], code["e2e"])))
-    if by_batch.any():
-        answers = pd.DataFrame({"run_id": _column(frame, "run_id")[by_batch],
-                                "endpoint": _column(frame, "endpoint")[by_batch], "sent": sent_s[by_batch]})
-        groups = answers.groupby(["run_id", "endpoint"], sort=False, dropna=False)["sent"]
-        machine[by_batch] = (groups.transform("max") - groups.transform("min")) / groups.transform("size")
-    if by_phase.any():
-        phased = pd.DataFrame({
-            "run_id": _column(frame, "run_id")[by_phase], "endpoint": _column(frame, "endpoint")[by_phase],
-            "phase": phase[by_phase], "sent": sent_s[by_phase],
-            "done": np.fmax(sent_s[by_phase] + np.nan_to_num(e2e[by_phase]), sent_s[by_phase]),
-            "weight": np.where(hit[by_phase], 0.0, np.nan_to_num(work[by_phase]))})
-        groups = phased.groupby(["run_id", "endpoint", "phase"], sort=False, dropna=False)
-        wall = groups["done"].transform("max") - groups["sent"].transform("min")
-        busy = groups["weight"].transform("sum")
-        with np.errstate(divide="ignore", invalid="ignore"):
-            share = np.where(busy > 0, wall * phased["weight"] / busy, 0.0)
-        machine[by_phase] = np.where(hit[by_phase], 0.0, np.where(np.isnan(e2e[by_phase]), np.nan, share))
-    return pd.DataFrame({"machine_s": machine, "machine_rule": pd.Categorical.from_codes(rule, categories=rules)},
-                        index=index)
+    source = warehouse.relation(rows)
+    columns = set(source.columns)
+    if {"machine_s", "machine_rule"} <= columns:
+        return source
+
+    def number(name: str) -> str:
+        return warehouse.number(source, name)
+
+    def flag(name: str) -> str:
+        return warehouse.flag(source, name)
+
+    def key(name: str) -> str:
+        return f"coalesce(CAST({warehouse.quoted(name)} AS VARCHAR), '')" if name in columns else "''"
+
+    sent = "epoch_us(started_at) / 1e6" if "started_at" in columns else "CAST(NULL AS DOUBLE)"
+    # the server's own prefill + decode time is the work a request did; e2e adds queueing, so it is the
+    # weight only where the server reports no timings
+    work = (f"coalesce({number('server_prefill_s')} + {number('server_decode_s')}, {number('e2e_s')})"
+            if {"server_prefill_s", "server_decode_s"} <= columns else number("e2e_s"))
+    rule_type = "ENUM(" + ", ".join(warehouse.literal(name) for name in MACHINE_RULES) + ")"
+    numbered = "SELECT row_number() OVER () AS _machine_order, * FROM {rows}" if keep_order else "SELECT * FROM {rows}"
+    helpers = "_e2e, _hit, _sent, _work, _run_key, _endpoint_key, _phase, _by_batch, _by_phase"
+    return warehouse.over(source, f"""
+        WITH numbered AS ({numbered}),
+        marked AS (
+            SELECT *, {number('e2e_s')} AS _e2e, {flag('cache_hit')} AS _hit, {sent} AS _sent, {work} AS _work,
+                   {key('run_id')} AS _run_key, {key('endpoint')} AS _endpoint_key, {number('phase')} AS _phase
+            FROM numbered),
+        batched AS (SELECT *, {flag('batch')} AND _e2e IS NULL AND _sent IS NOT NULL AND NOT _hit AS _by_batch
+                    FROM marked),
+        ruled AS (SELECT *, _phase IS NOT NULL AND _sent IS NOT NULL AND NOT _by_batch AS _by_phase FROM batched),
+        phases AS (
+            SELECT _run_key, _endpoint_key, _phase,
+                   max(_sent + greatest(coalesce(_e2e, 0), 0)) - min(_sent) AS _wall,
+                   sum(CASE WHEN _hit THEN 0 ELSE coalesce(_work, 0) END) AS _busy
+            FROM ruled WHERE _by_phase GROUP BY ALL),
+        batches AS (
+            SELECT _run_key, _endpoint_key, (max(_sent) - min(_sent)) / count(*) AS _batch_share
+            FROM ruled WHERE _by_batch GROUP BY ALL)
+        SELECT r.* EXCLUDE ({helpers}{', _machine_order' if keep_order else ''}),
+               CASE WHEN r._hit THEN 0.0
+                    WHEN r._by_batch THEN b._batch_share
+                    WHEN r._by_phase THEN CASE WHEN r._e2e IS NULL THEN NULL
+                                               WHEN p._busy > 0 THEN p._wall * coalesce(r._work, 0) / p._busy
+                                               ELSE 0.0 END
+                    ELSE r._e2e END AS machine_s,
+               CAST(CASE WHEN r._hit THEN 'cache_hit' WHEN r._by_batch THEN 'batch' WHEN r._by_phase THEN 'phase'
+                         ELSE 'e2e' END AS {rule_type}) AS machine_rule
+        FROM ruled r
+        LEFT JOIN phases p ON r._by_phase AND p._run_key = r._run_key AND p._endpoint_key = r._endpoint_key
+                              AND p._phase = r._phase
+        LEFT JOIN batches b ON r._by_batch AND b._run_key = r._run_key AND b._endpoint_key = r._endpoint_key
+        {'ORDER BY r._machine_order' if keep_order else ''}""")
 
 
-def _column(frame: pd.DataFrame, name: str) -> np.ndarray:
-    """A grouping key as integer codes, missing the same as "" (numbers: a million strings as Python
-    objects cost a hundred megabytes)."""
-    if name not in frame.columns:
-        return np.zeros(len(frame), dtype=np.intp)
-    values = frame[name]
-    return pd.factorize(values.fillna("") if isinstance(values.dtype, pd.StringDtype)
-                        else values.astype(object).fillna(""))[0]
-
-
-def pricing_rules(frame: pd.DataFrame, table: PriceTable) -> pd.DataFrame:
-    """Which rule priced which requests: one row per (model, rule) with its request count.
+def pricing_rules(rows: Rows, table: PriceTable) -> pd.DataFrame:
+    """Which rule priced which requests: one row per (model, rule) with its request count (counted in DuckDB).
 
     Columns: model, kind ("tokens" or "machine"), rule (a `MACHINE_RULES` key, "tokens" or
     "batch tokens"), requests, description.  A report shows this so a reader knows whether a
     self-hosted cost came from measured phases or from the per-request fallback.
     """
-    if frame.empty:
-        return pd.DataFrame(columns=["model", "kind", "rule", "requests", "description"])
-    rules = (frame["machine_rule"].astype(object) if "machine_rule" in frame.columns
-             else machine_seconds(frame)["machine_rule"].astype(object))
-    kinds = {m: isinstance(resolve_price(table, m)[1], MachinePrice) for m in frame["model"].dropna().unique()}
-    machine = frame["model"].astype(object).map(kinds).eq(True).to_numpy(dtype=bool)
-    batch = frame["batch"].astype("boolean").fillna(False).to_numpy(dtype=bool)
-    token_rule = np.where(batch, "batch tokens", "tokens")
-    token_rule = np.where(rules.to_numpy() == "cache_hit", "cache_hit", token_rule)
-    rule = np.where(machine, rules.to_numpy(), token_rule)
-    counts = (pd.DataFrame({"model": frame["model"].astype(object), "kind": np.where(machine, "machine", "tokens"),
-                            "rule": rule}).groupby(["model", "kind", "rule"], sort=True).size()
-              .rename("requests").reset_index())
+    source = with_machine_time(rows)
+    model = warehouse.text(source, "model")
+    machines = [m for m in warehouse.distinct_texts(source, "model")
+                if isinstance(resolve_price(table, m)[1], MachinePrice)]
+    is_machine = (f"{model} IN ({', '.join(map(warehouse.literal, machines))})" if machines else "false")
+    counts = warehouse.over(source, f"""
+        SELECT {model} AS model, CASE WHEN {is_machine} THEN 'machine' ELSE 'tokens' END AS kind,
+               CASE WHEN {is_machine} THEN CAST(machine_rule AS VARCHAR)
+                    WHEN machine_rule = 'cache_hit' THEN 'cache_hit'
+                    WHEN {warehouse.flag(source, 'batch')} THEN 'batch tokens' ELSE 'tokens' END AS rule,
+               count(*) AS requests
+        FROM {{rows}} WHERE {model} IS NOT NULL GROUP BY ALL ORDER BY ALL""").df()
     token_words = {"tokens": "token prices x the request's tokens",
                    "batch tokens": f"token prices less the batch discount ({table.batch_discount:.0%})"}
     counts["description"] = counts["rule"].map(lambda r: MACHINE_RULES.get(r) or token_words[r])
-    return counts
+    return counts.astype({"requests": int})

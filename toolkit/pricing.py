@@ -14,20 +14,23 @@ from collections.abc import Iterable, Mapping
 from dataclasses import dataclass
 from pathlib import Path
 
+import duckdb
 import numpy as np
 import pandas as pd
 
+from toolkit import warehouse
 from toolkit.errors import ParameterError, PriceError
-from toolkit.machine_time import machine_seconds, pricing_rules
+from toolkit.machine_time import MACHINE_INPUTS, pricing_rules, with_machine_time
 from toolkit.price_table import (DEFAULT_PRICES, TOKEN_FIELDS, MachinePrice, Price, PriceTable, load_aliases,
                                  load_price_table, no_price_reason, resolve_price)
+from toolkit.warehouse import Rows
 
 # the price table's names (and `pricing_rules`, which notebooks call as pricing.pricing_rules) are offered here
 # too, so a notebook imports one module for prices
 __all__ = [
     "COST_BASES", "DEFAULT_PRICES", "NO_PRICE", "TOKEN_FIELDS", "CostBasis", "MachinePrice", "Price", "PriceTable",
-    "choose_cost_basis", "describe", "load_aliases", "load_price_table", "output_token_basis", "parse_user_price",
-    "price_coverage", "price_requests", "price_table_for", "pricing_rules", "resolve_price", "user_prices",
+    "choose_cost_basis", "describe", "load_aliases", "load_price_table", "machine_priced", "output_token_basis", "parse_user_price",
+    "price_coverage", "price_requests", "price_table_for", "priced", "pricing_rules", "resolve_price", "user_prices",
 ]
 
 log = logging.getLogger("toolkit")
@@ -47,63 +50,71 @@ class CostBasis:
     table: PriceTable
 
 
-# what `price_requests` reads (without `machine_s`, `machine_time.machine_seconds` reads MACHINE_INPUTS)
+# what `priced` reads (without `machine_s`, `machine_time.with_machine_time` reads MACHINE_INPUTS)
 PRICE_INPUTS = ("model", "status", "prompt_tokens", "completion_tokens", "cached_tokens", "batch", "cache_hit",
                 "machine_s")
 
 
 def price_requests(frame: pd.DataFrame, table: PriceTable) -> pd.Series:
-    """USD per row of a requests table, named `usd`.
+    """USD per row of a requests table, named `usd`, on `frame`'s index: `priced` over `frame`, in its
+    row order (NaN where unknown)."""
+    used = [name for name in (*PRICE_INPUTS, *MACHINE_INPUTS) if name in frame.columns]
+    usd = priced(frame[used], table, keep_order=True).select("usd").df()["usd"].to_numpy(dtype=float)
+    unnamed = int(frame["model"].isna().sum())
+    if unnamed:
+        log.warning("%d rows name no model and are priced NaN", unnamed)
+    unknown = int(np.isnan(usd).sum()) - unnamed
+    if unknown:
+        log.warning("%d ok rows have no token counts or e2e_s and are priced NaN", unknown)
+    return pd.Series(usd, index=frame.index, name="usd")
+
+
+def priced(rows: Rows, table: PriceTable, *, keep_order: bool = False) -> duckdb.DuckDBPyRelation:
+    """`rows` with each request's cost in USD, `usd` (null where unknown), computed in DuckDB.
 
     API models: (prompt - cached) x input + cached x cached price (input price when none) +
     completion tokens (which include reasoning tokens) x output; `batch` rows get the batch
     discount.  Self-hosted models: `machine_s` x usd_per_hour / 3600, the request's share of the
-    machine's wall time (`machine_seconds`: what the machine delivered at that load, never
-    e2e / nominal concurrency).  The `machine_s` column is used when the frame has it (`load_run`
-    adds it over the whole run, so a subset keeps its shares), else computed from `frame`.
-    `cache_hit` rows cost 0.  Missing token counts or times count as 0 on error rows and give NaN
+    machine's wall time (`machine_time.with_machine_time`: what the machine delivered at that load,
+    never e2e / nominal concurrency).  The `machine_s` column is used when `rows` has it (`load_run`
+    adds it over the whole run, so a subset keeps its shares), else computed from `rows`.
+    `cache_hit` rows cost 0.  Missing token counts or times count as 0 on error rows and give null
     on ok rows (unknown, not free); so does a row that names no model (a public trace: price it
-    as a model of your choice, e.g. with `frame.assign(model=...)`).
+    as a model of your choice, e.g. with `frame.assign(model=...)`).  `keep_order` keeps `rows`' order.
     """
-    unnamed = frame["model"].isna().to_numpy(dtype=bool)
-    if unnamed.any():
-        log.warning("%d rows name no model and are priced NaN", int(unnamed.sum()))
-        usd = pd.Series(np.nan, index=frame.index, name="usd")
-        if not unnamed.all():
-            shares = frame["machine_s"] if "machine_s" in frame.columns else machine_seconds(frame)["machine_s"]
-            usd[~unnamed] = price_requests(frame.loc[~unnamed].assign(machine_s=shares[~unnamed]), table)
-        return usd
-    resolved = {m: resolve_price(table, m)[1] for m in frame["model"].unique()}
-    is_error = (frame["status"] != "ok").fillna(True).to_numpy(dtype=bool)
+    source = warehouse.relation(rows)
+    resolved = {m: resolve_price(table, m)[1] for m in warehouse.distinct_texts(source, "model")}
+    machines = [m for m, price in resolved.items() if isinstance(price, MachinePrice)]
+    if machines:
+        source = with_machine_time(source, keep_order=keep_order)
+    model = warehouse.text(source, "model")
 
-    def column(name: str, default: float | None) -> np.ndarray:
-        values = frame[name].astype("Float64").to_numpy(dtype=float, na_value=np.nan)
-        filled = np.where(is_error, 0.0, np.nan) if default is None else default
-        return np.where(np.isnan(values), filled, values)
+    def rate(attribute: str) -> str:
+        cases = " ".join(f"WHEN {warehouse.literal(m)} THEN {_sql_number(_rate(price, attribute))}"
+                         for m, price in resolved.items())
+        return f"(CASE {model} {cases} END)" if cases else "CAST(NULL AS DOUBLE)"
 
-    prompt, completion = column("prompt_tokens", None), column("completion_tokens", None)
-    cached = np.minimum(column("cached_tokens", 0.0), prompt)
-    machine_s = (frame["machine_s"] if "machine_s" in frame.columns else machine_seconds(frame)["machine_s"])
-    machine_s = machine_s.astype(float).to_numpy()
-    machine_s = np.where(np.isnan(machine_s) & is_error, 0.0, machine_s)
-    # one lookup per distinct model, then a gather: a per-row Python loop costs seconds at 1M rows
-    codes, models = pd.factorize(frame["model"])
+    def known(column: str) -> str:  # unknown counts are 0 on a failed request, unknown on an answered one
+        return f"coalesce({warehouse.number(source, column)}, CASE WHEN _error THEN 0.0 END)"
 
-    def per_row(attribute: str) -> np.ndarray:
-        return np.array([_rate(resolved[m], attribute) for m in models], dtype=float)[codes]
-
-    tokens = ((prompt - cached) * per_row("input_usd_per_mtok")
-              + cached * per_row("cached_input_usd_per_mtok")
-              + completion * per_row("output_usd_per_mtok")) / 1e6
-    batch = frame["batch"].fillna(False).to_numpy(dtype=bool)
-    tokens = np.where(batch, tokens * (1 - table.batch_discount), tokens)
-    machine = machine_s * per_row("usd_per_hour") / 3600
-    is_machine = np.array([isinstance(resolved[m], MachinePrice) for m in models], dtype=bool)[codes]
-    usd = np.where(is_machine, machine, tokens)
-    usd = np.where(frame["cache_hit"].fillna(False).to_numpy(dtype=bool), 0.0, usd)
-    if np.isnan(usd).any():
-        log.warning("%d ok rows have no token counts or e2e_s and are priced NaN", int(np.isnan(usd).sum()))
-    return pd.Series(usd, index=frame.index, name="usd")
+    status = warehouse.text(source, "status")
+    is_machine = f"{model} IN ({', '.join(map(warehouse.literal, machines))})" if machines else "false"
+    tokens = (f"((_prompt - _cached) * {rate('input_usd_per_mtok')} + _cached * {rate('cached_input_usd_per_mtok')}"
+              f" + _completion * {rate('output_usd_per_mtok')}) / 1e6")
+    return warehouse.over(source, f"""
+        WITH checked AS (SELECT *, coalesce({status} <> 'ok', true) AS _error FROM {{rows}}),
+        counted AS (
+            SELECT *, {known('prompt_tokens')} AS _prompt, {known('completion_tokens')} AS _completion,
+                   {known('machine_s')} AS _machine_s
+            FROM checked)
+        SELECT * EXCLUDE (_error, _prompt, _completion, _machine_s, _cached),
+               CASE WHEN {model} IS NULL THEN NULL
+                    WHEN {warehouse.flag(source, 'cache_hit')} THEN 0.0
+                    WHEN {is_machine} THEN _machine_s * {rate('usd_per_hour')} / 3600
+                    WHEN {warehouse.flag(source, 'batch')} THEN {tokens} * {1 - table.batch_discount!r}
+                    ELSE {tokens} END AS usd
+        FROM (SELECT *, least(coalesce({warehouse.number(source, 'cached_tokens')}, 0.0), _prompt) AS _cached
+              FROM counted)""")
 
 
 def describe(table: PriceTable, models: Iterable[str] | None = None) -> pd.DataFrame:
@@ -227,6 +238,17 @@ def _rate(price: Price | MachinePrice, attribute: str) -> float:
     return 0.0 if value is None else float(value)
 
 
+def machine_priced(rows: Rows, table: PriceTable) -> list[str]:
+    """The models of `rows` that `table` prices by machine time (self-hosted), sorted."""
+    return [m for m in warehouse.distinct_texts(warehouse.relation(rows), "model")
+            if isinstance(resolve_price(table, m)[1], MachinePrice)]
+
+
+def _sql_number(value: float) -> str:
+    """A rate as a SQL literal: an unknown (NaN) rate is null, so that a sum leaves it out as pandas does."""
+    return "NULL" if math.isnan(value) else repr(float(value))
+
+
 def _has_rates(price: Price | MachinePrice) -> bool:
     if isinstance(price, MachinePrice):
         return not math.isnan(price.usd_per_hour)
@@ -237,7 +259,7 @@ NO_PRICE = ("no price known: pass --price MODEL=IN,OUT (or the model_prices para
             "data/prices.yaml, or pass machine_usd_per_hour")
 
 
-def price_table_for(frame: pd.DataFrame, machine_usd_per_hour: float | None = None, *,
+def price_table_for(rows: Rows, machine_usd_per_hour: float | None = None, *,
                     path: Path | None = None,
                     overrides: Mapping[str, Price | MachinePrice] | None = None) -> PriceTable:
     """The price table for a run: data/prices.yaml + genai-prices, with unknown models priced NaN.
@@ -248,7 +270,7 @@ def price_table_for(frame: pd.DataFrame, machine_usd_per_hour: float | None = No
     """
     table = load_price_table(path, machine_usd_per_hour=machine_usd_per_hour, overrides=overrides)
     unknown = {}
-    for model in sorted({str(m) for m in frame["model"].dropna().unique()}):
+    for model in warehouse.distinct_texts(warehouse.relation(rows), "model"):
         try:
             resolve_price(table, model)
         except PriceError:

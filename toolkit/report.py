@@ -31,7 +31,7 @@ from toolkit.errors import FrontierError, NotebookError, ParameterError
 from toolkit import resources
 from toolkit.params import ModelPrices, check, resolve_run_dir, run_checks
 from toolkit.report_index import render_index, render_unanswered_index
-from toolkit.store import columns_but, load_run, read_manifest
+from toolkit.store import open_run, read_manifest
 
 if TYPE_CHECKING:
     from toolkit.analysis.frontier import Headline
@@ -86,9 +86,11 @@ def build_report(run_dir: str | os.PathLike, *, out_root: Path = Path("reports")
     """
     import papermill
 
+    from toolkit.analysis.rows import run_overview
+
     notebooks_dir = Path(notebooks_dir) if notebooks_dir is not None else resources.notebooks_dir()
     run_path = resolve_run_dir(run_dir)
-    frame = load_run(run_path, columns=HEADLINE_COLUMNS)
+    frame = open_run(run_path)
     manifest = read_manifest(run_path)
     notebooks = sorted(Path(notebooks_dir).glob(NOTEBOOK_GLOB))
     if not notebooks:
@@ -99,7 +101,7 @@ def build_report(run_dir: str | os.PathLike, *, out_root: Path = Path("reports")
     for notebook in notebooks:
         _check_values(notebook, declared[notebook], given)
     effective = effective_parameters(declared, given)
-    answered = frame["status"].eq("ok").fillna(False).astype(bool).any()
+    answered = run_overview(frame).at[0, "ok"] > 0
     head = _headline(frame, manifest, effective) if answered else None
     kernel = (kernel_name or find_kernel()) if answered else None
 
@@ -266,14 +268,6 @@ def _check_declared(given: Mapping[str, object], declared: Mapping[Path, Mapping
     if unknown:
         raise ParameterError(f"parameter {unknown[0]}: no notebook in {notebooks_dir} declares it; "
                              f"declared: {', '.join(known)}")
-
-
-# what the headline reads: accuracy, latency and cost per config, not texts, ids or server timings (load_run
-# reads those it derives machine_s from itself)
-HEADLINE_COLUMNS = columns_but("tbt_s", "output_text", "expected", "prefix_hashes", "prompt_hash", "request_id",
-                               "item_id", "usage_source", "grader", "logprob_mean", "reported_cost_usd", "attempts",
-                               "reasoning_tokens", "sequence", "server_s", "server_prefill_s", "server_decode_s",
-                               "server_cached_tokens", "scheduled_at", "send_lag_s")
 
 
 def _headline(frame, manifest: dict, values: Mapping[str, object]) -> Headline:

@@ -10,10 +10,9 @@ from collections.abc import Mapping, Sequence
 from typing import TYPE_CHECKING
 
 if TYPE_CHECKING:
-    import pandas as pd
-
     from toolkit.analysis.frontier import Headline
     from toolkit.report import NotebookRun
+    from toolkit.warehouse import Rows
 
 # pandas, nbconvert, matplotlib and the analysis modules are imported inside the functions that use
 # them: report imports this module, and the CLI registers report on every start.
@@ -79,14 +78,15 @@ def render_index(head: Headline, runs: Sequence[NotebookRun], values: Mapping[st
 """
 
 
-def render_unanswered_index(frame: pd.DataFrame, run_id: str) -> str:
+def render_unanswered_index(frame: Rows, run_id: str) -> str:
     """The front page of a run with no answered request (empty, or every request failed): what
     happened and what to do, instead of notebooks that would have nothing to show."""
     from nbconvert.filters import markdown2html
 
     from toolkit import present
     from toolkit.analysis import rows
-    summary = present.run_text(rows.run_overview(frame)) if len(frame) else ""
+    overview = rows.run_overview(frame)
+    summary = present.run_text(overview) if overview.at[0, "requests"] else ""
     return f"""<!DOCTYPE html>
 <html lang="en"><head><meta charset="utf-8"><title>frontier report: {html.escape(str(run_id))}</title>
 <style>{_PAGE_STYLE}</style></head><body>

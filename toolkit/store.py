@@ -221,17 +221,33 @@ def load_sample(run_dir: warehouse.RunDirs, columns: Sequence[str], *, by: Seque
     return _fetch(run_dir, list(dict.fromkeys([*columns, *by])), sample=sample)
 
 
+def frame_of(relation: duckdb.DuckDBPyRelation) -> pd.DataFrame:
+    """The rows of `relation` (e.g. of `open_run`, narrowed to what an analysis holds) as pandas, with the
+    schema's columns in its dtypes and `schema.LABEL_COLUMNS` as categoricals of their sorted values."""
+    try:
+        table = warehouse.with_labels_as_enums(relation).to_arrow_table()
+    except duckdb.Error as exc:
+        raise RunDirError(f"reading the requests failed: {exc}") from exc
+    return _pandas(table)
+
+
 def _fetch(run_dir: warehouse.RunDirs, columns: list[str], sample: warehouse.Sample | None = None) -> pd.DataFrame:
     with warehouse.connect() as connection:
         relation = warehouse.requests(connection, run_dir, columns, order=True, sample=sample)
         try:
-            table = warehouse.with_labels_as_enums(connection, relation).to_arrow_table()
+            table = warehouse.with_labels_as_enums(relation).to_arrow_table()
         except duckdb.Error as exc:
             raise _damaged_part(run_dir, exc) from exc
-    labels = [name for name in columns if name in LABEL_COLUMNS]
+    return _pandas(table)
+
+
+def _pandas(table: pa.Table) -> pd.DataFrame:
+    """An Arrow table of requests columns (and others) as pandas, converted column by column as it is freed."""
+    labels = [name for name in table.column_names if name in LABEL_COLUMNS]
     table = table.cast(pa.schema([pa.field(name, warehouse.GAP_COLUMNS[name][1]) if name in warehouse.GAP_COLUMNS
-                                  else pa.field(name, table.schema.field(name).type) if name in labels
-                                  else ARROW_SCHEMA.field(name) for name in columns]))
+                                  else pa.field(name, table.schema.field(name).type)
+                                  if name in labels or name not in REQUEST_COLUMNS
+                                  else ARROW_SCHEMA.field(name) for name in table.column_names]))
     frame = from_arrow(table, consume=True)
     del table
     pa.default_memory_pool().release_unused()  # what the conversion freed goes back to the system

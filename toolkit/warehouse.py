@@ -104,11 +104,28 @@ def over(rows: Rows, query: str) -> duckdb.DuckDBPyRelation:
     return relation(rows).query(name, query.replace("{rows}", name))
 
 
+def is_enum(relation: duckdb.DuckDBPyRelation, column: str) -> bool:
+    return str(dict(zip(relation.columns, relation.types))[column]).startswith("ENUM")
+
+
 def text(relation: duckdb.DuckDBPyRelation, column: str) -> str:
     """`column` of `relation` in SQL as text: an ENUM (a categorical's codes) compared with a literal
     that is not one of its values is an error, not false."""
-    kind = dict(zip(relation.columns, relation.types))[column]
-    return f"CAST({quoted(column)} AS VARCHAR)" if str(kind).startswith("ENUM") else quoted(column)
+    return f"CAST({quoted(column)} AS VARCHAR)" if is_enum(relation, column) else quoted(column)
+
+
+def number(relation: duckdb.DuckDBPyRelation, column: str) -> str:
+    """`column` of `relation` in SQL as a DOUBLE, null where it is null, NaN (pandas' missing number, which
+    SQL would count, sum and compare as a number) or not a column of `relation`."""
+    if column not in relation.columns:
+        return "CAST(NULL AS DOUBLE)"
+    value = f"CAST({quoted(column)} AS DOUBLE)"
+    return f"CASE WHEN isnan({value}) THEN NULL ELSE {value} END"
+
+
+def flag(relation: duckdb.DuckDBPyRelation, column: str) -> str:
+    """`column` of `relation` in SQL as a BOOLEAN, false where it is null or not a column of `relation`."""
+    return f"coalesce(CAST({quoted(column)} AS BOOLEAN), false)" if column in relation.columns else "false"
 
 
 def distinct_texts(relation: duckdb.DuckDBPyRelation, column: str) -> list[str]:
@@ -229,22 +246,19 @@ def records(connection: duckdb.DuckDBPyConnection, files: Sequence[tuple[Sequenc
     return connection.sql(query)
 
 
-def with_labels_as_enums(connection: duckdb.DuckDBPyConnection,
-                         relation: duckdb.DuckDBPyRelation) -> duckdb.DuckDBPyRelation:
+def with_labels_as_enums(relation: duckdb.DuckDBPyRelation) -> duckdb.DuckDBPyRelation:
     """`relation` with its `LABEL_COLUMNS` cast to ENUMs of their sorted values: Arrow receives them as
     dictionaries and pandas as categoricals (a byte per row, where text took some 30, and converting it
     needs no copy of the text), ordered as the text sorts so that groups come out in the same order."""
-    labels = [name for name in relation.columns if name in LABEL_COLUMNS]
+    labels = [name for name in relation.columns if name in LABEL_COLUMNS and not is_enum(relation, name)]
     if not labels:
         return relation
-    name = f"labelled_{next(_NAMES)}"
-    relation.create_view(name)
-    found = connection.sql("SELECT " + ", ".join(f"list(DISTINCT {quoted(c)} ORDER BY {quoted(c)})" for c in labels)
-                           + f" FROM {name}").fetchall()[0]
-    enums = {column: "ENUM(" + ", ".join("'" + value.replace("'", "''") + "'" for value in values if value is not None)
-             + ")" for column, values in zip(labels, found) if any(value is not None for value in values or ())}
-    return connection.sql("SELECT " + ", ".join(f"CAST({quoted(c)} AS {enums[c]}) AS {quoted(c)}" if c in enums
-                                                 else quoted(c) for c in relation.columns) + f" FROM {name}")
+    found = over(relation, "SELECT " + ", ".join(f"list(DISTINCT {quoted(c)} ORDER BY {quoted(c)})" for c in labels)
+                 + " FROM {rows}").fetchall()[0]
+    enums = {column: "ENUM(" + ", ".join(literal(value) for value in values if value is not None) + ")"
+             for column, values in zip(labels, found) if any(value is not None for value in values or ())}
+    return over(relation, "SELECT " + ", ".join(f"CAST({quoted(c)} AS {enums[c]}) AS {quoted(c)}" if c in enums
+                                                 else quoted(c) for c in relation.columns) + " FROM {rows}")
 
 
 def group_quantiles(table: pa.Table, metrics: Sequence[str], q: Sequence[float], groups: int, *,

@@ -9,17 +9,20 @@ from __future__ import annotations
 from collections.abc import Mapping, Sequence
 from dataclasses import dataclass
 
+import duckdb
 import numpy as np
 import pandas as pd
 
+from toolkit import store, warehouse
 from toolkit.analysis.accuracy import wilson_interval
 from toolkit.analysis.cascade import (KEY, SIGNALS, best_accuracy_at_budget, cascade_frontier,
                                       cost_saving_at_best_single, item_matrix, oracle_router, split_items)
 from toolkit.analysis.frontier import pareto_front
 from toolkit.errors import ParameterError
 from toolkit.graders import first_line, normalize
-from toolkit.pricing import CostBasis, PriceTable, price_requests
+from toolkit.pricing import CostBasis, PriceTable, priced
 from toolkit.schema import SETTING_COLUMNS
+from toolkit.warehouse import Rows
 
 POOLED = "all datasets"
 POINT_COLUMNS = ("dataset", "kind", "stages", "label", "signal", "thresholds", "accuracy", "accuracy_low",
@@ -77,29 +80,73 @@ class CascadeStudy:
     overall: str | None
 
 
-def request_costs(frame: pd.DataFrame, prices: PriceTable | CostBasis, manifest: dict | None = None) -> pd.Series:
+def request_costs(rows: Rows, prices: PriceTable | CostBasis, manifest: dict | None = None) -> pd.Series:
     """USD per request from `pricing`; where that is unknown, the importer's reported mean per
     config (`reported_usd_per_query` in an imported manifest, e.g. FrugalGPT's) fills in.
 
     Given a `CostBasis`, its table prices the requests, and reported costs fill in only on the
     "prices" basis: an output-token basis compares every model on one stated price, which a
-    reported bill would break.
+    reported bill would break.  A Series on `rows`' index (`costed`, in `rows`' order).
     """
+    usd = costed(rows, prices, manifest, keep_order=True).select("usd").df()["usd"]
+    return pd.Series(usd.to_numpy(dtype=float), index=rows.index, name="usd")
+
+
+def costed(rows: Rows, prices: PriceTable | CostBasis, manifest: dict | None = None, *,
+           keep_order: bool = False) -> duckdb.DuckDBPyRelation:
+    """`rows` with `usd`, as `request_costs` gives it, computed in DuckDB."""
     if isinstance(prices, CostBasis):
         manifest = manifest if prices.basis == "prices" else None
         prices = prices.table
-    usd = price_requests(frame, prices)
+    source = priced(rows, prices, keep_order=keep_order)
     reported = (manifest or {}).get("reported_usd_per_query") or {}
-    fill = frame["config_id"].map(lambda c: reported.get(c, np.nan)).astype(float)
-    return usd.fillna(fill).rename("usd")
+    if not reported:
+        return source
+    cases = " ".join(f"WHEN {warehouse.literal(config)} THEN {float(usd)!r}" for config, usd in reported.items())
+    return warehouse.over(source, f"SELECT * REPLACE (coalesce(usd, CASE {warehouse.text(source, 'config_id')} "
+                                  f"{cases} END) AS usd) FROM {{rows}}")
 
 
-def reported_models(frame: pd.DataFrame, manifest: dict | None) -> list[str]:
+# the items of each dataset a study holds: a cascade's accuracy on 10,000 held-out items is known to about a
+# point, and the item matrix of every item of a run of tens of millions of requests would not fit in memory
+ITEMS_PER_DATASET = 20_000
+
+
+def cascade_rows(rows: Rows, prices: PriceTable | CostBasis, manifest: dict | None = None, *,
+                 items_per_dataset: int = ITEMS_PER_DATASET, seed: int = 0) -> pd.DataFrame:
+    """What `study_cascades` reads of the requests (`STUDIED_COLUMNS`, model, output_text) with each
+    request's cost `usd` (`request_costs`), for at most `items_per_dataset` items of each dataset: all of
+    them when a dataset has no more, else a seeded random choice of items made in DuckDB, the same for
+    every configuration, so that their answers stay paired.  In no particular order (a study pairs rows by item)."""
+    source = costed(rows, prices, manifest)
+    kept = [c for c in dict.fromkeys([*STUDIED_COLUMNS, "model", "output_text", "usd"]) if c in source.columns]
+    dataset = warehouse.text(source, "dataset")
+    (most,), = warehouse.over(source, f"SELECT coalesce(max(items), 0) FROM (SELECT count(DISTINCT item_id) AS items "
+                                      f"FROM {{rows}} GROUP BY {dataset})").fetchall()
+    chosen = source
+    if most > items_per_dataset:
+        chosen = warehouse.over(source, f"""
+            WITH keyed AS (SELECT *, {dataset} AS _dataset FROM {{rows}}),
+            items AS (SELECT DISTINCT _dataset, item_id FROM keyed),
+            kept AS (SELECT * FROM items
+                     QUALIFY row_number() OVER (PARTITION BY _dataset ORDER BY hash(_dataset, item_id, {int(seed)}),
+                                                                              item_id) <= {int(items_per_dataset)})
+            SELECT r.* EXCLUDE (_dataset) FROM keyed r
+            SEMI JOIN kept k ON k._dataset IS NOT DISTINCT FROM r._dataset AND k.item_id IS NOT DISTINCT FROM r.item_id""")
+    return store.frame_of(chosen.select(*map(warehouse.quoted, kept)))
+
+
+def reported_models(rows: Rows, manifest: dict | None) -> list[str]:
     """Models whose configs have a cost the import reported (`reported_usd_per_query`), for
     `pricing.price_coverage(reported=...)`."""
     reported = (manifest or {}).get("reported_usd_per_query") or {}
-    rows = frame[frame["config_id"].isin(list(reported))]
-    return sorted(rows["model"].dropna().astype(str).unique().tolist())
+    if not reported:
+        return []
+    source = warehouse.relation(rows)
+    configs = ", ".join(map(warehouse.literal, reported))
+    return warehouse.distinct_texts(
+        warehouse.over(source, f"SELECT model FROM {{rows}} WHERE {warehouse.text(source, 'config_id')} IN ({configs})"),
+        "model")
 
 
 def answer_keys(frame: pd.DataFrame) -> pd.Series:

@@ -33,12 +33,14 @@ from dataclasses import dataclass
 import numpy as np
 import pandas as pd
 
+from toolkit import warehouse
 from toolkit.analysis.accuracy import accuracy_table
 from toolkit.analysis.cost_model import break_even_accuracy, expected_value
-from toolkit.analysis.rows import cache_hit_mask, cache_hits, model_answered, per_distinct, run_overview, sorted_values
+from toolkit.analysis.rows import cache_hits, run_overview
 from toolkit.errors import ParameterError
-from toolkit.machine_time import MACHINE_INPUTS, pricing_rules
-from toolkit.pricing import PRICE_INPUTS, PriceTable, describe, price_requests
+from toolkit.machine_time import pricing_rules, with_machine_time
+from toolkit.pricing import PriceTable, describe, machine_priced, priced
+from toolkit.warehouse import Rows
 
 
 CONFIG_ATTRIBUTES = ("model", "prompt_variant", "max_tokens", "temperature", "concurrency")
@@ -49,44 +51,46 @@ def quantile_column(quantile: float, metric: str) -> str:
     return f"p{quantile * 100:g}_{metric}"
 
 
-def config_summary(frame: pd.DataFrame, prices: PriceTable, quantiles: Sequence[float] = (0.5, 0.95),
+def config_summary(rows: Rows, prices: PriceTable, quantiles: Sequence[float] = (0.5, 0.95),
                    by: Sequence[str] = ("config_id",), *, confidence: float = 0.95,
                    n_resamples: int = 2000, seed: int = 0) -> pd.DataFrame:
-    """One row per group of `by`: accuracy with intervals, latency quantiles and cost.
+    """One row per group of `by`: accuracy with intervals, latency quantiles and cost (counted in DuckDB).
 
     Columns: *by, the config attributes not in `by` (model, prompt_variant, max_tokens,
-    temperature, concurrency: first value), the `accuracy_table` columns (n, correct, errors,
-    ungraded, accuracy, accuracy_low, accuracy_high, score_mean, score_low, score_high),
+    temperature, concurrency: the smallest value, a config has one), the `accuracy_table` columns (n,
+    correct, errors, ungraded, accuracy, accuracy_low, accuracy_high, score_mean, score_low, score_high),
     p<q>_e2e_s and p<q>_ttft_s per quantile (ok rows only), mean_prompt_tokens,
     mean_completion_tokens (ok rows), usd_total and usd_per_1k (mean USD per request x 1000,
     over every request including errors, priced with `prices`).
     """
     by = list(by)
-    missing = [c for c in [*by, "status", "e2e_s", "ttft_s"] if c not in frame.columns]
+    source = warehouse.relation(rows)
+    missing = [c for c in [*by, "status", "e2e_s", "ttft_s"] if c not in source.columns]
     if missing:
-        raise ParameterError(f"frame is missing column(s) {', '.join(missing)}")
-    priced = frame[by].assign(_usd=price_requests(frame, prices))
-    summary = accuracy_table(frame, by=by, confidence=confidence, n_resamples=n_resamples, seed=seed)
-    attributes = [c for c in CONFIG_ATTRIBUTES if c in frame.columns and c not in by]
-    if attributes:
-        first = frame.groupby(by, sort=True, dropna=False)[attributes].first().reset_index()
-        summary = first.merge(summary, on=by, how="right")
-
-    ok = frame.loc[(frame["status"] == "ok").fillna(False).astype(bool),
-                   list(dict.fromkeys([*by, "e2e_s", "ttft_s", "prompt_tokens", "completion_tokens"]))]
-    ok_groups = ok.groupby(by, sort=True, dropna=False)
-    latency = pd.DataFrame(index=ok_groups.size().index)
-    for q in quantiles:
-        for metric in ("e2e_s", "ttft_s"):
-            latency[quantile_column(q, metric)] = ok_groups[metric].quantile(q)
-    for column in ("prompt_tokens", "completion_tokens"):
-        latency[f"mean_{column}"] = ok_groups[column].mean().astype(float)
-    summary = summary.merge(latency.reset_index(), on=by, how="left")
-
-    cost = priced.groupby(by, sort=True, dropna=False)["_usd"].agg(["sum", "mean"]).reset_index()
-    cost = cost.rename(columns={"sum": "usd_total", "mean": "usd_per_1k"})
-    cost["usd_per_1k"] *= 1000
-    return summary.merge(cost, on=by, how="left")
+        raise ParameterError(f"the requests are missing column(s) {', '.join(missing)}")
+    summary = accuracy_table(source, by=by, confidence=confidence, n_resamples=n_resamples, seed=seed)
+    attributes = [c for c in CONFIG_ATTRIBUTES if c in source.columns and c not in by]
+    costed = priced(source, prices)
+    ok = f"coalesce({warehouse.text(costed, 'status')} = 'ok', false)"
+    at = ", ".join(repr(float(q)) for q in quantiles)
+    keys = [f"{warehouse.text(costed, key)} AS {warehouse.quoted(key)}" for key in by]
+    latency = [(quantile_column(q, metric), f"_{metric}[{position}]") for position, q in enumerate(quantiles, start=1)
+               for metric in ("e2e_s", "ttft_s")]
+    measures = warehouse.over(costed, f"""
+        SELECT * EXCLUDE (_e2e_s, _ttft_s), {', '.join(f'{found} AS {warehouse.quoted(name)}' for name, found in latency)}
+        FROM (SELECT {''.join(key + ', ' for key in keys)}
+                     {''.join(f'min({warehouse.text(costed, c)}) AS {warehouse.quoted(c)}, ' for c in attributes)}
+                     quantile_cont({warehouse.number(costed, 'e2e_s')}, [{at}]) FILTER (WHERE {ok}) AS _e2e_s,
+                     quantile_cont({warehouse.number(costed, 'ttft_s')}, [{at}]) FILTER (WHERE {ok}) AS _ttft_s,
+                     avg({warehouse.number(costed, 'prompt_tokens')}) FILTER (WHERE {ok}) AS mean_prompt_tokens,
+                     avg({warehouse.number(costed, 'completion_tokens')}) FILTER (WHERE {ok})
+                         AS mean_completion_tokens,
+                     coalesce(sum(usd), 0.0) AS usd_total, avg(usd) * 1000 AS usd_per_1k
+              FROM {{rows}} GROUP BY ALL)""").df()
+    measures = measures[[*by, *attributes, *(name for name, _ in latency), "mean_prompt_tokens",
+                         "mean_completion_tokens", "usd_total", "usd_per_1k"]]
+    summary = measures[[*by, *attributes]].merge(summary, on=by, how="right")
+    return summary.merge(measures.drop(columns=attributes), on=by, how="left")
 
 
 def pareto_front(summary: pd.DataFrame, maximize: Sequence[str] = ("accuracy",),
@@ -170,29 +174,29 @@ def _fill_worst(points: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
     return filled, span
 
 
-def cost_summary(frame: pd.DataFrame, prices: PriceTable, *, latency_quantile: float = 0.95,
+def cost_summary(rows: Rows, prices: PriceTable, *, latency_quantile: float = 0.95,
                  confidence: float = 0.95, include_cache_hits: bool = False) -> pd.DataFrame:
     """`config_summary` at quantiles (0.5, `latency_quantile`), with a `hit_rate` column after `n`.
 
     Accuracy counts every request (a cached answer is the answer the user gets); latency, tokens
     and cost count only the requests the model answered unless `include_cache_hits` (see the module
-    docstring), so a config answered entirely from the cache has NaN latency and cost.
+    docstring), so a config answered entirely from the cache has NaN latency and cost.  A self-hosted
+    request's machine time is its share of its whole phase, hits included (as `load_run` gives it).
     """
     quantiles = sorted({0.5, float(latency_quantile)})
-    summary = config_summary(frame, prices, quantiles=quantiles, confidence=confidence)
-    rates = cache_hits(frame).set_index("config_id")["hit_rate"]
+    source = warehouse.relation(rows)
+    if machine_priced(source, prices):
+        source = with_machine_time(source)
+    summary = config_summary(source, prices, quantiles=quantiles, confidence=confidence)
+    rates = cache_hits(source).set_index("config_id")["hit_rate"]
     summary.insert(summary.columns.get_loc("n") + 1, "hit_rate",
                    summary["config_id"].astype(object).map(rates).astype(float).to_numpy())
-    if include_cache_hits or not cache_hit_mask(frame).any():
+    if include_cache_hits or not (rates > 0).any():
         return summary
     measured = [c for c in summary.columns if c.endswith(("_e2e_s", "_ttft_s"))
                 or c in ("mean_prompt_tokens", "mean_completion_tokens", "usd_total", "usd_per_1k")]
-    # the answered rows with only what `config_summary` reads: a copy of every column of a large table
-    # cost as much memory again as the table
-    read = {"config_id", "correct", "score", "e2e_s", "ttft_s", *CONFIG_ATTRIBUTES, *PRICE_INPUTS,
-            *(() if "machine_s" in frame.columns else MACHINE_INPUTS)}
-    answered = model_answered(frame[[c for c in frame.columns if c in read]])
-    if answered.empty:
+    answered = warehouse.over(source, f"SELECT * FROM {{rows}} WHERE NOT {warehouse.flag(source, 'cache_hit')}")
+    if not answered.limit(1).fetchall():
         return summary.assign(**{c: math.nan for c in measured})
     own = config_summary(answered, prices, quantiles=quantiles, confidence=confidence)
     return summary.drop(columns=measured).merge(own[["config_id", *measured]], on="config_id",
@@ -314,13 +318,13 @@ class Headline:
     break_even_accuracy: float
     ev_usd: float
     prices: pd.DataFrame
-    frame: pd.DataFrame | None = None  # the requests, under the names the other fields use
+    frame: Rows | None = None  # the requests, under the names the other fields use
     labels: Mapping[str, str] | None = None  # config id -> name, when short names are used
     failure_cost_usd: float | None = None
     rules: pd.DataFrame | None = None  # which pricing rule priced which requests (`machine_time.pricing_rules`)
 
 
-def headline(frame: pd.DataFrame, prices: PriceTable, *, manifest: dict | None = None,
+def headline(rows: Rows, prices: PriceTable, *, manifest: dict | None = None,
              value_usd: float | None = None, error_cost_usd: float | None = None,
              target_accuracy: float | None = None, latency_budget_s: float | None = None,
              latency_quantile: float = 0.95, labels: Mapping[str, str] | None = None,
@@ -329,8 +333,7 @@ def headline(frame: pd.DataFrame, prices: PriceTable, *, manifest: dict | None =
     when `target_accuracy` is None and V and E are given), and the chosen config's break-even accuracy
     (E + c) / (V + E) and expected value when V and E are given (NaN otherwise).  With `labels`
     (config id -> name, e.g. `present.config_labels`) every config goes by its name."""
-    if labels:
-        frame = frame.assign(config_id=per_distinct(frame["config_id"], lambda c: labels.get(c, c)))
+    frame = warehouse.replaced(rows, "config_id", labels or {})
     summary = cost_summary(frame, prices, latency_quantile=latency_quantile)
     choice = choose_best(summary, target_accuracy=target_accuracy, latency_budget_s=latency_budget_s,
                          latency_quantile=latency_quantile, value_usd=value_usd, error_cost_usd=error_cost_usd,
@@ -346,7 +349,7 @@ def headline(frame: pd.DataFrame, prices: PriceTable, *, manifest: dict | None =
                                   error_rate=rate, failure_cost_usd=failure_cost_usd))
     return Headline(overview=run_overview(frame, manifest), summary=summary, choice=choice,
                     value_usd=value_usd, error_cost_usd=error_cost_usd, break_even_accuracy=break_even,
-                    ev_usd=ev, prices=describe(prices, sorted_values(frame["model"])), frame=frame, labels=labels,
+                    ev_usd=ev, prices=describe(prices, warehouse.distinct_texts(frame, "model")), frame=frame, labels=labels,
                     failure_cost_usd=failure_cost_usd, rules=pricing_rules(frame, prices))
 
 

@@ -49,12 +49,15 @@ def model_answered(frame: pd.DataFrame) -> pd.DataFrame:
     return frame.loc[~cache_hit_mask(frame)]
 
 
-def cache_hits(frame: pd.DataFrame, *, id_col: str = "config_id") -> pd.DataFrame:
-    """Per config: requests, hits (answered by the response cache) and hit_rate, in id order."""
-    hits = cache_hit_mask(frame)
-    table = hits.groupby(frame[id_col], sort=True).agg(["size", "sum"]).reset_index()
-    table.columns = [id_col, "requests", "hits"]
-    table["hits"] = table["hits"].astype(int)
+def cache_hits(rows: Rows, *, id_col: str = "config_id") -> pd.DataFrame:
+    """Per config: requests, hits (answered by the response cache) and hit_rate, in id order (counted in DuckDB)."""
+    source = warehouse.relation(rows)
+    key = warehouse.text(source, id_col)
+    table = warehouse.over(source, f"""
+        SELECT {key} AS {warehouse.quoted(id_col)}, count(*) AS requests,
+               count(*) FILTER (WHERE {warehouse.flag(source, 'cache_hit')}) AS hits
+        FROM {{rows}} WHERE {key} IS NOT NULL GROUP BY ALL ORDER BY ALL""").df()
+    table = table.astype({"requests": np.int64, "hits": np.int64})
     table["hit_rate"] = table["hits"] / table["requests"]
     return table
 
@@ -93,6 +96,11 @@ def select_dataset(rows: Rows, dataset: str | None) -> Rows:
         raise ParameterError(f"parameter dataset: {dataset!r} has no rows in this run; known: "
                              f"{', '.join(warehouse.distinct_texts(source, 'dataset')) or 'none'}")
     return selected
+
+
+def distinct(rows: Rows, column: str) -> list[str]:
+    """The values `column` takes (nulls left out), as sorted text (found in DuckDB)."""
+    return warehouse.distinct_texts(warehouse.relation(rows), column)
 
 
 def sorted_values(values: Sequence[object] | pd.Series) -> list[str]:

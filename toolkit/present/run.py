@@ -1,9 +1,13 @@
 """What a run holds, in words: its size, its failures, its cache hits."""
 from __future__ import annotations
 
+import math
+
 import pandas as pd
 
-from toolkit.analysis.rows import cache_hit_mask, cache_hits
+from toolkit import warehouse
+from toolkit.analysis.rows import cache_hits
+from toolkit.warehouse import Rows
 from toolkit.present.units import count_of, secs
 
 
@@ -28,31 +32,38 @@ def run_text(overview: pd.DataFrame) -> str:
             f"{r['datasets'] or 'none'}. {r['graded']} requests are graded and {r['timed']} are timed.")
 
 
-def failures_text(frame: pd.DataFrame) -> str:
-    """Why a run has no answer to analyse: no requests at all, or every request failed, with the kinds."""
-    if frame.empty:
+def failures_text(rows: Rows) -> str:
+    """Why a run has no answer to analyse: no requests at all, or every request failed, with the kinds
+    (counted in DuckDB)."""
+    source = warehouse.relation(rows)
+    kinds = warehouse.over(source, f"""
+        SELECT coalesce({warehouse.text(source, 'error_type')}, 'unknown') AS kind,
+               CAST({warehouse.number(source, 'http_status')} AS BIGINT) AS status_code, count(*) AS n
+        FROM {{rows}} GROUP BY ALL ORDER BY n DESC, kind, status_code""").fetchall()
+    if not kinds:
         return ("**This run holds no requests**: nothing was collected (it was stopped before its first "
                 "request finished, or its grid is empty), so there is nothing to analyse.")
-    kinds = frame.assign(kind=frame["error_type"].astype(object).fillna("unknown"),
-                         status_code=frame["http_status"].astype("Float64")).groupby(
-        ["kind", "status_code"], dropna=False).size().sort_values(ascending=False)
-    listed = "; ".join(f"{kind}{'' if pd.isna(code) else f' (HTTP {int(code)})'}: {n:,}"
-                       for (kind, code), n in kinds.items())
-    example = frame["error_message"].dropna()
-    said = f' The first error says: "{example.iloc[0][:300]}".' if len(example) else ""
-    return (f"**Every one of the {len(frame):,} requests failed**, so this run has no answer to grade, time or "
+    listed = "; ".join(f"{kind}{'' if code is None else f' (HTTP {code})'}: {n:,}" for kind, code, n in kinds)
+    example = [message for message, in warehouse.over(
+        source, "SELECT error_message FROM {rows} WHERE error_message IS NOT NULL LIMIT 1").fetchall()]
+    total = sum(n for _, _, n in kinds)
+    said = f' The first error says: "{example[0][:300]}".' if example else ""
+    return (f"**Every one of the {total:,} requests failed**, so this run has no answer to grade, time or "
             f"price, and no configuration can be recommended. Failures by kind: {listed}.{said} Fix the "
             "endpoint (or its key, limits or timeout) and collect again; `frontier collect CONFIG --resume "
             "RUN_DIR` sends the failed requests again.")
 
 
-def cache_note(frame: pd.DataFrame, *, measures: str = "latency and cost") -> str:
+def cache_note(rows: Rows, *, measures: str = "latency and cost") -> str:
     """Why response-cache hits are left out of `measures`, and how many; empty when there are none."""
-    hits = cache_hits(frame)
+    hits = cache_hits(rows)
     total = int(hits["hits"].sum())
     if total == 0:
         return ""
-    lookup = frame.loc[cache_hit_mask(frame), "e2e_s"].astype(float).median()
+    source = warehouse.relation(rows)
+    (lookup,), = warehouse.over(source, f"SELECT median({warehouse.number(source, 'e2e_s')}) FROM {{rows}} "
+                                        f"WHERE {warehouse.flag(source, 'cache_hit')}").fetchall()
+    lookup = math.nan if lookup is None else lookup
     full = hits.loc[hits["hit_rate"] == 1, "config_id"].tolist()
     text = (f"**Cache hits are set aside.** The response cache answered {total} of {int(hits['requests'].sum())} "
             f"requests ({count_of(int((hits['hits'] > 0).sum()), 'configuration')}), each in a median {secs(lookup)} at no "
