@@ -229,7 +229,9 @@ def main() -> int:
     parser.add_argument("--rows", type=int, default=None, help="rows of the synthetic run (overrides --quick)")
     parser.add_argument("--profile", type=Path, default=None,
                         help="write a cProfile of the notebooks to this file and print its top 30 by own time")
-    parser.add_argument("--only", default=None, help="run only the notebooks whose name contains this (no headline)")
+    parser.add_argument("--only", default=None,
+                        help="comma-separated: run only the notebooks whose name contains one of these "
+                             "(and the headline when one is 'report'), e.g. 01,02,report")
     args = parser.parse_args()
     rows = args.rows or (100_000 if args.quick else 100_000_000 if args.huge else 1_000_000)
     target_s, target_mb = TARGETS[100_000_000 if rows > CHUNKED_FROM else 1_000_000]
@@ -243,7 +245,9 @@ def main() -> int:
         setup_rows, peaks["setup"] = in_process(make_run, rows, args.chunked or rows > CHUNKED_FROM, run_dir)
         record.rows += setup_rows
         profiles = []
-        chosen = [*NOTEBOOKS, None] if args.only is None else [n for n in NOTEBOOKS if args.only in n.stem]
+        wanted = None if args.only is None else [part.strip() for part in args.only.split(",") if part.strip()]
+        chosen = [*NOTEBOOKS, None] if wanted is None else (
+            [n for n in NOTEBOOKS if any(part in n.stem for part in wanted)] + ([None] if "report" in wanted else []))
         for notebook in chosen:
             name = "report" if notebook is None else notebook.stem
             profile = None if args.profile is None else Path(tmp) / f"{name}.prof"

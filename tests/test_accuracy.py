@@ -5,8 +5,8 @@ import pandas as pd
 import pytest
 from scipy.stats import norm
 
-from toolkit.analysis.accuracy import (PAIR_KEY, accuracy_table, answer_groups, graded_outcomes, paired_comparison,
-                                       pairwise_significance)
+from toolkit.analysis.accuracy import (PAIR_KEY, accuracy_table, answer_groups, bootstrap_mean_interval,
+                                       graded_outcomes, mean_intervals, paired_comparison, pairwise_significance)
 from toolkit.errors import ParameterError
 from toolkit.schema import coerce_requests
 from toolkit.testing.synthetic import synthetic_requests
@@ -203,3 +203,23 @@ def test_pairwise_significance_pairs_the_items_an_inner_merge_pairs(partial):
         a_only = int(((merged["is_correct_a"] == 1) & (merged["is_correct_b"] == 0)).sum())
         assert (pair.n_pairs, pair.a_only) == (len(merged), a_only)
         assert pair.score_diff == pytest.approx(diff.mean(), rel=1e-12, abs=1e-15)
+
+
+def test_mean_intervals_from_duckdb_equal_the_bootstrap_of_each_groups_values():
+    # three regimes: few rows of many values (scipy's bootstrap), many rows of few values (counts), many rows
+    # of many values (strata, whose sizes, means and variances DuckDB computes with ntile)
+    rng = np.random.default_rng(1)
+    frame = pd.DataFrame({"g": ["small"] * 3000 + ["few"] * 20000 + ["many"] * 50000,
+                          "x": np.r_[rng.normal(size=3000), rng.integers(0, 5, 20000), rng.exponential(size=50000)]})
+    frame.loc[[5, 3001], "x"] = np.nan
+    got = mean_intervals(frame, ["g"], "x").set_index("g")
+    assert got.index.tolist() == ["few", "many", "small"]
+    for group, part in frame.groupby("g"):
+        values = part["x"].dropna().to_numpy()
+        assert got.loc[group, "n"] == len(values)
+        expected = bootstrap_mean_interval(values)
+        assert (got.loc[group, "low"], got.loc[group, "high"]) == pytest.approx(expected, rel=1e-9)
+    pooled = mean_intervals(frame, [], "x")
+    assert (pooled.at[0, "low"], pooled.at[0, "high"]) == pytest.approx(
+        bootstrap_mean_interval(frame["x"].dropna().to_numpy()), rel=1e-9)
+    assert mean_intervals(frame, [], "CASE WHEN x > 100 THEN x END").empty

@@ -6,7 +6,7 @@ import pyarrow.parquet as pq
 import pytest
 
 from toolkit import present, pricing, store
-from toolkit.analysis import accuracy, cascade_study, frontier, latency, latency_model, load
+from toolkit.analysis import accuracy, caching, cascade_study, frontier, latency, latency_model, load
 from toolkit.analysis.rows import run_overview
 from toolkit.machine_time import machine_seconds
 from toolkit.price_table import resolve_price
@@ -204,3 +204,20 @@ def test_cascade_items_are_a_seeded_choice_paired_across_configs(run_dir, whole)
     assert few.sort_values(key, ignore_index=True).equals(again.sort_values(key, ignore_index=True))
     other = cascade_study.cascade_rows(requests, prices, items_per_dataset=40, seed=1)
     assert set(other["item_id"]) != set(few["item_id"])
+
+
+def test_caching_levers_counted_in_duckdb_over_the_files_equal_the_same_code_on_the_loaded_frame(run_dir, whole):
+    requests = store.open_run(run_dir)
+    prices = pricing.price_table_for(requests, 2.0)
+    for lever in (lambda rows: caching.response_cache_savings(rows, prices),
+                  lambda rows: caching.response_cache_savings(rows, prices, by=[]),
+                  lambda rows: caching.prefix_reuse(rows),
+                  lambda rows: caching.prompt_caching_savings(rows, prices, by=["model"]),
+                  lambda rows: caching.batch_savings(rows, prices, by=["model"], turnaround_s=3600.0)):
+        pd.testing.assert_frame_equal(lever(requests), lever(whole), rtol=1e-12)
+    cache = caching.response_cache_savings(requests, prices).set_index("config_id")
+    ok = whole[whole["status"].astype(str) == "ok"]
+    hits = ok["cache_hit"].fillna(False).astype(bool).groupby(ok["config_id"].astype(str)).sum()
+    assert cache["hits"].to_dict() == hits[hits.index.isin(cache.index)].to_dict() and hits.sum() > 0
+    shown = caching.prefix_reuse_rows(requests, limit=500)
+    assert shown["previous_prompt"].value_counts().to_dict() == {"changed prefix": 500, "shared prefix": 500}

@@ -29,7 +29,8 @@ from toolkit.warehouse import Rows
 # too, so a notebook imports one module for prices
 __all__ = [
     "COST_BASES", "DEFAULT_PRICES", "NO_PRICE", "TOKEN_FIELDS", "CostBasis", "MachinePrice", "Price", "PriceTable",
-    "choose_cost_basis", "describe", "load_aliases", "load_price_table", "machine_priced", "output_token_basis", "parse_user_price",
+    "choose_cost_basis", "describe", "load_aliases", "load_price_table", "machine_priced", "output_token_basis",
+    "parse_user_price",
     "price_coverage", "price_requests", "price_table_for", "priced", "pricing_rules", "resolve_price", "user_prices",
 ]
 
@@ -95,25 +96,27 @@ def priced(rows: Rows, table: PriceTable, *, keep_order: bool = False) -> duckdb
         return f"(CASE {model} {cases} END)" if cases else "CAST(NULL AS DOUBLE)"
 
     def known(column: str) -> str:  # unknown counts are 0 on a failed request, unknown on an answered one
-        return f"coalesce({warehouse.number(source, column)}, CASE WHEN _error THEN 0.0 END)"
+        return f"coalesce({warehouse.number(source, column)}, CASE WHEN _priced_error THEN 0.0 END)"
 
     status = warehouse.text(source, "status")
     is_machine = f"{model} IN ({', '.join(map(warehouse.literal, machines))})" if machines else "false"
-    tokens = (f"((_prompt - _cached) * {rate('input_usd_per_mtok')} + _cached * {rate('cached_input_usd_per_mtok')}"
-              f" + _completion * {rate('output_usd_per_mtok')}) / 1e6")
+    tokens = (f"((_priced_prompt - _priced_cached) * {rate('input_usd_per_mtok')}"
+              f" + _priced_cached * {rate('cached_input_usd_per_mtok')}"
+              f" + _priced_completion * {rate('output_usd_per_mtok')}) / 1e6")
     return warehouse.over(source, f"""
-        WITH checked AS (SELECT *, coalesce({status} <> 'ok', true) AS _error FROM {{rows}}),
+        WITH checked AS (SELECT *, coalesce({status} <> 'ok', true) AS _priced_error FROM {{rows}}),
         counted AS (
-            SELECT *, {known('prompt_tokens')} AS _prompt, {known('completion_tokens')} AS _completion,
-                   {known('machine_s')} AS _machine_s
+            SELECT *, {known('prompt_tokens')} AS _priced_prompt, {known('completion_tokens')} AS _priced_completion,
+                   {known('machine_s')} AS _priced_machine_s
             FROM checked)
-        SELECT * EXCLUDE (_error, _prompt, _completion, _machine_s, _cached),
+        SELECT * EXCLUDE (_priced_error, _priced_prompt, _priced_completion, _priced_machine_s, _priced_cached),
                CASE WHEN {model} IS NULL THEN NULL
                     WHEN {warehouse.flag(source, 'cache_hit')} THEN 0.0
-                    WHEN {is_machine} THEN _machine_s * {rate('usd_per_hour')} / 3600
+                    WHEN {is_machine} THEN _priced_machine_s * {rate('usd_per_hour')} / 3600
                     WHEN {warehouse.flag(source, 'batch')} THEN {tokens} * {1 - table.batch_discount!r}
                     ELSE {tokens} END AS usd
-        FROM (SELECT *, least(coalesce({warehouse.number(source, 'cached_tokens')}, 0.0), _prompt) AS _cached
+        FROM (SELECT *, least(coalesce({warehouse.number(source, 'cached_tokens')}, 0.0), _priced_prompt)
+                            AS _priced_cached
               FROM counted)""")
 
 

@@ -298,7 +298,10 @@ def write_requests(run_dir: Path, frame: pd.DataFrame, name: str = REQUESTS) -> 
     """Write the requests table (or one part of it) atomically (temp file, then rename)."""
     path = Path(run_dir) / name
     tmp = path.with_suffix(".parquet.tmp")
-    pq.write_table(to_arrow(frame, source=str(path)), tmp, compression="zstd")
+    table = to_arrow(frame, source=str(path))
+    if frame["request_id"].notna().all() and frame["request_id"].is_unique:  # readers then skip their search
+        table = table.replace_schema_metadata({**(table.schema.metadata or {}), warehouse.UNIQUE_REQUESTS: b"true"})
+    pq.write_table(table, tmp, compression="zstd")
     os.replace(tmp, path)
     return path
 

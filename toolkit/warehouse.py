@@ -39,7 +39,9 @@ _SQL_TYPES = {pa.string(): "VARCHAR", pa.int64(): "BIGINT", pa.float64(): "DOUBL
 # per-request token-gap statistics summed in DuckDB, so that a reader of them never holds the lists
 GAP_COLUMNS = {"tbt_sum_s": ("coalesce(list_sum(tbt_s), 0.0)", pa.float64()),
                "tbt_count": ("coalesce(len(tbt_s), 0)", pa.int64())}
-_NAMES = itertools.count()  # names of the Arrow tables registered on a connection
+_NAMES = itertools.count()
+# Parquet key-value metadata of a requests file holding one record per request_id (`store.write_requests`)
+UNIQUE_REQUESTS = b"frontier.unique_request_ids"  # names of the Arrow tables registered on a connection
 _OLD_SETTING_KEYS = {"endpoint_name": "endpoint", "stop_sequences": "stop", "response_cache": "cache"}
 
 
@@ -193,10 +195,13 @@ def records(connection: duckdb.DuckDBPyConnection, files: Sequence[tuple[Sequenc
     fill = settings is not None and any(name in SETTING_COLUMNS for name in wanted)
     needed = list(dict.fromkeys([*stored, "request_id", "sequence", *(["config_id", *SETTING_COLUMNS] if fill else [])]))
     sources, in_memory = [], []
+    # a run whose one file says its writer kept one record per request needs no search for duplicates
+    unique_runs = 0
     for run, (parquet_paths, journal_paths) in enumerate(files):
         several = len(parquet_paths) + len(journal_paths) > 1
         for number, path in enumerate(parquet_paths):
             schema = _parquet_schema(path)
+            unique_runs += not several and (schema.metadata or {}).get(UNIQUE_REQUESTS) == b"true"
             if all(schema.field(name).type == ARROW_SCHEMA.field(name).type
                    for name in schema.names if name in REQUEST_COLUMNS):
                 sources.append(_parquet_source(path, schema, needed, run, number, several))
@@ -218,8 +223,9 @@ def records(connection: duckdb.DuckDBPyConnection, files: Sequence[tuple[Sequenc
     # the latest record of each request: a window over every row costs a second copy of the table,
     # so it runs only when a request has more than one record (reading request_id alone finds out)
     # (on the ids' hashes: a hash table of numbers, not strings; a collision only costs the window)
-    duplicated = connection.sql(f"SELECT count(*) FROM (SELECT 1 FROM ({latest}) GROUP BY _run, hash(request_id) "
-                                "HAVING count(*) > 1)").fetchall()[0][0]
+    duplicated = unique_runs < len(files) and connection.sql(
+        f"SELECT count(*) FROM (SELECT 1 FROM ({latest}) GROUP BY _run, hash(request_id) HAVING count(*) > 1)"
+    ).fetchall()[0][0]
     if duplicated:
         latest = (f"SELECT * FROM ({latest}) QUALIFY row_number() OVER (PARTITION BY _run, request_id "
                   "ORDER BY _sequence DESC NULLS LAST, _file DESC, _row DESC) = 1")
@@ -259,6 +265,75 @@ def with_labels_as_enums(relation: duckdb.DuckDBPyRelation) -> duckdb.DuckDBPyRe
              for column, values in zip(labels, found) if any(value is not None for value in values or ())}
     return over(relation, "SELECT " + ", ".join(f"CAST({quoted(c)} AS {enums[c]}) AS {quoted(c)}" if c in enums
                                                  else quoted(c) for c in relation.columns) + " FROM {rows}")
+
+
+# the rank width of the first bracket around each quantile: DuckDB's t-digest was within a thousandth
+QUANTILE_BRACKET = 0.002
+
+
+def quantiles(relation: duckdb.DuckDBPyRelation, by: Sequence[str], value: str, q: Sequence[float], *,
+              where: str = "TRUE") -> pd.DataFrame:
+    """Per group of `by` (text keys): n and the exact quantiles `q` of `value` (a SQL expression over
+    `relation`, its nulls and NaN left out) with linear interpolation (numpy's default), as columns *by, n,
+    q0, q1, ...; groups without a value are left out.
+
+    DuckDB's exact quantile holds all of a group's values in memory and cannot spill (100,000,000 latencies
+    take 0.8 GB a metric), so a t-digest (`approx_quantile`, bounded memory) first brackets each quantile by
+    the values at ranks a little below and above it; one more pass counts each group's values below the
+    bracket and collects those inside it (a few thousandths of the group), among which the exact order
+    statistics lie.  A bracket that misses them is widened and tried again, at worst to the whole group.
+    """
+    keys = [quoted(key) for key in by]
+    listed = "".join(f"{key}, " for key in keys)
+    picked = "".join(f"{text(relation, key)} AS {quoted(key)}, " for key in by)
+    number = f"CAST({value} AS DOUBLE)"
+    values = over(relation, f"SELECT {picked}{number} AS _value FROM {{rows}} "
+                            f"WHERE ({where}) AND {number} IS NOT NULL AND NOT isnan({number})")
+    order = f"ORDER BY {', '.join(keys)}" if keys else ""
+    q = [float(p) for p in q]
+    width = QUANTILE_BRACKET
+    bounds = sorted({min(max(p + step, 0.0), 1.0) for p in q for step in (-width, width)})
+    counted = over(values, f"SELECT {listed}count(*) AS n, approx_quantile(_value, {bounds}) AS _approx "
+                           f"FROM {{rows}} GROUP BY ALL HAVING count(*) > 0 {order}").df()
+    found = np.full((len(counted), len(q)), np.nan)
+    approx = {bound: [row[position] for row in counted["_approx"]] for position, bound in enumerate(bounds)}
+    pending = [(group, position) for group in range(len(counted)) for position in range(len(q))]
+    while pending:
+        brackets = []
+        for group, position in pending:
+            low, high = q[position] - width, q[position] + width
+            brackets.append([*(literal(None if pd.isna(counted.at[group, key]) else counted.at[group, key])
+                               for key in by), str(group), str(position),
+                             "NULL" if low <= 0 else f"CAST('{float(approx[low][group])!r}' AS DOUBLE)",
+                             "NULL" if high >= 1 else f"CAST('{float(approx[high][group])!r}' AS DOUBLE)"])
+        table = ", ".join("(" + ", ".join(row) + ")" for row in brackets)
+        names = ", ".join([*keys, "_group", "_position", "_low", "_high"])
+        match = " AND ".join(f"v.{key} IS NOT DISTINCT FROM b.{key}" for key in keys) or "TRUE"
+        inside = "(_low IS NULL OR _value >= _low) AND (_high IS NULL OR _value <= _high)"
+        parts = over(values, f"""
+            SELECT _group, _position, count(*) FILTER (WHERE _value < _low) AS below,
+                   list(_value ORDER BY _value) FILTER (WHERE {inside}) AS inside
+            FROM {{rows}} v JOIN (VALUES {table}) b({names}) ON {match} GROUP BY ALL""").fetchall()
+        missed = []
+        for group, position, below, inside in parts:
+            rank = q[position] * (counted.at[group, "n"] - 1)
+            first, last = int(np.floor(rank)) - below, int(np.ceil(rank)) - below
+            if 0 <= first and last < len(inside or ()):
+                found[group, position] = inside[first] + (inside[last] - inside[first]) * (rank - np.floor(rank))
+            else:
+                missed.append((group, position))
+        if not missed:
+            break
+        width *= 8
+        bounds = sorted({min(max(q[position] + step, 0.0), 1.0) for _, position in missed for step in (-width, width)})
+        again = over(values, f"SELECT {listed}approx_quantile(_value, {bounds}) AS _approx "
+                             f"FROM {{rows}} GROUP BY ALL {order}").df()
+        approx = {bound: [row[position] for row in again["_approx"]] for position, bound in enumerate(bounds)}
+        pending = missed
+    table = counted.drop(columns="_approx")
+    for position in range(len(q)):
+        table[f"q{position}"] = found[:, position]
+    return table
 
 
 def group_quantiles(table: pa.Table, metrics: Sequence[str], q: Sequence[float], groups: int, *,

@@ -63,14 +63,62 @@ def wilson_interval(correct: np.ndarray | int, n: np.ndarray | int,
 
 def bootstrap_mean_interval(values: np.ndarray, confidence: float = 0.95, *, n_resamples: int = 2000,
                             seed: int = 0) -> tuple[float, float]:
-    """Percentile bootstrap interval of the mean (NaN for fewer than two values).
+    """Percentile bootstrap interval of the mean (NaN for fewer than two values), of the values in sorted
+    order: the same values give the same interval however they were read.
 
     Percentile rather than BCa because scores are often all 0 or all 1 in a group, where BCa is
     undefined; with a fixed seed the interval is reproducible.  See `bootstrap_counts_interval`.
     """
-    values = np.asarray(values, dtype=float)
-    levels, counts = np.unique(values, return_counts=True)
-    return bootstrap_counts_interval(levels, counts, confidence, n_resamples=n_resamples, seed=seed, values=values)
+    levels, counts = np.unique(np.asarray(values, dtype=float), return_counts=True)
+    return bootstrap_counts_interval(levels, counts, confidence, n_resamples=n_resamples, seed=seed)
+
+
+def mean_intervals(rows: Rows, by: Sequence[str], value: str, confidence: float = 0.95, *,
+                   n_resamples: int = 2000, seed: int = 0) -> pd.DataFrame:
+    """Per group of `by` (text keys): n and the `bootstrap_mean_interval` (low, high) of `value`, a SQL
+    expression over `rows` whose nulls are left out, from what DuckDB counts: each group's distinct values
+    and their counts, or, for a group whose bootstrap resamples strata (many rows of many values), the size,
+    mean and variance of each of its `STRATA` equal parts of its sorted values, so pandas never holds the
+    values of a large group.  Groups with no value are left out."""
+    source = warehouse.relation(rows)
+    keys = [warehouse.quoted(key) for key in by]
+    listed = "".join(f"{key}, " for key in keys)
+    match = " AND ".join(f"v.{key} IS NOT DISTINCT FROM g.{key}" for key in keys) or "TRUE"
+    picked = ", ".join(f"{warehouse.text(source, key)} AS {warehouse.quoted(key)}" for key in by)
+    tagged = warehouse.over(source, f"""
+        WITH v AS (SELECT {picked + ', ' if picked else ''}CAST({value} AS DOUBLE) AS _value FROM {{rows}}
+                   WHERE {value} IS NOT NULL AND NOT isnan(CAST({value} AS DOUBLE))),
+        g AS (SELECT {listed}count(*) * {int(n_resamples)} > {MAX_RESAMPLED_VALUES}
+                                 AND count(DISTINCT _value) > {MAX_LEVELS} AS _strata
+              FROM v GROUP BY ALL)
+        SELECT v.*, g._strata FROM v JOIN g ON {match}""")
+    order = f"ORDER BY {', '.join(keys)}" if keys else ""
+    counted = warehouse.over(tagged, f"""
+        SELECT {listed}list(_value ORDER BY _value) AS levels, list(n ORDER BY _value) AS counts
+        FROM (SELECT {listed}_value, count(*) AS n FROM {{rows}} WHERE NOT _strata GROUP BY ALL)
+        GROUP BY ALL HAVING count(*) > 0 {order}""").df()
+    stratified = warehouse.over(tagged, f"""
+        SELECT {listed}list(size ORDER BY stratum) AS sizes, list(total ORDER BY stratum) AS totals,
+               list(squares ORDER BY stratum) AS squares
+        FROM (SELECT {listed}stratum, count(*) AS size, sum(_value) AS total, sum(_value * _value) AS squares
+              FROM (SELECT *, ntile({STRATA}) OVER ({'PARTITION BY ' + ', '.join(keys) if keys else ''}
+                                                     ORDER BY _value) AS stratum
+                    FROM {{rows}} WHERE _strata)
+              GROUP BY ALL)
+        GROUP BY ALL HAVING count(*) > 0 {order}""").df()
+    found = []
+    for row in counted.itertuples(index=False):
+        levels, counts = np.asarray(row.levels, dtype=float), np.asarray(row.counts, dtype=np.int64)
+        found.append((*row[:len(by)], int(counts.sum()),
+                      *bootstrap_counts_interval(levels, counts, confidence, n_resamples=n_resamples, seed=seed)))
+    for row in stratified.itertuples(index=False):
+        sizes, totals, squares = (np.asarray(v, dtype=float) for v in (row.sizes, row.totals, row.squares))
+        means = totals / sizes
+        variances = np.maximum(squares / sizes - means**2, 0.0)
+        found.append((*row[:len(by)], int(sizes.sum()),
+                      *_strata_interval(sizes, means, variances, confidence, n_resamples, seed)))
+    table = pd.DataFrame(found, columns=[*by, "n", "low", "high"])
+    return table.sort_values(list(by), ignore_index=True) if by else table
 
 
 def bootstrap_counts_interval(levels: np.ndarray, counts: np.ndarray, confidence: float = 0.95, *,
@@ -121,9 +169,24 @@ def _resampled_means(levels: np.ndarray, counts: np.ndarray, n_resamples: int, r
     n = int(counts.sum())
     if len(levels) <= MAX_LEVELS:
         return rng.multinomial(n, counts / n, size=n_resamples) @ levels / n
-    sizes, means, variances = _strata(levels, counts)
+    return _strata_means(*_strata(levels, counts), n_resamples, rng)
+
+
+def _strata_means(sizes: np.ndarray, means: np.ndarray, variances: np.ndarray, n_resamples: int,
+                  rng: np.random.Generator) -> np.ndarray:
+    """`_resampled_means` from the strata's sizes, means and variances."""
+    n = int(sizes.sum())
     draws = rng.multinomial(n, sizes / n, size=n_resamples)
     return (draws @ means + np.sqrt(draws @ variances) * rng.standard_normal(n_resamples)) / n
+
+
+def _strata_interval(sizes: np.ndarray, means: np.ndarray, variances: np.ndarray, confidence: float,
+                     n_resamples: int, seed: int) -> tuple[float, float]:
+    """`bootstrap_counts_interval` of values given as strata (as `_strata` cuts them)."""
+    alpha = (1 - confidence) / 2
+    low, high = np.quantile(_strata_means(sizes, means, variances, n_resamples, np.random.default_rng(seed)),
+                            [alpha, 1 - alpha])
+    return float(low), float(high)
 
 
 def _strata(levels: np.ndarray, counts: np.ndarray) -> tuple[np.ndarray, np.ndarray, np.ndarray]:

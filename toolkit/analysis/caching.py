@@ -4,8 +4,8 @@ the cached-input price) and Batch pricing (a discount for answers that may take 
 plus the prefix-reuse experiment that the embedded server makes possible, and a what-if simulator.
 
 Measured savings compare rows of the requests table with the same rows priced without the lever,
-using `pricing.price_requests`, so they follow the price table's rules (including its named
-`batch_discount`).  The simulator's arithmetic is closed-form; see `simulate`.
+using `pricing.priced` (in DuckDB, over a run's files or a DataFrame), so they follow the price table's
+rules (including its named `batch_discount`).  The simulator's arithmetic is closed-form; see `simulate`.
 """
 from __future__ import annotations
 
@@ -13,38 +13,25 @@ import math
 from collections.abc import Sequence
 from dataclasses import dataclass
 
+import duckdb
 import numpy as np
 import pandas as pd
 from scipy import stats
 
-from toolkit.analysis.accuracy import bootstrap_mean_interval, wilson_interval
+from toolkit import store, warehouse
+from toolkit.analysis.accuracy import mean_intervals, wilson_interval
 from toolkit.errors import ParameterError, PriceError
-from toolkit.machine_time import MACHINE_INPUTS
-from toolkit.pricing import PRICE_INPUTS, MachinePrice, PriceTable, price_requests, resolve_price
+from toolkit.machine_time import with_machine_time
+from toolkit.pricing import MachinePrice, PriceTable, machine_priced, priced, resolve_price
+from toolkit.warehouse import Rows
 
 
 MIN_CACHEABLE_PROMPT_TOKENS = 1024  # OpenAI caches prompts only from 1,024 tokens ...
 CACHE_INCREMENT_TOKENS = 128  # ... and the cached part grows in steps of 128 tokens
 
 
-def _ok_mask(frame: pd.DataFrame) -> pd.Series:
-    return frame["status"].eq("ok").fillna(False).astype(bool)
-
-
 def _ok(frame: pd.DataFrame) -> pd.DataFrame:
-    return frame[_ok_mask(frame)]
-
-
-def _ok_priced(frame: pd.DataFrame, *columns: str) -> pd.DataFrame:
-    """The ok rows with `columns` and what pricing them reads: filtering every column of a million-row
-    table takes most of a second, each time."""
-    machine = () if "machine_s" in frame.columns else MACHINE_INPUTS
-    keep = [c for c in dict.fromkeys([*columns, *PRICE_INPUTS, *machine]) if c in frame.columns]
-    return _ok(frame[keep])
-
-
-def _flag(frame: pd.DataFrame, column: str) -> np.ndarray:
-    return frame[column].fillna(False).to_numpy(dtype=bool)
+    return frame[frame["status"].eq("ok").fillna(False).astype(bool)]
 
 
 def _floats(values: pd.Series) -> np.ndarray:
@@ -59,52 +46,86 @@ def _groups(frame: pd.DataFrame, by: Sequence[str]):
         yield dict(zip(by, key if isinstance(key, tuple) else (key,))), part
 
 
-def _is_machine(frame: pd.DataFrame, prices: PriceTable) -> np.ndarray:
-    kinds = {m: isinstance(resolve_price(prices, m)[1], MachinePrice) for m in frame["model"].dropna().unique()}
-    return frame["model"].astype(object).map(kinds).eq(True).to_numpy(dtype=bool)
+def _answered(rows: Rows, prices: PriceTable) -> duckdb.DuckDBPyRelation:
+    """The ok rows with `_hit` (a response-cache hit), `_batch` (sent through a batch) and `_machine` (priced by
+    machine time); a self-hosted request's machine time is its share of its whole phase (as `load_run` gives
+    it), shared before the filter."""
+    source = warehouse.relation(rows)
+    machines = machine_priced(source, prices)
+    if machines:
+        source = with_machine_time(source)
+    model = warehouse.text(source, "model")
+    is_machine = f"coalesce({model} IN ({', '.join(map(warehouse.literal, machines))}), false)" if machines else "false"
+    return warehouse.over(source, f"""
+        SELECT *, {warehouse.flag(source, 'cache_hit')} AS _hit, {warehouse.flag(source, 'batch')} AS _batch,
+               {is_machine} AS _machine
+        FROM {{rows}} WHERE coalesce({warehouse.text(source, 'status')} = 'ok', false)""")
 
 
-def response_cache_savings(frame: pd.DataFrame, prices: PriceTable, *, by: Sequence[str] = ("config_id",),
+def _priced_as(rows: duckdb.DuckDBPyRelation, prices: PriceTable, name: str,
+               **settings: str) -> duckdb.DuckDBPyRelation:
+    """`rows` with `name`: each row's USD (`pricing.priced`) were `settings` (column: SQL value) its values."""
+    changed = ", ".join(f"{value} AS {warehouse.quoted(column)}" for column, value in settings.items()
+                        if column in rows.columns)
+    added = "".join(f", {value} AS {warehouse.quoted(column)}" for column, value in settings.items()
+                    if column not in rows.columns)
+    source = warehouse.over(rows, f"SELECT *{f' REPLACE ({changed})' if changed else ''}{added} FROM {{rows}}")
+    return warehouse.over(priced(source, prices),
+                          f"SELECT * EXCLUDE (usd), usd AS {warehouse.quoted(name)} FROM {{rows}}")
+
+
+def _keys(rows: duckdb.DuckDBPyRelation, by: Sequence[str]) -> str:
+    """The group keys as text columns, for a SELECT list (empty for one group)."""
+    return "".join(f"{warehouse.text(rows, key)} AS {warehouse.quoted(key)}, " for key in by)
+
+
+def _order(by: Sequence[str]) -> str:
+    return f"ORDER BY {', '.join(map(warehouse.quoted, by))}" if by else ""
+
+
+def response_cache_savings(rows: Rows, prices: PriceTable, *, by: Sequence[str] = ("config_id",),
                            confidence: float = 0.95) -> pd.DataFrame:
     """Hits vs misses of the response cache per group, on ok rows: hit rate (Wilson interval),
-    mean e2e of hits and misses (bootstrap interval for misses), and cost paid vs without the cache.
+    mean e2e of hits and misses (bootstrap interval for misses), and cost paid vs without the cache
+    (counted in DuckDB).
 
-    A hit costs 0 (`price_requests`); without the cache it would have cost its own tokens at the
+    A hit costs 0 (`pricing.priced`); without the cache it would have cost its own tokens at the
     model's price, or for a machine-priced model the mean cost of the group's misses (a hit's e2e
     is the lookup time, not the time the model would have taken).
     """
-    ok = _ok_priced(frame, *by, "e2e_s")
-    paid = price_requests(ok, prices).to_numpy() if len(ok) else np.array([])
-    uncached = price_requests(ok.assign(cache_hit=False), prices).to_numpy() if len(ok) else np.array([])
-    hit, machine = _flag(ok, "cache_hit"), _is_machine(ok, prices)
-    rows = []
-    narrow = ok[list(dict.fromkeys([*by, "e2e_s"]))]  # grouping a copy of every column costs seconds
-    for key, part in _groups(narrow.assign(_paid=paid, _uncached=uncached, _hit=hit, _machine=machine), by):
-        hits, misses = part[part["_hit"]], part[~part["_hit"]]
-        would = part["_uncached"].to_numpy().copy()
-        miss_cost = float(misses["_paid"].mean()) if len(misses) else math.nan
-        would[(part["_hit"] & part["_machine"]).to_numpy()] = miss_cost
-        low, high = wilson_interval(len(hits), len(part), confidence)
-        miss_e2e = _floats(misses["e2e_s"])
-        miss_e2e = miss_e2e[~np.isnan(miss_e2e)]
-        e2e_low, e2e_high = bootstrap_mean_interval(miss_e2e, confidence)
-        saving = would - part["_paid"].to_numpy()
-        save_low, save_high = bootstrap_mean_interval(saving[~np.isnan(saving)], confidence)
-        usd_paid, usd_uncached = float(np.sum(part["_paid"])), float(np.sum(would))
-        rows.append(key | {
-            "requests": len(part), "hits": len(hits), "hit_rate": len(hits) / len(part),
-            "hit_rate_low": float(low), "hit_rate_high": float(high),
-            "e2e_hit_s": float(np.nanmean(_floats(hits["e2e_s"]))) if len(hits) else math.nan,
-            "e2e_miss_s": float(miss_e2e.mean()) if len(miss_e2e) else math.nan,
-            "e2e_miss_low": e2e_low, "e2e_miss_high": e2e_high,
-            "usd_paid": usd_paid, "usd_without_cache": usd_uncached, "usd_saved": usd_uncached - usd_paid,
-            "saved_share": (usd_uncached - usd_paid) / usd_uncached if usd_uncached > 0 else math.nan,
-            # a config answered only from the cache has no miss to price a hit by: unknown, not a warning
-            "usd_saved_per_1k": 1000 * float(np.nanmean(saving)) if (~np.isnan(saving)).any() else math.nan,
-            "usd_saved_per_1k_low": 1000 * save_low, "usd_saved_per_1k_high": 1000 * save_high,
-        })
-    rows = [r for r in rows if r["requests"]]
-    return pd.DataFrame(rows, columns=[*by, *_CACHE_COLUMNS])
+    ok = _answered(rows, prices)
+    costed = _priced_as(_priced_as(ok, prices, "_paid"), prices, "_uncached", cache_hit="false")
+    keys = [warehouse.quoted(key) for key in by]
+    match = " AND ".join(f"r.{key} IS NOT DISTINCT FROM g.{key}" for key in keys) or "TRUE"
+    per_row = warehouse.over(costed, f"""
+        WITH r AS (SELECT {_keys(costed, by)}_hit, _machine, _paid, _uncached,
+                          {warehouse.number(costed, 'e2e_s')} AS _e2e FROM {{rows}}),
+        g AS (SELECT {''.join(f'{key}, ' for key in keys)}avg(_paid) FILTER (WHERE NOT _hit) AS _miss_cost
+              FROM r GROUP BY ALL),
+        w AS (SELECT r.*, CASE WHEN _hit AND _machine THEN g._miss_cost ELSE _uncached END AS _would
+              FROM r JOIN g ON {match})
+        SELECT *, _would - _paid AS _saving FROM w""")
+    table = warehouse.over(per_row, f"""
+        SELECT {''.join(f'{key}, ' for key in keys)}count(*) AS requests, count(*) FILTER (WHERE _hit) AS hits,
+               avg(_e2e) FILTER (WHERE _hit) AS e2e_hit_s, avg(_e2e) FILTER (WHERE NOT _hit) AS e2e_miss_s,
+               coalesce(sum(_paid), 0.0) AS usd_paid, coalesce(sum(_would), 0.0) AS usd_without_cache,
+               1000 * avg(_saving) AS usd_saved_per_1k
+        FROM {{rows}} GROUP BY ALL HAVING count(*) > 0 {_order(by)}""").df()
+    table = table.astype({"requests": np.int64, "hits": np.int64})
+    table["hit_rate"] = table["hits"] / table["requests"]
+    table["hit_rate_low"], table["hit_rate_high"] = wilson_interval(table["hits"], table["requests"], confidence)
+    table["usd_saved"] = table["usd_without_cache"] - table["usd_paid"]
+    without = table["usd_without_cache"].to_numpy()
+    table["saved_share"] = np.where(without > 0, table["usd_saved"] / np.where(without > 0, without, 1), np.nan)
+    for value, low, high, scale in (("CASE WHEN NOT _hit THEN _e2e END", "e2e_miss_low", "e2e_miss_high", 1.0),
+                                    ("_saving", "usd_saved_per_1k_low", "usd_saved_per_1k_high", 1000.0)):
+        intervals = mean_intervals(per_row, by, value, confidence)
+        table = table.merge(intervals.drop(columns="n").rename(columns={"low": low, "high": high}), on=list(by),
+                            how="left") if by else table.assign(**{
+                                low: intervals["low"].iloc[0] if len(intervals) else math.nan,
+                                high: intervals["high"].iloc[0] if len(intervals) else math.nan})
+        table[[low, high]] = table[[low, high]].astype(float) * scale
+    return table[[*by, *_CACHE_COLUMNS]]
 
 
 _CACHE_COLUMNS = ("requests", "hits", "hit_rate", "hit_rate_low", "hit_rate_high", "e2e_hit_s", "e2e_miss_s",
@@ -121,76 +142,77 @@ def cacheable_tokens(shared_prefix_tokens: float | np.ndarray) -> float | np.nda
     return float(out) if out.ndim == 0 else out
 
 
-def prompt_caching_savings(frame: pd.DataFrame, prices: PriceTable, *,
-                           by: Sequence[str] = ("config_id",)) -> pd.DataFrame:
-    """What the cached input tokens the endpoint reported saved, per group, on ok rows with usage.
+def prompt_caching_savings(rows: Rows, prices: PriceTable, *, by: Sequence[str] = ("config_id",)) -> pd.DataFrame:
+    """What the cached input tokens the endpoint reported saved, per group, on ok rows with usage
+    (counted in DuckDB).
 
     Compares the cost as priced (cached tokens at the cached-input price) with the same rows
     with `cached_tokens = 0`.  `below_minimum_share` is the share of requests whose prompt is
     under 1,024 tokens, which OpenAI never caches.  Machine-priced models pay for time, not
     tokens: their saving is in TTFT (see `prefix_reuse`), so it is 0 here, with kind "machine".
     """
-    ok = _ok_priced(frame, *by)
-    ok = ok[ok["prompt_tokens"].notna()]
-    rows = []
-    if len(ok):
-        priced = price_requests(ok, prices).to_numpy()
-        full = price_requests(ok.assign(cached_tokens=0), prices).to_numpy()
-        machine = _is_machine(ok, prices)
-        narrow = ok[list(dict.fromkeys([*by, "prompt_tokens", "cached_tokens"]))]
-        for key, part in _groups(narrow.assign(_priced=priced, _full=full, _machine=machine), by):
-            prompt, cached = _floats(part["prompt_tokens"]), np.nan_to_num(_floats(part["cached_tokens"]))
-            paid, without = float(np.sum(part["_priced"])), float(np.sum(part["_full"]))
-            rows.append(key | {
-                "kind": "machine" if part["_machine"].all() else "tokens", "requests": len(part),
-                "prompt_tokens_mean": float(prompt.mean()), "cached_tokens": int(cached.sum()),
-                "cached_share": float(cached.sum() / prompt.sum()) if prompt.sum() else math.nan,
-                "below_minimum_share": float(np.mean(prompt < MIN_CACHEABLE_PROMPT_TOKENS)),
-                "usd_paid": paid, "usd_without_prompt_cache": without, "usd_saved": without - paid,
-                "saved_share": (without - paid) / without if without > 0 else math.nan,
-            })
-    return pd.DataFrame(rows, columns=[*by, "kind", "requests", "prompt_tokens_mean", "cached_tokens",
-                                       "cached_share", "below_minimum_share", "usd_paid",
-                                       "usd_without_prompt_cache", "usd_saved", "saved_share"])
+    ok = _answered(rows, prices)
+    ok = warehouse.over(ok, f"SELECT *, {warehouse.number(ok, 'prompt_tokens')} AS _prompt, "
+                            f"coalesce({warehouse.number(ok, 'cached_tokens')}, 0.0) AS _cached FROM {{rows}} "
+                            f"WHERE {warehouse.number(ok, 'prompt_tokens')} IS NOT NULL")
+    costed = _priced_as(_priced_as(ok, prices, "_paid"), prices, "_full", cached_tokens="0")
+    table = warehouse.over(costed, f"""
+        SELECT {_keys(costed, by)}CASE WHEN bool_and(_machine) THEN 'machine' ELSE 'tokens' END AS kind,
+               count(*) AS requests, avg(_prompt) AS prompt_tokens_mean, sum(_cached) AS cached_tokens,
+               CASE WHEN sum(_prompt) <> 0 THEN sum(_cached) / sum(_prompt) END AS cached_share,
+               avg(CASE WHEN _prompt < {MIN_CACHEABLE_PROMPT_TOKENS} THEN 1.0 ELSE 0.0 END) AS below_minimum_share,
+               coalesce(sum(_paid), 0.0) AS usd_paid, coalesce(sum(_full), 0.0) AS usd_without_prompt_cache
+        FROM {{rows}} GROUP BY ALL HAVING count(*) > 0 {_order(by)}""").df()
+    table = table.astype({"requests": np.int64, "cached_tokens": np.int64})
+    table["usd_saved"] = table["usd_without_prompt_cache"] - table["usd_paid"]
+    without = table["usd_without_prompt_cache"].to_numpy()
+    table["saved_share"] = np.where(without > 0, table["usd_saved"] / np.where(without > 0, without, 1), np.nan)
+    return table[[*by, "kind", "requests", "prompt_tokens_mean", "cached_tokens", "cached_share",
+                  "below_minimum_share", "usd_paid", "usd_without_prompt_cache", "usd_saved", "saved_share"]]
 
 
-def batch_savings(frame: pd.DataFrame, prices: PriceTable, *, by: Sequence[str] = ("config_id",),
+def batch_savings(rows: Rows, prices: PriceTable, *, by: Sequence[str] = ("config_id",),
                   turnaround_s: float | None = None) -> pd.DataFrame:
-    """Cost of the ok rows sent online vs through a Batch API (the price table's `batch_discount`).
+    """Cost of the ok rows sent online vs through a Batch API (the price table's `batch_discount`),
+    counted in DuckDB.
 
     Token-priced rows only: a self-hosted server has no batch price (run it with `frontier batch
     run` and it costs machine time: `turnaround_s` x USD per hour, split over the groups by their
     batch rows, in `machine_usd`).  `batch_rows` counts the rows that really went through a batch.
     """
-    ok = _ok_priced(frame, *by)
-    machine = _is_machine(ok, prices) if len(ok) else np.array([], dtype=bool)
-    tokens = ok[~machine]
-    rows = []
-    if len(tokens):
-        online = price_requests(tokens.assign(batch=False), prices).to_numpy()
-        batch = price_requests(tokens.assign(batch=True), prices).to_numpy()
-        for key, part in _groups(tokens[list(dict.fromkeys([*by, "batch"]))].assign(_online=online, _batch=batch), by):
-            usd_online, usd_batch = float(part["_online"].sum()), float(part["_batch"].sum())
-            rows.append(key | {"kind": "tokens", "requests": len(part), "batch_rows": int(_flag(part, "batch").sum()),
-                               "batch_discount": prices.batch_discount, "usd_online": usd_online,
-                               "usd_batch": usd_batch, "usd_saved": usd_online - usd_batch, "machine_usd": math.nan})
-    machine_batch_rows = int(_flag(ok[machine], "batch").sum()) if machine.any() else 0
-    for key, part in _groups(ok[machine], by) if machine.any() else ():
-        rate = resolve_price(prices, str(part["model"].iloc[0]))[1].usd_per_hour
-        share = _flag(part, "batch").sum() / machine_batch_rows if machine_batch_rows else 0.0
-        cost = turnaround_s * rate / 3600 * share if turnaround_s is not None and share else math.nan
-        rows.append(key | {"kind": "machine", "requests": len(part), "batch_rows": int(_flag(part, "batch").sum()),
-                           "batch_discount": 0.0, "usd_online": math.nan, "usd_batch": math.nan,
-                           "usd_saved": math.nan, "machine_usd": cost})
-    return pd.DataFrame(rows, columns=[*by, "kind", "requests", "batch_rows", "batch_discount", "usd_online",
-                                       "usd_batch", "usd_saved", "machine_usd"])
+    ok = _answered(rows, prices)
+    costed = _priced_as(_priced_as(ok, prices, "_online", batch="false"), prices, "_batched", batch="true")
+    tokens = warehouse.over(costed, f"""
+        SELECT {_keys(costed, by)}'tokens' AS kind, count(*) AS requests, count(*) FILTER (WHERE _batch) AS batch_rows,
+               {prices.batch_discount!r} AS batch_discount, coalesce(sum(_online), 0.0) AS usd_online,
+               coalesce(sum(_batched), 0.0) AS usd_batch
+        FROM {{rows}} WHERE NOT _machine GROUP BY ALL HAVING count(*) > 0 {_order(by)}""").df()
+    tokens["usd_saved"] = tokens["usd_online"] - tokens["usd_batch"]
+    tokens["machine_usd"] = math.nan
+    machine = warehouse.over(ok, f"""
+        SELECT {_keys(ok, by)}'machine' AS kind, count(*) AS requests, count(*) FILTER (WHERE _batch) AS batch_rows,
+               min({warehouse.text(ok, 'model')}) AS _model
+        FROM {{rows}} WHERE _machine GROUP BY ALL HAVING count(*) > 0 {_order(by)}""").df()
+    batched = machine["batch_rows"].sum()
+    hourly = np.array([resolve_price(prices, model)[1].usd_per_hour for model in machine["_model"]], dtype=float)
+    share = machine["batch_rows"].to_numpy() / batched if batched else np.zeros(len(machine))
+    machine = machine.drop(columns="_model").assign(
+        batch_discount=0.0, usd_online=math.nan, usd_batch=math.nan, usd_saved=math.nan,
+        machine_usd=np.where((share > 0) & (turnaround_s is not None), (turnaround_s or 0.0) * hourly / 3600 * share,
+                             np.nan))
+    columns = [*by, "kind", "requests", "batch_rows", "batch_discount", "usd_online", "usd_batch", "usd_saved",
+               "machine_usd"]
+    table = pd.concat([part[columns] for part in (tokens, machine) if len(part)], ignore_index=True)
+    return table.astype({"requests": np.int64, "batch_rows": np.int64}) if len(table) else pd.DataFrame(columns=columns)
 
 
-def batch_vs_online(batch: pd.DataFrame, online: pd.DataFrame, *, by: Sequence[str] = ("config_id",)) -> pd.DataFrame:
+def batch_vs_online(batch: Rows, online: Rows, *, by: Sequence[str] = ("config_id",)) -> pd.DataFrame:
     """The same requests (joined on request_id) answered through a batch and online: how many
     match, the share with identical output text, the accuracy of each and the online mean e2e."""
     cols = ["request_id", *by, "output_text", "correct", "status", "e2e_s"]
-    joined = _ok(batch)[cols].merge(_ok(online)[cols], on=["request_id", *by], suffixes=("_batch", "_online"))
+    answered = [_ok(store.frame_of(warehouse.relation(rows).select(*map(warehouse.quoted, cols))))
+                for rows in (batch, online)]
+    joined = answered[0].merge(answered[1], on=["request_id", *by], suffixes=("_batch", "_online"))
     rows = []
     for key, part in _groups(joined, by) if len(joined) else ():
         rows.append(key | {
@@ -207,75 +229,110 @@ def batch_vs_online(batch: pd.DataFrame, online: pd.DataFrame, *, by: Sequence[s
 PREFIX_KEY = ("endpoint", "model", "dataset", "prompt_variant")
 
 
-def mark_prefix_reuse(frame: pd.DataFrame) -> pd.DataFrame:
-    """`frame` with `prefix_shared`: did the previous request sent to the same endpoint (by
+def with_prefix_reuse(rows: Rows, *, keep_order: bool = False) -> duckdb.DuckDBPyRelation:
+    """`rows` with `prefix_shared`: did the previous request sent to the same endpoint (by
     `sequence`, within the run) use the same model, dataset and prompt variant, hence the same
     prompt prefix (instructions and few-shot examples)?  Null where the order the server saw is
     unknown: the first request, cache hits and batch rows (never reach the server in sequence),
-    and requests whose own or predecessor's concurrency is not 1.
+    and requests whose own or predecessor's concurrency is not 1.  A window in DuckDB; `keep_order`
+    keeps `rows`' order (a window does not).
     """
-    out = frame.copy(deep=False)  # copy-on-write: only the added column is new
-    # integer codes, nulls included as a value, so that rows compare as numbers
-    endpoint = out.groupby(["run_id", "endpoint"], dropna=False, sort=False).ngroup().to_numpy()
-    prefix = out.groupby(list(PREFIX_KEY[1:]), dropna=False, sort=False).ngroup().to_numpy()
-    sent = ~_flag(out, "cache_hit") & ~_flag(out, "batch") & out["sequence"].notna().to_numpy()
-    sequence = out["sequence"].astype("Float64").to_numpy(dtype=float, na_value=np.nan)
-    # the order each endpoint saw: positions of the sent rows by (endpoint, sequence), ties as sent
-    order = pd.DataFrame({"endpoint": endpoint, "sequence": sequence})[sent].sort_values(
-        ["endpoint", "sequence"], kind="stable").index.to_numpy()
-    serial = out["concurrency"].eq(1).fillna(False).to_numpy(dtype=bool)[order]
-    after = np.r_[False, endpoint[order][1:] == endpoint[order][:-1]]  # same endpoint as the row before
-    known = after & serial & np.r_[False, serial[:-1]]
-    shared = np.r_[False, prefix[order][1:] == prefix[order][:-1]]
-    values, missing = np.zeros(len(out), dtype=bool), np.ones(len(out), dtype=bool)
-    values[order[known]], missing[order[known]] = shared[known], False
-    out["prefix_shared"] = pd.arrays.BooleanArray(values, missing)
-    return out
+    source = warehouse.relation(rows)
+    text = {name: warehouse.text(source, name) if name in source.columns else "NULL"
+            for name in ("run_id", *PREFIX_KEY)}
+    serial = f"coalesce({warehouse.number(source, 'concurrency')} = 1, false)"
+    sent = (f"NOT {warehouse.flag(source, 'cache_hit')} AND NOT {warehouse.flag(source, 'batch')} "
+            f"AND {warehouse.number(source, 'sequence')} IS NOT NULL")
+    prefix = " AND ".join(f"_{name} IS NOT DISTINCT FROM _previous_{name}" for name in PREFIX_KEY[1:])
+    numbered = "SELECT row_number() OVER () AS _prefix_order, * FROM {rows}" if keep_order else "SELECT * FROM {rows}"
+    helpers = ", ".join(f"_{name}, _previous_{name}" for name in PREFIX_KEY[1:])
+    return warehouse.over(source, f"""
+        WITH numbered AS ({numbered}),
+        marked AS (SELECT *, {sent} AS _sent, {serial} AS _serial, {text['run_id']} AS _run_key,
+                          {text['endpoint']} AS _endpoint_key,
+                          {', '.join(f"{text[name]} AS _{name}" for name in PREFIX_KEY[1:])}
+                   FROM numbered),
+        ordered AS (SELECT *, lag(_serial) OVER w AS _previous_serial,
+                           {', '.join(f'lag(_{name}) OVER w AS _previous_{name}' for name in PREFIX_KEY[1:])}
+                    FROM marked WHERE _sent
+                    WINDOW w AS (PARTITION BY _run_key, _endpoint_key ORDER BY sequence))
+        SELECT * EXCLUDE (_sent, _serial, _run_key, _endpoint_key, _previous_serial, {helpers}
+                          {', _prefix_order' if keep_order else ''}),
+               CASE WHEN _serial AND _previous_serial THEN {prefix} END AS prefix_shared
+        FROM (SELECT * FROM ordered
+              UNION ALL BY NAME
+              SELECT * FROM marked WHERE NOT _sent)
+        {'ORDER BY _prefix_order' if keep_order else ''}""")
 
 
-def prefix_reuse_rows(frame: pd.DataFrame) -> pd.DataFrame:
+def mark_prefix_reuse(frame: pd.DataFrame) -> pd.DataFrame:
+    """`frame` with `prefix_shared` (`with_prefix_reuse`), on `frame`'s index."""
+    marked = with_prefix_reuse(frame, keep_order=True).select("prefix_shared").df()["prefix_shared"]
+    return frame.assign(prefix_shared=pd.array(marked.to_numpy(dtype=object), dtype="boolean"))
+
+
+# the rows a figure of shared against changed prefixes draws: at most this many of each, a seeded choice
+FIGURE_ROWS = 100_000
+
+
+def prefix_reuse_rows(rows: Rows, *, limit: int = FIGURE_ROWS) -> pd.DataFrame:
     """The ok timed rows whose `prefix_shared` is known, with `previous_prompt` = "shared prefix" or
-    "changed prefix" (a label for plots' hue)."""
-    marked = mark_prefix_reuse(frame)
-    # one copy of the kept rows (each filter of a million-row table copies every column)
-    keep = _ok_mask(marked) & marked["prefix_shared"].notna() & marked["ttft_s"].notna()
-    marked = marked[keep]
-    marked["previous_prompt"] = np.where(marked["prefix_shared"].to_numpy(dtype=bool), "shared prefix",
-                                         "changed prefix")
-    return marked
+    "changed prefix" (a label for plots' hue): at most `limit` of each label, a seeded choice made in DuckDB."""
+    marked = with_prefix_reuse(rows)
+    ok = f"coalesce({warehouse.text(marked, 'status')} = 'ok', false)"
+    timed = f"{warehouse.number(marked, 'ttft_s')} IS NOT NULL"
+    kept = warehouse.over(marked, f"""
+        SELECT * EXCLUDE (_order), CASE WHEN prefix_shared THEN 'shared prefix' ELSE 'changed prefix' END
+                                       AS previous_prompt
+        FROM (SELECT *, row_number() OVER (PARTITION BY prefix_shared
+                                           ORDER BY hash(request_id, sequence), request_id) AS _order
+              FROM {{rows}} WHERE {ok} AND prefix_shared IS NOT NULL AND {timed})
+        WHERE _order <= {int(limit)} ORDER BY sequence""")
+    shown = [c for c in ("config_id", *PREFIX_KEY, "sequence", "prompt_tokens", "ttft_s", "prefix_shared",
+                         "previous_prompt") if c in kept.columns]
+    return store.frame_of(kept.select(*map(warehouse.quoted, shown)))
 
 
-def prefix_reuse(frame: pd.DataFrame, *, by: Sequence[str] = ("model", "dataset", "prompt_variant"),
+def prefix_reuse(rows: Rows, *, by: Sequence[str] = ("model", "dataset", "prompt_variant"),
                  confidence: float = 0.95) -> pd.DataFrame:
-    """TTFT when the previous request shared the prompt prefix vs when it did not, per group.
+    """TTFT when the previous request shared the prompt prefix vs when it did not, per group (in DuckDB).
 
     A server that keeps the KV state of its last prompt (llama.cpp does) skips the shared
     prefix's prefill, so shared TTFT should be far lower.  Columns: n_shared, n_changed, mean
     and median TTFT of each, `ttft_saved_s` (difference of means) with a Welch t interval, and
     `speedup` (ratio of means); on ok timed rows with a known `prefix_shared`.
     """
-    marked = prefix_reuse_rows(frame)
-    rows = []
-    for key, part in _groups(marked, by) if len(marked) else ():
-        shared_mask = part["prefix_shared"].to_numpy(dtype=bool)
-        shared, changed = _floats(part["ttft_s"])[shared_mask], _floats(part["ttft_s"])[~shared_mask]
-        low = high = math.nan
-        if len(shared) >= 2 and len(changed) >= 2:
-            test = stats.ttest_ind(changed, shared, equal_var=False)
-            interval = test.confidence_interval(confidence)
-            low, high = float(interval.low), float(interval.high)
-        mean_s, mean_c = (float(x.mean()) if len(x) else math.nan for x in (shared, changed))
-        rows.append(key | {
-            "prompt_tokens_mean": float(np.nanmean(_floats(part["prompt_tokens"]))) if part["prompt_tokens"].notna().any() else math.nan,
-            "n_shared": len(shared), "n_changed": len(changed), "ttft_shared_s": mean_s, "ttft_changed_s": mean_c,
-            "ttft_shared_median_s": float(np.median(shared)) if len(shared) else math.nan,
-            "ttft_changed_median_s": float(np.median(changed)) if len(changed) else math.nan,
-            "ttft_saved_s": mean_c - mean_s, "ttft_saved_low": low, "ttft_saved_high": high,
-            "speedup": mean_c / mean_s if mean_s > 0 else math.nan,
-        })
-    return pd.DataFrame(rows, columns=[*by, "prompt_tokens_mean", "n_shared", "n_changed", "ttft_shared_s",
-                                       "ttft_changed_s", "ttft_shared_median_s", "ttft_changed_median_s",
-                                       "ttft_saved_s", "ttft_saved_low", "ttft_saved_high", "speedup"])
+    marked = with_prefix_reuse(rows)
+    ok = f"coalesce({warehouse.text(marked, 'status')} = 'ok', false)"
+    ttft = warehouse.number(marked, "ttft_s")
+    table = warehouse.over(marked, f"""
+        SELECT {_keys(marked, by)}avg({warehouse.number(marked, 'prompt_tokens')}) AS prompt_tokens_mean,
+               count(*) FILTER (WHERE prefix_shared) AS n_shared,
+               count(*) FILTER (WHERE NOT prefix_shared) AS n_changed,
+               avg(_ttft) FILTER (WHERE prefix_shared) AS ttft_shared_s,
+               avg(_ttft) FILTER (WHERE NOT prefix_shared) AS ttft_changed_s,
+               median(_ttft) FILTER (WHERE prefix_shared) AS ttft_shared_median_s,
+               median(_ttft) FILTER (WHERE NOT prefix_shared) AS ttft_changed_median_s,
+               var_samp(_ttft) FILTER (WHERE prefix_shared) AS _var_shared,
+               var_samp(_ttft) FILTER (WHERE NOT prefix_shared) AS _var_changed
+        FROM (SELECT *, {ttft} AS _ttft FROM {{rows}} WHERE {ok} AND prefix_shared IS NOT NULL AND {ttft} IS NOT NULL)
+        GROUP BY ALL HAVING count(*) > 0 {_order(by)}""").df()
+    table = table.astype({"n_shared": np.int64, "n_changed": np.int64})
+    table["ttft_saved_s"] = table["ttft_changed_s"] - table["ttft_shared_s"]
+    # Welch's interval of the difference of means, from each side's count and variance
+    n_changed, n_shared = table["n_changed"], table["n_shared"]
+    v_changed, v_shared = table["_var_changed"] / n_changed, table["_var_shared"] / n_shared
+    tested = (n_shared >= 2) & (n_changed >= 2)
+    with np.errstate(divide="ignore", invalid="ignore"):
+        df = (v_changed + v_shared) ** 2 / (v_changed**2 / (n_changed - 1) + v_shared**2 / (n_shared - 1))
+        half = stats.t.ppf((1 + confidence) / 2, df) * np.sqrt(v_changed + v_shared)
+    table["ttft_saved_low"] = np.where(tested, table["ttft_saved_s"] - half, np.nan)
+    table["ttft_saved_high"] = np.where(tested, table["ttft_saved_s"] + half, np.nan)
+    shared = table["ttft_shared_s"].to_numpy(dtype=float)
+    table["speedup"] = np.where(shared > 0, table["ttft_changed_s"] / np.where(shared > 0, shared, 1), np.nan)
+    return table[[*by, "prompt_tokens_mean", "n_shared", "n_changed", "ttft_shared_s", "ttft_changed_s",
+                  "ttft_shared_median_s", "ttft_changed_median_s", "ttft_saved_s", "ttft_saved_low",
+                  "ttft_saved_high", "speedup"]]
 
 
 @dataclass(frozen=True)

@@ -72,23 +72,22 @@ def config_summary(rows: Rows, prices: PriceTable, quantiles: Sequence[float] = 
     attributes = [c for c in CONFIG_ATTRIBUTES if c in source.columns and c not in by]
     costed = priced(source, prices)
     ok = f"coalesce({warehouse.text(costed, 'status')} = 'ok', false)"
-    at = ", ".join(repr(float(q)) for q in quantiles)
     keys = [f"{warehouse.text(costed, key)} AS {warehouse.quoted(key)}" for key in by]
-    latency = [(quantile_column(q, metric), f"_{metric}[{position}]") for position, q in enumerate(quantiles, start=1)
-               for metric in ("e2e_s", "ttft_s")]
     measures = warehouse.over(costed, f"""
-        SELECT * EXCLUDE (_e2e_s, _ttft_s), {', '.join(f'{found} AS {warehouse.quoted(name)}' for name, found in latency)}
-        FROM (SELECT {''.join(key + ', ' for key in keys)}
-                     {''.join(f'min({warehouse.text(costed, c)}) AS {warehouse.quoted(c)}, ' for c in attributes)}
-                     quantile_cont({warehouse.number(costed, 'e2e_s')}, [{at}]) FILTER (WHERE {ok}) AS _e2e_s,
-                     quantile_cont({warehouse.number(costed, 'ttft_s')}, [{at}]) FILTER (WHERE {ok}) AS _ttft_s,
-                     avg({warehouse.number(costed, 'prompt_tokens')}) FILTER (WHERE {ok}) AS mean_prompt_tokens,
-                     avg({warehouse.number(costed, 'completion_tokens')}) FILTER (WHERE {ok})
-                         AS mean_completion_tokens,
-                     coalesce(sum(usd), 0.0) AS usd_total, avg(usd) * 1000 AS usd_per_1k
-              FROM {{rows}} GROUP BY ALL)""").df()
-    measures = measures[[*by, *attributes, *(name for name, _ in latency), "mean_prompt_tokens",
-                         "mean_completion_tokens", "usd_total", "usd_per_1k"]]
+        SELECT {''.join(key + ', ' for key in keys)}
+               {''.join(f'min({warehouse.text(costed, c)}) AS {warehouse.quoted(c)}, ' for c in attributes)}
+               avg({warehouse.number(costed, 'prompt_tokens')}) FILTER (WHERE {ok}) AS mean_prompt_tokens,
+               avg({warehouse.number(costed, 'completion_tokens')}) FILTER (WHERE {ok}) AS mean_completion_tokens,
+               coalesce(sum(usd), 0.0) AS usd_total, avg(usd) * 1000 AS usd_per_1k
+        FROM {{rows}} GROUP BY ALL""").df()
+    for metric in ("e2e_s", "ttft_s"):  # exact quantiles in bounded memory (see `warehouse.quantiles`)
+        names = {f"q{position}": quantile_column(q, metric) for position, q in enumerate(quantiles)}
+        found = warehouse.quantiles(source, by, warehouse.number(source, metric), quantiles,
+                                    where=f"coalesce({warehouse.text(source, 'status')} = 'ok', false)")
+        measures = measures.merge(found.drop(columns="n").rename(columns=names), on=by, how="left")
+    latency = [quantile_column(q, metric) for q in quantiles for metric in ("e2e_s", "ttft_s")]
+    measures = measures[[*by, *attributes, *latency, "mean_prompt_tokens", "mean_completion_tokens", "usd_total",
+                         "usd_per_1k"]]
     summary = measures[[*by, *attributes]].merge(summary, on=by, how="right")
     return summary.merge(measures.drop(columns=attributes), on=by, how="left")
 

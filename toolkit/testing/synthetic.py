@@ -24,6 +24,7 @@ import pyarrow.parquet as pq
 
 from toolkit.errors import ParameterError
 from toolkit.schema import ARROW_SCHEMA, from_arrow
+from toolkit.warehouse import UNIQUE_REQUESTS
 
 
 @dataclass(frozen=True)
@@ -106,7 +107,8 @@ def write_synthetic_parquet(path: str | os.PathLike, n_rows: int, *, chunk_rows:
     and the send order runs through the file.
     """
     path = Path(path)
-    with pq.ParquetWriter(path, ARROW_SCHEMA, compression="zstd") as writer:
+    schema = ARROW_SCHEMA.with_metadata({UNIQUE_REQUESTS: b"true"})  # the ids are unique, as a finished run's are
+    with pq.ParquetWriter(path, schema, compression="zstd") as writer:
         for k, start in enumerate(range(0, n_rows, chunk_rows)):
             table = synthetic_table(min(chunk_rows, n_rows - start), seed=seed + k)
             moved = {
@@ -118,7 +120,8 @@ def write_synthetic_parquet(path: str | os.PathLike, n_rows: int, *, chunk_rows:
             }
             for name, values in moved.items():
                 table = table.set_column(table.schema.get_field_index(name), ARROW_SCHEMA.field(name), values)
-            writer.write_table(table, row_group_size=min(chunk_rows, 1_000_000))
+            writer.write_table(table.replace_schema_metadata(schema.metadata),
+                               row_group_size=min(chunk_rows, 1_000_000))
     return path
 
 
