@@ -239,6 +239,7 @@ def main() -> int:
     record = Recorder()
     peaks: dict[str, float] = {}
     failed: dict[str, str] = {}
+    errors: dict[str, str] = {}
     started = time.perf_counter()
     with tempfile.TemporaryDirectory() as tmp:
         run_dir = Path(tmp) / "scale"
@@ -256,6 +257,10 @@ def main() -> int:
             except OverMemory as exc:
                 failed[name], peaks[name] = str(exc), limit_mb
                 print(f"{name:<18} {exc}", flush=True)
+                continue
+            except RuntimeError as exc:  # its traceback is above; the other notebooks still run
+                errors[name] = str(exc)
+                print(f"{name:<18} failed: {exc}", flush=True)
                 continue
             record.rows += notebook_rows
             print(f"{name:<18} peak RSS {peaks[name]:.0f} MB", flush=True)
@@ -281,8 +286,9 @@ def main() -> int:
         "rows": rows, "only": args.only, "analyses_s": analyses_s, "load_s": load_s, "figure_s": figure_s,
         "total_s": round(analyses_s + load_s + figure_s, 2), "peak_rss_mb": round(peak, 1),
         "setup_peak_rss_mb": round(peaks["setup"], 1), "target_s": target_s, "target_mb": target_mb,
-        "met": {"time": not failed and analyses_s <= target_s, "memory": not failed and peak <= target_mb},
-        "killed_over_memory": failed, "notebooks": by_notebook, "steps": record.rows}, quick=rows < 1_000_000)
+        "met": {"time": not failed and not errors and analyses_s <= target_s,
+                "memory": not failed and not errors and peak <= target_mb},
+        "killed_over_memory": failed, "failed": errors, "notebooks": by_notebook, "steps": record.rows}, quick=rows < 1_000_000)
     return 0
 
 
