@@ -58,7 +58,8 @@ def with_machine_time(rows: Rows, *, keep_order: bool = False) -> duckdb.DuckDBP
     answers without times share their batch's span equally.  Response-cache hits use no machine time.
     A missing run_id or endpoint groups with an empty one.  The spans are summed per group in DuckDB
     and joined back, so `rows` may be a whole run on disk; `keep_order` keeps `rows`' order (a join
-    does not), for a caller that lines the result up with a DataFrame.
+    does not), for a caller that lines the result up with a DataFrame.  The spans are computed when this
+    is called (a pass over `rows`); the shares when the result is read.
     """
     source = warehouse.relation(rows)
     columns = set(source.columns)
@@ -82,23 +83,22 @@ def with_machine_time(rows: Rows, *, keep_order: bool = False) -> duckdb.DuckDBP
     rule_type = "ENUM(" + ", ".join(warehouse.literal(name) for name in MACHINE_RULES) + ")"
     numbered = "SELECT row_number() OVER () AS _machine_order, * FROM {rows}" if keep_order else "SELECT * FROM {rows}"
     helpers = "_e2e, _hit, _sent, _work, _run_key, _endpoint_key, _phase, _by_batch, _by_phase"
-    return warehouse.over(source, f"""
-        WITH numbered AS ({numbered}),
-        marked AS (
-            SELECT *, {number('e2e_s')} AS _e2e, {flag('cache_hit')} AS _hit, {sent} AS _sent, {work} AS _work,
-                   {key('run_id')} AS _run_key, {key('endpoint')} AS _endpoint_key, {number('phase')} AS _phase
-            FROM numbered),
-        batched AS (SELECT *, {flag('batch')} AND _e2e IS NULL AND _sent IS NOT NULL AND NOT _hit AS _by_batch
-                    FROM marked),
-        ruled AS (SELECT *, _phase IS NOT NULL AND _sent IS NOT NULL AND NOT _by_batch AS _by_phase FROM batched),
-        phases AS (
-            SELECT _run_key, _endpoint_key, _phase,
-                   max(_sent + greatest(coalesce(_e2e, 0), 0)) - min(_sent) AS _wall,
-                   sum(CASE WHEN _hit THEN 0 ELSE coalesce(_work, 0) END) AS _busy
-            FROM ruled WHERE _by_phase GROUP BY ALL),
-        batches AS (
-            SELECT _run_key, _endpoint_key, (max(_sent) - min(_sent)) / count(*) AS _batch_share
-            FROM ruled WHERE _by_batch GROUP BY ALL)
+    marked = warehouse.over(source, f"""
+        SELECT *, _phase IS NOT NULL AND _sent IS NOT NULL AND NOT _by_batch AS _by_phase
+        FROM (SELECT *, {flag('batch')} AND _e2e IS NULL AND _sent IS NOT NULL AND NOT _hit AS _by_batch
+              FROM (SELECT *, {number('e2e_s')} AS _e2e, {flag('cache_hit')} AS _hit, {sent} AS _sent,
+                           {work} AS _work, {key('run_id')} AS _run_key, {key('endpoint')} AS _endpoint_key,
+                           {number('phase')} AS _phase
+                    FROM ({numbered})))""")
+    # the spans per phase and per batch are a few rows, joined back in one streaming pass
+    phases = warehouse.over(marked, """
+        SELECT _run_key, _endpoint_key, _phase, max(_sent + greatest(coalesce(_e2e, 0), 0)) - min(_sent) AS _wall,
+               sum(CASE WHEN _hit THEN 0 ELSE coalesce(_work, 0) END) AS _busy
+        FROM {rows} WHERE _by_phase GROUP BY ALL""").df()
+    batches = warehouse.over(marked, """
+        SELECT _run_key, _endpoint_key, (max(_sent) - min(_sent)) / count(*) AS _batch_share
+        FROM {rows} WHERE _by_batch GROUP BY ALL""").df()
+    return warehouse.over(marked, f"""
         SELECT r.* EXCLUDE ({helpers}{', _machine_order' if keep_order else ''}),
                CASE WHEN r._hit THEN 0.0
                     WHEN r._by_batch THEN b._batch_share
@@ -108,10 +108,11 @@ def with_machine_time(rows: Rows, *, keep_order: bool = False) -> duckdb.DuckDBP
                     ELSE r._e2e END AS machine_s,
                CAST(CASE WHEN r._hit THEN 'cache_hit' WHEN r._by_batch THEN 'batch' WHEN r._by_phase THEN 'phase'
                          ELSE 'e2e' END AS {rule_type}) AS machine_rule
-        FROM ruled r
-        LEFT JOIN phases p ON r._by_phase AND p._run_key = r._run_key AND p._endpoint_key = r._endpoint_key
-                              AND p._phase = r._phase
-        LEFT JOIN batches b ON r._by_batch AND b._run_key = r._run_key AND b._endpoint_key = r._endpoint_key
+        FROM {{rows}} r
+        LEFT JOIN {warehouse.inline(phases.astype({'_phase': float, '_wall': float, '_busy': float}), 'p')}
+            ON r._by_phase AND p._run_key = r._run_key AND p._endpoint_key = r._endpoint_key AND p._phase = r._phase
+        LEFT JOIN {warehouse.inline(batches.astype({'_batch_share': float}), 'b')}
+            ON r._by_batch AND b._run_key = r._run_key AND b._endpoint_key = r._endpoint_key
         {'ORDER BY r._machine_order' if keep_order else ''}""")
 
 

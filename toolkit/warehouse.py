@@ -142,6 +142,29 @@ def literal(value: str | None) -> str:
     return "NULL" if value is None else "'" + str(value).replace("'", "''") + "'"
 
 
+def inline(frame: pd.DataFrame, alias: str) -> str:
+    """A small table (a few hundred rows of per-group numbers) as a SQL subquery named `alias`, to join a large
+    relation to in one streaming pass: a CTE read twice is materialized whole, every row of it."""
+    def value(item: object, kind: str) -> str:
+        if item is None or (isinstance(item, float) and np.isnan(item)) or item is pd.NA:
+            return f"CAST(NULL AS {kind})"
+        if kind == "DOUBLE":
+            return f"CAST('{float(item)!r}' AS DOUBLE)"
+        if kind == "BOOLEAN":
+            return "true" if item else "false"
+        return str(int(item)) if kind == "BIGINT" else literal(str(item))
+    kinds = {column: "BOOLEAN" if pd.api.types.is_bool_dtype(dtype) else "BIGINT"
+             if pd.api.types.is_integer_dtype(dtype) else "DOUBLE" if pd.api.types.is_float_dtype(dtype) else "VARCHAR"
+             for column, dtype in frame.dtypes.items()}
+    names = ", ".join(map(quoted, frame.columns))
+    if frame.empty:
+        empty = ", ".join(f"CAST(NULL AS {kind}) AS {quoted(column)}" for column, kind in kinds.items())
+        return f"(SELECT {empty} LIMIT 0) {alias}"
+    rows = ", ".join("(" + ", ".join(value(item, kinds[column]) for column, item in zip(frame.columns, row)) + ")"
+                     for row in frame.itertuples(index=False))
+    return f"(VALUES {rows}) {alias}({names})"
+
+
 def replaced(rows: Rows, column: str, mapping: Mapping[str, str]) -> duckdb.DuckDBPyRelation:
     """`rows` with the text values of `column` that `mapping` names replaced (the others as they are)."""
     source = relation(rows)

@@ -75,34 +75,50 @@ def bootstrap_mean_interval(values: np.ndarray, confidence: float = 0.95, *, n_r
 
 def mean_intervals(rows: Rows, by: Sequence[str], value: str, confidence: float = 0.95, *,
                    n_resamples: int = 2000, seed: int = 0) -> pd.DataFrame:
-    """Per group of `by` (text keys): n and the `bootstrap_mean_interval` (low, high) of `value`, a SQL
-    expression over `rows` whose nulls are left out, from what DuckDB counts: each group's distinct values
-    and their counts, or, for a group whose bootstrap resamples strata (many rows of many values), the size,
-    mean and variance of each of its `STRATA` equal parts of its sorted values, so pandas never holds the
-    values of a large group.  Groups with no value are left out."""
+    """Per group of `by` (text keys): n and a percentile bootstrap interval (low, high) of the mean of `value`,
+    a SQL expression over `rows` whose nulls are left out; groups with no value are left out.
+
+    What DuckDB returns per group stays bounded: a group of at most `MAX_RESAMPLED_VALUES` / `n_resamples`
+    values, or of at most about 2 x `MAX_LEVELS` distinct values (a HyperLogLog estimate decides), comes as
+    its distinct values and their counts, and gets exactly `bootstrap_mean_interval` of its values.  A larger
+    group of more values, whose bootstrap resamples strata anyway, comes as `STRATA` strata of equal width
+    between its smallest and largest value (size, mean and variance of each, one pass without a sort): the
+    resampled means keep their exact mean and variance, and at thousands of values their shape is the
+    normal one whatever the strata.
+    """
     source = warehouse.relation(rows)
     keys = [warehouse.quoted(key) for key in by]
     listed = "".join(f"{key}, " for key in keys)
-    match = " AND ".join(f"v.{key} IS NOT DISTINCT FROM g.{key}" for key in keys) or "TRUE"
-    picked = ", ".join(f"{warehouse.text(source, key)} AS {warehouse.quoted(key)}" for key in by)
-    tagged = warehouse.over(source, f"""
-        WITH v AS (SELECT {picked + ', ' if picked else ''}CAST({value} AS DOUBLE) AS _value FROM {{rows}}
-                   WHERE {value} IS NOT NULL AND NOT isnan(CAST({value} AS DOUBLE))),
-        g AS (SELECT {listed}count(*) * {int(n_resamples)} > {MAX_RESAMPLED_VALUES}
-                                 AND count(DISTINCT _value) > {MAX_LEVELS} AS _strata
-              FROM v GROUP BY ALL)
-        SELECT v.*, g._strata FROM v JOIN g ON {match}""")
     order = f"ORDER BY {', '.join(keys)}" if keys else ""
+    picked = "".join(f"{warehouse.text(source, key)} AS {warehouse.quoted(key)}, " for key in by)
+    number = f"CAST({value} AS DOUBLE)"
+    values = warehouse.over(source, f"SELECT {picked}{number} AS _value FROM {{rows}} "
+                                    f"WHERE {number} IS NOT NULL AND NOT isnan({number})")
+    groups = warehouse.over(values, f"""
+        SELECT {listed}count(*) AS n, approx_count_distinct(_value) AS levels, min(_value) AS low,
+               max(_value) AS high
+        FROM {{rows}} GROUP BY ALL HAVING count(*) > 0 {order}""").df()
+    if groups.empty:
+        return pd.DataFrame(columns=[*by, "n", "low", "high"])
+    stratified = (groups["n"] * n_resamples > MAX_RESAMPLED_VALUES) & (groups["levels"] > 2 * MAX_LEVELS)
+    table = ", ".join("(" + ", ".join([*(warehouse.literal(None if pd.isna(row[key]) else row[key]) for key in by),
+                                       "true" if strata else "false", f"CAST('{float(row['low'])!r}' AS DOUBLE)",
+                                       f"CAST('{float(row['high'])!r}' AS DOUBLE)"]) + ")"
+                      for (_, row), strata in zip(groups.iterrows(), stratified))
+    names = ", ".join([*keys, "_strata", "_low", "_high"])
+    match = " AND ".join(f"v.{key} IS NOT DISTINCT FROM g.{key}" for key in keys) or "TRUE"
+    tagged = warehouse.over(values, f"SELECT v.*, g._strata, g._low, g._high FROM {{rows}} v "
+                                    f"JOIN (VALUES {table}) g({names}) ON {match}")
     counted = warehouse.over(tagged, f"""
         SELECT {listed}list(_value ORDER BY _value) AS levels, list(n ORDER BY _value) AS counts
         FROM (SELECT {listed}_value, count(*) AS n FROM {{rows}} WHERE NOT _strata GROUP BY ALL)
         GROUP BY ALL HAVING count(*) > 0 {order}""").df()
-    stratified = warehouse.over(tagged, f"""
+    strata = warehouse.over(tagged, f"""
         SELECT {listed}list(size ORDER BY stratum) AS sizes, list(total ORDER BY stratum) AS totals,
                list(squares ORDER BY stratum) AS squares
         FROM (SELECT {listed}stratum, count(*) AS size, sum(_value) AS total, sum(_value * _value) AS squares
-              FROM (SELECT *, ntile({STRATA}) OVER ({'PARTITION BY ' + ', '.join(keys) if keys else ''}
-                                                     ORDER BY _value) AS stratum
+              FROM (SELECT *, least(CAST(floor(coalesce((_value - _low) / nullif(_high - _low, 0), 0) * {STRATA})
+                                         AS BIGINT), {STRATA - 1}) AS stratum
                     FROM {{rows}} WHERE _strata)
               GROUP BY ALL)
         GROUP BY ALL HAVING count(*) > 0 {order}""").df()
@@ -111,7 +127,7 @@ def mean_intervals(rows: Rows, by: Sequence[str], value: str, confidence: float 
         levels, counts = np.asarray(row.levels, dtype=float), np.asarray(row.counts, dtype=np.int64)
         found.append((*row[:len(by)], int(counts.sum()),
                       *bootstrap_counts_interval(levels, counts, confidence, n_resamples=n_resamples, seed=seed)))
-    for row in stratified.itertuples(index=False):
+    for row in strata.itertuples(index=False):
         sizes, totals, squares = (np.asarray(v, dtype=float) for v in (row.sizes, row.totals, row.squares))
         means = totals / sizes
         variances = np.maximum(squares / sizes - means**2, 0.0)

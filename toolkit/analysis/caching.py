@@ -97,14 +97,14 @@ def response_cache_savings(rows: Rows, prices: PriceTable, *, by: Sequence[str] 
     costed = _priced_as(_priced_as(ok, prices, "_paid"), prices, "_uncached", cache_hit="false")
     keys = [warehouse.quoted(key) for key in by]
     match = " AND ".join(f"r.{key} IS NOT DISTINCT FROM g.{key}" for key in keys) or "TRUE"
-    per_row = warehouse.over(costed, f"""
-        WITH r AS (SELECT {_keys(costed, by)}_hit, _machine, _paid, _uncached,
-                          {warehouse.number(costed, 'e2e_s')} AS _e2e FROM {{rows}}),
-        g AS (SELECT {''.join(f'{key}, ' for key in keys)}avg(_paid) FILTER (WHERE NOT _hit) AS _miss_cost
-              FROM r GROUP BY ALL),
-        w AS (SELECT r.*, CASE WHEN _hit AND _machine THEN g._miss_cost ELSE _uncached END AS _would
-              FROM r JOIN g ON {match})
-        SELECT *, _would - _paid AS _saving FROM w""")
+    narrow = warehouse.over(costed, f"SELECT {_keys(costed, by)}_hit, _machine, _paid, _uncached, "
+                                    f"{warehouse.number(costed, 'e2e_s')} AS _e2e FROM {{rows}}")
+    misses = warehouse.over(narrow, f"SELECT {''.join(f'{key}, ' for key in keys)}"
+                                    "avg(_paid) FILTER (WHERE NOT _hit) AS _miss_cost FROM {rows} GROUP BY ALL").df()
+    would = "CASE WHEN _hit AND _machine THEN g._miss_cost ELSE _uncached END"
+    per_row = warehouse.over(narrow, f"SELECT r.*, {would} AS _would, {would} - _paid AS _saving "
+                                     f"FROM {{rows}} r JOIN {warehouse.inline(misses.astype({'_miss_cost': float}), 'g')} "
+                                     f"ON {match}")
     table = warehouse.over(per_row, f"""
         SELECT {''.join(f'{key}, ' for key in keys)}count(*) AS requests, count(*) FILTER (WHERE _hit) AS hits,
                avg(_e2e) FILTER (WHERE _hit) AS e2e_hit_s, avg(_e2e) FILTER (WHERE NOT _hit) AS e2e_miss_s,

@@ -332,8 +332,10 @@ def headline(rows: Rows, prices: PriceTable, *, manifest: dict | None = None,
     when `target_accuracy` is None and V and E are given), and the chosen config's break-even accuracy
     (E + c) / (V + E) and expected value when V and E are given (NaN otherwise).  With `labels`
     (config id -> name, e.g. `present.config_labels`) every config goes by its name."""
-    frame = warehouse.replaced(rows, "config_id", labels or {})
-    summary = cost_summary(frame, prices, latency_quantile=latency_quantile)
+    # counted under the ids, then named: a name per row would cost a CASE on every row of every pass
+    summary = cost_summary(rows, prices, latency_quantile=latency_quantile)
+    summary = (summary.assign(config_id=summary["config_id"].map(lambda c: (labels or {}).get(c, c)))
+               .sort_values("config_id", ignore_index=True))
     choice = choose_best(summary, target_accuracy=target_accuracy, latency_budget_s=latency_budget_s,
                          latency_quantile=latency_quantile, value_usd=value_usd, error_cost_usd=error_cost_usd,
                          failure_cost_usd=failure_cost_usd)
@@ -346,10 +348,11 @@ def headline(rows: Rows, prices: PriceTable, *, manifest: dict | None = None,
                                                failure_cost_usd=failure_cost_usd))
         ev = float(expected_value(float(choice.row["accuracy"]), value_usd, error_cost_usd, cost,
                                   error_rate=rate, failure_cost_usd=failure_cost_usd))
-    return Headline(overview=run_overview(frame, manifest), summary=summary, choice=choice,
+    return Headline(overview=run_overview(rows, manifest), summary=summary, choice=choice,
                     value_usd=value_usd, error_cost_usd=error_cost_usd, break_even_accuracy=break_even,
-                    ev_usd=ev, prices=describe(prices, warehouse.distinct_texts(frame, "model")), frame=frame, labels=labels,
-                    failure_cost_usd=failure_cost_usd, rules=pricing_rules(frame, prices))
+                    ev_usd=ev, prices=describe(prices, warehouse.distinct_texts(warehouse.relation(rows), "model")),
+                    frame=warehouse.replaced(rows, "config_id", labels or {}), labels=labels,
+                    failure_cost_usd=failure_cost_usd, rules=pricing_rules(rows, prices))
 
 
 def top_configs(values: pd.DataFrame, *, by: str = "ev_usd", tie: str = "accuracy", limit: int = 5,
