@@ -197,6 +197,8 @@ def in_process(target: Callable, *args: object, limit_mb: float | None = None) -
     results = context.Queue()
     process = context.Process(target=target, args=(*args, results))
     process.start()
+    # the notebook's file name, not its path: the results are committed and a user's checkout lies elsewhere
+    what = f"{target.__name__}({args[0].name if isinstance(args[0], Path) else args[0]})"
     watched, seen_mb = psutil.Process(process.pid), 0.0
     while True:
         with contextlib.suppress(queue.Empty):
@@ -207,14 +209,14 @@ def in_process(target: Callable, *args: object, limit_mb: float | None = None) -
         if limit_mb is not None and seen_mb > limit_mb:
             process.kill()
             process.join()
-            raise OverMemory(f"{target.__name__}{args[:1]}: killed at {seen_mb:.0f} MB resident (limit {limit_mb:.0f} MB)")
+            raise OverMemory(f"{what}: killed at {seen_mb:.0f} MB resident (limit {limit_mb:.0f} MB)")
         if not process.is_alive() and results.empty():
             process.join()
-            raise RuntimeError(f"{target.__name__}{args[:1]} exited with code {process.exitcode}")
+            raise RuntimeError(f"{what} exited with code {process.exitcode}")
     rows, peak = return_value
     process.join()
     if process.exitcode != 0:
-        raise RuntimeError(f"{target.__name__}{args[:1]} exited with code {process.exitcode}")
+        raise RuntimeError(f"{what} exited with code {process.exitcode}")
     return rows, peak
 
 
