@@ -5,9 +5,9 @@ import pandas as pd
 import pyarrow.parquet as pq
 import pytest
 
-from toolkit import present, pricing, store
-from toolkit.analysis import accuracy, caching, cascade_study, frontier, latency, latency_model, load
-from toolkit.analysis.rows import run_overview
+from toolkit import present, pricing, store, warehouse
+from toolkit.analysis import accuracy, caching, cascade_study, frontier, latency, latency_fit, latency_model, load
+from toolkit.analysis.rows import run_overview, timed_mask
 from toolkit.machine_time import machine_seconds
 from toolkit.price_table import resolve_price
 from toolkit.schema import LABEL_COLUMNS, SETTING_COLUMNS, from_arrow
@@ -115,7 +115,7 @@ def test_a_fit_on_a_bounded_sample_stays_within_the_full_fit_interval(tmp_path):
 def test_percentiles_taken_in_duckdb_equal_numpy_on_the_whole_frame(whole):
     got = latency.percentiles(whole, by=("model", "concurrency"), metrics=("ttft_s", "e2e_s", "tpot_s", "itl_s"),
                               q=(0.5, 0.95, 0.99))
-    timed = latency.request_metrics(whole[latency.timed_mask(whole)])
+    timed = latency.request_metrics(whole[timed_mask(whole)])
     rows = []
     for (model, concurrency), part in timed.groupby(["model", "concurrency"], sort=True):
         gaps = np.concatenate([np.asarray(g, dtype=float) for g in part["tbt_s"] if g is not None and len(g)])
@@ -221,3 +221,37 @@ def test_caching_levers_counted_in_duckdb_over_the_files_equal_the_same_code_on_
     assert cache["hits"].to_dict() == hits[hits.index.isin(cache.index)].to_dict() and hits.sum() > 0
     shown = caching.prefix_reuse_rows(requests, limit=500)
     assert shown["previous_prompt"].value_counts().to_dict() == {"changed prefix": 500, "shared prefix": 500}
+
+
+def test_quantiles_of_several_values_equal_numpy_per_group_with_ties_nan_and_null_keys(monkeypatch):
+    generator = np.random.default_rng(3)
+    frame = pd.DataFrame({"key": generator.choice(["a", "b", None], 60_000),
+                          "x": np.round(generator.lognormal(size=60_000), 2),  # ties
+                          "y": np.where(generator.random(60_000) < 0.1, np.nan, generator.normal(size=60_000))})
+    frame.loc[frame["key"] == "b", "y"] = np.nan  # a group without values of y has no row for y
+    q = (0.0, 0.01, 0.5, 0.999, 1.0)
+    source = warehouse.relation(frame)
+    exact = warehouse.quantiles(source, ["key"], {"x": "x", "y": "y * 2"}, q)  # DuckDB's exact quantile
+    monkeypatch.setattr(warehouse, "EXACT_QUANTILE_VALUES", 0)  # as past memory: brackets from a t-digest
+    monkeypatch.setattr(warehouse, "QUANTILE_BRACKET", 1e-6)  # every bracket misses first and is widened
+    found = warehouse.quantiles(source, ["key"], {"x": "x", "y": "y * 2"}, q)
+    pd.testing.assert_frame_equal(found, exact, rtol=1e-13)
+    assert found[["key", "value"]].astype(object).where(found[["key", "value"]].notna(), None).values.tolist() == [
+        ["a", "x"], ["a", "y"], ["b", "x"], [None, "x"], [None, "y"]]
+    for row in found.itertuples():
+        part = frame[frame["key"].isna()] if row.key is None or pd.isna(row.key) else frame[frame["key"] == row.key]
+        values = (part["x"] if row.value == "x" else part["y"] * 2).dropna().to_numpy()
+        assert row.n == len(values)
+        np.testing.assert_allclose([getattr(row, f"q{i}") for i in range(len(q))], np.quantile(values, q), rtol=1e-13)
+    wide = warehouse.quantile_columns(found, ["key"], {"x": ["x_low", "x_mid", "x_p50", "x_high", "x_max"],
+                                                       "y": ["y0", "y1", "y2", "y3", "y4"]})
+    assert len(wide) == 3 and wide.loc[wide["key"] == "b", "y2"].isna().all()
+
+
+def test_latency_analyses_counted_in_duckdb_over_the_files_equal_the_same_code_on_the_loaded_frame(run_dir, whole):
+    requests = store.open_run(run_dir)  # no machine_s: the load sweep shares each phase's wall time over the whole run
+    for analysis in (lambda rows: latency.percentiles(rows, metrics=("ttft_s", "e2e_s", "tpot_s", "itl_s")),
+                     latency.decomposition, latency.latency_split, load.load_sweep,
+                     lambda rows: latency.goodput(rows, ttft_s=1.0, tpot_s=0.05, e2e_s=3.0, by=["model"])):
+        pd.testing.assert_frame_equal(analysis(requests), analysis(whole), rtol=1e-12)
+    assert latency_fit.observed_range(requests, "completion_tokens") == latency_fit.observed_range(whole, "completion_tokens")

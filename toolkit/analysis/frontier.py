@@ -80,11 +80,11 @@ def config_summary(rows: Rows, prices: PriceTable, quantiles: Sequence[float] = 
                avg({warehouse.number(costed, 'completion_tokens')}) FILTER (WHERE {ok}) AS mean_completion_tokens,
                coalesce(sum(usd), 0.0) AS usd_total, avg(usd) * 1000 AS usd_per_1k
         FROM {{rows}} GROUP BY ALL""").df()
-    for metric in ("e2e_s", "ttft_s"):  # exact quantiles in bounded memory (see `warehouse.quantiles`)
-        names = {f"q{position}": quantile_column(q, metric) for position, q in enumerate(quantiles)}
-        found = warehouse.quantiles(source, by, warehouse.number(source, metric), quantiles,
-                                    where=f"coalesce({warehouse.text(source, 'status')} = 'ok', false)")
-        measures = measures.merge(found.drop(columns="n").rename(columns=names), on=by, how="left")
+    metrics = ("e2e_s", "ttft_s")  # exact quantiles in bounded memory (see `warehouse.quantiles`)
+    found = warehouse.quantiles(source, by, {metric: warehouse.number(source, metric) for metric in metrics},
+                                quantiles, where=f"coalesce({warehouse.text(source, 'status')} = 'ok', false)")
+    measures = measures.merge(warehouse.quantile_columns(found, by, {
+        metric: [quantile_column(q, metric) for q in quantiles] for metric in metrics}), on=by, how="left")
     latency = [quantile_column(q, metric) for q in quantiles for metric in ("e2e_s", "ttft_s")]
     measures = measures[[*by, *attributes, *latency, "mean_prompt_tokens", "mean_completion_tokens", "usd_total",
                          "usd_per_1k"]]

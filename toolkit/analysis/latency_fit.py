@@ -16,7 +16,9 @@ import pandas as pd
 import statsmodels.api as sm
 from scipy import stats
 
-from toolkit.analysis.rows import group_keys, timed_mask
+from toolkit import warehouse
+from toolkit.analysis.rows import group_keys, timed_mask, timed_sql
+from toolkit.warehouse import Rows
 
 
 FIT_COLUMNS = (
@@ -303,7 +305,11 @@ def observed_scaling(frame: pd.DataFrame, *, by: str = "model", share: float = 0
     return out
 
 
-def observed_range(frame: pd.DataFrame, column: str) -> tuple[float, float]:
-    """(min, max) of a numeric column over timed rows, NaN when there are none: where fits are not extrapolation."""
-    values = pd.to_numeric(frame.loc[timed_mask(frame), column], errors="coerce").dropna()
-    return (float(values.min()), float(values.max())) if len(values) else (math.nan, math.nan)
+def observed_range(rows: Rows, column: str) -> tuple[float, float]:
+    """(min, max) of a numeric column over timed rows, NaN when there are none: where fits are not
+    extrapolation (found in DuckDB)."""
+    source = warehouse.relation(rows)
+    value = warehouse.number(source, column)
+    timed = timed_sql(source)
+    low, high = warehouse.over(source, f"SELECT min({value}), max({value}) FROM {{rows}} WHERE {timed}").fetchall()[0]
+    return (math.nan, math.nan) if low is None else (float(low), float(high))

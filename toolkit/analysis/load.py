@@ -4,92 +4,106 @@ from __future__ import annotations
 
 from collections.abc import Sequence
 
+import duckdb
 import numpy as np
 import pandas as pd
 
-from toolkit.analysis.rows import floats, group_keys, quantile_name, timed_mask
-from toolkit.machine_time import MACHINE_INPUTS, machine_seconds
+from toolkit import warehouse
+from toolkit.analysis.rows import group_keys, quantile_name, timed_sql
+from toolkit.machine_time import with_machine_time
+from toolkit.warehouse import Rows
 
 LOAD_GROUP = ("endpoint", "model", "prompt_variant", "max_tokens", "stop_sequences", "temperature",
               "response_cache")
+# the phase of a row collected without one: one per (run, endpoint, concurrency), numbered below every
+# recorded phase (those count up from 0) by a hash whose collisions are a few in 2^52
+_LEVEL_PHASE = "-1.0 - CAST(hash({run}, {endpoint}, {level}) % 4503599627370496 AS DOUBLE)"
 
 
-def _phase_seconds(frame: pd.DataFrame) -> tuple[np.ndarray, np.ndarray]:
-    """Each row's share of its phase's wall time (`machine_time.machine_seconds`) and how it was known:
-    "phase"; "level" for rows collected without a recorded phase (older runs, imports), taken as
-    one phase per run, endpoint and concurrency level (the collector has always sent one level at
-    a time, and llmperf does too); "hit" for response-cache hits (0 s: no machine time); "none"
-    where no send time makes a phase (NaN seconds)."""
-    if {"machine_s", "machine_rule"} <= set(frame.columns):  # load_run's, shared over the whole run
-        seconds = floats(frame["machine_s"]).copy()
-        rule = frame["machine_rule"].astype(object).to_numpy()
-    else:
-        machine = machine_seconds(frame)
-        seconds = machine["machine_s"].to_numpy(dtype=float, copy=True)
-        rule = machine["machine_rule"].astype(object).to_numpy()
-    how = np.where(rule == "phase", "phase", np.where(rule == "cache_hit", "hit", "none")).astype(object)
-    loose = rule == "e2e"
-    if loose.any():
-        # what machine_seconds and the levels read: a copy of every column of a million rows costs ~0.4 GB
-        part = frame.loc[loose, [c for c in (*MACHINE_INPUTS, "concurrency") if c in frame.columns]]
-        levels = part.groupby(["run_id", "endpoint", "concurrency"], dropna=False, sort=False).ngroup()
-        stand_in = machine_seconds(part.assign(phase=-1 - levels.to_numpy()))
-        phased = (stand_in["machine_rule"] == "phase").to_numpy()
-        seconds[loose] = np.where(phased, stand_in["machine_s"].to_numpy(dtype=float), np.nan)
-        how[loose] = np.where(phased, "level", "none")
-    seconds = np.where(how == "none", np.nan, seconds)
-    return seconds, how
+def _phase_totals(rows: Rows, keys: Sequence[str], level: str) -> pd.DataFrame:
+    """Per group of `keys`: n, n_ok, and over the rows whose machine time is known, `wall_s` (their shares
+    of their phases' wall time, `machine_time.with_machine_time`), `done` (ok rows) and `tokens` (their
+    output tokens), and `wall_rule`: how the seconds were known.  "phase"; "level" for rows collected
+    without a recorded phase (older runs, imports), taken as one phase per run, endpoint and concurrency
+    level (the collector has always sent one level at a time, and llmperf does too); response-cache hits
+    count with 0 s; rows with no send time to make a phase count in neither ("none" when no row has one).
+    Rows that carry `machine_s` (shares of a whole run, of which `rows` may be a part) keep them."""
+    timed = with_machine_time(rows)
+    ok = f"coalesce({warehouse.text(timed, 'status')} = 'ok', false)"
+    tokens = f"coalesce({warehouse.number(timed, 'completion_tokens')}, 0)"
+    picked = "".join(f"{warehouse.text(timed, key)} AS {warehouse.quoted(key)}, " for key in keys)
+    order = ", ".join(map(warehouse.quoted, keys))
+
+    def totals(source: duckdb.DuckDBPyRelation, known: str, extra: str = "") -> pd.DataFrame:
+        rule = warehouse.text(source, "machine_rule")  # a categorical's codes compare only with its values
+        known, extra = known.format(rule=rule), extra.format(rule=rule)
+        return warehouse.over(source, f"""
+            SELECT {picked}sum(machine_s) FILTER (WHERE {known}) AS wall_s,
+                   count(*) FILTER (WHERE {ok} AND {known}) AS done,
+                   coalesce(sum({tokens}) FILTER (WHERE {ok} AND {known}), 0) AS tokens,
+                   bool_or({rule} = 'phase') AS phased{extra}
+            FROM {{rows}} GROUP BY ALL ORDER BY {order}""").df()
+
+    table = totals(timed, "{rule} IN ('phase', 'cache_hit')",
+                   f", count(*) AS n, count(*) FILTER (WHERE {ok}) AS n_ok, "
+                   "count(*) FILTER (WHERE {rule} = 'e2e') AS loose")
+    table["wall_rule"] = np.where(table["phased"], "phase", "none")
+    if table["loose"].sum() > 0:
+        column = lambda name: warehouse.quoted(name) if name in timed.columns else "NULL"  # noqa: E731
+        phase = _LEVEL_PHASE.format(run=column("run_id"), endpoint=column("endpoint"), level=column("concurrency"))
+        loose = with_machine_time(warehouse.over(timed, f"""
+            SELECT * EXCLUDE (machine_s, machine_rule{', phase' if 'phase' in timed.columns else ''}), {phase} AS phase
+            FROM {{rows}} WHERE {warehouse.text(timed, 'machine_rule')} = 'e2e'"""))
+        levels = totals(loose, "{rule} = 'phase'")
+        table = table.merge(levels, on=list(keys), how="left", suffixes=("", "_level"))
+        table["wall_s"] = table[["wall_s", "wall_s_level"]].sum(axis=1, min_count=1)
+        table["done"] += table["done_level"].fillna(0).astype(np.int64)
+        table["tokens"] += table["tokens_level"].fillna(0.0)
+        leveled = table["phased_level"].fillna(False).astype(bool)
+        table["wall_rule"] = np.where(leveled, np.where(table["phased"], "level+phase", "level"), table["wall_rule"])
+    return table[[*keys, "n", "n_ok", "wall_s", "wall_rule", "done", "tokens"]]
 
 
-def load_sweep(frame: pd.DataFrame, *, by: str | Sequence[str] = LOAD_GROUP,
-               level: str = "concurrency") -> pd.DataFrame:
+def load_sweep(rows: Rows, *, by: str | Sequence[str] = LOAD_GROUP, level: str = "concurrency") -> pd.DataFrame:
     """What more requests in flight buy: per config group (`by`, every setting but the load) and
     `level`, the throughput against the latency it costs, and the knee.
 
     throughput_rps and throughput_tokens_per_s = requests (output tokens) completed over the wall
     time of the phases they ran in, first send to last byte, shared among a phase's requests as
-    `machine_time.machine_seconds` shares it (the same seconds a self-hosted request is priced by).
+    `machine_time.with_machine_time` shares it (the same seconds a self-hosted request is priced by).
     p50/p95 of ttft_s and e2e_s over the timed rows.  e2e_ratio and throughput_ratio are the
     factors from the previous level; `knee` marks the first level where p50 e2e grows by a larger
     factor than throughput_rps: past it, more in flight buys latency rather than throughput.
     Columns: keys, level, n, n_ok, wall_s,
-    wall_rule ("phase", "level" or "none": see `_phase_seconds`), throughput_rps,
+    wall_rule ("phase", "level", "level+phase" or "none": see `_phase_totals`), throughput_rps,
     throughput_tokens_per_s, p50_/p95_ ttft_s and e2e_s, e2e_ratio, throughput_ratio, knee.
+    Counted in DuckDB, groups in sorted order.
     """
-    keys = [k for k in group_keys(by) if k in frame.columns and k != level]
-    seconds, how = _phase_seconds(frame)
-    data = frame[[*keys, level, "status", "ttft_s", "e2e_s", "completion_tokens"]].copy()
-    data["_seconds"], data["_how"] = seconds, how
-    # completed: ok and inside a phase whose wall time is known, so that count and seconds match
-    data["_done"] = frame["status"].eq("ok").fillna(False).to_numpy(dtype=bool) & (how != "none")
-    data["_timed"] = timed_mask(frame).to_numpy(dtype=bool)
-    data["_tokens"] = np.where(data["_done"], np.nan_to_num(floats(frame["completion_tokens"])), 0.0)
-    columns = [*keys, level, "n", "n_ok", "wall_s", "wall_rule", "throughput_rps",
-               "throughput_tokens_per_s", "p50_ttft_s", "p95_ttft_s", "p50_e2e_s", "p95_e2e_s", "e2e_ratio",
-               "throughput_ratio", "knee"]
-    rows = []
-    for values, part in data.groupby([*keys, level], dropna=False, sort=True):
-        row = dict(zip([*keys, level], values))
-        wall = part["_seconds"].sum(min_count=1)
-        wall = wall if wall > 0 else np.nan
-        rules = sorted(set(part["_how"].unique()) - {"none", "hit"}) or ["none"]
-        row |= {"n": len(part), "n_ok": int(part["status"].eq("ok").fillna(False).sum()), "wall_s": wall,
-                "wall_rule": "+".join(rules), "throughput_rps": part["_done"].sum() / wall,
-                "throughput_tokens_per_s": part["_tokens"].sum() / wall}
-        timed = part[part["_timed"]]
-        for metric in ("ttft_s", "e2e_s"):
-            values_s = timed[metric].astype(float)
-            for q in (0.5, 0.95):
-                row[f"{quantile_name(q)}_{metric}"] = float(values_s.quantile(q)) if len(values_s) else np.nan
-        rows.append(row)
-    table = pd.DataFrame(rows, columns=columns)
+    source = warehouse.relation(rows)
+    keys = [k for k in group_keys(by) if k in source.columns and k != level]
+    table = _phase_totals(source, [*keys, level], level)
+    wall = table["wall_s"].astype(float)
+    table["wall_s"] = wall.where(wall > 0)
+    table["throughput_rps"] = table["done"] / table["wall_s"]
+    table["throughput_tokens_per_s"] = table["tokens"] / table["wall_s"]
+    timed = timed_sql(source)
+    q = (0.5, 0.95)
+    if len(table):
+        found = warehouse.quantiles(source, [*keys, level], {m: warehouse.number(source, m) for m in ("ttft_s", "e2e_s")},
+                                    q, where=timed)
+        table = table.merge(warehouse.quantile_columns(found, [*keys, level], {
+            m: [f"{quantile_name(p)}_{m}" for p in q] for m in ("ttft_s", "e2e_s")}), on=[*keys, level], how="left")
+    for column in ("p50_ttft_s", "p95_ttft_s", "p50_e2e_s", "p95_e2e_s"):
+        if column not in table.columns:
+            table[column] = np.nan
     # rows come sorted by group, then level: compare each level with the one before it
     group = table.groupby(keys, dropna=False, sort=False).ngroup() if keys else pd.Series(0, index=table.index)
     table["e2e_ratio"] = table["p50_e2e_s"] / table.groupby(group)["p50_e2e_s"].shift()
     table["throughput_ratio"] = table["throughput_rps"] / table.groupby(group)["throughput_rps"].shift()
     past = (table["e2e_ratio"] > table["throughput_ratio"]).astype(int)
     table["knee"] = (past == 1) & (past.groupby(group).cumsum() == 1)
-    return table
+    return table[[*keys, level, "n", "n_ok", "wall_s", "wall_rule", "throughput_rps", "throughput_tokens_per_s",
+                  "p50_ttft_s", "p95_ttft_s", "p50_e2e_s", "p95_e2e_s", "e2e_ratio", "throughput_ratio", "knee"]]
 
 
 def arrival_rates(phases: Sequence[dict]) -> pd.DataFrame:

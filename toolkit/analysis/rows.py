@@ -3,6 +3,7 @@ from __future__ import annotations
 
 from collections.abc import Callable, Sequence
 
+import duckdb
 import numpy as np
 import pandas as pd
 
@@ -14,11 +15,6 @@ from toolkit.warehouse import Rows
 def group_keys(by: str | Sequence[str]) -> list[str]:
     """A `by=` argument as a list of column names (one name or several)."""
     return [by] if isinstance(by, str) else list(by)
-
-
-def floats(series: pd.Series) -> np.ndarray:
-    """A column as float64 values, NaN where null or not a number."""
-    return pd.to_numeric(series, errors="coerce").astype("Float64").to_numpy(dtype=float, na_value=np.nan)
 
 
 def quantile_name(q: float) -> str:
@@ -37,6 +33,12 @@ def timed_mask(frame: pd.DataFrame) -> pd.Series:
     return ok & frame["ttft_s"].notna() & frame["e2e_s"].notna()
 
 
+def timed_sql(source: duckdb.DuckDBPyRelation) -> str:
+    """`timed_mask` in SQL over `source`: status ok with both `ttft_s` and `e2e_s` (NaN counts as missing)."""
+    return (f"coalesce({warehouse.text(source, 'status')} = 'ok', false) AND {warehouse.number(source, 'ttft_s')} "
+            f"IS NOT NULL AND {warehouse.number(source, 'e2e_s')} IS NOT NULL")
+
+
 def cache_hit_mask(frame: pd.DataFrame) -> pd.Series:
     """Rows the response cache answered (`cache_hit` true); all False when the column is absent."""
     if "cache_hit" not in frame.columns:
@@ -44,9 +46,12 @@ def cache_hit_mask(frame: pd.DataFrame) -> pd.Series:
     return frame["cache_hit"].astype("boolean").fillna(False).astype(bool)
 
 
-def model_answered(frame: pd.DataFrame) -> pd.DataFrame:
-    """The rows the model itself answered: response-cache hits left out (their time is a lookup's)."""
-    return frame.loc[~cache_hit_mask(frame)]
+def model_answered(rows: Rows) -> Rows:
+    """The rows the model itself answered: response-cache hits left out (their time is a lookup's); a
+    DataFrame's rows, or a relation over a relation."""
+    if isinstance(rows, pd.DataFrame):
+        return rows.loc[~cache_hit_mask(rows)]
+    return warehouse.over(rows, f"SELECT * FROM {{rows}} WHERE NOT {warehouse.flag(rows, 'cache_hit')}")
 
 
 def cache_hits(rows: Rows, *, id_col: str = "config_id") -> pd.DataFrame:
