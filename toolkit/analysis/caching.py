@@ -229,13 +229,14 @@ def batch_vs_online(batch: Rows, online: Rows, *, by: Sequence[str] = ("config_i
 PREFIX_KEY = ("endpoint", "model", "dataset", "prompt_variant")
 
 
-def with_prefix_reuse(rows: Rows, *, keep_order: bool = False) -> duckdb.DuckDBPyRelation:
+def with_prefix_reuse(rows: Rows, *, keep_order: bool = False, carry: str = "*") -> duckdb.DuckDBPyRelation:
     """`rows` with `prefix_shared`: did the previous request sent to the same endpoint (by
     `sequence`, within the run) use the same model, dataset and prompt variant, hence the same
     prompt prefix (instructions and few-shot examples)?  Null where the order the server saw is
     unknown: the first request, cache hits and batch rows (never reach the server in sequence),
     and requests whose own or predecessor's concurrency is not 1.  A window in DuckDB; `keep_order`
-    keeps `rows`' order (a window does not).
+    keeps `rows`' order (a window does not); `carry` (a SELECT list over `rows`) is what the result holds
+    beside `prefix_shared`: the window sorts all of it.
     """
     source = warehouse.relation(rows)
     text = {name: warehouse.text(source, name) if name in source.columns else "NULL"
@@ -243,26 +244,38 @@ def with_prefix_reuse(rows: Rows, *, keep_order: bool = False) -> duckdb.DuckDBP
     serial = f"coalesce({warehouse.number(source, 'concurrency')} = 1, false)"
     sent = (f"NOT {warehouse.flag(source, 'cache_hit')} AND NOT {warehouse.flag(source, 'batch')} "
             f"AND {warehouse.number(source, 'sequence')} IS NOT NULL")
-    prefix = " AND ".join(f"_{name} IS NOT DISTINCT FROM _previous_{name}" for name in PREFIX_KEY[1:])
     numbered = "SELECT row_number() OVER () AS _prefix_order, * FROM {rows}" if keep_order else "SELECT * FROM {rows}"
-    helpers = ", ".join(f"_{name}, _previous_{name}" for name in PREFIX_KEY[1:])
+    # the window sorts every sent row of a run and endpoint (one partition, one thread): it partitions by a hash
+    # of the keys and carries a hash of the prefix, 8 bytes each where the texts took some 100 (the marks of
+    # 10,000,000 rows: 2.2 s, against 8.1 s); prefixes whose hashes collide (a chance in 2^64) would count as one
     return warehouse.over(source, f"""
         WITH numbered AS ({numbered}),
-        marked AS (SELECT *, {sent} AS _sent, {serial} AS _serial, {text['run_id']} AS _run_key,
-                          {text['endpoint']} AS _endpoint_key,
-                          {', '.join(f"{text[name]} AS _{name}" for name in PREFIX_KEY[1:])}
+        marked AS (SELECT {carry}, {sent} AS _sent, {serial} AS _serial,
+                          hash({text['run_id']}, {text['endpoint']}) AS _place, sequence AS _sent_as,
+                          hash({', '.join(text[name] for name in PREFIX_KEY[1:])}) AS _prefix
+                          {', _prefix_order' if keep_order else ''}
                    FROM numbered),
-        ordered AS (SELECT *, lag(_serial) OVER w AS _previous_serial,
-                           {', '.join(f'lag(_{name}) OVER w AS _previous_{name}' for name in PREFIX_KEY[1:])}
+        ordered AS (SELECT *, lag(_serial) OVER w AS _previous_serial, lag(_prefix) OVER w AS _previous_prefix
                     FROM marked WHERE _sent
-                    WINDOW w AS (PARTITION BY _run_key, _endpoint_key ORDER BY sequence))
-        SELECT * EXCLUDE (_sent, _serial, _run_key, _endpoint_key, _previous_serial, {helpers}
+                    WINDOW w AS (PARTITION BY _place ORDER BY _sent_as))
+        SELECT * EXCLUDE (_sent, _serial, _place, _sent_as, _prefix, _previous_serial, _previous_prefix
                           {', _prefix_order' if keep_order else ''}),
-               CASE WHEN _serial AND _previous_serial THEN {prefix} END AS prefix_shared
+               CASE WHEN _serial AND _previous_serial THEN _prefix = _previous_prefix END AS prefix_shared
         FROM (SELECT * FROM ordered
               UNION ALL BY NAME
               SELECT * FROM marked WHERE NOT _sent)
         {'ORDER BY _prefix_order' if keep_order else ''}""")
+
+
+PREFIX_INPUTS = ("run_id", *PREFIX_KEY, "concurrency", "cache_hit", "batch", "sequence")  # what the marks read
+
+
+def _prefix_marked(rows: Rows, columns: Sequence[str]) -> duckdb.DuckDBPyRelation:
+    """`with_prefix_reuse` of `rows` narrowed to the columns the marks read and `columns`: the window sorts
+    every row it carries, so it carries no more than it must."""
+    source = warehouse.relation(rows)
+    kept = [c for c in dict.fromkeys([*PREFIX_INPUTS, *columns]) if c in source.columns]
+    return with_prefix_reuse(source.select(*map(warehouse.quoted, kept)))
 
 
 def mark_prefix_reuse(frame: pd.DataFrame) -> pd.DataFrame:
@@ -278,18 +291,23 @@ FIGURE_ROWS = 100_000
 def prefix_reuse_rows(rows: Rows, *, limit: int = FIGURE_ROWS) -> pd.DataFrame:
     """The ok timed rows whose `prefix_shared` is known, with `previous_prompt` = "shared prefix" or
     "changed prefix" (a label for plots' hue): at most `limit` of each label, a seeded choice made in DuckDB."""
-    marked = with_prefix_reuse(rows)
-    ok = f"coalesce({warehouse.text(marked, 'status')} = 'ok', false)"
-    timed = f"{warehouse.number(marked, 'ttft_s')} IS NOT NULL"
-    kept = warehouse.over(marked, f"""
-        SELECT * EXCLUDE (_order), CASE WHEN prefix_shared THEN 'shared prefix' ELSE 'changed prefix' END
-                                       AS previous_prompt
-        FROM (SELECT *, row_number() OVER (PARTITION BY prefix_shared
-                                           ORDER BY hash(request_id, sequence), request_id) AS _order
-              FROM {{rows}} WHERE {ok} AND prefix_shared IS NOT NULL AND {timed})
-        WHERE _order <= {int(limit)} ORDER BY sequence""")
-    shown = [c for c in ("config_id", *PREFIX_KEY, "sequence", "prompt_tokens", "ttft_s", "prefix_shared",
-                         "previous_prompt") if c in kept.columns]
+    source = warehouse.relation(rows)
+    ok = f"coalesce({warehouse.text(source, 'status')} = 'ok', false)"
+    timed = f"{warehouse.number(source, 'ttft_s')} IS NOT NULL"
+    # the window carries a rank and a flag, not the shown columns (texts cost it 10x); the chosen rows are the
+    # `limit` smallest ranks of each label, joined back to read their columns
+    marked = with_prefix_reuse(source, carry=f"hash(request_id, sequence) AS _rank, {ok} AND {timed} AS _shown")
+    chosen = warehouse.over(marked, f"SELECT prefix_shared, unnest(_ranks) AS _rank FROM (SELECT prefix_shared, "
+                                    f"min_by(_rank, _rank, {int(limit)}) AS _ranks FROM {{rows}} "
+                                    "WHERE _shown AND prefix_shared IS NOT NULL GROUP BY prefix_shared)")
+    shown = [c for c in ("config_id", *PREFIX_KEY, "sequence", "prompt_tokens", "ttft_s") if c in source.columns]
+    ranked = warehouse.over(source, f"SELECT {', '.join(map(warehouse.quoted, shown))}, "
+                                    f"hash(request_id, sequence) AS _rank FROM {{rows}} WHERE {ok} AND {timed}")
+    kept = warehouse.over(ranked.set_alias("ranked").join(chosen.set_alias("chosen"), "_rank"), """
+        SELECT * EXCLUDE (_rank), CASE WHEN prefix_shared THEN 'shared prefix' ELSE 'changed prefix' END
+                                      AS previous_prompt
+        FROM {rows} ORDER BY sequence""")
+    shown += ["prefix_shared", "previous_prompt"]
     return store.frame_of(kept.select(*map(warehouse.quoted, shown)))
 
 
@@ -302,7 +320,7 @@ def prefix_reuse(rows: Rows, *, by: Sequence[str] = ("model", "dataset", "prompt
     and median TTFT of each, `ttft_saved_s` (difference of means) with a Welch t interval, and
     `speedup` (ratio of means); on ok timed rows with a known `prefix_shared`.
     """
-    marked = with_prefix_reuse(rows)
+    marked = _prefix_marked(rows, ["status", "ttft_s", "prompt_tokens", *by])
     ok = f"coalesce({warehouse.text(marked, 'status')} = 'ok', false)"
     ttft = warehouse.number(marked, "ttft_s")
     table = warehouse.over(marked, f"""
