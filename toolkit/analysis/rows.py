@@ -76,7 +76,7 @@ def run_overview(rows: Rows, manifest: dict | None = None) -> pd.DataFrame:
     found = warehouse.over(source, f"""
         SELECT count(*), count(*) FILTER (WHERE {ok}),
                count(*) FILTER (WHERE {ok} AND correct IS NOT NULL),
-               count(*) FILTER (WHERE {ok} AND ttft_s IS NOT NULL AND e2e_s IS NOT NULL),
+               count(*) FILTER (WHERE {timed_sql(source)}),
                count(DISTINCT config_id), list(DISTINCT {model}), list(DISTINCT {dataset}),
                min(started_at), max(started_at), min({warehouse.text(source, 'run_id')})
         FROM {{rows}}""").fetchall()[0]
