@@ -1,7 +1,6 @@
 """Traffic analyses at scale: 07_traffic's analyses on a 10,000,000-row synthetic trace (1,000,000
-with --quick), written to Parquet by a child process and read back with Arrow-backed columns (the
-prefix block hashes and prompt hashes stay Arrow lists and strings, never Python objects), so the
-peak resident memory measured is reading plus analysing, not generating.
+with --quick), written to Parquet by a child process and analysed where it lies, through DuckDB (as 07
+reads a run with `open_run`), so the peak resident memory measured is the analyses', not the generator's.
 
 Targets (issue 12): under 60 s and under 2 GB peak resident memory on 2 cores.  The trace: a day of
 bursty arrivals (Poisson within minutes, the rate varying 4x over the day), lognormal prompt and
@@ -22,6 +21,7 @@ import pyarrow as pa
 import pyarrow.parquet as pq
 
 from _common import REPO, parse_args, write_result
+from toolkit import warehouse
 from toolkit.analysis import traffic
 from toolkit.analysis.caching import LeverPrices
 from toolkit.analysis.latency_model import main_group_model
@@ -68,17 +68,6 @@ def write_trace(path: Path, n: int) -> None:
     pq.write_table(synthetic_trace(n), path, row_group_size=1_000_000)
 
 
-def read_trace(path: Path) -> pd.DataFrame:
-    """Numbers and times as numpy columns, the list and string columns Arrow-backed."""
-    table = pq.read_table(path)
-    def arrow_backed(kind: pa.DataType) -> object:
-        return pd.ArrowDtype(kind) if pa.types.is_list(kind) or pa.types.is_string(kind) else None
-    # self_destruct frees each Arrow column once converted: the table and the frame never both exist whole
-    frame = table.to_pandas(types_mapper=arrow_backed, self_destruct=True, split_blocks=True)
-    pa.default_memory_pool().release_unused()  # hand the decoding buffers back to the system
-    return frame
-
-
 def main() -> int:
     args = parse_args(__doc__.splitlines()[0])
     rows = 1_000_000 if args.quick else 10_000_000
@@ -93,37 +82,33 @@ def main() -> int:
             raise SystemExit(f"generating the trace failed (exit {child.exitcode})")
         build_s = time.perf_counter() - built
         size_mb = path.stat().st_size / 2**20
-        loaded = time.perf_counter()
-        frame = read_trace(path)
-        load_s = time.perf_counter() - loaded
-    loaded_gb = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 2**20
-    steps: dict[str, float] = {}
+        trace = warehouse.connect().read_parquet(str(path))
+        steps: dict[str, float] = {}
 
-    def timed(name: str, step):
-        start = time.perf_counter()
-        out = step()
-        steps[name] = round(time.perf_counter() - start, 3)
-        return out
+        def timed(name: str, step):
+            start = time.perf_counter()
+            out = step()
+            steps[name] = round(time.perf_counter() - start, 3)
+            return out
 
-    started = time.perf_counter()
-    summary = timed("arrival_summary", lambda: traffic.arrival_summary(frame))
-    timed("arrivals", lambda: traffic.arrivals(frame))
-    timed("token_summary", lambda: traffic.token_summary(frame))
-    timed("sample_for_figures", lambda: frame.sample(n=min(rows, 200_000), random_state=0))
-    levers = timed("lever_savings", lambda: traffic.lever_savings(
-        frame, PRICES, requests_per_month=float(summary["requests_per_month"].iloc[0]), latency=fitted[0]))
-    analysis_s = time.perf_counter() - started
+        started = time.perf_counter()
+        summary = timed("arrival_summary", lambda: traffic.arrival_summary(trace))
+        timed("arrivals", lambda: traffic.arrivals(trace))
+        timed("token_summary", lambda: traffic.token_summary(trace))
+        timed("sample_for_figures", lambda: traffic.token_sample(trace))
+        levers = timed("lever_savings", lambda: traffic.lever_savings(
+            trace, PRICES, requests_per_month=float(summary["requests_per_month"].iloc[0]), latency=fitted[0]))
+        analysis_s = time.perf_counter() - started
     peak_gb = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 2**20
     result = {
-        "rows": rows, "build_s": round(build_s, 2), "parquet_mb": round(size_mb, 1), "load_s": round(load_s, 2),
-        "frame_mb": round(frame.memory_usage(deep=True).sum() / 2**20, 1), "analysis_s": round(analysis_s, 2), "steps_s": steps,
-        "peak_rss_gb": round(peak_gb, 3), "peak_rss_after_load_gb": round(loaded_gb, 3), "targets": {"analysis_s": TARGET_S, "peak_rss_gb": TARGET_GB},
+        "rows": rows, "build_s": round(build_s, 2), "parquet_mb": round(size_mb, 1),
+        "analysis_s": round(analysis_s, 2), "steps_s": steps,
+        "peak_rss_gb": round(peak_gb, 3), "targets": {"analysis_s": TARGET_S, "peak_rss_gb": TARGET_GB},
         "met": bool(analysis_s < TARGET_S and peak_gb < TARGET_GB) if not args.quick else None,
         "levers": levers[["lever", "saved_share", "touched_share"]].round(4).to_dict("records"),
     }
     write_result("traffic_scale", result, quick=args.quick)
-    print(f"{rows:,} rows: analyses {analysis_s:.1f} s, peak RSS {peak_gb:.2f} GB "
-          f"({loaded_gb:.2f} GB after reading {size_mb:.0f} MB of Parquet in {load_s:.1f} s)")
+    print(f"{rows:,} rows ({size_mb:.0f} MB of Parquet): analyses {analysis_s:.1f} s, peak RSS {peak_gb:.2f} GB")
     return 0 if args.quick or result["met"] else 1
 
 

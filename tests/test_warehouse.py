@@ -255,3 +255,16 @@ def test_latency_analyses_counted_in_duckdb_over_the_files_equal_the_same_code_o
                      lambda rows: latency.goodput(rows, ttft_s=1.0, tpot_s=0.05, e2e_s=3.0, by=["model"])):
         pd.testing.assert_frame_equal(analysis(requests), analysis(whole), rtol=1e-12)
     assert latency_fit.observed_range(requests, "completion_tokens") == latency_fit.observed_range(whole, "completion_tokens")
+
+
+def test_quantiles_of_heavily_tied_values_are_exact_past_the_memory_bound(monkeypatch):
+    # token counts: a bracket around a tied value holds a large share of the rows, which come as value counts
+    generator = np.random.default_rng(4)
+    frame = pd.DataFrame({"key": generator.choice(["a", "b"], 200_000),
+                          "tokens": generator.choice([1, 2, 87, 88, 512], 200_000, p=[.05, .05, .5, .3, .1])})
+    monkeypatch.setattr(warehouse, "EXACT_QUANTILE_VALUES", 0)
+    q = (0.0, 0.3, 0.5, 0.9, 0.99, 1.0)
+    found = warehouse.quantiles(warehouse.relation(frame), ["key"], {"tokens": "tokens"}, q)
+    for row in found.itertuples():
+        np.testing.assert_array_equal([getattr(row, f"q{i}") for i in range(len(q))],
+                                      np.quantile(frame.loc[frame["key"] == row.key, "tokens"], q))

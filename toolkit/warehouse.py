@@ -340,18 +340,28 @@ def quantiles(relation: duckdb.DuckDBPyRelation, by: Sequence[str], values: Mapp
         names = ", ".join([*keys, "_group", "_position", "_low", "_high"])
         match = " AND ".join(f"v.{key} IS NOT DISTINCT FROM b.{key}" for key in keys)
         inside = "(_low IS NULL OR _value >= _low) AND (_high IS NULL OR _value <= _high)"
+        # the values inside come as (value, count): a bracket of tied values (token counts) holds millions of rows
         parts = over(values_of, f"""
-            SELECT _group, _position, count(*) FILTER (WHERE _value < _low) AS below,
-                   list(_value ORDER BY _value) FILTER (WHERE {inside}) AS inside
-            FROM {{rows}} v JOIN (VALUES {table}) b({names}) ON {match} GROUP BY ALL""").fetchall()
+            SELECT _group, _position, coalesce(sum(_count) FILTER (WHERE NOT _inside), 0) AS below,
+                   list(_value ORDER BY _value) FILTER (WHERE _inside) AS inside,
+                   list(_count ORDER BY _value) FILTER (WHERE _inside) AS counts
+            FROM (SELECT _group, _position, {inside} AS _inside, CASE WHEN {inside} THEN _value END AS _value,
+                         count(*) AS _count
+                  FROM {{rows}} v JOIN (VALUES {table}) b({names}) ON {match}
+                  WHERE _value < _low OR ({inside}) GROUP BY ALL)
+            GROUP BY _group, _position""").fetchall()
         missed = []
-        for group, position, below, inside in parts:
+        for group, position, below, inside, counts in parts:
             rank = q[position] * (counted.at[group, "n"] - 1)
             first, last = int(np.floor(rank)) - below, int(np.ceil(rank)) - below
-            if 0 <= first and last < len(inside or ()):
-                found[group, position] = inside[first] + (inside[last] - inside[first]) * (rank - np.floor(rank))
+            ends = np.cumsum(counts or [])  # the values at 0-based positions below ends[i] are inside[i] or less
+            if 0 <= first and len(ends) and last < ends[-1]:
+                low, high = (inside[int(np.searchsorted(ends, at, side="right"))] for at in (first, last))
+                found[group, position] = low + (high - low) * (rank - np.floor(rank))
             else:
                 missed.append((group, position))
+        # a bracket with no value below or inside it has no row in `parts`
+        missed += sorted(set(pending) - {(group, position) for group, position, *_ in parts})
         if not missed:
             break
         width *= 8
