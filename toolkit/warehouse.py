@@ -322,7 +322,10 @@ def quantiles(relation: duckdb.DuckDBPyRelation, by: Sequence[str], values: Mapp
     values_of = over(measured, f"SELECT * FROM {{rows}} UNPIVOT (_value FOR value IN ({', '.join(map(quoted, values))}))")
     order = f"ORDER BY {', '.join(keys)}"
     width = QUANTILE_BRACKET
-    bounds = sorted({min(max(p + step, 0.0), 1.0) for p in q for step in (-width, width)})
+    # the t-digest is asked for the brackets of three widths at once: a bracket that misses is widened 8x without
+    # another pass over every value (at 10,000,000 rows its rank error near a median can pass 0.002)
+    steps = [sign * width * 8**widening for widening in range(3) for sign in (-1, 1)]
+    bounds = sorted({min(max(p + step, 0.0), 1.0) for p in q for step in steps})
     counted = over(values_of, f"SELECT {listed}count(*) AS n, approx_quantile(_value, CAST({bounds} AS FLOAT[])) AS _approx "
                               f"FROM {{rows}} GROUP BY ALL {order}").df()
     found = np.full((len(counted), len(q)), np.nan)
@@ -366,9 +369,10 @@ def quantiles(relation: duckdb.DuckDBPyRelation, by: Sequence[str], values: Mapp
             break
         width *= 8
         bounds = sorted({min(max(q[position] + step, 0.0), 1.0) for _, position in missed for step in (-width, width)})
-        again = over(values_of, f"SELECT {listed}approx_quantile(_value, CAST({bounds} AS FLOAT[])) AS _approx "
-                                f"FROM {{rows}} GROUP BY ALL {order}").df()
-        approx = {bound: [row[position] for row in again["_approx"]] for position, bound in enumerate(bounds)}
+        if not set(bounds) <= set(approx):
+            again = over(values_of, f"SELECT {listed}approx_quantile(_value, CAST({bounds} AS FLOAT[])) AS _approx "
+                                    f"FROM {{rows}} GROUP BY ALL {order}").df()
+            approx = {bound: [row[position] for row in again["_approx"]] for position, bound in enumerate(bounds)}
         pending = missed
     table = counted.drop(columns="_approx")
     for position in range(len(q)):
