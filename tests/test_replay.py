@@ -181,7 +181,8 @@ def test_bad_input_names_the_path_or_the_field(tmp_path):
         replay(AZURE, base_url="http://127.0.0.1:9/v1", out_dir=tmp_path / "taken")
 
 
-def test_sigint_keeps_every_request_that_was_sent(tmp_path):
+@pytest.mark.parametrize("stop_signal", [signal.SIGINT, signal.SIGTERM], ids=["SIGINT", "SIGTERM"])
+def test_a_stop_signal_keeps_every_request_that_was_sent(tmp_path, stop_signal):
     trace = azure_trace(tmp_path / "trace", [i * 0.02 for i in range(500)])
     run_dir = tmp_path / "run"
     # answers take 0.4 s, so a dozen or more are in flight at the interrupt
@@ -193,7 +194,7 @@ def test_sigint_keeps_every_request_that_was_sent(tmp_path):
         while not (run_dir / JOURNAL).exists() or (run_dir / JOURNAL).read_bytes().count(b"\n") < 10:
             assert process.poll() is None and time.monotonic() < deadline, "the replay did not start sending"
             time.sleep(0.01)
-        process.send_signal(signal.SIGINT)
+        process.send_signal(stop_signal)
         assert process.wait(timeout=30) == 130
         assert "interrupted; every request sent so far is kept" in process.stderr.read()
         process.stderr.close()

@@ -3,7 +3,6 @@ the config asks for it, and leave a manifest and requests table behind whatever 
 """
 from __future__ import annotations
 
-import asyncio
 import contextlib
 import dataclasses
 import datetime as dt
@@ -28,7 +27,7 @@ from toolkit.endpoints import Connection, connect
 from toolkit.errors import RunDirError
 from toolkit.local_server import EmbeddedServer
 from toolkit.pricing import load_price_table, price_requests, resolve_price
-from toolkit.runner import Collector, PlannedRequest, plan
+from toolkit.runner import Collector, PlannedRequest, plan, run_stoppably
 from toolkit.schema import RequestRecord, coerce_requests
 from toolkit.store import JOURNAL, Journal, RunLock, finalize, has_records, load_run, read_manifest, write_manifest
 
@@ -258,7 +257,7 @@ def collect(config: CollectConfig | str | Path, *, runs_root: Path = Path("data/
                                       first_sequence=run.first_sequence, first_phase=run.first_phase,
                                       cost_of=cost_of, on_record=on_record,
                                       cache=cache)
-                asyncio.run(collector.run(pending))
+                run_stoppably(collector.run(pending))
             status = "stopped" if collector.stop_reason else "complete"
         finally:
             table = finalize(run_dir) if (run_dir / JOURNAL).exists() else None

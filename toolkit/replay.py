@@ -40,7 +40,7 @@ from toolkit.replay_pacing import AHEAD_S, START_S, Pacer, Release, hold, hold_u
 from toolkit.replay_plan import (CONTEXT_MARGIN, Plan, Planned, PromptText, ReplaySettings, Trace, calibrate,
                                  load_trace, plan)
 from toolkit.retries import RETRYABLE, describe_error, error_kind
-from toolkit.runner import request_id_for
+from toolkit.runner import request_id_for, run_stoppably
 from toolkit.schema import RequestRecord
 from toolkit.store import JOURNAL, Journal, RunLock, finalize, write_manifest
 
@@ -326,7 +326,7 @@ def replay(source: str | os.PathLike, settings: ReplaySettings = ReplaySettings(
             with Journal(run_dir) as journal:
                 replayer = Replayer(trace, settings, connection, journal, run_id=run_dir.name, model=model,
                                     manifest=manifest, on_record=on_record)
-                asyncio.run(replayer.run(run_dir, on_start))
+                run_stoppably(replayer.run(run_dir, on_start))
             status = "stopped" if replayer.stop_reason else "complete"
         except KeyboardInterrupt:
             status = "interrupted"

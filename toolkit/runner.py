@@ -19,10 +19,13 @@ import datetime as dt
 import hashlib
 import logging
 import random
+import signal
+import threading
 import time
 from collections import deque
-from collections.abc import Callable, Iterator
+from collections.abc import Callable, Coroutine, Iterator
 from dataclasses import dataclass
+from typing import Any, TypeVar
 
 import httpx2
 import openai
@@ -42,6 +45,40 @@ from toolkit.store import Journal
 from toolkit.stream_client import StreamClient
 
 log = logging.getLogger("toolkit")
+
+T = TypeVar("T")
+
+
+def run_stoppably(main: Coroutine[Any, Any, T]) -> T:
+    """`asyncio.run(main)`, where SIGTERM stops the run as Ctrl-C does: the main task is cancelled, unwinds
+    (every request in flight is journalled as cut off) and the caller gets a KeyboardInterrupt.  A
+    KeyboardInterrupt raised wherever the signal happens to land can cut the HTTP client's connection pool
+    mid-update, and its close then hangs."""
+    return asyncio.run(_cancelled_by_sigterm(main))
+
+
+async def _cancelled_by_sigterm(main: Coroutine[Any, Any, T]) -> T:
+    if threading.current_thread() is not threading.main_thread():  # only the main thread receives signals
+        return await main
+    loop, task = asyncio.get_running_loop(), asyncio.current_task()
+    before = signal.getsignal(signal.SIGTERM)
+    terminated = False
+
+    def on_sigterm() -> None:
+        nonlocal terminated
+        terminated = True
+        task.cancel()
+
+    loop.add_signal_handler(signal.SIGTERM, on_sigterm)
+    try:
+        return await main
+    except asyncio.CancelledError:
+        if terminated:
+            raise KeyboardInterrupt from None
+        raise
+    finally:
+        loop.remove_signal_handler(signal.SIGTERM)  # which leaves SIG_DFL: put the caller's handler back
+        signal.signal(signal.SIGTERM, before)
 
 
 @dataclass(frozen=True)
