@@ -127,6 +127,8 @@ def test_cost_summary_of_the_answered_rows_is_config_summary_of_every_column(tmp
     frame = store.load_run(tmp_path / "run")
     if not with_machine_time:
         frame = frame.drop(columns=["machine_s", "machine_rule"])
+    all_hits = frame["config_id"] == frame["config_id"].iloc[0]
+    frame.loc[all_hits, "cache_hit"] = True  # a config answered entirely from the cache
     assert frame["cache_hit"].any() and frame["batch"].any()
     prices = pricing.price_table_for(frame)
     summary = cost_summary(frame, prices)
@@ -134,4 +136,9 @@ def test_cost_summary_of_the_answered_rows_is_config_summary_of_every_column(tmp
     own = config_summary(model_answered(frame), prices, quantiles=[0.5, 0.95])
     measured = [c for c in summary.columns if c.endswith(("_e2e_s", "_ttft_s"))
                 or c in ("mean_prompt_tokens", "mean_completion_tokens", "usd_total", "usd_per_1k")]
-    pd.testing.assert_frame_equal(summary[["config_id", *measured]], own[["config_id", *measured]])
+    expected = summary[["config_id"]].merge(own[["config_id", *measured]], on="config_id", how="left")
+    pd.testing.assert_frame_equal(summary[["config_id", *measured]], expected)
+    cached_config = summary[summary["config_id"] == frame["config_id"].iloc[0]]
+    assert cached_config[measured].isna().all(axis=None)
+    assert cached_config["n"].item() + cached_config["errors"].item() == all_hits.sum()  # accuracy counts them
+    assert cached_config["hit_rate"].item() == 1.0

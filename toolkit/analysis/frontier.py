@@ -53,7 +53,7 @@ def quantile_column(quantile: float, metric: str) -> str:
 
 def config_summary(rows: Rows, prices: PriceTable, quantiles: Sequence[float] = (0.5, 0.95),
                    by: Sequence[str] = ("config_id",), *, confidence: float = 0.95,
-                   n_resamples: int = 2000, seed: int = 0) -> pd.DataFrame:
+                   n_resamples: int = 2000, seed: int = 0, answered_only: bool = False) -> pd.DataFrame:
     """One row per group of `by`: accuracy with intervals, latency quantiles and cost (counted in DuckDB).
 
     Columns: *by, the config attributes not in `by` (model, prompt_variant, max_tokens,
@@ -61,7 +61,9 @@ def config_summary(rows: Rows, prices: PriceTable, quantiles: Sequence[float] = 
     correct, errors, ungraded, accuracy, accuracy_low, accuracy_high, score_mean, score_low, score_high),
     p<q>_e2e_s and p<q>_ttft_s per quantile (ok rows only), mean_prompt_tokens,
     mean_completion_tokens (ok rows), usd_total and usd_per_1k (mean USD per request x 1000,
-    over every request including errors, priced with `prices`).
+    over every request including errors, priced with `prices`).  With `answered_only`, latency, tokens and
+    cost count only the requests the model answered, not the response cache's hits (NaN for a group
+    answered entirely from the cache); accuracy still counts every request.
     """
     by = list(by)
     source = warehouse.relation(rows)
@@ -71,18 +73,20 @@ def config_summary(rows: Rows, prices: PriceTable, quantiles: Sequence[float] = 
     summary = accuracy_table(source, by=by, confidence=confidence, n_resamples=n_resamples, seed=seed)
     attributes = [c for c in CONFIG_ATTRIBUTES if c in source.columns and c not in by]
     costed = priced(source, prices)
-    ok = f"coalesce({warehouse.text(costed, 'status')} = 'ok', false)"
+    measured = f"NOT {warehouse.flag(source, 'cache_hit')}" if answered_only else "true"
+    ok = f"coalesce({warehouse.text(source, 'status')} = 'ok', false) AND {measured}"
     keys = [f"{warehouse.text(costed, key)} AS {warehouse.quoted(key)}" for key in by]
     measures = warehouse.over(costed, f"""
         SELECT {''.join(key + ', ' for key in keys)}
                {''.join(f'min({warehouse.text(costed, c)}) AS {warehouse.quoted(c)}, ' for c in attributes)}
                avg({warehouse.number(costed, 'prompt_tokens')}) FILTER (WHERE {ok}) AS mean_prompt_tokens,
                avg({warehouse.number(costed, 'completion_tokens')}) FILTER (WHERE {ok}) AS mean_completion_tokens,
-               coalesce(sum(usd), 0.0) AS usd_total, avg(usd) * 1000 AS usd_per_1k
+               CASE WHEN bool_or({measured}) THEN coalesce(sum(usd) FILTER (WHERE {measured}), 0.0) END AS usd_total,
+               avg(usd) FILTER (WHERE {measured}) * 1000 AS usd_per_1k
         FROM {{rows}} GROUP BY ALL""").df()
     metrics = ("e2e_s", "ttft_s")  # exact quantiles in bounded memory (see `warehouse.quantiles`)
     found = warehouse.quantiles(source, by, {metric: warehouse.number(source, metric) for metric in metrics},
-                                quantiles, where=f"coalesce({warehouse.text(source, 'status')} = 'ok', false)")
+                                quantiles, where=ok)
     measures = measures.merge(warehouse.quantile_columns(found, by, {
         metric: [quantile_column(q, metric) for q in quantiles] for metric in metrics}), on=by, how="left")
     latency = [quantile_column(q, metric) for q in quantiles for metric in ("e2e_s", "ttft_s")]
@@ -186,20 +190,12 @@ def cost_summary(rows: Rows, prices: PriceTable, *, latency_quantile: float = 0.
     source = warehouse.relation(rows)
     if machine_priced(source, prices):
         source = with_machine_time(source)
-    summary = config_summary(source, prices, quantiles=quantiles, confidence=confidence)
+    summary = config_summary(source, prices, quantiles=quantiles, confidence=confidence,
+                             answered_only=not include_cache_hits)
     rates = cache_hits(source).set_index("config_id")["hit_rate"]
     summary.insert(summary.columns.get_loc("n") + 1, "hit_rate",
                    summary["config_id"].astype(object).map(rates).astype(float).to_numpy())
-    if include_cache_hits or not (rates > 0).any():
-        return summary
-    measured = [c for c in summary.columns if c.endswith(("_e2e_s", "_ttft_s"))
-                or c in ("mean_prompt_tokens", "mean_completion_tokens", "usd_total", "usd_per_1k")]
-    answered = warehouse.over(source, f"SELECT * FROM {{rows}} WHERE NOT {warehouse.flag(source, 'cache_hit')}")
-    if not answered.limit(1).fetchall():
-        return summary.assign(**{c: math.nan for c in measured})
-    own = config_summary(answered, prices, quantiles=quantiles, confidence=confidence)
-    return summary.drop(columns=measured).merge(own[["config_id", *measured]], on="config_id",
-                                                how="left")[summary.columns]
+    return summary
 
 
 @dataclass(frozen=True)
