@@ -243,9 +243,14 @@ def test_quantiles_of_several_values_equal_numpy_per_group_with_ties_nan_and_nul
         values = (part["x"] if row.value == "x" else part["y"] * 2).dropna().to_numpy()
         assert row.n == len(values)
         np.testing.assert_allclose([getattr(row, f"q{i}") for i in range(len(q))], np.quantile(values, q), rtol=1e-13)
-    wide = warehouse.quantile_columns(found, ["key"], {"x": ["x_low", "x_mid", "x_p50", "x_high", "x_max"],
-                                                       "y": ["y0", "y1", "y2", "y3", "y4"]})
-    assert len(wide) == 3 and wide.loc[wide["key"] == "b", "y2"].isna().all()
+    groups = pd.DataFrame({"key": ["a", "b", "c", None]})
+    wide = warehouse.with_quantiles(groups, source, ["key"], {"x": "x", "y": "y * 2"}, q,
+                                    {"x": ["x_low", "x_mid", "x_p50", "x_high", "x_max"],
+                                     "y": ["y0", "y1", "y2", "y3", "y4"]})
+    assert wide["key"].tolist() == groups["key"].tolist()  # the table's rows, in its order
+    assert wide[["x_low", "x_max", "y2"]].isna().sum().tolist() == [1, 1, 2]  # c has no value, b no y
+    np.testing.assert_allclose(wide.loc[wide["key"] == "a", ["y0", "y1", "y2", "y3", "y4"]].to_numpy()[0],
+                               found.query("key == 'a' and value == 'y'")[[f"q{i}" for i in range(5)]].to_numpy()[0])
 
 
 def test_latency_analyses_counted_in_duckdb_over_the_files_equal_the_same_code_on_the_loaded_frame(run_dir, whole):

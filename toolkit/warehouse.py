@@ -398,15 +398,19 @@ def _exact_quantiles(measured: duckdb.DuckDBPyRelation, by: Sequence[str], names
     return pd.concat(parts).sort_index(kind="stable").reset_index(drop=True)
 
 
-def quantile_columns(found: pd.DataFrame, by: Sequence[str], names: Mapping[str, Sequence[str]]) -> pd.DataFrame:
-    """`quantiles`' long table as one row per group: for each value name, its quantiles under `names[name]`
-    (one column name per quantile, in order)."""
+def with_quantiles(table: pd.DataFrame, rows: Rows, by: Sequence[str], values: Mapping[str, str],
+                   q: Sequence[float], names: Mapping[str, Sequence[str]], *, where: str = "TRUE") -> pd.DataFrame:
+    """`table` (one row per group of `by`) with the `quantiles` `q` of `values` over `rows` as columns: for each
+    value name, one column per quantile under `names[name]`; NaN for a group without values."""
+    if table.empty or not values:
+        return table.assign(**{column: np.nan for columns in names.values() for column in columns})
+    found = quantiles(rows, by, values, q, where=where)
     wide = found[list(by)].drop_duplicates().reset_index(drop=True) if by else pd.DataFrame(index=[0])
-    for name, columns in names.items():
-        part = found.loc[found["value"] == name, [*by, *(f"q{i}" for i in range(len(columns)))]]
-        part = part.rename(columns=dict(zip((f"q{i}" for i in range(len(columns))), columns)))
+    for name in values:
+        part = found.loc[found["value"] == name, [*by, *(f"q{i}" for i in range(len(q)))]]
+        part = part.rename(columns=dict(zip((f"q{i}" for i in range(len(q))), names[name])))
         wide = wide.merge(part, on=list(by), how="left") if by else wide.join(part.reset_index(drop=True))
-    return wide
+    return table.merge(wide, on=list(by), how="left") if by else table.join(wide)
 
 
 @dataclass(frozen=True)

@@ -85,10 +85,10 @@ def config_summary(rows: Rows, prices: PriceTable, quantiles: Sequence[float] = 
                avg(usd) FILTER (WHERE {measured}) * 1000 AS usd_per_1k
         FROM {{rows}} GROUP BY ALL""").df()
     metrics = ("e2e_s", "ttft_s")  # exact quantiles in bounded memory (see `warehouse.quantiles`)
-    found = warehouse.quantiles(source, by, {metric: warehouse.number(source, metric) for metric in metrics},
-                                quantiles, where=ok)
-    measures = measures.merge(warehouse.quantile_columns(found, by, {
-        metric: [quantile_column(q, metric) for q in quantiles] for metric in metrics}), on=by, how="left")
+    measures = warehouse.with_quantiles(measures, source, by, {metric: warehouse.number(source, metric)
+                                                               for metric in metrics},
+                                        quantiles, {metric: [quantile_column(q, metric) for q in quantiles]
+                                                    for metric in metrics}, where=ok)
     latency = [quantile_column(q, metric) for q in quantiles for metric in ("e2e_s", "ttft_s")]
     measures = measures[[*by, *attributes, *latency, "mean_prompt_tokens", "mean_completion_tokens", "usd_total",
                          "usd_per_1k"]]

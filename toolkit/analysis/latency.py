@@ -91,17 +91,6 @@ def _group_counts(source: duckdb.DuckDBPyRelation, keys: Sequence[str], where: s
     return warehouse.over(source, f"SELECT {picked}{measured} FROM {{rows}} WHERE {where} GROUP BY ALL {order}").df()
 
 
-def _with_quantiles(table: pd.DataFrame, source: duckdb.DuckDBPyRelation, keys: Sequence[str],
-                    values: dict[str, str], q: Sequence[float], names: dict[str, list[str]], *,
-                    where: str = "_timed") -> pd.DataFrame:
-    """`table` (one row per group of `keys`) with the exact quantiles `q` of `values` (see `warehouse.quantiles`)
-    under `names`; NaN for a group without values."""
-    if table.empty or not values:
-        return table.assign(**{column: np.nan for columns in names.values() for column in columns})
-    found = warehouse.quantile_columns(warehouse.quantiles(source, keys, values, q, where=where), keys, names)
-    return table.merge(found, on=list(keys), how="left") if keys else table.join(found)
-
-
 def percentiles(rows: Rows, *, by: str | Sequence[str] = ("config_id",),
                 metrics: Sequence[str] = ("ttft_s", "e2e_s", "tpot_s"),
                 q: Sequence[float] = (0.5, 0.9, 0.95, 0.99)) -> pd.DataFrame:
@@ -118,13 +107,13 @@ def percentiles(rows: Rows, *, by: str | Sequence[str] = ("config_id",),
     table = _group_counts(measured, keys, "_timed", n="count(*)")
     names = {m: [f"{quantile_name(p)}_{m}" for p in q] for m in metrics}
     stored = [m for m in metrics if m != ITL]
-    table = _with_quantiles(table, measured, keys, {m: warehouse.number(measured, m) for m in stored}, q,
-                            {m: names[m] for m in stored})
+    table = warehouse.with_quantiles(table, measured, keys, {m: warehouse.number(measured, m) for m in stored}, q,
+                                     {m: names[m] for m in stored}, where="_timed")
     if ITL in metrics:
         if "tbt_s" not in measured.columns:
             raise ParameterError("percentiles: itl_s pools the token gaps of tbt_s, which these rows do not have")
         gaps = warehouse.over(measured, "SELECT *, unnest(tbt_s) AS _gap FROM {rows} WHERE _timed")
-        table = _with_quantiles(table, gaps, keys, {ITL: "_gap"}, q, {ITL: names[ITL]}, where="TRUE")
+        table = warehouse.with_quantiles(table, gaps, keys, {ITL: "_gap"}, q, {ITL: names[ITL]})
     return table.astype({"n": np.int64})[columns]
 
 
@@ -156,8 +145,9 @@ def decomposition(rows: Rows, *, by: str | Sequence[str] = ("config_id",)) -> pd
                "median_decode_s": "decode_s", "median_completion_tokens": "completion_tokens",
                "median_tpot_s": "tpot_s"} | {share: share for share in SHARE_COLUMNS}
     table = _group_counts(parts, keys, "TRUE", n="count(*)")
-    table = _with_quantiles(table, parts, keys, {name: warehouse.quoted(column) for name, column in seconds.items()},
-                            [0.5], {name: [name] for name in seconds}, where="TRUE")
+    table = warehouse.with_quantiles(table, parts, keys,
+                                     {name: warehouse.quoted(column) for name, column in seconds.items()}, [0.5],
+                                     {name: [name] for name in seconds})
     shares = table[list(SHARE_COLUMNS)].to_numpy(dtype=float)
     total = np.nansum(shares, axis=1, keepdims=True)
     table[list(SHARE_COLUMNS)] = np.where(total > 0, shares / np.where(total > 0, total, 1.0), shares)
@@ -265,8 +255,8 @@ def latency_split(rows: Rows, *, by: str | Sequence[str] = ("config_id",)) -> pd
         mean_prompt_tokens="avg(prompt_tokens)", mean_completion_tokens="avg(completion_tokens)",
         cached_prompt_share=f"CASE WHEN sum(prompt_tokens) FILTER (WHERE {both}) > 0 THEN "
                             f"sum(cached_tokens) FILTER (WHERE {both}) / sum(prompt_tokens) FILTER (WHERE {both}) END")
-    table = _with_quantiles(table, parts, keys, {name: name for name in seconds}, [0.5],
-                            {name: [f"median_{name}_s"] for name in seconds}, where="TRUE")
+    table = warehouse.with_quantiles(table, parts, keys, {name: name for name in seconds}, [0.5],
+                                     {name: [f"median_{name}_s"] for name in seconds})
     table = table.astype({"n": np.int64, "n_server_timed": np.int64})
     table["dominant"] = [_dominant(row) for row in table.to_dict("records")]
     out = [*keys, "n", "n_server_timed", *(f"{stat}_{name}_s" for name in seconds for stat in ("mean", "median")),

@@ -87,15 +87,9 @@ def load_sweep(rows: Rows, *, by: str | Sequence[str] = LOAD_GROUP, level: str =
     table["throughput_rps"] = table["done"] / table["wall_s"]
     table["throughput_tokens_per_s"] = table["tokens"] / table["wall_s"]
     timed = timed_sql(source)
-    q = (0.5, 0.95)
-    if len(table):
-        found = warehouse.quantiles(source, [*keys, level], {m: warehouse.number(source, m) for m in ("ttft_s", "e2e_s")},
-                                    q, where=timed)
-        table = table.merge(warehouse.quantile_columns(found, [*keys, level], {
-            m: [f"{quantile_name(p)}_{m}" for p in q] for m in ("ttft_s", "e2e_s")}), on=[*keys, level], how="left")
-    for column in ("p50_ttft_s", "p95_ttft_s", "p50_e2e_s", "p95_e2e_s"):
-        if column not in table.columns:
-            table[column] = np.nan
+    q, metrics = (0.5, 0.95), ("ttft_s", "e2e_s")
+    table = warehouse.with_quantiles(table, source, [*keys, level], {m: warehouse.number(source, m) for m in metrics},
+                                     q, {m: [f"{quantile_name(p)}_{m}" for p in q] for m in metrics}, where=timed)
     # rows come sorted by group, then level: compare each level with the one before it
     group = table.groupby(keys, dropna=False, sort=False).ngroup() if keys else pd.Series(0, index=table.index)
     table["e2e_ratio"] = table["p50_e2e_s"] / table.groupby(group)["p50_e2e_s"].shift()
