@@ -9,8 +9,11 @@ as 0/1.
 """
 from __future__ import annotations
 
+import functools
 import itertools
-from collections.abc import Sequence
+import os
+from collections.abc import Callable, Iterable, Sequence
+from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass
 
 import duckdb
@@ -28,6 +31,13 @@ from toolkit.warehouse import Rows
 
 
 PAIR_KEY = ("dataset", "item_id", "repeat")
+
+
+def _each_group(intervals: Iterable[Callable[[], tuple[float, float]]]) -> list[tuple[float, float]]:
+    """Each group's interval, on a thread per core: numpy's random draws release the GIL, and each group's
+    bootstrap has its own seeded generator, so the intervals are those of a loop."""
+    with ThreadPoolExecutor(max_workers=os.cpu_count()) as pool:
+        return list(pool.map(lambda interval: interval(), intervals))
 
 
 def graded_outcomes(rows: Rows, keep: Sequence[str]) -> duckdb.DuckDBPyRelation:
@@ -122,18 +132,20 @@ def mean_intervals(rows: Rows, by: Sequence[str], value: str, confidence: float 
                     FROM {{rows}} WHERE _strata)
               GROUP BY ALL)
         GROUP BY ALL HAVING count(*) > 0 {order}""").df()
-    found = []
+    found, intervals = [], []
     for row in counted.itertuples(index=False):
         levels, counts = np.asarray(row.levels, dtype=float), np.asarray(row.counts, dtype=np.int64)
-        found.append((*row[:len(by)], int(counts.sum()),
-                      *bootstrap_counts_interval(levels, counts, confidence, n_resamples=n_resamples, seed=seed)))
+        found.append((*row[:len(by)], int(counts.sum())))
+        intervals.append(functools.partial(bootstrap_counts_interval, levels, counts, confidence,
+                                           n_resamples=n_resamples, seed=seed))
     for row in strata.itertuples(index=False):
         sizes, totals, squares = (np.asarray(v, dtype=float) for v in (row.sizes, row.totals, row.squares))
         means = totals / sizes
         variances = np.maximum(squares / sizes - means**2, 0.0)
-        found.append((*row[:len(by)], int(sizes.sum()),
-                      *_strata_interval(sizes, means, variances, confidence, n_resamples, seed)))
-    table = pd.DataFrame(found, columns=[*by, "n", "low", "high"])
+        found.append((*row[:len(by)], int(sizes.sum())))
+        intervals.append(functools.partial(_strata_interval, sizes, means, variances, confidence, n_resamples, seed))
+    table = pd.DataFrame([(*group, *interval) for group, interval in zip(found, _each_group(intervals))],
+                         columns=[*by, "n", "low", "high"])
     return table.sort_values(list(by), ignore_index=True) if by else table
 
 
@@ -248,8 +260,9 @@ def accuracy_table(rows: Rows, by: Sequence[str] = ("config_id", "dataset"),
                coalesce(list(level ORDER BY level) FILTER (WHERE level IS NOT NULL), CAST([] AS DOUBLE[])) AS levels,
                coalesce(list(n ORDER BY level) FILTER (WHERE level IS NOT NULL), CAST([] AS BIGINT[])) AS counts
         FROM parts GROUP BY ALL {"ORDER BY " + keys.rstrip(", ") if by else ""}""").df()
-    intervals = [bootstrap_counts_interval(levels, counts, confidence, n_resamples=n_resamples, seed=seed)
-                 for levels, counts in zip(table["levels"], table["counts"])]
+    intervals = _each_group(functools.partial(bootstrap_counts_interval, levels, counts, confidence,
+                                              n_resamples=n_resamples, seed=seed)
+                            for levels, counts in zip(table["levels"], table["counts"]))
     table["score_low"] = [low for low, _ in intervals]
     table["score_high"] = [high for _, high in intervals]
     for column in ("n", "correct", "errors", "requests", "ungraded"):
