@@ -102,8 +102,12 @@ def relation(rows: Rows) -> duckdb.DuckDBPyRelation:
 
 def over(rows: Rows, query: str) -> duckdb.DuckDBPyRelation:
     """The relation `query` makes of `rows`, which it names `{rows}`: nothing runs until it is fetched."""
-    name = f"rows_{next(_NAMES)}"
-    return relation(rows).query(name, query.replace("{rows}", name))
+    rows_relation = relation(rows)
+    # The query reads the relation by the name of the variable that holds it (DuckDB's replacement scan).
+    # `relation.query(name, ...)` would put the name in the catalog for the call, and every change of the
+    # catalog makes each relation built so far bind again when next read: a chain of analyses bound its
+    # first steps hundreds of times.
+    return rows_relation._con.sql(query.replace("{rows}", "rows_relation"))
 
 
 def is_enum(relation: duckdb.DuckDBPyRelation, column: str) -> bool:
