@@ -405,25 +405,28 @@ def _paired_outcomes(source: duckdb.DuckDBPyRelation, dataset: str | None, confi
         FROM {{rows}} g
         JOIN (SELECT {named}, row_number() OVER () AS pair FROM (SELECT DISTINCT {named} FROM {{rows}})) p USING ({named})
         JOIN (VALUES {chosen or "(NULL, NULL)"}) AS c(config_id, number) USING (config_id))"""
-    duplicated = warehouse.over(graded, numbered + """
-        SELECT number, sum(copies - 1) FROM (SELECT number, count(*) AS copies FROM numbered GROUP BY number, pair
-                                             HAVING count(*) > 1)
-        GROUP BY number ORDER BY number LIMIT 1""").fetchall()
-    if duplicated:
-        number, extra = duplicated[0]
+    # the pairs and any key a config answered twice, in one statement: numbering the rows is most of the work
+    counted = warehouse.over(graded, numbered + """,
+        copies AS (SELECT number, count(*) - 1 AS extra FROM numbered GROUP BY number, pair HAVING count(*) > 1)
+        SELECT false AS duplicated, a.number AS a, b.number AS b, a.is_correct AS correct_a,
+               b.is_correct AS correct_b, a.graded_score - b.graded_score AS diff, count(*) AS count
+        FROM numbered a JOIN numbered b ON a.pair = b.pair AND a.number < b.number GROUP BY ALL
+        UNION ALL
+        SELECT true, number, NULL, NULL, NULL, NULL, sum(extra) FROM copies GROUP BY number
+        ORDER BY ALL""").df()
+    duplicated = counted[counted["duplicated"].astype(bool)]
+    if len(duplicated):
+        number, extra = int(duplicated["a"].iloc[0]), int(duplicated["count"].iloc[0])
         example = warehouse.over(graded, f"""SELECT [{', '.join(f'CAST({warehouse.quoted(k)} AS VARCHAR)' for k in keys)}]
             FROM {{rows}} WHERE config_id = {warehouse.literal(configs[number])} GROUP BY ALL HAVING count(*) > 1
             ORDER BY ALL LIMIT 1""").fetchall()[0][0]
-        raise ParameterError(f"config_id {configs[number]!r} has {int(extra)} duplicate ({', '.join(keys)}) rows, "
+        raise ParameterError(f"config_id {configs[number]!r} has {extra} duplicate ({', '.join(keys)}) rows, "
                              f"e.g. {example}; pairing needs one per key")
-    pairs = warehouse.over(graded, numbered + """
-        SELECT a.number AS a, b.number AS b, a.is_correct AS correct_a, b.is_correct AS correct_b,
-               a.graded_score - b.graded_score AS diff, count(*) AS count
-        FROM numbered a JOIN numbered b ON a.pair = b.pair AND a.number < b.number
-        GROUP BY ALL ORDER BY ALL""").df()
+    pairs = counted.drop(columns="duplicated").astype({"a": np.int64, "b": np.int64, "correct_a": bool,
+                                                      "correct_b": bool, "count": np.int64})
     names = np.asarray(configs, dtype=object)
-    return pairs.assign(config_a=names[pairs["a"].to_numpy(dtype=np.int64)],
-                        config_b=names[pairs["b"].to_numpy(dtype=np.int64)]).drop(columns=["a", "b"])
+    return pairs.assign(config_a=names[pairs["a"].to_numpy()], config_b=names[pairs["b"].to_numpy()]).drop(
+        columns=["a", "b"])
 
 
 def _compare(pairs: pd.DataFrame, config_a: str, config_b: str, dataset: str | None,
