@@ -301,7 +301,7 @@ def write_requests(run_dir: Path, frame: pd.DataFrame, name: str = REQUESTS) -> 
     table = to_arrow(frame, source=str(path))
     if frame["request_id"].notna().all() and frame["request_id"].is_unique:  # readers then skip their search
         table = table.replace_schema_metadata({**(table.schema.metadata or {}), warehouse.UNIQUE_REQUESTS: b"true"})
-    pq.write_table(table, tmp, compression="zstd")
+    pq.write_table(table, tmp, compression="zstd", row_group_size=warehouse.ROW_GROUP_ROWS)
     os.replace(tmp, path)
     return path
 

@@ -72,6 +72,10 @@ def expand_run_dirs(run_dir: RunDirs) -> list[Path]:
     return list(dict.fromkeys(found))
 
 
+# rows per Parquet row group of a requests file: DuckDB scans a file one row group per thread, and pyarrow's
+# default (1,048,576 rows) left a run of a million requests to one thread; this is DuckDB's own row group size
+ROW_GROUP_ROWS = 122_880
+
 # DuckDB's own working memory; past it, its joins, aggregates and sorts spill to the temp directory.
 # By default it takes 80% of the machine: the per-group sample of a 10,000,000-row synthetic run peaked
 # at 0.9 GB of process memory, and with a 300 MB limit at 0.6 GB, no slower (measured for issue 13)

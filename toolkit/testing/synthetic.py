@@ -24,7 +24,7 @@ import pyarrow.parquet as pq
 
 from toolkit.errors import ParameterError
 from toolkit.schema import ARROW_SCHEMA, from_arrow
-from toolkit.warehouse import UNIQUE_REQUESTS
+from toolkit.warehouse import ROW_GROUP_ROWS, UNIQUE_REQUESTS
 
 
 @dataclass(frozen=True)
@@ -120,8 +120,7 @@ def write_synthetic_parquet(path: str | os.PathLike, n_rows: int, *, chunk_rows:
             }
             for name, values in moved.items():
                 table = table.set_column(table.schema.get_field_index(name), ARROW_SCHEMA.field(name), values)
-            writer.write_table(table.replace_schema_metadata(schema.metadata),
-                               row_group_size=min(chunk_rows, 1_000_000))
+            writer.write_table(table.replace_schema_metadata(schema.metadata), row_group_size=ROW_GROUP_ROWS)
     return path
 
 
