@@ -138,6 +138,17 @@ def flag(relation: duckdb.DuckDBPyRelation, column: str) -> str:
     return f"coalesce(CAST({quoted(column)} AS BOOLEAN), false)" if column in relation.columns else "false"
 
 
+def group_columns(relation: duckdb.DuckDBPyRelation, by: Sequence[str]) -> str:
+    """The keys `by` of `relation` as text columns named after themselves, each followed by a comma: the start
+    of a grouped SELECT list (nothing for one group)."""
+    return "".join(f"{text(relation, key)} AS {quoted(key)}, " for key in by)
+
+
+def group_order(by: Sequence[str]) -> str:
+    """ORDER BY the keys `by` (nothing for one group)."""
+    return f"ORDER BY {', '.join(map(quoted, by))}" if by else ""
+
+
 def distinct_texts(relation: duckdb.DuckDBPyRelation, column: str) -> list[str]:
     """The values `column` takes in `relation` (nulls left out), as sorted text."""
     value = text(relation, column)
@@ -320,7 +331,7 @@ def quantiles(relation: duckdb.DuckDBPyRelation, by: Sequence[str], values: Mapp
     """
     keys = [quoted(key) for key in [*by, "value"]]
     listed = "".join(f"{key}, " for key in keys)
-    picked = "".join(f"{text(relation, key)} AS {quoted(key)}, " for key in by)
+    picked = group_columns(relation, by)
     named = ", ".join(f"CASE WHEN isnan(CAST({expression} AS DOUBLE)) THEN NULL ELSE CAST({expression} AS DOUBLE) END "
                       f"AS {quoted(name)}" for name, expression in values.items())
     measured = over(relation, f"SELECT {picked}{named} FROM {{rows}} WHERE {where}")
@@ -328,7 +339,7 @@ def quantiles(relation: duckdb.DuckDBPyRelation, by: Sequence[str], values: Mapp
     if over(measured, "SELECT count(*) FROM {rows}").fetchall()[0][0] * len(values) <= EXACT_QUANTILE_VALUES:
         return _exact_quantiles(measured, by, list(values), q)
     values_of = over(measured, f"SELECT * FROM {{rows}} UNPIVOT (_value FOR value IN ({', '.join(map(quoted, values))}))")
-    order = f"ORDER BY {', '.join(keys)}"
+    order = group_order([*by, "value"])
     width = QUANTILE_BRACKET
     # the t-digest is asked for the brackets of three widths at once: a bracket that misses is widened 8x without
     # another pass over every value (at 10,000,000 rows its rank error near a median can pass 0.002)

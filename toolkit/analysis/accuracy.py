@@ -99,8 +99,8 @@ def mean_intervals(rows: Rows, by: Sequence[str], value: str, confidence: float 
     source = warehouse.relation(rows)
     keys = [warehouse.quoted(key) for key in by]
     listed = "".join(f"{key}, " for key in keys)
-    order = f"ORDER BY {', '.join(keys)}" if keys else ""
-    picked = "".join(f"{warehouse.text(source, key)} AS {warehouse.quoted(key)}, " for key in by)
+    order = warehouse.group_order(by)
+    picked = warehouse.group_columns(source, by)
     number = f"CAST({value} AS DOUBLE)"
     values = warehouse.over(source, f"SELECT {picked}{number} AS _value FROM {{rows}} "
                                     f"WHERE {number} IS NOT NULL AND NOT isnan({number})")

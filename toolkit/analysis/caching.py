@@ -74,15 +74,6 @@ def _priced_as(rows: duckdb.DuckDBPyRelation, prices: PriceTable, name: str,
                           f"SELECT * EXCLUDE (usd), usd AS {warehouse.quoted(name)} FROM {{rows}}")
 
 
-def _keys(rows: duckdb.DuckDBPyRelation, by: Sequence[str]) -> str:
-    """The group keys as text columns, for a SELECT list (empty for one group)."""
-    return "".join(f"{warehouse.text(rows, key)} AS {warehouse.quoted(key)}, " for key in by)
-
-
-def _order(by: Sequence[str]) -> str:
-    return f"ORDER BY {', '.join(map(warehouse.quoted, by))}" if by else ""
-
-
 def response_cache_savings(rows: Rows, prices: PriceTable, *, by: Sequence[str] = ("config_id",),
                            confidence: float = 0.95) -> pd.DataFrame:
     """Hits vs misses of the response cache per group, on ok rows: hit rate (Wilson interval),
@@ -97,7 +88,7 @@ def response_cache_savings(rows: Rows, prices: PriceTable, *, by: Sequence[str] 
     costed = _priced_as(_priced_as(ok, prices, "_paid"), prices, "_uncached", cache_hit="false")
     keys = [warehouse.quoted(key) for key in by]
     match = " AND ".join(f"r.{key} IS NOT DISTINCT FROM g.{key}" for key in keys) or "TRUE"
-    narrow = warehouse.over(costed, f"SELECT {_keys(costed, by)}_hit, _machine, _paid, _uncached, "
+    narrow = warehouse.over(costed, f"SELECT {warehouse.group_columns(costed, by)}_hit, _machine, _paid, _uncached, "
                                     f"{warehouse.number(costed, 'e2e_s')} AS _e2e FROM {{rows}}")
     misses = warehouse.over(narrow, f"SELECT {''.join(f'{key}, ' for key in keys)}"
                                     "avg(_paid) FILTER (WHERE NOT _hit) AS _miss_cost FROM {rows} GROUP BY ALL").df()
@@ -110,7 +101,7 @@ def response_cache_savings(rows: Rows, prices: PriceTable, *, by: Sequence[str] 
                avg(_e2e) FILTER (WHERE _hit) AS e2e_hit_s, avg(_e2e) FILTER (WHERE NOT _hit) AS e2e_miss_s,
                coalesce(sum(_paid), 0.0) AS usd_paid, coalesce(sum(_would), 0.0) AS usd_without_cache,
                1000 * avg(_saving) AS usd_saved_per_1k
-        FROM {{rows}} GROUP BY ALL HAVING count(*) > 0 {_order(by)}""").df()
+        FROM {{rows}} GROUP BY ALL HAVING count(*) > 0 {warehouse.group_order(by)}""").df()
     table = table.astype({"requests": np.int64, "hits": np.int64})
     table["hit_rate"] = table["hits"] / table["requests"]
     table["hit_rate_low"], table["hit_rate_high"] = wilson_interval(table["hits"], table["requests"], confidence)
@@ -157,12 +148,13 @@ def prompt_caching_savings(rows: Rows, prices: PriceTable, *, by: Sequence[str] 
                             f"WHERE {warehouse.number(ok, 'prompt_tokens')} IS NOT NULL")
     costed = _priced_as(_priced_as(ok, prices, "_paid"), prices, "_full", cached_tokens="0")
     table = warehouse.over(costed, f"""
-        SELECT {_keys(costed, by)}CASE WHEN bool_and(_machine) THEN 'machine' ELSE 'tokens' END AS kind,
+        SELECT {warehouse.group_columns(costed, by)}
+               CASE WHEN bool_and(_machine) THEN 'machine' ELSE 'tokens' END AS kind,
                count(*) AS requests, avg(_prompt) AS prompt_tokens_mean, sum(_cached) AS cached_tokens,
                CASE WHEN sum(_prompt) <> 0 THEN sum(_cached) / sum(_prompt) END AS cached_share,
                avg(CASE WHEN _prompt < {MIN_CACHEABLE_PROMPT_TOKENS} THEN 1.0 ELSE 0.0 END) AS below_minimum_share,
                coalesce(sum(_paid), 0.0) AS usd_paid, coalesce(sum(_full), 0.0) AS usd_without_prompt_cache
-        FROM {{rows}} GROUP BY ALL HAVING count(*) > 0 {_order(by)}""").df()
+        FROM {{rows}} GROUP BY ALL HAVING count(*) > 0 {warehouse.group_order(by)}""").df()
     table = table.astype({"requests": np.int64, "cached_tokens": np.int64})
     table["usd_saved"] = table["usd_without_prompt_cache"] - table["usd_paid"]
     without = table["usd_without_prompt_cache"].to_numpy()
@@ -183,16 +175,18 @@ def batch_savings(rows: Rows, prices: PriceTable, *, by: Sequence[str] = ("confi
     ok = _answered(rows, prices)
     costed = _priced_as(_priced_as(ok, prices, "_online", batch="false"), prices, "_batched", batch="true")
     tokens = warehouse.over(costed, f"""
-        SELECT {_keys(costed, by)}'tokens' AS kind, count(*) AS requests, count(*) FILTER (WHERE _batch) AS batch_rows,
+        SELECT {warehouse.group_columns(costed, by)}'tokens' AS kind, count(*) AS requests,
+               count(*) FILTER (WHERE _batch) AS batch_rows,
                {prices.batch_discount!r} AS batch_discount, coalesce(sum(_online), 0.0) AS usd_online,
                coalesce(sum(_batched), 0.0) AS usd_batch
-        FROM {{rows}} WHERE NOT _machine GROUP BY ALL HAVING count(*) > 0 {_order(by)}""").df()
+        FROM {{rows}} WHERE NOT _machine GROUP BY ALL HAVING count(*) > 0 {warehouse.group_order(by)}""").df()
     tokens["usd_saved"] = tokens["usd_online"] - tokens["usd_batch"]
     tokens["machine_usd"] = math.nan
     machine = warehouse.over(ok, f"""
-        SELECT {_keys(ok, by)}'machine' AS kind, count(*) AS requests, count(*) FILTER (WHERE _batch) AS batch_rows,
+        SELECT {warehouse.group_columns(ok, by)}'machine' AS kind, count(*) AS requests,
+               count(*) FILTER (WHERE _batch) AS batch_rows,
                min({warehouse.text(ok, 'model')}) AS _model
-        FROM {{rows}} WHERE _machine GROUP BY ALL HAVING count(*) > 0 {_order(by)}""").df()
+        FROM {{rows}} WHERE _machine GROUP BY ALL HAVING count(*) > 0 {warehouse.group_order(by)}""").df()
     batched = machine["batch_rows"].sum()
     hourly = np.array([resolve_price(prices, model)[1].usd_per_hour for model in machine["_model"]], dtype=float)
     share = machine["batch_rows"].to_numpy() / batched if batched else np.zeros(len(machine))
@@ -324,7 +318,8 @@ def prefix_reuse(rows: Rows, *, by: Sequence[str] = ("model", "dataset", "prompt
     ok = f"coalesce({warehouse.text(marked, 'status')} = 'ok', false)"
     ttft = warehouse.number(marked, "ttft_s")
     table = warehouse.over(marked, f"""
-        SELECT {_keys(marked, by)}avg({warehouse.number(marked, 'prompt_tokens')}) AS prompt_tokens_mean,
+        SELECT {warehouse.group_columns(marked, by)}
+               avg({warehouse.number(marked, 'prompt_tokens')}) AS prompt_tokens_mean,
                count(*) FILTER (WHERE prefix_shared) AS n_shared,
                count(*) FILTER (WHERE NOT prefix_shared) AS n_changed,
                avg(_ttft) FILTER (WHERE prefix_shared) AS ttft_shared_s,
@@ -334,7 +329,7 @@ def prefix_reuse(rows: Rows, *, by: Sequence[str] = ("model", "dataset", "prompt
                var_samp(_ttft) FILTER (WHERE prefix_shared) AS _var_shared,
                var_samp(_ttft) FILTER (WHERE NOT prefix_shared) AS _var_changed
         FROM (SELECT *, {ttft} AS _ttft FROM {{rows}} WHERE {ok} AND prefix_shared IS NOT NULL AND {ttft} IS NOT NULL)
-        GROUP BY ALL HAVING count(*) > 0 {_order(by)}""").df()
+        GROUP BY ALL HAVING count(*) > 0 {warehouse.group_order(by)}""").df()
     table = table.astype({"n_shared": np.int64, "n_changed": np.int64})
     table["ttft_saved_s"] = table["ttft_changed_s"] - table["ttft_shared_s"]
     # Welch's interval of the difference of means, from each side's count and variance

@@ -75,9 +75,8 @@ def config_summary(rows: Rows, prices: PriceTable, quantiles: Sequence[float] = 
     costed = priced(source, prices)
     measured = f"NOT {warehouse.flag(source, 'cache_hit')}" if answered_only else "true"
     ok = f"coalesce({warehouse.text(source, 'status')} = 'ok', false) AND {measured}"
-    keys = [f"{warehouse.text(costed, key)} AS {warehouse.quoted(key)}" for key in by]
     measures = warehouse.over(costed, f"""
-        SELECT {''.join(key + ', ' for key in keys)}
+        SELECT {warehouse.group_columns(costed, by)}
                {''.join(f'min({warehouse.text(costed, c)}) AS {warehouse.quoted(c)}, ' for c in attributes)}
                avg({warehouse.number(costed, 'prompt_tokens')}) FILTER (WHERE {ok}) AS mean_prompt_tokens,
                avg({warehouse.number(costed, 'completion_tokens')}) FILTER (WHERE {ok}) AS mean_completion_tokens,

@@ -85,10 +85,9 @@ def request_metrics(frame: pd.DataFrame) -> pd.DataFrame:
 
 def _group_counts(source: duckdb.DuckDBPyRelation, keys: Sequence[str], where: str, **aggregates: str) -> pd.DataFrame:
     """Per group of `keys` (in sorted order, nulls last): `aggregates` (name -> SQL) over the rows `where` holds."""
-    picked = "".join(f"{warehouse.text(source, key)} AS {warehouse.quoted(key)}, " for key in keys)
     measured = ", ".join(f"{expression} AS {warehouse.quoted(name)}" for name, expression in aggregates.items())
-    order = f"ORDER BY {', '.join(map(warehouse.quoted, keys))}" if keys else ""
-    return warehouse.over(source, f"SELECT {picked}{measured} FROM {{rows}} WHERE {where} GROUP BY ALL {order}").df()
+    return warehouse.over(source, f"SELECT {warehouse.group_columns(source, keys)}{measured} FROM {{rows}} "
+                                  f"WHERE {where} GROUP BY ALL {warehouse.group_order(keys)}").df()
 
 
 def percentiles(rows: Rows, *, by: str | Sequence[str] = ("config_id",),
@@ -131,7 +130,7 @@ def decomposition(rows: Rows, *, by: str | Sequence[str] = ("config_id",)) -> pd
     keys = group_keys(by)
     measured = with_metrics(rows)
     number = lambda column: warehouse.number(measured, column)  # noqa: E731
-    picked = "".join(f"{warehouse.text(measured, key)} AS {warehouse.quoted(key)}, " for key in keys)
+    picked = warehouse.group_columns(measured, keys)
     parts = warehouse.over(measured, f"""
         SELECT *, network_s / e2e_s AS network_share, (ttft_s - coalesce(network_s, 0)) / e2e_s AS ttft_share,
                decode_s / e2e_s AS decode_share
@@ -231,7 +230,7 @@ def latency_split(rows: Rows, *, by: str | Sequence[str] = ("config_id",)) -> pd
     number = lambda column: warehouse.number(source, column)  # noqa: E731
     gap_sum, gap_count = _gap_totals(source)
     timed = timed_sql(source)
-    picked = "".join(f"{warehouse.text(source, key)} AS {warehouse.quoted(key)}, " for key in keys)
+    picked = warehouse.group_columns(source, keys)
     # the client's own decode time where the server gives none: every gap after the first token;
     # an answer of one token has none, one of several without gaps recorded is unknown
     parts = warehouse.over(source, f"""

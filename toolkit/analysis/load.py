@@ -31,7 +31,7 @@ def _phase_totals(rows: Rows, keys: Sequence[str], level: str) -> pd.DataFrame:
     timed = with_machine_time(rows)
     ok = f"coalesce({warehouse.text(timed, 'status')} = 'ok', false)"
     tokens = f"coalesce({warehouse.number(timed, 'completion_tokens')}, 0)"
-    picked = "".join(f"{warehouse.text(timed, key)} AS {warehouse.quoted(key)}, " for key in keys)
+    picked = warehouse.group_columns(timed, keys)
     order = ", ".join(map(warehouse.quoted, keys))
 
     def totals(source: duckdb.DuckDBPyRelation, known: str, extra: str = "") -> pd.DataFrame:
