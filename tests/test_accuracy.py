@@ -213,8 +213,12 @@ def test_mean_intervals_from_duckdb_equal_the_bootstrap_of_each_groups_values():
     frame = pd.DataFrame({"g": ["small"] * 3000 + ["few"] * 20000 + ["many"] * 50000,
                           "x": np.r_[rng.normal(size=3000), rng.integers(0, 5, 20000), rng.exponential(size=50000)]})
     frame.loc[[5, 3001], "x"] = np.nan
-    got = mean_intervals(frame, ["g"], "x").set_index("g")
-    assert got.index.tolist() == ["few", "many", "small"]
+    both = mean_intervals(frame, ["g"], {"x": "x", "twice": "CASE WHEN g = 'few' THEN 2 * x END"})
+    assert both[["g", "value"]].values.tolist() == [["few", "twice"], ["few", "x"], ["many", "x"], ["small", "x"]]
+    got = both[both["value"] == "x"].set_index("g")
+    twice = both[both["value"] == "twice"].set_index("g")
+    assert (twice.loc["few", "low"], twice.loc["few", "high"]) == pytest.approx(
+        (2 * got.loc["few", "low"], 2 * got.loc["few", "high"]), rel=1e-12)  # the same resamples, doubled
     for group, part in frame.groupby("g"):
         values = part["x"].dropna().to_numpy()
         assert got.loc[group, "n"] == len(values)
@@ -226,6 +230,6 @@ def test_mean_intervals_from_duckdb_equal_the_bootstrap_of_each_groups_values():
             assert got.loc[group, "low"] == pytest.approx(values.mean() - half, abs=0.05 * width)
         else:
             assert (got.loc[group, "low"], got.loc[group, "high"]) == pytest.approx((low, high), rel=1e-9)
-    pooled = mean_intervals(frame, [], "CASE WHEN g = 'few' THEN x END")  # one group of all rows
+    pooled = mean_intervals(frame, [], {"x": "CASE WHEN g = 'few' THEN x END"})  # one group of all rows
     assert (pooled.at[0, "low"], pooled.at[0, "high"]) == (got.loc["few", "low"], got.loc["few", "high"])
-    assert mean_intervals(frame, [], "CASE WHEN x > 100 THEN x END").empty
+    assert mean_intervals(frame, [], {"x": "CASE WHEN x > 100 THEN x END"}).empty

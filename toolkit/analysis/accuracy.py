@@ -12,7 +12,7 @@ from __future__ import annotations
 import functools
 import itertools
 import os
-from collections.abc import Callable, Iterable, Sequence
+from collections.abc import Callable, Iterable, Mapping, Sequence
 from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass
 
@@ -83,10 +83,12 @@ def bootstrap_mean_interval(values: np.ndarray, confidence: float = 0.95, *, n_r
     return bootstrap_counts_interval(levels, counts, confidence, n_resamples=n_resamples, seed=seed)
 
 
-def mean_intervals(rows: Rows, by: Sequence[str], value: str, confidence: float = 0.95, *,
+def mean_intervals(rows: Rows, by: Sequence[str], values: Mapping[str, str], confidence: float = 0.95, *,
                    n_resamples: int = 2000, seed: int = 0) -> pd.DataFrame:
-    """Per group of `by` (text keys): n and a percentile bootstrap interval (low, high) of the mean of `value`,
-    a SQL expression over `rows` whose nulls are left out; groups with no value are left out.
+    """Per group of `by` (text keys) and per name of `values` (each a SQL expression over `rows`, its nulls and
+    NaN left out): n and a percentile bootstrap interval (low, high) of the mean, as columns *by, value (the
+    name), n, low, high; a group without values for a name has no row for it.  The values are unpivoted, so
+    that all of them take the same passes.
 
     What DuckDB returns per group stays bounded: a group of at most `MAX_RESAMPLED_VALUES` / `n_resamples`
     values, or of at most about 2 x `MAX_LEVELS` distinct values (a HyperLogLog estimate decides), comes as
@@ -97,27 +99,29 @@ def mean_intervals(rows: Rows, by: Sequence[str], value: str, confidence: float 
     normal one whatever the strata.
     """
     source = warehouse.relation(rows)
-    keys = [warehouse.quoted(key) for key in by]
+    grouped = [*by, "value"]
+    keys = [warehouse.quoted(key) for key in grouped]
     listed = "".join(f"{key}, " for key in keys)
-    order = warehouse.group_order(by)
-    picked = warehouse.group_columns(source, by)
-    number = f"CAST({value} AS DOUBLE)"
-    values = warehouse.over(source, f"SELECT {picked}{number} AS _value FROM {{rows}} "
-                                    f"WHERE {number} IS NOT NULL AND NOT isnan({number})")
-    groups = warehouse.over(values, f"""
+    order = warehouse.group_order(grouped)
+    named = ", ".join(f"CAST({expression} AS DOUBLE) AS {warehouse.quoted(name)}" for name, expression in values.items())
+    unpivoted = warehouse.over(source, f"""
+        SELECT * FROM (SELECT {warehouse.group_columns(source, by)}{named} FROM {{rows}})
+        UNPIVOT (_value FOR value IN ({', '.join(map(warehouse.quoted, values))}))""")
+    measured = warehouse.over(unpivoted, "SELECT * FROM {rows} WHERE NOT isnan(_value)")
+    groups = warehouse.over(measured, f"""
         SELECT {listed}count(*) AS n, approx_count_distinct(_value) AS levels, min(_value) AS low,
                max(_value) AS high
         FROM {{rows}} GROUP BY ALL HAVING count(*) > 0 {order}""").df()
     if groups.empty:
-        return pd.DataFrame(columns=[*by, "n", "low", "high"])
+        return pd.DataFrame(columns=[*grouped, "n", "low", "high"])
     stratified = (groups["n"] * n_resamples > MAX_RESAMPLED_VALUES) & (groups["levels"] > 2 * MAX_LEVELS)
-    table = ", ".join("(" + ", ".join([*(warehouse.literal(None if pd.isna(row[key]) else row[key]) for key in by),
+    table = ", ".join("(" + ", ".join([*(warehouse.literal(None if pd.isna(row[key]) else row[key]) for key in grouped),
                                        "true" if strata else "false", f"CAST('{float(row['low'])!r}' AS DOUBLE)",
                                        f"CAST('{float(row['high'])!r}' AS DOUBLE)"]) + ")"
                       for (_, row), strata in zip(groups.iterrows(), stratified))
     names = ", ".join([*keys, "_strata", "_low", "_high"])
     match = " AND ".join(f"v.{key} IS NOT DISTINCT FROM g.{key}" for key in keys) or "TRUE"
-    tagged = warehouse.over(values, f"SELECT v.*, g._strata, g._low, g._high FROM {{rows}} v "
+    tagged = warehouse.over(measured, f"SELECT v.*, g._strata, g._low, g._high FROM {{rows}} v "
                                     f"JOIN (VALUES {table}) g({names}) ON {match}")
     counted = warehouse.over(tagged, f"""
         SELECT {listed}list(_value ORDER BY _value) AS levels, list(n ORDER BY _value) AS counts
@@ -135,18 +139,18 @@ def mean_intervals(rows: Rows, by: Sequence[str], value: str, confidence: float 
     found, intervals = [], []
     for row in counted.itertuples(index=False):
         levels, counts = np.asarray(row.levels, dtype=float), np.asarray(row.counts, dtype=np.int64)
-        found.append((*row[:len(by)], int(counts.sum())))
+        found.append((*row[:len(grouped)], int(counts.sum())))
         intervals.append(functools.partial(bootstrap_counts_interval, levels, counts, confidence,
                                            n_resamples=n_resamples, seed=seed))
     for row in strata.itertuples(index=False):
         sizes, totals, squares = (np.asarray(v, dtype=float) for v in (row.sizes, row.totals, row.squares))
         means = totals / sizes
         variances = np.maximum(squares / sizes - means**2, 0.0)
-        found.append((*row[:len(by)], int(sizes.sum())))
+        found.append((*row[:len(grouped)], int(sizes.sum())))
         intervals.append(functools.partial(_strata_interval, sizes, means, variances, confidence, n_resamples, seed))
     table = pd.DataFrame([(*group, *interval) for group, interval in zip(found, _each_group(intervals))],
-                         columns=[*by, "n", "low", "high"])
-    return table.sort_values(list(by), ignore_index=True) if by else table
+                         columns=[*grouped, "n", "low", "high"])
+    return table.sort_values(grouped, ignore_index=True)
 
 
 def bootstrap_counts_interval(levels: np.ndarray, counts: np.ndarray, confidence: float = 0.95, *,

@@ -108,13 +108,15 @@ def response_cache_savings(rows: Rows, prices: PriceTable, *, by: Sequence[str] 
     table["usd_saved"] = table["usd_without_cache"] - table["usd_paid"]
     without = table["usd_without_cache"].to_numpy()
     table["saved_share"] = np.where(without > 0, table["usd_saved"] / np.where(without > 0, without, 1), np.nan)
-    for value, low, high, scale in (("CASE WHEN NOT _hit THEN _e2e END", "e2e_miss_low", "e2e_miss_high", 1.0),
-                                    ("_saving", "usd_saved_per_1k_low", "usd_saved_per_1k_high", 1000.0)):
-        intervals = mean_intervals(per_row, by, value, confidence)
-        table = table.merge(intervals.drop(columns="n").rename(columns={"low": low, "high": high}), on=list(by),
+    intervals = mean_intervals(per_row, by, {"e2e_miss": "CASE WHEN NOT _hit THEN _e2e END", "saving": "_saving"},
+                               confidence)
+    for value, low, high, scale in (("e2e_miss", "e2e_miss_low", "e2e_miss_high", 1.0),
+                                    ("saving", "usd_saved_per_1k_low", "usd_saved_per_1k_high", 1000.0)):
+        found = intervals.loc[intervals["value"] == value, [*by, "low", "high"]]
+        table = table.merge(found.rename(columns={"low": low, "high": high}), on=list(by),
                             how="left") if by else table.assign(**{
-                                low: intervals["low"].iloc[0] if len(intervals) else math.nan,
-                                high: intervals["high"].iloc[0] if len(intervals) else math.nan})
+                                low: found["low"].iloc[0] if len(found) else math.nan,
+                                high: found["high"].iloc[0] if len(found) else math.nan})
         table[[low, high]] = table[[low, high]].astype(float) * scale
     return table[[*by, *_CACHE_COLUMNS]]
 
