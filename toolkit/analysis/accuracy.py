@@ -11,9 +11,7 @@ from __future__ import annotations
 
 import functools
 import itertools
-import os
-from collections.abc import Callable, Iterable, Mapping, Sequence
-from concurrent.futures import ThreadPoolExecutor
+from collections.abc import Mapping, Sequence
 from dataclasses import dataclass
 
 import duckdb
@@ -25,19 +23,12 @@ from statsmodels.stats.multitest import multipletests
 from statsmodels.stats.proportion import proportion_confint
 
 from toolkit import warehouse
-from toolkit.analysis.rows import select_dataset
+from toolkit.analysis.rows import each_group, select_dataset
 from toolkit.errors import ParameterError
 from toolkit.warehouse import Rows
 
 
 PAIR_KEY = ("dataset", "item_id", "repeat")
-
-
-def _each_group(intervals: Iterable[Callable[[], tuple[float, float]]]) -> list[tuple[float, float]]:
-    """Each group's interval, on a thread per core: numpy's random draws release the GIL, and each group's
-    bootstrap has its own seeded generator, so the intervals are those of a loop."""
-    with ThreadPoolExecutor(max_workers=os.cpu_count()) as pool:
-        return list(pool.map(lambda interval: interval(), intervals))
 
 
 def graded_outcomes(rows: Rows, keep: Sequence[str]) -> duckdb.DuckDBPyRelation:
@@ -148,7 +139,7 @@ def mean_intervals(rows: Rows, by: Sequence[str], values: Mapping[str, str], con
         variances = np.maximum(squares / sizes - means**2, 0.0)
         found.append((*row[:len(grouped)], int(sizes.sum())))
         intervals.append(functools.partial(_strata_interval, sizes, means, variances, confidence, n_resamples, seed))
-    table = pd.DataFrame([(*group, *interval) for group, interval in zip(found, _each_group(intervals))],
+    table = pd.DataFrame([(*group, *interval) for group, interval in zip(found, each_group(intervals))],
                          columns=[*grouped, "n", "low", "high"])
     return table.sort_values(grouped, ignore_index=True)
 
@@ -264,7 +255,7 @@ def accuracy_table(rows: Rows, by: Sequence[str] = ("config_id", "dataset"),
                coalesce(list(level ORDER BY level) FILTER (WHERE level IS NOT NULL), CAST([] AS DOUBLE[])) AS levels,
                coalesce(list(n ORDER BY level) FILTER (WHERE level IS NOT NULL), CAST([] AS BIGINT[])) AS counts
         FROM parts GROUP BY ALL {"ORDER BY " + keys.rstrip(", ") if by else ""}""").df()
-    intervals = _each_group(functools.partial(bootstrap_counts_interval, levels, counts, confidence,
+    intervals = each_group(functools.partial(bootstrap_counts_interval, levels, counts, confidence,
                                               n_resamples=n_resamples, seed=seed)
                             for levels, counts in zip(table["levels"], table["counts"]))
     table["score_low"] = [low for low, _ in intervals]

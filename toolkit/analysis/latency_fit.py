@@ -8,6 +8,7 @@ residual sd in the intercept when 5% of requests stall (stalls only ever add tim
 """
 from __future__ import annotations
 
+import functools
 import math
 from collections.abc import Sequence
 
@@ -17,7 +18,7 @@ import statsmodels.api as sm
 from scipy import stats
 
 from toolkit import warehouse
-from toolkit.analysis.rows import group_keys, timed_mask, timed_sql
+from toolkit.analysis.rows import each_group, group_keys, timed_mask, timed_sql
 from toolkit.warehouse import Rows
 
 
@@ -57,14 +58,16 @@ def fit_robust(frame: pd.DataFrame, *, x: str, y: str, by: str | Sequence[str] =
     data["_x"] = pd.to_numeric(frame[x], errors="coerce").astype(float)
     data["_y"] = pd.to_numeric(frame[y], errors="coerce").astype(float)
     data = data.loc[ok].dropna(subset=["_x", "_y"])
-    rows = []
+    groups, lines = [], []
     for group, part in data.groupby(keys, dropna=False, sort=True):
         xs, ys = part["_x"].to_numpy(), part["_y"].to_numpy()
         if len(xs) > max_rows:
             chosen = np.sort(np.random.default_rng(seed).choice(len(xs), size=max_rows, replace=False))
             xs, ys = xs[chosen], ys[chosen]
-        fit = _fit_line(xs, ys, level=level, x_name=x)
-        rows.append(dict(zip(keys, group)) | {"x_name": x, "y_name": y, "level": level} | fit)
+        groups.append(group)
+        lines.append(functools.partial(_fit_line, xs, ys, level=level, x_name=x))
+    rows = [dict(zip(keys, group)) | {"x_name": x, "y_name": y, "level": level} | fit
+            for group, fit in zip(groups, each_group(lines))]
     return pd.DataFrame(rows, columns=keys + list(FIT_COLUMNS))
 
 

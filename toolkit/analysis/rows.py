@@ -1,7 +1,10 @@
 """Which rows of a requests table count for what: graded, timed, answered by the model or the cache."""
 from __future__ import annotations
 
-from collections.abc import Callable, Sequence
+import os
+from collections.abc import Callable, Iterable, Sequence
+from concurrent.futures import ThreadPoolExecutor
+from typing import TypeVar
 
 import duckdb
 import numpy as np
@@ -10,6 +13,20 @@ import pandas as pd
 from toolkit import warehouse
 from toolkit.errors import ParameterError
 from toolkit.warehouse import Rows
+
+
+T = TypeVar("T")
+
+
+def each_group(work: Iterable[Callable[[], T]]) -> list[T]:
+    """Each group's result of `work` (one callable per group), on a thread per core, in order: numpy's array
+    work and random draws release the GIL.  A group's work must not share a random generator with another's,
+    so that the results are those of a loop."""
+    tasks = list(work)
+    if len(tasks) < 2:  # a thread of its own would only add its start
+        return [task() for task in tasks]
+    with ThreadPoolExecutor(max_workers=os.cpu_count()) as pool:
+        return list(pool.map(lambda task: task(), tasks))
 
 
 def group_keys(by: str | Sequence[str]) -> list[str]:
