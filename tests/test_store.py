@@ -151,3 +151,16 @@ def test_token_gap_statistics_are_summed_without_reading_the_lists(tmp_path):
     table = load_run(tmp_path / "run", columns=["request_id", "tbt_sum_s", "tbt_count"])
     assert list(table.columns) == ["request_id", "tbt_sum_s", "tbt_count"]
     assert table["tbt_sum_s"].tolist() == pytest.approx([0.03, 0.0, 0.0]) and table["tbt_count"].tolist() == [2, 0, 0]
+
+
+def test_a_large_requests_file_is_written_in_row_groups_duckdb_scans_in_parallel(tmp_path):
+    import pyarrow.parquet as pq
+
+    from toolkit import warehouse
+    from toolkit.testing.synthetic import synthetic_requests
+
+    rows = warehouse.ROW_GROUP_ROWS + 10  # DuckDB gives each thread a row group: one group is one thread
+    save_run(tmp_path, synthetic_requests(rows), {"run_id": "r"})
+    metadata = pq.ParquetFile(tmp_path / REQUESTS).metadata
+    assert metadata.num_row_groups == 2 and metadata.num_rows == rows
+    assert len(load_run(tmp_path, columns=["request_id"])) == rows
