@@ -110,7 +110,7 @@ def over(rows: Rows, query: str) -> duckdb.DuckDBPyRelation:
     # The query reads the relation by the name of the variable that holds it (DuckDB's replacement scan).
     # `relation.query(name, ...)` would put the name in the catalog for the call, and every change of the
     # catalog makes each relation built so far bind again when next read: a chain of analyses bound its
-    # first steps hundreds of times.
+    # first steps hundreds of times.  (A relation offers no public way to its connection.)
     return rows_relation._con.sql(query.replace("{rows}", "rows_relation"))
 
 
@@ -423,7 +423,7 @@ def with_quantiles(table: pd.DataFrame, rows: Rows, by: Sequence[str], values: M
     value name, one column per quantile under `names[name]`; NaN for a group without values."""
     if table.empty or not values:
         return table.assign(**{column: np.nan for columns in names.values() for column in columns})
-    found = quantiles(rows, by, values, q, where=where)
+    found = quantiles(relation(rows), by, values, q, where=where)
     wide = found[list(by)].drop_duplicates().reset_index(drop=True) if by else pd.DataFrame(index=[0])
     for name in values:
         part = found.loc[found["value"] == name, [*by, *(f"q{i}" for i in range(len(q)))]]
