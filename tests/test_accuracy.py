@@ -3,10 +3,12 @@ import math
 import numpy as np
 import pandas as pd
 import pytest
+from scipy import stats
 from scipy.stats import norm
 
-from toolkit.analysis.accuracy import (PAIR_KEY, accuracy_table, answer_groups, bootstrap_mean_interval,
-                                       graded_outcomes, mean_intervals, paired_comparison, pairwise_significance)
+from toolkit.analysis.accuracy import (PAIR_KEY, accuracy_table, answer_groups, bootstrap_counts_interval,
+                                       bootstrap_mean_interval, graded_outcomes, mean_intervals, paired_comparison,
+                                       pairwise_significance)
 from toolkit.errors import ParameterError
 from toolkit.schema import coerce_requests
 from toolkit.testing.synthetic import synthetic_requests
@@ -233,3 +235,11 @@ def test_mean_intervals_from_duckdb_equal_the_bootstrap_of_each_groups_values():
     pooled = mean_intervals(frame, [], {"x": "CASE WHEN g = 'few' THEN x END"})  # one group of all rows
     assert (pooled.at[0, "low"], pooled.at[0, "high"]) == (got.loc["few", "low"], got.loc["few", "high"])
     assert mean_intervals(frame, [], {"x": "CASE WHEN x > 100 THEN x END"}).empty
+
+
+def test_the_batched_bootstrap_draws_the_same_resamples_as_one_call():
+    values = np.random.default_rng(2).normal(size=4000)  # many levels, few values: scipy's bootstrap, in batches
+    levels, counts = np.unique(values, return_counts=True)
+    whole = stats.bootstrap((np.repeat(levels, counts),), np.mean, n_resamples=2000, method="percentile",
+                            rng=np.random.default_rng(0)).confidence_interval
+    assert bootstrap_counts_interval(levels, counts) == (whole.low, whole.high)

@@ -11,6 +11,7 @@ from __future__ import annotations
 
 import functools
 import itertools
+import os
 from collections.abc import Mapping, Sequence
 from dataclasses import dataclass
 
@@ -168,13 +169,16 @@ def bootstrap_counts_interval(levels: np.ndarray, counts: np.ndarray, confidence
         low, high = np.quantile(means, [alpha, 1 - alpha])
         return float(low), float(high)
     values = np.repeat(levels, counts) if values is None else values
+    # groups are bootstrapped on a thread per core (`each_group`): in batches, so that all of them together hold
+    # at most MAX_RESAMPLED_VALUES resampled values (batches draw the same resamples as one call)
+    batch = max(1, MAX_RESAMPLED_VALUES // ((os.cpu_count() or 1) * len(values)))
     result = stats.bootstrap((values,), np.mean, confidence_level=confidence, n_resamples=n_resamples,
-                             method="percentile", rng=rng)
+                             method="percentile", rng=rng, batch=batch)
     return float(result.confidence_interval.low), float(result.confidence_interval.high)
 
 
 FEW_LEVELS = 100  # distinct values up to which resampling counts is cheaper than resampling rows
-MAX_RESAMPLED_VALUES = 10_000_000  # values x resamples that scipy may hold in memory at once (80 MB)
+MAX_RESAMPLED_VALUES = 10_000_000  # values x resamples that scipy's bootstraps may hold in memory at once (80 MB)
 MAX_LEVELS = 1000  # distinct values up to which the count-based bootstrap is exact
 STRATA = 200
 
