@@ -5,6 +5,7 @@ import numpy as np
 import pandas as pd
 import pytest
 
+from toolkit.analysis import cascade
 from toolkit.analysis.cascade import (Saving, best_accuracy_at_budget, cascade_frontier, cost_saving_at_best_single,
                                       evaluate_cascade, fit_cascade, item_matrix, oracle_router, split_items)
 from toolkit.errors import ParameterError
@@ -144,6 +145,16 @@ def test_fit_cascade_is_the_best_grid_point():
     assert fit_cascade(matrix, stages, "logprob_mean", grid, budget=0.0) is None
     with pytest.raises(ParameterError, match="not both"):
         fit_cascade(matrix, stages, "logprob_mean", grid, budget=1.0, target_accuracy=0.5)
+
+
+@pytest.mark.parametrize("signal", ["logprob_mean", "agreement"])
+def test_a_grid_simulated_in_chunks_is_each_combination_simulated_alone(monkeypatch, signal):
+    matrix = item_matrix(as_text_none(long_frame(6)), CONFIGS)
+    monkeypatch.setattr(cascade, "GRID_CELLS", 3 * len(matrix))  # three combinations a chunk, the last one short
+    combos, accuracy, cost = cascade._grid_outcomes(matrix, CONFIGS, signal, None)
+    assert len(combos) % 3 and len(combos) > 3
+    alone = [evaluate_cascade(matrix, CONFIGS, combo, signal) for combo in combos]
+    assert accuracy.tolist() == [r.accuracy for r in alone] and cost.tolist() == [r.mean_cost for r in alone]
 
 
 def test_item_matrix_counts_errors_wrong_and_drops_ungraded_items():

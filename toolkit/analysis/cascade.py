@@ -262,22 +262,31 @@ def _normalized(answer: object) -> str | None:
 
 
 def _simulate(correct: np.ndarray, cost: np.ndarray, confidence: np.ndarray, thresholds: np.ndarray,
-              signal: str) -> tuple[np.ndarray, np.ndarray, list[float]]:
+              signal: str) -> tuple[np.ndarray, np.ndarray, list[np.ndarray]]:
+    """Per item, what the cascade got right and paid, and the share escalated after each non-last stage.
+
+    `thresholds` may carry leading axes (one row per combination of a grid search): every result then
+    has them too, so a grid is simulated in a few array passes rather than a Python call per combination."""
     n, stages = correct.shape
-    pending = np.ones(n, dtype=bool)
-    charged = np.zeros((n, stages), dtype=bool)
-    got, paid, escalated = np.zeros(n), np.zeros(n), []
+    lead = thresholds.shape[:-1]
+    pending = np.ones((*lead, n), dtype=bool)
+    charged = [np.zeros((*lead, n), dtype=bool) for _ in range(stages)]
+    got, paid, escalated = np.zeros((*lead, n)), np.zeros((*lead, n)), []
     for k in range(stages):
         # agreement needs the next stage's answer before stage k's can be accepted
         for j in (k, k + 1) if signal == "agreement" and k < stages - 1 else (k,):
-            paid += np.where(pending & ~charged[:, j], cost[:, j], 0.0)
-            charged[:, j] |= pending
-        accept = pending if k == stages - 1 else pending & (confidence[:, k] >= thresholds[k])
+            paid += np.where(pending & ~charged[j], cost[:, j], 0.0)
+            charged[j] |= pending
+        accept = pending if k == stages - 1 else pending & (confidence[:, k] >= thresholds[..., k, None])
         got += np.where(accept, correct[:, k], 0.0)
-        pending = pending & ~accept
+        pending &= ~accept
         if k < stages - 1:
-            escalated.append(float(pending.mean()))
+            escalated.append(pending.mean(axis=-1))
     return got, paid, escalated
+
+
+# combinations x items a grid search simulates at once (each array of them takes 8 bytes an element)
+GRID_CELLS = 2_000_000
 
 
 def _grid_outcomes(matrix: pd.DataFrame, stages: Sequence[str], signal: str,
@@ -285,10 +294,12 @@ def _grid_outcomes(matrix: pd.DataFrame, stages: Sequence[str], signal: str,
     correct, cost, confidence = _arrays(matrix, stages, signal)
     per_stage = [_candidates(confidence[:, k], signal, grid) for k in range(len(stages) - 1)]
     combos = list(itertools.product(*per_stage))
+    thresholds = np.array(combos, dtype=float).reshape(len(combos), len(stages) - 1)
     accuracy, mean_cost = np.empty(len(combos)), np.empty(len(combos))
-    for i, combo in enumerate(combos):
-        got, paid, _ = _simulate(correct, cost, confidence, np.array(combo), signal)
-        accuracy[i], mean_cost[i] = got.mean(), paid.mean()
+    step = max(1, GRID_CELLS // max(len(correct), 1))
+    for start in range(0, len(combos), step):
+        got, paid, _ = _simulate(correct, cost, confidence, thresholds[start:start + step], signal)
+        accuracy[start:start + step], mean_cost[start:start + step] = got.mean(axis=-1), paid.mean(axis=-1)
     return combos, accuracy, mean_cost
 
 

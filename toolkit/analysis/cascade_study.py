@@ -239,8 +239,11 @@ def study_cascades(frame: pd.DataFrame, usd: pd.Series, *, labels: Mapping[str, 
     """
     chosen, reason = choose_signal(frame, signal)
     priced_models = None if coverage is None else {str(m) for m in coverage.loc[coverage["priced"], "model"]}
-    data = frame[[c for c in STUDIED_COLUMNS if c in frame.columns]].assign(usd=usd.to_numpy(),
-                                                                         answer=answer_keys(frame).to_numpy())
+    # items are only keys here: their codes in sorted order pair and split them as their text does, and
+    # filtering, deduplicating and pivoting a million rows of text took most of a study's time
+    item_codes = pd.factorize(frame["item_id"], sort=True, use_na_sentinel=False)[0]
+    data = frame[[c for c in STUDIED_COLUMNS if c in frame.columns]].assign(
+        item_id=item_codes, usd=usd.to_numpy(), answer=answer_keys(frame).to_numpy())
     datasets = sorted(frame["dataset"].dropna().unique().tolist())
     names = ([*datasets, POOLED] if len(datasets) > 1 else datasets) if per_dataset else (
         [POOLED] if len(datasets) > 1 else datasets)
