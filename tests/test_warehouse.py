@@ -46,19 +46,6 @@ def test_label_columns_are_categoricals_in_the_order_their_text_sorts(run_dir):
     assert table.groupby("config_id").size().index.tolist() == sorted(table["config_id"].astype(str).unique())
 
 
-def test_labels_first_seen_in_a_later_batch_are_sorted_among_the_others():
-    rows = 2 * warehouse.ROW_GROUP_ROWS + 5  # three batches; "a" and None come only in the last
-    config_id = np.where(np.arange(rows) < 2 * warehouse.ROW_GROUP_ROWS, np.where(np.arange(rows) % 2, "c", "b"), "a")
-    frame = pd.DataFrame({"config_id": config_id, "dataset": pd.Series([None] * rows, dtype="str"),
-                          "error_type": ["x"] * (rows - 1) + [None], "e2e_s": np.arange(rows, dtype=float)})
-    table = store.frame_of(warehouse.relation(frame))
-    assert list(table["config_id"].cat.categories) == ["a", "b", "c"]
-    assert table["config_id"].astype(str).tolist() == config_id.tolist()
-    assert table["error_type"].isna().sum() == 1 and list(table["error_type"].cat.categories) == ["x"]
-    assert isinstance(table["dataset"].dtype, pd.CategoricalDtype) and table["dataset"].isna().all()
-    assert table["e2e_s"].tolist() == frame["e2e_s"].tolist()
-
-
 def test_one_part_reads_exactly_as_pandas_reads_it(run_dir, whole):
     pd.testing.assert_frame_equal(store.load_run(run_dir), whole)
     pd.testing.assert_frame_equal(store.load_run(run_dir, columns=LIGHT), whole[LIGHT])

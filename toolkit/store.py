@@ -225,7 +225,7 @@ def frame_of(relation: duckdb.DuckDBPyRelation) -> pd.DataFrame:
     """The rows of `relation` (e.g. of `open_run`, narrowed to what an analysis holds) as pandas, with the
     schema's columns in its dtypes and `schema.LABEL_COLUMNS` as categoricals of their sorted values."""
     try:
-        table = warehouse.arrow_with_sorted_labels(relation)
+        table = warehouse.with_labels_as_enums(relation).to_arrow_table()
     except duckdb.Error as exc:
         raise RunDirError(f"reading the requests failed: {exc}") from exc
     return _pandas(table)
@@ -235,7 +235,7 @@ def _fetch(run_dir: warehouse.RunDirs, columns: list[str], sample: warehouse.Sam
     with warehouse.connect() as connection:
         relation = warehouse.requests(connection, run_dir, columns, order=True, sample=sample)
         try:
-            table = warehouse.arrow_with_sorted_labels(relation)
+            table = warehouse.with_labels_as_enums(relation).to_arrow_table()
         except duckdb.Error as exc:
             raise _damaged_part(run_dir, exc) from exc
     return _pandas(table)

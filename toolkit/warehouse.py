@@ -23,7 +23,6 @@ import duckdb
 import numpy as np
 import pandas as pd
 import pyarrow as pa
-import pyarrow.compute as pc
 import pyarrow.parquet as pq
 
 from toolkit.errors import RunDirError
@@ -295,37 +294,19 @@ def records(connection: duckdb.DuckDBPyConnection, files: Sequence[tuple[Sequenc
     return connection.sql(query)
 
 
-def arrow_with_sorted_labels(relation: duckdb.DuckDBPyRelation) -> pa.Table:
-    """The rows of `relation` as Arrow, its `LABEL_COLUMNS` as dictionaries of their sorted values: pandas
-    receives them as categoricals (a few bytes per row, where text took some 30, and converting them needs no
-    copy of the text), ordered as the text sorts so that groups come out in the same order.  A label column
-    without values stays text.
-
-    The labels are encoded batch by batch as the rows arrive, so the text of at most one batch is held;
-    learning the labels first would run the relation twice, and a chain of windows (prefix reuse, a
-    seeded sample) costs as much as the fetch itself."""
-    labels = [name for name in relation.columns if name in LABEL_COLUMNS]
-    reader = relation.to_arrow_reader(ROW_GROUP_ROWS)
-    batches = [pa.RecordBatch.from_arrays([pc.dictionary_encode(column) if name in labels else column
-                                           for name, column in zip(batch.schema.names, batch.columns)],
-                                          names=batch.schema.names)
-               for batch in reader]
-    if not batches:
-        return reader.schema.empty_table()
-    table = pa.Table.from_batches(batches).unify_dictionaries()
-    for name in labels:
-        column = table.column(name)
-        dictionary = column.chunk(0).dictionary if column.num_chunks else pa.array([], pa.string())
-        if len(dictionary) == 0:
-            table = table.set_column(table.schema.get_field_index(name), name, column.cast(pa.string()))
-            continue
-        order = pc.array_sort_indices(dictionary)
-        rank = np.empty(len(order), dtype=np.int32)
-        rank[order.to_numpy()] = np.arange(len(order), dtype=np.int32)
-        sorted_dictionary = dictionary.take(order)
-        table = table.set_column(table.schema.get_field_index(name), name, pa.chunked_array(
-            [pa.DictionaryArray.from_arrays(pc.take(rank, chunk.indices), sorted_dictionary) for chunk in column.chunks]))
-    return table
+def with_labels_as_enums(relation: duckdb.DuckDBPyRelation) -> duckdb.DuckDBPyRelation:
+    """`relation` with its `LABEL_COLUMNS` cast to ENUMs of their sorted values: Arrow receives them as
+    dictionaries and pandas as categoricals (a byte per row, where text took some 30, and converting it
+    needs no copy of the text), ordered as the text sorts so that groups come out in the same order."""
+    labels = [name for name in relation.columns if name in LABEL_COLUMNS and not is_enum(relation, name)]
+    if not labels:
+        return relation
+    found = over(relation, "SELECT " + ", ".join(f"list(DISTINCT {quoted(c)} ORDER BY {quoted(c)})" for c in labels)
+                 + " FROM {rows}").fetchall()[0]
+    enums = {column: "ENUM(" + ", ".join(literal(value) for value in values if value is not None) + ")"
+             for column, values in zip(labels, found) if any(value is not None for value in values or ())}
+    return over(relation, "SELECT " + ", ".join(f"CAST({quoted(c)} AS {enums[c]}) AS {quoted(c)}" if c in enums
+                                                 else quoted(c) for c in relation.columns) + " FROM {rows}")
 
 
 # the rank width of the first bracket around each quantile: DuckDB's t-digest was within a thousandth
