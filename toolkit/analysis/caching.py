@@ -304,7 +304,9 @@ def prefix_reuse_rows(rows: Rows, *, limit: int = FIGURE_ROWS) -> pd.DataFrame:
                                       AS previous_prompt
         FROM {rows} ORDER BY sequence""")
     shown += ["prefix_shared", "previous_prompt"]
-    return store.frame_of(kept.select(*map(warehouse.quoted, shown)))
+    # at most 2 x limit rows, fetched once: frame_of's pass over their labels would run the window again
+    held = kept.select(*map(warehouse.quoted, shown)).to_arrow_table()
+    return store.frame_of(warehouse.connect().from_arrow(held))
 
 
 def prefix_reuse(rows: Rows, *, by: Sequence[str] = ("model", "dataset", "prompt_variant"),
