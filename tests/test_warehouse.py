@@ -273,3 +273,17 @@ def test_quantiles_of_heavily_tied_values_are_exact_past_the_memory_bound(monkey
     for row in found.itertuples():
         np.testing.assert_array_equal([getattr(row, f"q{i}") for i in range(len(q))],
                                       np.quantile(frame.loc[frame["key"] == row.key, "tokens"], q))
+
+
+def test_a_materialized_chain_is_computed_once_and_dropped_after_the_block():
+    source = warehouse.relation(pd.DataFrame({"x": np.arange(1000)}))
+    drawn = warehouse.over(source, "SELECT x, random() AS r FROM {rows}")
+    temporary = "SELECT count(*) FROM duckdb_tables() WHERE temporary"
+    with warehouse.materialized(drawn) as held:
+        first, second = held.order("x").df(), held.order("x").df()
+        assert warehouse.over(source, temporary).fetchall() == [(1,)]
+    pd.testing.assert_frame_equal(first, second)  # random() ran once, not once per read
+    assert not drawn.order("x").df()["r"].equals(first["r"])  # the chain itself draws anew
+    with pytest.raises(ZeroDivisionError), warehouse.materialized(drawn):
+        1 / 0
+    assert warehouse.over(source, temporary).fetchall() == [(0,)]

@@ -235,7 +235,11 @@ def _fetch(run_dir: warehouse.RunDirs, columns: list[str], sample: warehouse.Sam
     with warehouse.connect() as connection:
         relation = warehouse.requests(connection, run_dir, columns, order=True, sample=sample)
         try:
-            table = warehouse.with_labels_as_enums(relation).to_arrow_table()
+            if sample is not None:  # drawn once: reading its labels, then its rows, would draw it twice
+                with warehouse.materialized(relation) as drawn:
+                    table = warehouse.with_labels_as_enums(drawn).to_arrow_table()
+            else:
+                table = warehouse.with_labels_as_enums(relation).to_arrow_table()
         except duckdb.Error as exc:
             raise _damaged_part(run_dir, exc) from exc
     return _pandas(table)

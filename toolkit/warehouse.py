@@ -15,7 +15,7 @@ import glob
 import itertools
 import os
 import tempfile
-from collections.abc import Callable, Mapping, Sequence
+from collections.abc import Callable, Iterator, Mapping, Sequence
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -112,6 +112,20 @@ def over(rows: Rows, query: str) -> duckdb.DuckDBPyRelation:
     # catalog makes each relation built so far bind again when next read: a chain of analyses bound its
     # first steps hundreds of times.  (A relation offers no public way to its connection.)
     return rows_relation._con.sql(query.replace("{rows}", "rows_relation"))
+
+
+@contextlib.contextmanager
+def materialized(rows: Rows) -> Iterator[duckdb.DuckDBPyRelation]:
+    """`rows` computed once into a temporary table, for the length of the block, and dropped after: for a chain
+    that several statements read, each of which would run it again.  DuckDB spills the table to its temporary
+    directory past its memory limit, so it may be larger than memory."""
+    source = relation(rows)
+    name = f"materialized_{next(_NAMES)}"
+    source._con.execute(f"CREATE TEMP TABLE {name} AS SELECT * FROM source")  # (see `over` on _con)
+    try:
+        yield source._con.table(name)
+    finally:
+        source._con.execute(f"DROP TABLE IF EXISTS {name}")
 
 
 def is_enum(relation: duckdb.DuckDBPyRelation, column: str) -> bool:

@@ -99,35 +99,35 @@ def mean_intervals(rows: Rows, by: Sequence[str], values: Mapping[str, str], con
     unpivoted = warehouse.over(source, f"""
         SELECT * FROM (SELECT {warehouse.group_columns(source, by)}{named} FROM {{rows}})
         UNPIVOT (_value FOR value IN ({', '.join(map(warehouse.quoted, values))}))""")
-    measured = warehouse.over(unpivoted, "SELECT * FROM {rows} WHERE NOT isnan(_value)")
-    groups = warehouse.over(measured, f"""
-        SELECT {listed}count(*) AS n, approx_count_distinct(_value) AS levels, min(_value) AS low,
-               max(_value) AS high
-        FROM {{rows}} GROUP BY ALL HAVING count(*) > 0 {order}""").df()
-    if groups.empty:
-        return pd.DataFrame(columns=[*grouped, "n", "low", "high"])
-    stratified = (groups["n"] * n_resamples > MAX_RESAMPLED_VALUES) & (groups["levels"] > 2 * MAX_LEVELS)
-    table = ", ".join("(" + ", ".join([*(warehouse.literal(None if pd.isna(row[key]) else row[key]) for key in grouped),
-                                       "true" if strata else "false", f"CAST('{float(row['low'])!r}' AS DOUBLE)",
-                                       f"CAST('{float(row['high'])!r}' AS DOUBLE)"]) + ")"
-                      for (_, row), strata in zip(groups.iterrows(), stratified))
-    names = ", ".join([*keys, "_strata", "_low", "_high"])
-    match = " AND ".join(f"v.{key} IS NOT DISTINCT FROM g.{key}" for key in keys) or "TRUE"
-    tagged = warehouse.over(measured, f"SELECT v.*, g._strata, g._low, g._high FROM {{rows}} v "
-                                    f"JOIN (VALUES {table}) g({names}) ON {match}")
-    counted = warehouse.over(tagged, f"""
-        SELECT {listed}list(_value ORDER BY _value) AS levels, list(n ORDER BY _value) AS counts
-        FROM (SELECT {listed}_value, count(*) AS n FROM {{rows}} WHERE NOT _strata GROUP BY ALL)
-        GROUP BY ALL HAVING count(*) > 0 {order}""").df()
-    strata = warehouse.over(tagged, f"""
-        SELECT {listed}list(size ORDER BY stratum) AS sizes, list(total ORDER BY stratum) AS totals,
-               list(squares ORDER BY stratum) AS squares
-        FROM (SELECT {listed}stratum, count(*) AS size, sum(_value) AS total, sum(_value * _value) AS squares
-              FROM (SELECT *, least(CAST(floor(coalesce((_value - _low) / nullif(_high - _low, 0), 0) * {STRATA})
-                                         AS BIGINT), {STRATA - 1}) AS stratum
-                    FROM {{rows}} WHERE _strata)
-              GROUP BY ALL)
-        GROUP BY ALL HAVING count(*) > 0 {order}""").df()
+    with warehouse.materialized(warehouse.over(unpivoted, "SELECT * FROM {rows} WHERE NOT isnan(_value)")) as measured:
+        groups = warehouse.over(measured, f"""
+            SELECT {listed}count(*) AS n, approx_count_distinct(_value) AS levels, min(_value) AS low,
+                   max(_value) AS high
+            FROM {{rows}} GROUP BY ALL HAVING count(*) > 0 {order}""").df()
+        if groups.empty:
+            return pd.DataFrame(columns=[*grouped, "n", "low", "high"])
+        stratified = (groups["n"] * n_resamples > MAX_RESAMPLED_VALUES) & (groups["levels"] > 2 * MAX_LEVELS)
+        table = ", ".join("(" + ", ".join([*(warehouse.literal(None if pd.isna(row[key]) else row[key]) for key in grouped),
+                                           "true" if strata else "false", f"CAST('{float(row['low'])!r}' AS DOUBLE)",
+                                           f"CAST('{float(row['high'])!r}' AS DOUBLE)"]) + ")"
+                          for (_, row), strata in zip(groups.iterrows(), stratified))
+        names = ", ".join([*keys, "_strata", "_low", "_high"])
+        match = " AND ".join(f"v.{key} IS NOT DISTINCT FROM g.{key}" for key in keys) or "TRUE"
+        tagged = warehouse.over(measured, f"SELECT v.*, g._strata, g._low, g._high FROM {{rows}} v "
+                                        f"JOIN (VALUES {table}) g({names}) ON {match}")
+        counted = warehouse.over(tagged, f"""
+            SELECT {listed}list(_value ORDER BY _value) AS levels, list(n ORDER BY _value) AS counts
+            FROM (SELECT {listed}_value, count(*) AS n FROM {{rows}} WHERE NOT _strata GROUP BY ALL)
+            GROUP BY ALL HAVING count(*) > 0 {order}""").df()
+        strata = warehouse.over(tagged, f"""
+            SELECT {listed}list(size ORDER BY stratum) AS sizes, list(total ORDER BY stratum) AS totals,
+                   list(squares ORDER BY stratum) AS squares
+            FROM (SELECT {listed}stratum, count(*) AS size, sum(_value) AS total, sum(_value * _value) AS squares
+                  FROM (SELECT *, least(CAST(floor(coalesce((_value - _low) / nullif(_high - _low, 0), 0) * {STRATA})
+                                             AS BIGINT), {STRATA - 1}) AS stratum
+                        FROM {{rows}} WHERE _strata)
+                  GROUP BY ALL)
+            GROUP BY ALL HAVING count(*) > 0 {order}""").df()
     found, intervals = [], []
     for row in counted.itertuples(index=False):
         levels, counts = np.asarray(row.levels, dtype=float), np.asarray(row.counts, dtype=np.int64)

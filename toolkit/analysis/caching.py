@@ -88,28 +88,30 @@ def response_cache_savings(rows: Rows, prices: PriceTable, *, by: Sequence[str] 
     costed = _priced_as(_priced_as(ok, prices, "_paid"), prices, "_uncached", cache_hit="false")
     keys = [warehouse.quoted(key) for key in by]
     match = " AND ".join(f"r.{key} IS NOT DISTINCT FROM g.{key}" for key in keys) or "TRUE"
-    narrow = warehouse.over(costed, f"SELECT {warehouse.group_columns(costed, by)}_hit, _machine, _paid, _uncached, "
-                                    f"{warehouse.number(costed, 'e2e_s')} AS _e2e FROM {{rows}}")
-    misses = warehouse.over(narrow, f"SELECT {''.join(f'{key}, ' for key in keys)}"
-                                    "avg(_paid) FILTER (WHERE NOT _hit) AS _miss_cost FROM {rows} GROUP BY ALL").df()
-    would = "CASE WHEN _hit AND _machine THEN g._miss_cost ELSE _uncached END"
-    per_row = warehouse.over(narrow, f"SELECT r.*, {would} AS _would, {would} - _paid AS _saving "
-                                     f"FROM {{rows}} r JOIN {warehouse.inline(misses.astype({'_miss_cost': float}), 'g')} "
-                                     f"ON {match}")
-    table = warehouse.over(per_row, f"""
-        SELECT {''.join(f'{key}, ' for key in keys)}count(*) AS requests, count(*) FILTER (WHERE _hit) AS hits,
-               avg(_e2e) FILTER (WHERE _hit) AS e2e_hit_s, avg(_e2e) FILTER (WHERE NOT _hit) AS e2e_miss_s,
-               coalesce(sum(_paid), 0.0) AS usd_paid, coalesce(sum(_would), 0.0) AS usd_without_cache,
-               1000 * avg(_saving) AS usd_saved_per_1k
-        FROM {{rows}} GROUP BY ALL HAVING count(*) > 0 {warehouse.group_order(by)}""").df()
+    chain = warehouse.over(costed, f"SELECT {warehouse.group_columns(costed, by)}_hit, _machine, _paid, _uncached, "
+                                   f"{warehouse.number(costed, 'e2e_s')} AS _e2e FROM {{rows}}")
+    # the pricing joins run once; the tables and the intervals read their result
+    with warehouse.materialized(chain) as narrow:
+        misses = warehouse.over(narrow, f"SELECT {''.join(f'{key}, ' for key in keys)}"
+                                        "avg(_paid) FILTER (WHERE NOT _hit) AS _miss_cost FROM {rows} GROUP BY ALL").df()
+        would = "CASE WHEN _hit AND _machine THEN g._miss_cost ELSE _uncached END"
+        per_row = warehouse.over(narrow, f"SELECT r.*, {would} AS _would, {would} - _paid AS _saving "
+                                         f"FROM {{rows}} r JOIN {warehouse.inline(misses.astype({'_miss_cost': float}), 'g')} "
+                                         f"ON {match}")
+        table = warehouse.over(per_row, f"""
+            SELECT {''.join(f'{key}, ' for key in keys)}count(*) AS requests, count(*) FILTER (WHERE _hit) AS hits,
+                   avg(_e2e) FILTER (WHERE _hit) AS e2e_hit_s, avg(_e2e) FILTER (WHERE NOT _hit) AS e2e_miss_s,
+                   coalesce(sum(_paid), 0.0) AS usd_paid, coalesce(sum(_would), 0.0) AS usd_without_cache,
+                   1000 * avg(_saving) AS usd_saved_per_1k
+            FROM {{rows}} GROUP BY ALL HAVING count(*) > 0 {warehouse.group_order(by)}""").df()
+        intervals = mean_intervals(per_row, by, {"e2e_miss": "CASE WHEN NOT _hit THEN _e2e END", "saving": "_saving"},
+                                   confidence)
     table = table.astype({"requests": np.int64, "hits": np.int64})
     table["hit_rate"] = table["hits"] / table["requests"]
     table["hit_rate_low"], table["hit_rate_high"] = wilson_interval(table["hits"], table["requests"], confidence)
     table["usd_saved"] = table["usd_without_cache"] - table["usd_paid"]
     without = table["usd_without_cache"].to_numpy()
     table["saved_share"] = np.where(without > 0, table["usd_saved"] / np.where(without > 0, without, 1), np.nan)
-    intervals = mean_intervals(per_row, by, {"e2e_miss": "CASE WHEN NOT _hit THEN _e2e END", "saving": "_saving"},
-                               confidence)
     for value, low, high, scale in (("e2e_miss", "e2e_miss_low", "e2e_miss_high", 1.0),
                                     ("saving", "usd_saved_per_1k_low", "usd_saved_per_1k_high", 1000.0)):
         found = intervals.loc[intervals["value"] == value, [*by, "low", "high"]]
@@ -304,9 +306,9 @@ def prefix_reuse_rows(rows: Rows, *, limit: int = FIGURE_ROWS) -> pd.DataFrame:
                                       AS previous_prompt
         FROM {rows} ORDER BY sequence""")
     shown += ["prefix_shared", "previous_prompt"]
-    # at most 2 x limit rows, fetched once: frame_of's pass over their labels would run the window again
-    held = kept.select(*map(warehouse.quoted, shown)).to_arrow_table()
-    return store.frame_of(warehouse.connect().from_arrow(held))
+    # computed once: frame_of's pass over their labels would run the window again
+    with warehouse.materialized(kept.select(*map(warehouse.quoted, shown))) as held:
+        return store.frame_of(held)
 
 
 def prefix_reuse(rows: Rows, *, by: Sequence[str] = ("model", "dataset", "prompt_variant"),
