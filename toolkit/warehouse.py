@@ -15,7 +15,7 @@ import glob
 import itertools
 import os
 import tempfile
-from collections.abc import Callable, Iterator, Mapping, Sequence
+from collections.abc import Callable, Iterable, Iterator, Mapping, Sequence
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -330,6 +330,21 @@ QUANTILE_BRACKET = 0.002
 EXACT_QUANTILE_VALUES = 10_000_000
 
 
+def measured_values(relation: duckdb.DuckDBPyRelation, by: Sequence[str], values: Mapping[str, str],
+                    where: str = "TRUE") -> duckdb.DuckDBPyRelation:
+    """The rows of `relation` that meet `where`: the text keys of `by` and a DOUBLE column per name of
+    `values` (each a SQL expression over `relation`), NaN as null."""
+    named = ", ".join(f"CASE WHEN isnan(CAST({expression} AS DOUBLE)) THEN NULL ELSE CAST({expression} AS DOUBLE) END "
+                      f"AS {quoted(name)}" for name, expression in values.items())
+    return over(relation, f"SELECT {group_columns(relation, by)}{named} FROM {{rows}} WHERE {where}")
+
+
+def unpivoted(measured: duckdb.DuckDBPyRelation, names: Iterable[str]) -> duckdb.DuckDBPyRelation:
+    """`measured_values`' rows as one row per key and measured name: the keys, `value` (the name) and `_value`,
+    nulls left out, so that every name takes the same passes."""
+    return over(measured, f"SELECT * FROM {{rows}} UNPIVOT (_value FOR value IN ({', '.join(map(quoted, names))}))")
+
+
 def quantiles(relation: duckdb.DuckDBPyRelation, by: Sequence[str], values: Mapping[str, str], q: Sequence[float], *,
               where: str = "TRUE") -> pd.DataFrame:
     """Per group of `by` (text keys) and per name of `values` (each a SQL expression over `relation`, its
@@ -345,14 +360,11 @@ def quantiles(relation: duckdb.DuckDBPyRelation, by: Sequence[str], values: Mapp
     """
     keys = [quoted(key) for key in [*by, "value"]]
     listed = "".join(f"{key}, " for key in keys)
-    picked = group_columns(relation, by)
-    named = ", ".join(f"CASE WHEN isnan(CAST({expression} AS DOUBLE)) THEN NULL ELSE CAST({expression} AS DOUBLE) END "
-                      f"AS {quoted(name)}" for name, expression in values.items())
-    measured = over(relation, f"SELECT {picked}{named} FROM {{rows}} WHERE {where}")
+    measured = measured_values(relation, by, values, where)
     q = [float(p) for p in q]
     if over(measured, "SELECT count(*) FROM {rows}").fetchall()[0][0] * len(values) <= EXACT_QUANTILE_VALUES:
         return _exact_quantiles(measured, by, list(values), q)
-    values_of = over(measured, f"SELECT * FROM {{rows}} UNPIVOT (_value FOR value IN ({', '.join(map(quoted, values))}))")
+    values_of = unpivoted(measured, values)
     order = group_order([*by, "value"])
     width = QUANTILE_BRACKET
     # the t-digest is asked for the brackets of three widths at once: a bracket that misses is widened 8x without

@@ -95,11 +95,7 @@ def mean_intervals(rows: Rows, by: Sequence[str], values: Mapping[str, str], con
     keys = [warehouse.quoted(key) for key in grouped]
     listed = "".join(f"{key}, " for key in keys)
     order = warehouse.group_order(grouped)
-    named = ", ".join(f"CAST({expression} AS DOUBLE) AS {warehouse.quoted(name)}" for name, expression in values.items())
-    unpivoted = warehouse.over(source, f"""
-        SELECT * FROM (SELECT {warehouse.group_columns(source, by)}{named} FROM {{rows}})
-        UNPIVOT (_value FOR value IN ({', '.join(map(warehouse.quoted, values))}))""")
-    with warehouse.materialized(warehouse.over(unpivoted, "SELECT * FROM {rows} WHERE NOT isnan(_value)")) as measured:
+    with warehouse.materialized(warehouse.unpivoted(warehouse.measured_values(source, by, values), values)) as measured:
         groups = warehouse.over(measured, f"""
             SELECT {listed}count(*) AS n, approx_count_distinct(_value) AS levels, min(_value) AS low,
                    max(_value) AS high

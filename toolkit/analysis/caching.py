@@ -92,14 +92,14 @@ def response_cache_savings(rows: Rows, prices: PriceTable, *, by: Sequence[str] 
                                    f"{warehouse.number(costed, 'e2e_s')} AS _e2e FROM {{rows}}")
     # the pricing joins run once; the tables and the intervals read their result
     with warehouse.materialized(chain) as narrow:
-        misses = warehouse.over(narrow, f"SELECT {''.join(f'{key}, ' for key in keys)}"
+        misses = warehouse.over(narrow, f"SELECT {warehouse.group_columns(narrow, by)}"
                                         "avg(_paid) FILTER (WHERE NOT _hit) AS _miss_cost FROM {rows} GROUP BY ALL").df()
         would = "CASE WHEN _hit AND _machine THEN g._miss_cost ELSE _uncached END"
         per_row = warehouse.over(narrow, f"SELECT r.*, {would} AS _would, {would} - _paid AS _saving "
                                          f"FROM {{rows}} r JOIN {warehouse.inline(misses.astype({'_miss_cost': float}), 'g')} "
                                          f"ON {match}")
         table = warehouse.over(per_row, f"""
-            SELECT {''.join(f'{key}, ' for key in keys)}count(*) AS requests, count(*) FILTER (WHERE _hit) AS hits,
+            SELECT {warehouse.group_columns(per_row, by)}count(*) AS requests, count(*) FILTER (WHERE _hit) AS hits,
                    avg(_e2e) FILTER (WHERE _hit) AS e2e_hit_s, avg(_e2e) FILTER (WHERE NOT _hit) AS e2e_miss_s,
                    coalesce(sum(_paid), 0.0) AS usd_paid, coalesce(sum(_would), 0.0) AS usd_without_cache,
                    1000 * avg(_saving) AS usd_saved_per_1k
