@@ -433,8 +433,8 @@ def _compare(pairs: pd.DataFrame, config_a: str, config_b: str, dataset: str | N
     b_only, both_wrong = int(count[~ca & cb].sum()), int(count[~ca & ~cb].sum())
     n = int(count.sum())
     p_value = float(mcnemar([[both, a_only], [b_only, both_wrong]], exact=True).pvalue) if n else float("nan")
-    differences = pairs.groupby("diff", sort=True)["count"].sum()
-    levels, counts = differences.index.to_numpy(dtype=float), differences.to_numpy(dtype=np.int64)
+    levels, level_of = np.unique(pairs["diff"].to_numpy(dtype=float), return_inverse=True)
+    counts = np.bincount(level_of, weights=count, minlength=len(levels)).astype(np.int64)
     low, high = bootstrap_counts_interval(levels, counts, confidence, n_resamples=n_resamples, seed=seed)
     return PairedComparison(
         config_a=config_a, config_b=config_b, dataset=dataset, n_pairs=n, both_correct=both,
