@@ -54,6 +54,7 @@ def test_answer_keys_and_signal_choice():
     frame = pd.DataFrame({"output_text": ["\n  Paris!\nsecond line", None, "Bogotá"], "logprob_mean": np.nan})
     keys = answer_keys(frame)
     assert (keys[0], keys[2], pd.isna(keys[1])) == ("paris", "bogota", True)
+    assert isinstance(keys.dtype, pd.CategoricalDtype)  # a study copies a million of them many times
     assert choose_signal(frame) == ("agreement", None)
     assert choose_signal(frame.assign(logprob_mean=[-0.1, np.nan, np.nan])) == ("logprob_mean", None)
     assert choose_signal(frame.assign(output_text=None)) == (None, NO_SIGNAL)

@@ -151,12 +151,15 @@ def reported_models(rows: Rows, manifest: dict | None) -> list[str]:
 
 
 def answer_keys(frame: pd.DataFrame) -> pd.Series:
-    """The answer an agreement check compares: the first non-blank line, normalized as graders do."""
+    """The answer an agreement check compares: the first non-blank line, normalized as graders do; a
+    categorical (a study filters and copies its million rows many times: text would be copied with them)."""
     # normalized once per distinct answer (answers repeat, and normalizing costs ~5 us each), then
     # spread by the answers' codes: a Python call per row of a million-row table takes a second
     codes, texts = pd.factorize(frame["output_text"])
-    keys = np.array([normalize(first_line(t)) if isinstance(t, str) else None for t in texts] + [None], dtype=object)
-    return pd.Series(keys[codes], index=frame.index, dtype=object)  # code -1 (no answer) takes the last, None
+    keys = [normalize(first_line(t)) if isinstance(t, str) else None for t in texts]
+    key_codes, distinct = pd.factorize(pd.Series(keys, dtype=object))
+    key_codes = np.append(key_codes, -1)  # code -1 (no answer) takes the last: no key
+    return pd.Series(pd.Categorical.from_codes(key_codes[codes], categories=distinct), index=frame.index)
 
 
 def choose_signal(frame: pd.DataFrame, signal: str = "auto") -> tuple[str | None, str | None]:
@@ -243,7 +246,7 @@ def study_cascades(frame: pd.DataFrame, usd: pd.Series, *, labels: Mapping[str, 
     # filtering, deduplicating and pivoting a million rows of text took most of a study's time
     item_codes = pd.factorize(frame["item_id"], sort=True, use_na_sentinel=False)[0]
     data = frame[[c for c in STUDIED_COLUMNS if c in frame.columns]].assign(
-        item_id=item_codes, usd=usd.to_numpy(), answer=answer_keys(frame).to_numpy())
+        item_id=item_codes, usd=usd.to_numpy(), answer=answer_keys(frame).array)
     datasets = sorted(frame["dataset"].dropna().unique().tolist())
     names = ([*datasets, POOLED] if len(datasets) > 1 else datasets) if per_dataset else (
         [POOLED] if len(datasets) > 1 else datasets)
