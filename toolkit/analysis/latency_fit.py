@@ -60,18 +60,20 @@ def fit_robust(frame: pd.DataFrame, *, x: str, y: str, by: str | Sequence[str] =
     data = data.loc[ok].dropna(subset=["_x", "_y"])
     groups, lines = [], []
     for group, part in data.groupby(keys, dropna=False, sort=True):
-        xs, ys = part["_x"].to_numpy(), part["_y"].to_numpy()
-        if len(xs) > max_rows:
-            chosen = np.sort(np.random.default_rng(seed).choice(len(xs), size=max_rows, replace=False))
-            xs, ys = xs[chosen], ys[chosen]
         groups.append(group)
-        lines.append(functools.partial(_fit_line, xs, ys, level=level, x_name=x))
+        lines.append(functools.partial(fit_line, part["_x"].to_numpy(), part["_y"].to_numpy(), level=level,
+                                       x_name=x, max_rows=max_rows, seed=seed))
     rows = [dict(zip(keys, group)) | {"x_name": x, "y_name": y, "level": level} | fit
             for group, fit in zip(groups, each_group(lines))]
     return pd.DataFrame(rows, columns=keys + list(FIT_COLUMNS))
 
 
-def _fit_line(xs: np.ndarray, ys: np.ndarray, *, level: float, x_name: str) -> dict:
+def fit_line(xs: np.ndarray, ys: np.ndarray, *, level: float, x_name: str, max_rows: int = FIT_ROWS,
+             seed: int = 0) -> dict:
+    """One group's `fit_robust` row (from n to reason) from its x and y values, none of them NaN."""
+    if len(xs) > max_rows:
+        chosen = np.sort(np.random.default_rng(seed).choice(len(xs), size=max_rows, replace=False))
+        xs, ys = xs[chosen], ys[chosen]
     n = len(xs)
     empty = dict.fromkeys(FIT_COLUMNS[3:-2], np.nan) | {"n": n}
     if n < 3:

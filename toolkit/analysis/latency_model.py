@@ -24,7 +24,7 @@ import pandas as pd
 from pandas.api.typing import DataFrameGroupBy
 from scipy import stats
 
-from toolkit.analysis.latency_fit import fit_robust
+from toolkit.analysis.latency_fit import fit_line
 
 DEFAULT_BY = ("endpoint", "model", "concurrency")
 # a group's fit needs no more requests than this: a large run is fitted on a seeded sample of this many
@@ -281,12 +281,14 @@ def _longer_half(tokens: pd.Series, min_rows: int) -> pd.Series | None:
     return None
 
 
-def _line(rows: pd.DataFrame, x: str, y: str, level: float) -> pd.Series | None:
+def _line(rows: pd.DataFrame, x: str, y: str, level: float) -> dict | None:
     """The robust fit when it exists and its slope is significantly positive, else None."""
-    if rows[x].nunique(dropna=True) < 2:
+    xs, ys = rows[x].to_numpy(dtype=float), rows[y].to_numpy(dtype=float)
+    if len(np.unique(xs[~np.isnan(xs)])) < 2:
         return None
-    fit = fit_robust(rows.assign(_key=0), x=x, y=y, by="_key", level=level).iloc[0]
-    if pd.notna(fit["reason"]) or not fit["slope_low"] > 0:
+    present = ~(np.isnan(xs) | np.isnan(ys))
+    fit = fit_line(xs[present], ys[present], level=level, x_name=x)
+    if fit["reason"] is not None or not fit["slope_low"] > 0:
         return None
     return fit
 
