@@ -287,3 +287,15 @@ def test_a_materialized_chain_is_computed_once_and_dropped_after_the_block():
     with pytest.raises(ZeroDivisionError), warehouse.materialized(drawn):
         1 / 0
     assert warehouse.over(source, temporary).fetchall() == [(0,)]
+
+
+def test_a_chain_past_the_materialized_bound_is_read_as_it_is(monkeypatch):
+    source = warehouse.relation(pd.DataFrame({"x": np.arange(1000)}))
+    drawn = warehouse.over(source, "SELECT x, random() AS r FROM {rows}")
+    monkeypatch.setattr(warehouse, "MATERIALIZED_VALUES", 2 * 1000)  # two columns: exactly 1,000 rows fit
+    with warehouse.materialized(drawn) as held:
+        assert held.order("x").df().equals(held.order("x").df())
+    monkeypatch.setattr(warehouse, "MATERIALIZED_VALUES", 2 * 999)
+    with warehouse.materialized(drawn) as held:
+        assert held is drawn
+        assert warehouse.over(source, "SELECT count(*) FROM duckdb_tables() WHERE temporary").fetchall() == [(0,)]
