@@ -234,12 +234,11 @@ def frame_of(relation: duckdb.DuckDBPyRelation) -> pd.DataFrame:
 def _fetch(run_dir: warehouse.RunDirs, columns: list[str], sample: warehouse.Sample | None = None) -> pd.DataFrame:
     with warehouse.connect() as connection:
         relation = warehouse.requests(connection, run_dir, columns, order=True, sample=sample)
+        # a sample is drawn once: reading its labels, then its rows, would draw it twice
+        held = warehouse.materialized(relation) if sample is not None else contextlib.nullcontext(relation)
         try:
-            if sample is not None:  # drawn once: reading its labels, then its rows, would draw it twice
-                with warehouse.materialized(relation) as drawn:
-                    table = warehouse.with_labels_as_enums(drawn).to_arrow_table()
-            else:
-                table = warehouse.with_labels_as_enums(relation).to_arrow_table()
+            with held as rows:
+                table = warehouse.with_labels_as_enums(rows).to_arrow_table()
         except duckdb.Error as exc:
             raise _damaged_part(run_dir, exc) from exc
     return _pandas(table)
