@@ -124,17 +124,20 @@ MATERIALIZED_VALUES = 100_000_000
 def materialized(rows: Rows) -> Iterator[duckdb.DuckDBPyRelation]:
     """`rows` computed once into a temporary table for the statements in the block that read it, each of which
     would run the chain again, and dropped after.  A chain of more than `MATERIALIZED_VALUES` values is given
-    back as it is: counting its rows up to one past that bound is all that is computed to find out."""
+    back as it is, after its first rows past that bound were computed to find out (a count of its rows would run
+    the whole of a smaller chain once more: a window, a seeded sample)."""
     source = relation(rows)
     limit = MATERIALIZED_VALUES // max(len(source.columns), 1)
-    (counted,), = over(source, f"SELECT count(*) FROM (SELECT 1 FROM {{rows}} LIMIT {limit + 1})").fetchall()
-    if counted > limit:
-        yield source
-        return
     name = f"materialized_{next(_NAMES)}"
-    source._con.execute(f"CREATE TEMP TABLE {name} AS SELECT * FROM source")  # (`over` says why _con)
+    # (`over` says why the relation's connection)
+    source._con.execute(f"CREATE TEMP TABLE {name} AS SELECT * FROM source LIMIT {limit + 1}")
     try:
-        yield source._con.table(name)
+        (held,), = source._con.execute(f"SELECT count(*) FROM {name}").fetchall()
+        if held > limit:
+            source._con.execute(f"DROP TABLE {name}")  # its memory is the block's
+            yield source
+        else:
+            yield source._con.table(name)
     finally:
         source._con.execute(f"DROP TABLE IF EXISTS {name}")
 

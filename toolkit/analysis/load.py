@@ -32,7 +32,6 @@ def _phase_totals(rows: Rows, keys: Sequence[str], level: str) -> pd.DataFrame:
     ok = f"coalesce({warehouse.text(timed, 'status')} = 'ok', false)"
     tokens = f"coalesce({warehouse.number(timed, 'completion_tokens')}, 0)"
     picked = warehouse.group_columns(timed, keys)
-    order = ", ".join(map(warehouse.quoted, keys))
 
     def totals(source: duckdb.DuckDBPyRelation, known: str, extra: str = "") -> pd.DataFrame:
         rule = warehouse.text(source, "machine_rule")  # a categorical's codes compare only with its values
@@ -42,7 +41,7 @@ def _phase_totals(rows: Rows, keys: Sequence[str], level: str) -> pd.DataFrame:
                    count(*) FILTER (WHERE {ok} AND {known}) AS done,
                    coalesce(sum({tokens}) FILTER (WHERE {ok} AND {known}), 0) AS tokens,
                    bool_or({rule} = 'phase') AS phased{extra}
-            FROM {{rows}} GROUP BY ALL ORDER BY {order}""").df()
+            FROM {{rows}} GROUP BY ALL {warehouse.group_order(keys)}""").df()
 
     table = totals(timed, "{rule} IN ('phase', 'cache_hit')",
                    f", count(*) AS n, count(*) FILTER (WHERE {ok}) AS n_ok, "
