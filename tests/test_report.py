@@ -14,9 +14,10 @@ from jupyter_client.kernelspec import KernelSpecManager
 from nbformat.v4 import new_code_cell, new_markdown_cell, new_notebook
 
 from synthetic_runs import built_report, main_run_dir, make_run
+from toolkit import load_run
 from toolkit.errors import NotebookError, ParameterError, RunDirError
 from toolkit.report import (build_report, effective_parameters, find_kernel, notebook_title, parse_parameters,
-                            register_cli, render_html)
+                            register_cli, render_html, report_folder)
 
 REPO_ROOT = Path(__file__).resolve().parents[1]
 NOTEBOOKS = sorted((REPO_ROOT / "notebooks").glob("[0-9]*.ipynb"))
@@ -178,6 +179,33 @@ def test_registering_the_cli_stays_cheap():
             "print(sorted(heavy & set(sys.modules)))")
     result = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, check=True)
     assert result.stdout.strip() == "[]"
+
+
+def test_cli_report_on_several_runs_analyses_them_as_one(tmp_path: Path, capsys: pytest.CaptureFixture):
+    days = [make_run(tmp_path / f"grid-day-{day}", seed=day) for day in (1, 2, 3)]
+    notebooks = tmp_path / "notebooks"
+    tiny_notebook(notebooks / "01_echo.ipynb", "from toolkit import load_run\nprint(run_dir, len(load_run(run_dir)))")
+    parser = argparse.ArgumentParser(prog="frontier")
+    register_cli(parser.add_subparsers(dest="command", required=True))
+    by_pattern = parser.parse_args(["report", str(tmp_path / "grid-day-[12]"), str(days[2]),
+                                    "--out", str(tmp_path / "out"), "--notebooks", str(notebooks)])
+    assert by_pattern.func(by_pattern) == 0
+    index = Path(capsys.readouterr().out.strip())
+    assert index.parent == tmp_path / "out" / "grid-day-1+grid-day-2+grid-day-3" and index.is_file()
+    assert "grid-day-1 + grid-day-2 + grid-day-3" in index.read_text(encoding="utf-8")
+    echoed = nbformat.read(index.parent / "01_echo.ipynb", as_version=4)
+    printed = [o["text"] for c in echoed.cells for o in c.get("outputs", []) if o.get("name") == "stdout"]
+    requests = sum(len(load_run(day)) for day in days)
+    assert printed == [f"{[str(day.resolve()) for day in days]} {requests}\n"]
+
+
+def test_a_report_on_many_runs_is_named_after_the_first(tmp_path: Path):
+    days = [tmp_path / f"a-long-run-name-of-day-{day:02d}" for day in range(12)]
+    manifest = {"run_id": "x + y", "runs": [{"run_id": day.name} for day in days[:-1]] + [{"run_id": "not safe!"}]}
+    assert report_folder(days, manifest) == "a-long-run-name-of-day-00+11-more"
+    assert report_folder(days[-2:], manifest | {"runs": manifest["runs"][-2:]}) == (
+        "a-long-run-name-of-day-10+a-long-run-name-of-day-11")  # an unsafe id gives its folder's name
+    assert report_folder(days[0], {"run_id": "a/b"}) == "a-long-run-name-of-day-00"
 
 
 def test_a_stopped_report_leaves_the_previous_one(tmp_path: Path):

@@ -32,6 +32,7 @@ from toolkit import resources
 from toolkit.params import ModelPrices, check, resolve_run_dir, run_checks
 from toolkit.report_index import render_index, render_unanswered_index
 from toolkit.store import open_run, read_manifest
+from toolkit.warehouse import RunDirs
 
 if TYPE_CHECKING:
     from toolkit.analysis.frontier import Headline
@@ -46,6 +47,8 @@ _nbconvert_log = logging.getLogger("toolkit.nbconvert")
 _nbconvert_log.setLevel(logging.ERROR)
 
 NOTEBOOK_GLOB = "[0-9]*.ipynb"
+# characters of a report folder named after several runs (file systems allow 255)
+MAX_FOLDER_NAME = 100
 # Parameters the index's headline reads, with the checks the notebooks apply to them.
 HEADLINE_PARAMETERS: dict[str, tuple[object, float | None, float | None]] = {
     "value_usd": (float, 0, None), "error_cost_usd": (float, 0, None),
@@ -68,12 +71,13 @@ class NotebookRun:
     title: str | None = None
 
 
-def build_report(run_dir: str | os.PathLike, *, out_root: Path = Path("reports"),
+def build_report(run_dir: RunDirs, *, out_root: Path = Path("reports"),
                  parameters: Mapping[str, object] | None = None, notebooks_dir: Path | None = None,
                  kernel_name: str | None = None, timeout_s: float = 600,
                  progress_bar: bool = False) -> Path:
     """Execute and render every `notebooks_dir/[0-9]*.ipynb` (default: the shipped notebooks) on `run_dir`;
-    return the index path.
+    return the index path.  Several run dirs (a list, or glob patterns, as `load_run` takes them) are
+    analysed as one table, in `reports/<run_id>+<run_id>...` (`report_folder`).
 
     `parameters` go to each notebook that declares them (papermill's `inspect_notebook`); a name
     no notebook declares is a `ParameterError`, as is a value that a notebook's own checks (the
@@ -105,21 +109,21 @@ def build_report(run_dir: str | os.PathLike, *, out_root: Path = Path("reports")
     head = _headline(frame, manifest, effective) if answered else None
     kernel = (kernel_name or find_kernel()) if answered else None
 
-    out_dir = Path(out_root) / _safe_name(manifest.get("run_id"), run_path.name)
+    out_dir = Path(out_root) / report_folder(run_path, manifest)
     out_dir.parent.mkdir(parents=True, exist_ok=True)
     # beside out_dir, so the final rename stays on one filesystem
     work = Path(tempfile.mkdtemp(prefix=f".{out_dir.name}.partial-", dir=out_dir.parent))
     try:
         runs = []
         if head is None:  # nothing answered: say so on the index instead of failing every notebook
-            page = render_unanswered_index(frame, manifest.get("run_id") or run_path.name)
+            page = render_unanswered_index(frame, manifest.get("run_id") or out_dir.name)
             (work / "index.html").write_text(page, encoding="utf-8")
             _move_into_place(work, out_dir)
             return out_dir / "index.html"
         for notebook in notebooks:
             mine = {k: v for k, v in given.items() if k in declared[notebook]}
             if "run_dir" in declared[notebook]:
-                mine["run_dir"] = str(run_path)
+                mine["run_dir"] = [str(path) for path in run_path] if isinstance(run_path, list) else str(run_path)
             runs.append(_execute(notebook, work, out_dir, mine, kernel=kernel, timeout_s=timeout_s,
                                  progress_bar=progress_bar))
         (work / "index.html").write_text(render_index(head, runs, effective), encoding="utf-8")
@@ -219,12 +223,13 @@ def parse_parameters(items: Sequence[str]) -> dict[str, object]:
 
 
 def register_cli(subparsers: argparse._SubParsersAction) -> argparse.ArgumentParser:
-    """Add `frontier report RUN_DIR [-p name=value ...] [--price MODEL=IN,OUT ...] [--out reports]` to a
-    CLI's subcommands."""
+    """Add `frontier report RUN_DIR [RUN_DIR ...] [-p name=value ...] [--price MODEL=IN,OUT ...] [--out reports]`
+    to a CLI's subcommands."""
     parser = subparsers.add_parser("report", help="execute the notebooks on a run dir into HTML reports")
-    parser.add_argument("run_dir", metavar="RUN_DIR",
+    parser.add_argument("run_dirs", nargs="+", metavar="RUN_DIR",
                         help="the run directory to report on; data/runs/sample is the shipped sample run "
-                             "(unless the current directory has its own)")
+                             "(unless the current directory has its own).  Several, or a quoted glob pattern "
+                             "('runs/grid-2026-*'), are analysed as one table")
     parser.add_argument("-p", "--parameter", dest="parameters", action="append", default=[],
                         metavar="NAME=VALUE", help="a notebook parameter, value read as YAML (repeatable)")
     parser.add_argument("--price", dest="prices", action="append", default=[], metavar="MODEL=IN,OUT",
@@ -239,7 +244,8 @@ def register_cli(subparsers: argparse._SubParsersAction) -> argparse.ArgumentPar
 
 def _report_command(args: argparse.Namespace) -> int:
     try:
-        index = build_report(args.run_dir, out_root=args.out, parameters=_with_prices(args),
+        run_dir = args.run_dirs[0] if len(args.run_dirs) == 1 else args.run_dirs
+        index = build_report(run_dir, out_root=args.out, parameters=_with_prices(args),
                              notebooks_dir=args.notebooks, progress_bar=True)
     except KeyboardInterrupt:
         print(f"frontier: report stopped; nothing in {args.out} was changed (a previous report is left as it was)",
@@ -370,6 +376,16 @@ def _literal(source: str) -> object:
         return ast.literal_eval(source)
     except (ValueError, SyntaxError):
         return source  # not a literal (an expression): keep its text
+
+
+def report_folder(run_path: Path | list[Path], manifest: dict) -> str:
+    """The report's folder name: the run's id (its dir's name when the id is not a safe file name); for
+    several runs their names joined by "+", or the first's and how many more when that is long."""
+    if not isinstance(run_path, list):
+        return _safe_name(manifest.get("run_id"), run_path.name)
+    names = [_safe_name(own.get("run_id"), path.name) for own, path in zip(manifest["runs"], run_path)]
+    joined = "+".join(names)
+    return joined if len(joined) <= MAX_FOLDER_NAME else f"{names[0]}+{len(names) - 1}-more"
 
 
 def _safe_name(run_id: object, fallback: str) -> str:
