@@ -58,3 +58,20 @@ def expected_outcome(script: Script, key: str, max_attempts: int,
             return "ok", attempt, fault
     return "error", max_attempts, fault
 
+
+def arrival_config(tmp_path, base_url: str, arrival: dict, *, concurrency: list[int] | None = None,
+                   **settings) -> Path:
+    """A scripted-server config with `grid.arrival` and, unless given, no `grid.concurrency`."""
+    path = write_config(tmp_path, base_url, **settings)
+    raw = yaml.safe_load(path.read_text())
+    raw["grid"].pop("concurrency")
+    raw["grid"]["arrival"] = arrival
+    if concurrency is not None:
+        raw["grid"]["concurrency"] = concurrency
+    path.write_text(yaml.safe_dump(raw, sort_keys=False))
+    return path
+
+
+def open_loop_config(tmp_path, base_url: str, **arrival) -> Path:
+    """200 requests: 4 datasets x 25 items x 2 prompt variants."""
+    return arrival_config(tmp_path, base_url, arrival, items=25, variants=["zero_shot", "chat"])

@@ -9,9 +9,8 @@ from pathlib import Path
 
 import pandas as pd
 import pytest
-import yaml
 
-from scripted_runs import write_config
+from scripted_runs import arrival_config, open_loop_config, write_config
 from toolkit.analysis.latency import request_metrics
 from toolkit.collect import collect
 from toolkit.config import with_overrides
@@ -20,19 +19,6 @@ from toolkit.errors import ConfigError
 from toolkit.pacing import achieved_rate, arrival_offsets
 from toolkit.store import load_run
 from toolkit.testing import Behaviour, Script, ScriptedServer
-
-
-def arrival_config(tmp_path, base_url: str, arrival: dict, *, concurrency: list[int] | None = None,
-                   **settings) -> Path:
-    """A scripted-server config with `grid.arrival` and, unless given, no `grid.concurrency`."""
-    path = write_config(tmp_path, base_url, **settings)
-    raw = yaml.safe_load(path.read_text())
-    raw["grid"].pop("concurrency")
-    raw["grid"]["arrival"] = arrival
-    if concurrency is not None:
-        raw["grid"]["concurrency"] = concurrency
-    path.write_text(yaml.safe_dump(raw, sort_keys=False))
-    return path
 
 
 def test_offsets_start_at_zero_span_the_rate_and_are_seeded_and_irregular():
@@ -89,11 +75,6 @@ def test_arrival_and_concurrency_levels_exclude_each_other(tmp_path):
     path = arrival_config(tmp_path, "http://127.0.0.1:9/v1", {"rate_per_s": 5}, concurrency=[1, 4])
     with pytest.raises(ConfigError, match=r'field "grid.concurrency": open-loop grid.arrival sets the load'):
         load_config(path)
-
-
-def open_loop_config(tmp_path, base_url: str, **arrival) -> Path:
-    """200 requests: 4 datasets x 25 items x 2 prompt variants."""
-    return arrival_config(tmp_path, base_url, arrival, items=25, variants=["zero_shot", "chat"])
 
 
 def test_open_loop_delivers_its_rate_and_latency_from_the_due_time_includes_the_lag(tmp_path):

@@ -22,11 +22,12 @@ import ray
 import yaml
 
 from processes import alive
-from scripted_runs import REPO, write_config
+from scripted_runs import REPO, open_loop_config, write_config
 from toolkit.collect import collect
 from toolkit.config import with_overrides
 from toolkit.config_file import load_config
 from toolkit.errors import EndpointError
+from toolkit.pacing import achieved_rate
 from toolkit.runner import plan
 from toolkit.schema import SETTING_COLUMNS
 from toolkit.sharded import collect_sharded, split_phase
@@ -109,6 +110,41 @@ def test_two_workers_collect_the_demo_grid_to_the_same_table_as_one_process(tmp_
     sent = two[~two["cache_hit"]]  # a cache hit is answered without a request
     for level, phase in sent.groupby("concurrency"):  # the level is the total in flight over both workers
         assert most_in_flight(phase) <= level
+
+
+def test_two_workers_keep_one_processs_open_loop_schedule_and_its_rate(tmp_path, local_ray):
+    """200 requests due at 50/s over both workers: each request falls due when one process would have sent it,
+    and the phase's arrivals, the sum of the two shards', are the rate asked for."""
+    with ScriptedServer(Script(Behaviour(ttft_s=0.03, gap_s=0.005, tokens=6))) as server:
+        path = open_loop_config(tmp_path, server.base_url, rate_per_s=50)
+        sharded = collect_sharded(path, workers=2, runs_root=tmp_path / "runs", run_id="two")
+        single = collect(path, runs_root=tmp_path / "runs", run_id="one")
+        received = [a.received_ns / 1e9 for a in server.log[:200]]  # the sharded run's
+    two, one = load_run(sharded.run_dir), load_run(single.run_dir)
+    assert sharded.sent == len(two) == len(one) == 200 and sharded.errors == 0 and sharded.stop_reason is None
+
+    def due_after_start(table: pd.DataFrame) -> pd.Series:
+        due = table.set_index("request_id")["scheduled_at"]
+        return ((due - due.min()).dt.total_seconds()).sort_index()
+
+    pd.testing.assert_series_equal(due_after_start(two), due_after_start(one), atol=1e-5)
+    assert (two["send_lag_s"] >= 0).all() and two["sequence"].is_unique
+    assert two.groupby(two["sequence"] % 2)["request_id"].count().tolist() == [100, 100]  # both shards sent
+    (phase,) = read_manifest(sharded.run_dir)["phases"]
+    arrival = phase["arrival"]
+    assert phase["workers"] == 2 and arrival["requests"] == 200 and arrival["max_in_flight"] == 32
+    assert arrival["achieved_rate_per_s"] == pytest.approx(50, rel=0.02)
+    assert arrival["max_send_lag_s"] == pytest.approx(two["send_lag_s"].max())
+    assert achieved_rate(received, min(received)) == pytest.approx(50, rel=0.05)  # as the server saw them
+
+
+def test_an_open_loop_duration_cuts_the_phase_over_workers_as_in_one_process(tmp_path, local_ray):
+    with ScriptedServer(Script(Behaviour(ttft_s=0.01, gap_s=0.002, tokens=3))) as server:
+        path = open_loop_config(tmp_path, server.base_url, rate_per_s=40, duration_s=0.5)
+        sharded = collect_sharded(path, workers=2, runs_root=tmp_path / "runs", run_id="cut")
+    assert sharded.sent == 20 and "sends 20 of the phase's 200 planned requests" in sharded.stop_reason
+    (phase,) = read_manifest(sharded.run_dir)["phases"]
+    assert phase["planned"] == 200 and phase["sent"] == phase["arrival"]["requests"] == 20
 
 
 def test_a_killed_worker_is_resumed_with_nothing_lost_and_nothing_ok_sent_again(tmp_path, local_ray):

@@ -63,9 +63,15 @@ def achieved_rate(sent_s: Sequence[float], origin_s: float) -> float | None:
     puts the last due time at (count - 1) / rate).  Every delay of the client up to its last send
     counts against it, so a client that falls behind cannot report the target.  None for fewer than
     two requests."""
-    if len(sent_s) < 2 or max(sent_s) <= origin_s:
+    return rate_over(len(sent_s), max(sent_s) - origin_s if sent_s else None)
+
+
+def rate_over(requests: int, span_s: float | None) -> float | None:
+    """`requests` sent over `span_s` seconds from when the first fell due to the last send: the ones
+    after the first, per second (`achieved_rate`).  None for fewer than two or no span."""
+    if requests < 2 or span_s is None or span_s <= 0:
         return None
-    return (len(sent_s) - 1) / (max(sent_s) - origin_s)
+    return (requests - 1) / span_s
 
 
 @dataclass(frozen=True)
@@ -86,4 +92,7 @@ class WallClock:
 
     def at(self, monotonic_s: float) -> dt.datetime:
         return self.wall + dt.timedelta(seconds=monotonic_s - self.monotonic)
+
+    def monotonic_at(self, at: dt.datetime) -> float:
+        return self.monotonic + (at - self.wall).total_seconds()
 

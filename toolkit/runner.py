@@ -36,7 +36,7 @@ from toolkit.datasets import Item, load_dataset
 from toolkit.endpoints import Connection, TokenCounter
 from toolkit.errors import EndpointError
 from toolkit.measure import Request, StreamResult, stream_request
-from toolkit.pacing import Due, RateLimiter, WallClock, achieved_rate, arrival_offsets
+from toolkit.pacing import Due, RateLimiter, WallClock, arrival_offsets, rate_over
 from toolkit.prompts import DatasetSpec, load_dataset_spec, render
 from toolkit.records import Answer, Failure, request_record, stream_answer
 from toolkit.retries import RETRYABLE, describe_error, error_kind, retry_delay_s
@@ -178,12 +178,13 @@ class Collector:
         self._counters: dict[str, TokenCounter] = {}
         self._http = httpx2.AsyncClient(timeout=config.retry.timeout_s)
 
-    async def run(self, planned: list[PlannedRequest], *, in_flight: int | None = None) -> None:
+    async def run(self, planned: list[PlannedRequest], *, in_flight: int | None = None,
+                  schedule: Schedule | None = None) -> None:
         """Send `planned` phase by phase, each phase's concurrency level in flight (`in_flight`: this
-        many instead, a shard's share of the level)."""
+        many instead, a shard's share of the level); an open-loop shard's one phase at `schedule`."""
         try:
             for level, phase in concurrency_phases(planned):
-                await self._run_phase(level if in_flight is None else in_flight, phase)
+                await self._run_phase(level if in_flight is None else in_flight, phase, schedule)
                 if self.stop_reason:
                     break
         finally:
@@ -191,7 +192,7 @@ class Collector:
                 await client.close()
             await self._http.aclose()
 
-    async def _run_phase(self, level: int, phase: list[PlannedRequest]) -> None:
+    async def _run_phase(self, level: int, phase: list[PlannedRequest], schedule: Schedule | None) -> None:
         queue = deque(phase)
         sent_before = self.sent
         entry = {"phase": self._phase, "concurrency": level, "planned": len(phase),
@@ -206,7 +207,7 @@ class Collector:
         workers = [] if arrival else [asyncio.create_task(worker()) for _ in range(min(level, len(phase)))]
         try:
             if arrival:
-                entry["arrival"] = await self._open_loop(arrival, level, phase)
+                entry["arrival"] = await self._open_loop(arrival, level, phase, schedule)
             await asyncio.gather(*workers)
         except BaseException:
             for task in workers:
@@ -216,23 +217,24 @@ class Collector:
             entry.update(ended_at=dt.datetime.now(dt.UTC).isoformat(), sent=self.sent - sent_before)
             self._phase += 1
 
-    async def _open_loop(self, arrival: Arrival, level: int, phase: list[PlannedRequest]) -> dict:
-        """Send `phase` at seeded Poisson due times, at most `level` in flight; for the manifest, the
-        target and the achieved rate (`achieved_rate`) and the largest send lag."""
-        count = len(phase) if arrival.duration_s is None else min(
-            len(phase), max(1, round(arrival.rate_per_s * arrival.duration_s)))
-        offsets = arrival_offsets(count, arrival.rate_per_s,
-                                  random.Random(f"{self.collect_config.seed}\x1farrival\x1f{self._phase}"))
+    async def _open_loop(self, arrival: Arrival, level: int, phase: list[PlannedRequest],
+                         schedule: Schedule | None) -> dict:
+        """Send `phase` at its due times (`schedule`, else the phase's seeded schedule from now), at most
+        `level` in flight; for the manifest, the target and the achieved rate and the largest send lag."""
+        own = schedule is None
+        if own:
+            schedule = Schedule(open_loop_offsets(self.collect_config, self._phase, len(phase)))
         for config in {p.config.endpoint.name: p.config for p in phase}.values():
             await self._client(config).session()  # its connections open now, not while the first request is due
         loop = asyncio.get_running_loop()
         slots = asyncio.Semaphore(level)
-        origin = loop.time()  # the event loop's clock is time.monotonic()
+        # the event loop's clock is time.monotonic(); a shard's phase starts at the UTC time all shards share
+        origin = loop.time() if schedule.start_at is None else self.clock.monotonic_at(schedule.start_at)
         origin_at = self.clock.at(origin)
         tasks: list[asyncio.Task] = []
         dues: list[Due] = []
         try:
-            for planned, offset in zip(phase, offsets):
+            for planned, offset in zip(phase, schedule.offsets):
                 # an absolute due time, so a late wake-up delays one request, not every later one
                 await asyncio.sleep(max(0.0, origin + offset - loop.time()))
                 await slots.acquire()  # the wait for a free slot is part of send_lag_s
@@ -247,18 +249,14 @@ class Collector:
             for task in tasks:
                 task.cancel()
             raise
-        if count < len(phase) and not self.stop_reason:
-            self.stop_reason = (f"grid.arrival.duration_s={arrival.duration_s:g} at {arrival.rate_per_s:g}/s "
-                                f"sends {count} of the phase's {len(phase)} planned requests")
+        if len(schedule.offsets) < len(phase) and not self.stop_reason:
+            self.stop_reason = duration_stop(arrival, len(schedule.offsets), len(phase))
         sent = [(o, due) for o, due in zip(outcomes, dues) if o is not None and o.sent_s is not None]
-        achieved = achieved_rate([o.first_sent_s for o, _ in sent], origin)
-        lags = [o.sent_s - due.monotonic_s for o, due in sent]
-        report = {"target_rate_per_s": arrival.rate_per_s, "achieved_rate_per_s": achieved,
-                  "requests": len(sent), "max_in_flight": level, "max_send_lag_s": max(lags, default=None)}
-        if achieved is not None and achieved < 0.98 * arrival.rate_per_s:
-            log.warning("open-loop phase %d sent %.3g requests/s of the %.3g asked for (largest send lag %.3g s): "
-                        "the client, the rate limits or max_in_flight=%d held requests back",
-                        self._phase, achieved, arrival.rate_per_s, report["max_send_lag_s"], level)
+        report = arrival_report(arrival, level, requests=len(sent),
+                                span_s=max((o.first_sent_s - origin for o, _ in sent), default=None),
+                                max_send_lag_s=max((o.sent_s - due.monotonic_s for o, due in sent), default=None))
+        if own:  # a shard's share is judged with the other shards' (`sharded`)
+            warn_if_behind(self._phase, report)
         return report
 
     def _client(self, config: Config) -> StreamClient:
@@ -386,3 +384,41 @@ def concurrency_phases(planned: list[PlannedRequest]) -> Iterator[tuple[int, lis
     if phase:
         yield phase[0].config.concurrency, phase
 
+
+@dataclass(frozen=True)
+class Schedule:
+    """When an open-loop phase's requests fall due: seconds after its start, which is when the phase
+    begins, or `start_at` (UTC), the moment every shard of the phase counts from."""
+
+    offsets: list[float]
+    start_at: dt.datetime | None = None
+
+
+def open_loop_offsets(config: CollectConfig, phase: int, planned: int) -> list[float]:
+    """The due offsets of open-loop phase `phase` (`arrival_offsets`): one per request sent, all
+    `planned` or as many as `grid.arrival.duration_s` allows, seeded by the config's seed and the
+    phase, so one process and the shards of `--workers` keep the same schedule."""
+    arrival = config.grid.arrival
+    count = planned if arrival.duration_s is None else min(planned, max(1, round(arrival.rate_per_s * arrival.duration_s)))
+    return arrival_offsets(count, arrival.rate_per_s, random.Random(f"{config.seed}\x1farrival\x1f{phase}"))
+
+
+def duration_stop(arrival: Arrival, sent: int, planned: int) -> str:
+    return (f"grid.arrival.duration_s={arrival.duration_s:g} at {arrival.rate_per_s:g}/s "
+            f"sends {sent} of the phase's {planned} planned requests")
+
+
+def arrival_report(arrival: Arrival, max_in_flight: int, *, requests: int, span_s: float | None,
+                   max_send_lag_s: float | None) -> dict:
+    """An open-loop phase's manifest entry: `requests` sent, the last `span_s` after the first fell due,
+    so the achieved rate counts every delay of the client (`achieved_rate`)."""
+    return {"target_rate_per_s": arrival.rate_per_s, "achieved_rate_per_s": rate_over(requests, span_s),
+            "requests": requests, "span_s": span_s, "max_in_flight": max_in_flight, "max_send_lag_s": max_send_lag_s}
+
+
+def warn_if_behind(phase: int, report: dict) -> None:
+    achieved, target = report["achieved_rate_per_s"], report["target_rate_per_s"]
+    if achieved is not None and achieved < 0.98 * target:
+        log.warning("open-loop phase %d sent %.3g requests/s of the %.3g asked for (largest send lag %.3g s): "
+                    "the client, the rate limits or max_in_flight=%d held requests back",
+                    phase, achieved, target, report["max_send_lag_s"], report["max_in_flight"])

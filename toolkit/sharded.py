@@ -15,14 +15,20 @@ their slots (each shard keeps its one-minute window across phases); the spent to
 the progress counts and a stop of any shard go through one Ray actor (`RunTotals`) that every shard
 reports to every `REPORT_EVERY_S`, so the run stops within that much spending of the budget.
 A worker that dies ends the run as stopped: `--resume` sends every request that has no ok record.
-The workers of one machine share the response cache's SQLite file; open-loop phases (`grid.arrival`)
-are not sharded yet.
+The workers of one machine share the response cache's SQLite file.
+
+An open-loop phase (`grid.arrival`) keeps one process's schedule (`runner.open_loop_offsets`): its
+requests are split as a closed loop's are, each keeping its due time, and every shard counts from
+one UTC start `OPEN_LOOP_START_S` ahead, so the phase's arrivals are the rate asked for in all (on a
+cluster, within the machines' clock offsets).  The manifest's entry adds the shards up
+(`arrival_report`: the achieved rate is every request over the last send of any shard).
 """
 from __future__ import annotations
 
 import asyncio
 import contextlib
 import dataclasses
+import datetime as dt
 import os
 import signal
 import socket
@@ -36,17 +42,21 @@ from types import ModuleType
 from toolkit.cache import ResponseCache
 from toolkit.collect import (CollectSummary, base_urls, cache_path, end_session, open_run, prepared_config,
                              record_pricer, start_session)
-from toolkit.config import CollectConfig
+from toolkit.config import Arrival, CollectConfig
 from toolkit.endpoints import connect
 from toolkit.errors import FrontierError, ParameterError
 from toolkit.pacing import RateLimiter
-from toolkit.runner import Collector, PlannedRequest, concurrency_phases, plan
+from toolkit.runner import (Collector, PlannedRequest, Schedule, arrival_report, concurrency_phases, duration_stop,
+                            open_loop_offsets, plan, warn_if_behind)
 from toolkit.schema import RequestRecord
 from toolkit.store import Journal, finalize, has_records, load_run, part_names
 
 INSTALL_RAY = "pip install 'frontier-toolkit[ray]'"
 REPORT_EVERY_S = 0.2
 PLACEMENT_TIMEOUT_S = 120.0  # a cluster without a free CPU per worker never starts them
+# an open-loop phase starts this long after the driver hands it out, so every shard has its share and its
+# connections open by then (a shard that has not is late, and its requests' send_lag_s say by how much)
+OPEN_LOOP_START_S = 0.5
 
 
 def import_ray() -> ModuleType:
@@ -124,8 +134,9 @@ class Shard:
                 "ray_node": ray.get_runtime_context().get_node_id()}
 
     async def run_phase(self, requests: list[PlannedRequest], *, in_flight: int, share: float, phase: int,
-                        first_sequence: int, sequence_stride: int) -> dict:
-        """Send one phase's share; the phase entry of this shard, its counts and why it stopped."""
+                        first_sequence: int, sequence_stride: int, schedule: Schedule | None = None) -> dict:
+        """Send one phase's share (open loop: at `schedule`); the phase entry of this shard, its counts and
+        why it stopped."""
         limits = self.config.limits
         self.limiter.rpm = None if limits.requests_per_minute is None else limits.requests_per_minute * share
         self.limiter.tpm = None if limits.tokens_per_minute is None else limits.tokens_per_minute * share
@@ -138,7 +149,7 @@ class Shard:
                                   limiter=self.limiter, shared_limit=self._shared_limit)
             reporter = asyncio.create_task(self._report_every(REPORT_EVERY_S))
             try:
-                await collector.run(requests, in_flight=in_flight)
+                await collector.run(requests, in_flight=in_flight, schedule=schedule)
             finally:
                 reporter.cancel()
                 with contextlib.suppress(asyncio.CancelledError):
@@ -214,9 +225,6 @@ def collect_sharded(config: CollectConfig | str | Path, *, workers: int, ray_add
         raise ParameterError(f"workers: must be an integer > 0, got {workers!r}")
     config = prepared_config(config, items_per_dataset=items_per_dataset, concurrency=concurrency,
                              max_cost_usd=max_cost_usd, max_requests=max_requests)
-    if config.grid.arrival is not None:
-        raise ParameterError(f"{config.path}: grid.arrival (open loop) is not supported with --workers yet; "
-                             "collect it in one process")
     if ray_address is not None and any(c.cache for c in config.configs()):
         # one SQLite file: safe between the processes of one machine, not over a network file system
         raise ParameterError(f"{config.path}: the response cache cannot be shared by the machines of a Ray "
@@ -253,8 +261,8 @@ def collect_sharded(config: CollectConfig | str | Path, *, workers: int, ray_add
                                   ray_address=ray_address, shards=where)
                     if on_start is not None:
                         on_start(len(pending))
-                    run_stop = _run_phases(ray, shards, totals, pending, run.first_sequence, run.first_phase,
-                                           phases, on_progress)
+                    run_stop = _run_phases(ray, shards, totals, config, pending, run.first_sequence,
+                                           run.first_phase, phases, on_progress)
                     stop_reason = run_stop or stop_reason
                     status = "stopped" if stop_reason else "complete"
                 finally:
@@ -288,17 +296,29 @@ def _placed(ray: ModuleType, shards: list, ray_address: str | None) -> list[dict
                              f"{PLACEMENT_TIMEOUT_S:g} s: ask for fewer --workers") from None
 
 
-def _run_phases(ray: ModuleType, shards: list, totals: object, pending: list[PlannedRequest], first_sequence: int,
-                first_phase: int, phases: list[dict],
+def _run_phases(ray: ModuleType, shards: list, totals: object, config: CollectConfig, pending: list[PlannedRequest],
+                first_sequence: int, first_phase: int, phases: list[dict],
                 on_progress: Callable[[int, dict[str, int]], None] | None) -> str | None:
     """Send `pending` phase by phase over the shards, appending each phase's manifest entry to `phases`;
     why the run stopped early, or None."""
     sequence, phase_number = first_sequence, first_phase
+    arrival = config.grid.arrival
     for level, requests in concurrency_phases(pending):
-        split = split_phase(requests, level, len(shards))
+        planned, cut = len(requests), None
+        if arrival is None:
+            split = split_phase(requests, level, len(shards))
+            schedules = [None] * len(split)
+        else:  # one schedule for the phase, each request keeping its due time on whichever shard sends it
+            offsets = open_loop_offsets(config, phase_number, planned)
+            if len(offsets) < planned:
+                requests, cut = requests[:len(offsets)], duration_stop(arrival, len(offsets), planned)
+            start_at = dt.datetime.now(dt.UTC) + dt.timedelta(seconds=OPEN_LOOP_START_S)
+            timed = split_phase(list(zip(requests, offsets)), level, len(shards))
+            split = [(in_flight, [request for request, _ in pairs]) for in_flight, pairs in timed]
+            schedules = [Schedule([offset for _, offset in pairs], start_at) for _, pairs in timed]
         refs = {shard.run_phase.remote(assigned, in_flight=in_flight, share=in_flight / level, phase=phase_number,
-                                       first_sequence=sequence + k, sequence_stride=len(split)): k
-                for k, (shard, (in_flight, assigned)) in enumerate(zip(shards, split))}
+                                       first_sequence=sequence + k, sequence_stride=len(split), schedule=schedule): k
+                for k, (shard, (in_flight, assigned), schedule) in enumerate(zip(shards, split, schedules))}
         waiting = list(refs)
         while waiting:
             _, waiting = ray.wait(waiting, num_returns=len(waiting), timeout=REPORT_EVERY_S)
@@ -316,15 +336,26 @@ def _run_phases(ray: ModuleType, shards: list, totals: object, pending: list[Pla
                     raise exc.cause from None
                 raise
         entries = [r["phase"] for r in results if r["phase"]]
-        phases.append({"phase": phase_number, "concurrency": level, "planned": len(requests),
+        phases.append({"phase": phase_number, "concurrency": level, "planned": planned,
                        "workers": len(split), "sent": sum(r["sent"] for r in results),
                        "started_at": min((e["started_at"] for e in entries), default=None),
                        "ended_at": max((e["ended_at"] for e in entries), default=None)})
+        if arrival is not None:
+            phases[-1]["arrival"] = _open_loop_phase(arrival, level, [e["arrival"] for e in entries])
+            warn_if_behind(phase_number, phases[-1]["arrival"])
         sequence += len(split) * max(len(assigned) for _, assigned in split)
         phase_number += 1
         if died:
             return f"the worker of {', '.join(died)} died; its requests without an ok record are sent by --resume"
-        stop = next((r["stop_reason"] for r in results if r["stop_reason"]), None)
+        stop = next((r["stop_reason"] for r in results if r["stop_reason"]), cut)
         if stop:
             return stop
     return None
+
+
+def _open_loop_phase(arrival: Arrival, level: int, shards: list[dict]) -> dict:
+    """One open-loop phase's manifest entry from its shards' (each timed from the phase's shared start)."""
+    spans = [entry["span_s"] for entry in shards if entry["span_s"] is not None]
+    lags = [entry["max_send_lag_s"] for entry in shards if entry["max_send_lag_s"] is not None]
+    return arrival_report(arrival, level, requests=sum(entry["requests"] for entry in shards),
+                          span_s=max(spans, default=None), max_send_lag_s=max(lags, default=None))
