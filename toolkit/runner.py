@@ -176,7 +176,7 @@ class Collector:
         self.stop_reason: str | None = None
         self._clients: dict[str, StreamClient] = {}
         self._counters: dict[str, TokenCounter] = {}
-        self._http = httpx2.AsyncClient(timeout=config.retry.timeout_s)
+        self._tokenize_http: httpx2.AsyncClient | None = None  # only an endpoint that counts tokens needs one
 
     async def run(self, planned: list[PlannedRequest], *, in_flight: int | None = None,
                   schedule: Schedule | None = None) -> None:
@@ -190,7 +190,8 @@ class Collector:
         finally:
             for client in self._clients.values():
                 await client.close()
-            await self._http.aclose()
+            if self._tokenize_http is not None:
+                await self._tokenize_http.aclose()
 
     async def _run_phase(self, level: int, phase: list[PlannedRequest], schedule: Schedule | None) -> None:
         queue = deque(phase)
@@ -267,7 +268,9 @@ class Collector:
                 timeout_s=self.collect_config.retry.timeout_s, max_connections=max(levels, 1))
             tokenize_url = self.connections[name].tokenize_url
             if tokenize_url:
-                self._counters[name] = TokenCounter(tokenize_url, self._http)
+                if self._tokenize_http is None:
+                    self._tokenize_http = httpx2.AsyncClient(timeout=self.collect_config.retry.timeout_s)
+                self._counters[name] = TokenCounter(tokenize_url, self._tokenize_http)
         return self._clients[name]
 
     async def _one(self, planned: PlannedRequest, due: Due | None = None) -> Outcome | None:
