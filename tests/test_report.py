@@ -206,6 +206,7 @@ def test_a_report_on_many_runs_is_named_after_the_first(tmp_path: Path):
     assert report_folder(days[-2:], manifest | {"runs": manifest["runs"][-2:]}) == (
         "a-long-run-name-of-day-10+a-long-run-name-of-day-11")  # an unsafe id gives its folder's name
     assert report_folder(days[0], {"run_id": "a/b"}) == "a-long-run-name-of-day-00"
+    assert report_folder(days[:1], {"run_id": "day"}) == "day"  # a pattern that matched one run dir
 
 
 def test_a_stopped_report_leaves_the_previous_one(tmp_path: Path):

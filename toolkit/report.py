@@ -381,9 +381,10 @@ def _literal(source: str) -> object:
 def report_folder(run_path: Path | list[Path], manifest: dict) -> str:
     """The report's folder name: the run's id (its dir's name when the id is not a safe file name); for
     several runs their names joined by "+", or the first's and how many more when that is long."""
-    if not isinstance(run_path, list):
-        return _safe_name(manifest.get("run_id"), run_path.name)
-    names = [_safe_name(own.get("run_id"), path.name) for own, path in zip(manifest["runs"], run_path)]
+    paths = run_path if isinstance(run_path, list) else [run_path]
+    if len(paths) == 1:  # a pattern may match one run dir
+        return _safe_name(manifest.get("run_id"), paths[0].name)
+    names = [_safe_name(own.get("run_id"), path.name) for own, path in zip(manifest["runs"], paths)]
     joined = "+".join(names)
     return joined if len(joined) <= MAX_FOLDER_NAME else f"{names[0]}+{len(names) - 1}-more"
 
