@@ -27,15 +27,17 @@ def parse_args(description: str) -> argparse.Namespace:
     return parser.parse_args()
 
 
-def write_config(directory: Path, base_url: str, *, concurrency: int, items_per_dataset: int | None = None,
-                 repeats: int = 1, max_requests: int | None = None, datasets: Sequence[str] = DATASETS) -> Path:
-    """A collect config over the repo's datasets, aimed at `base_url`, with errors never stopping it."""
+def write_config(directory: Path, base_url: str, *, concurrency: int | None = None, arrival: dict | None = None,
+                 items_per_dataset: int | None = None, repeats: int = 1, max_requests: int | None = None,
+                 datasets: Sequence[str] = DATASETS) -> Path:
+    """A collect config over the repo's datasets, aimed at `base_url`, with errors never stopping it: closed
+    loop at `concurrency`, or open loop at `arrival` (`grid.arrival`)."""
+    load = {"arrival": arrival} if arrival is not None else {"concurrency": [concurrency]}
     raw = {
         "name": "bench", "datasets": list(datasets), "items_per_dataset": items_per_dataset, "seed": 1,
         "evals_dir": str(REPO / "data" / "evals"), "prompts_dir": str(REPO / "data" / "prompts"),
         "endpoints": [{"name": "scripted", "base_url": base_url, "models": ["scripted"]}],
-        "grid": {"prompt_variants": list(VARIANTS), "max_tokens": [32], "concurrency": [concurrency],
-                 "repeats": repeats},
+        "grid": {"prompt_variants": list(VARIANTS), "max_tokens": [32], **load, "repeats": repeats},
         "retry": {"max_attempts": 1, "timeout_s": 30.0},
         "limits": {"max_error_rate": 1.0, "max_requests": max_requests},
     }

@@ -27,7 +27,6 @@ import time
 from pathlib import Path
 
 import ray
-import yaml
 
 from _common import parse_args, summary_ms, write_config, write_result
 from timing_fidelity import TOKENS, TTFT_S, errors_of, measure_level
@@ -69,11 +68,8 @@ def measure_open_loop(rate: int, workers: int | None, items: int, tmp: Path) -> 
     """`rate` requests/s open loop, in one process (`workers` None) or over `workers` Ray workers."""
     with ScriptedProcess(["--ttft", str(OPEN_LOOP_TTFT_S), "--gap", str(OPEN_LOOP_GAP_S), "--tokens", "4"]) as server:
         name = f"open{rate}-{workers or 1}"
-        config = write_config(tmp / name, server.base_url, concurrency=1, items_per_dataset=items)
-        raw = yaml.safe_load(config.read_text())
-        raw["grid"].pop("concurrency")
-        raw["grid"]["arrival"] = {"rate_per_s": rate, "max_in_flight": OPEN_LOOP_MAX_IN_FLIGHT}
-        config.write_text(yaml.safe_dump(raw, sort_keys=False))
+        config = write_config(tmp / name, server.base_url, items_per_dataset=items,
+                              arrival={"rate_per_s": rate, "max_in_flight": OPEN_LOOP_MAX_IN_FLIGHT})
         summary = (collect(config, runs_root=tmp / "runs", run_id=name) if workers is None else
                    collect_sharded(config, workers=workers, runs_root=tmp / "runs", run_id=name))
     table = load_run(summary.run_dir)
