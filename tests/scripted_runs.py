@@ -24,10 +24,12 @@ ERROR_TYPE = {"429": "rate_limited", "500": "server_error", "502": "server_error
 
 
 def write_config(directory: Path, base_url: str | None, *, datasets=DATASETS, items: int = 5,
-                 variants=VARIANTS, repeats: int = 1, concurrency: int | list[int] = 4, max_tokens: int = 8,
+                 variants=VARIANTS, repeats: int = 1, concurrency: int | list[int] | None = 4,
+                 arrival: dict | None = None, max_tokens: int = 8,
                  retry: dict | None = None, limits: dict | None = None, api_key_env: str | None = None,
                  name: str = "scripted", **extra) -> Path:
-    """Write a config YAML into `directory` and return its path."""
+    """Write a config YAML into `directory` and return its path (`grid.arrival` when `arrival` is given, no
+    `grid.concurrency` when `concurrency` is None)."""
     endpoint = {"name": "scripted", "base_url": base_url, "models": ["scripted"]}
     if api_key_env:
         endpoint["api_key_env"] = api_key_env
@@ -35,14 +37,16 @@ def write_config(directory: Path, base_url: str | None, *, datasets=DATASETS, it
         "name": name, "datasets": list(datasets), "items_per_dataset": items, "seed": 7,
         "evals_dir": str(REPO / "data" / "evals"), "prompts_dir": str(REPO / "data" / "prompts"),
         "endpoints": [endpoint],
-        "grid": {"prompt_variants": list(variants), "max_tokens": [max_tokens],
-                 "concurrency": concurrency if isinstance(concurrency, list) else [concurrency],
-                 "repeats": repeats},
+        "grid": {"prompt_variants": list(variants), "max_tokens": [max_tokens], "repeats": repeats},
         "retry": {"max_attempts": 4, "timeout_s": 5.0, "backoff_base_s": 0.01, "backoff_max_s": 0.05,
                   **(retry or {})},
         "limits": {"max_error_rate": 1.0, **(limits or {})},
         **extra,
     }
+    if concurrency is not None:
+        raw["grid"]["concurrency"] = concurrency if isinstance(concurrency, list) else [concurrency]
+    if arrival is not None:
+        raw["grid"]["arrival"] = arrival
     directory.mkdir(parents=True, exist_ok=True)
     path = directory / f"{name}.yaml"
     path.write_text(yaml.safe_dump(raw, sort_keys=False), encoding="utf-8")
@@ -62,14 +66,7 @@ def expected_outcome(script: Script, key: str, max_attempts: int,
 def arrival_config(tmp_path, base_url: str, arrival: dict, *, concurrency: list[int] | None = None,
                    **settings) -> Path:
     """A scripted-server config with `grid.arrival` and, unless given, no `grid.concurrency`."""
-    path = write_config(tmp_path, base_url, **settings)
-    raw = yaml.safe_load(path.read_text())
-    raw["grid"].pop("concurrency")
-    raw["grid"]["arrival"] = arrival
-    if concurrency is not None:
-        raw["grid"]["concurrency"] = concurrency
-    path.write_text(yaml.safe_dump(raw, sort_keys=False))
-    return path
+    return write_config(tmp_path, base_url, arrival=arrival, concurrency=concurrency, **settings)
 
 
 def open_loop_config(tmp_path, base_url: str, **arrival) -> Path:
